@@ -1,0 +1,19 @@
+"""flood_jax: the flooding regularizer for JAX, as an Optax transform, a Flax
+training state and a sweep engine that trains many flood levels at once."""
+
+from flood_jax._dataset import Dataset
+from flood_jax._loss import flooded_loss, iflooded_loss
+from flood_jax._train_state import FloodTrainState
+from flood_jax._transform import FloodState, flood, flooded_fraction
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dataset",
+    "FloodState",
+    "FloodTrainState",
+    "flood",
+    "flooded_fraction",
+    "flooded_loss",
+    "iflooded_loss",
+]

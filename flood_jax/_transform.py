@@ -1,0 +1,204 @@
+"""``flood``: the Optax transform that turns descent into ascent below the flood level."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, NamedTuple, Union
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+FloodLevel = Union[float, jax.Array, Callable[[chex.Numeric], chex.Numeric]]
+
+
+class FloodState(NamedTuple):
+  """State of :func:`flood`.
+
+  Attributes:
+    count: number of updates taken (drives a scheduled flood level).
+    flooded_count: number of updates on which ``value < flood_level``, i.e.
+      ascent steps. ``flooded_count / count`` is the flooded fraction that the
+      paper's code logs.
+  """
+
+  count: jax.Array
+  flooded_count: jax.Array
+
+
+def check_flood_level(flood_level: Any, *, name: str = "flood_level") -> None:
+  """Raises ``ValueError`` for a concrete flood level that is not finite and >= 0.
+
+  Traced and schedule values are left alone: they are checked where they are
+  known (a schedule's values cannot be checked before it runs).
+  """
+  if callable(flood_level) or isinstance(flood_level, jax.core.Tracer):
+    return
+  if isinstance(flood_level, bool):
+    raise ValueError(f"{name} must be a number, got the bool {flood_level!r}.")
+  if isinstance(flood_level, numbers.Number):
+    level = float(flood_level)  # type: ignore[arg-type]
+  else:
+    array = np.asarray(flood_level)
+    if array.ndim != 0:
+      raise ValueError(
+          f"{name} must be a scalar, got an array of shape {array.shape}; to"
+          " train several levels at once, jax.vmap over them or use"
+          " flood_jax.sweep."
+      )
+    if not np.issubdtype(array.dtype, np.number):
+      raise ValueError(f"{name} must be a number, got {flood_level!r}.")
+    level = float(array)
+  if not math.isfinite(level) or level < 0:
+    raise ValueError(
+        f"{name} must be a finite number >= 0, got {level!r}."
+    )
+
+
+def flood(flood_level: FloodLevel) -> optax.GradientTransformationExtraArgs:
+  r"""Flooding as an Optax transform: flips the update's sign below the flood level.
+
+  With ``J`` the mini-batch mean loss, passed to ``update`` as ``value``, and
+  ``b`` the flood level, every update leaf is multiplied by
+
+  .. math::
+
+    s = \begin{cases} +1 & J \ge b \\ -1 & J < b \end{cases}
+
+  which is exactly the gradient of the flooded loss
+  :math:`\tilde J = |J - b| + b`: :math:`\nabla \tilde J = s\,\nabla J`
+  (``s = +1`` at ``J == b``, as JAX's derivative of ``abs`` gives). So
+  ``optax.chain(flood(b), opt)`` trains exactly as ``opt`` on
+  :func:`flood_jax.flooded_loss`, without changing the loss function.
+
+  **Where to put it.** First in the chain, on the raw gradient, before any
+  stateful transform (momentum, Adam's moments, gradient clipping by global
+  norm is fine either side). That is the paper's method. Placed after
+  ``optax.adam``, it flips Adam's *step* instead of the gradient Adam sees: the
+  moments then keep accumulating descent directions and the ascent is a
+  one-step reversal, which is a different (unstudied) method.
+
+  A NaN ``value`` makes every update NaN (never a finite update of the wrong
+  sign), so ``isfinite`` guards catch it; ``optax.apply_if_finite`` checks the
+  updates it *receives*, so put it after ``flood``:
+  ``optax.chain(flood(b), optax.apply_if_finite(opt, max_consecutive_errors))``.
+
+  Args:
+    flood_level: the flood level ``b >= 0``: a float, a scalar array (it may
+      be traced, e.g. under ``jax.vmap`` over levels), or a schedule, a
+      callable of the step count like any Optax schedule. Works inside
+      ``optax.inject_hyperparams(flood)(flood_level=...)``.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` whose
+    ``update(updates, state, params=None, *, value, **extra_args)`` needs the
+    batch loss as ``value`` and ignores any other extra argument. Its state is
+    a :class:`FloodState`.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> import flood_jax as fj
+    >>> params = jnp.array([1.0, -2.0])
+    >>> loss_fn = lambda p: jnp.mean(p ** 2)
+    >>> tx = optax.chain(fj.flood(0.5), optax.sgd(0.1))
+    >>> state = tx.init(params)
+    >>> loss, grads = jax.value_and_grad(loss_fn)(params)
+    >>> updates, state = tx.update(grads, state, params, value=loss)
+    >>> params = optax.apply_updates(params, updates)
+    >>> [round(float(p), 2) for p in params]
+    [0.9, -1.8]
+
+  References:
+    Ishida et al., `Do We Need Zero Training Loss After Achieving Zero
+    Training Error? <https://arxiv.org/abs/2002.08709>`_, ICML 2020.
+  """
+  check_flood_level(flood_level)
+
+  def init_fn(params: optax.Params) -> FloodState:
+    del params
+    zero = jnp.zeros([], jnp.int32)
+    return FloodState(count=zero, flooded_count=zero)
+
+  def update_fn(
+      updates: optax.Updates,
+      state: FloodState,
+      params: optax.Params | None = None,
+      *,
+      value: chex.Numeric | None = None,
+      **extra_args: Any,
+  ) -> tuple[optax.Updates, FloodState]:
+    del params, extra_args
+    if value is None:
+      raise TypeError(
+          "flood needs the mini-batch loss: call"
+          " tx.update(grads, state, params, value=loss)."
+      )
+    value = jnp.asarray(value)
+    if value.shape != ():
+      raise ValueError(
+          "flood's value must be the scalar mini-batch mean loss, got shape"
+          f" {value.shape}; reduce it with jnp.mean first."
+      )
+    level = flood_level(state.count) if callable(flood_level) else flood_level
+    level = jnp.asarray(level)
+    if level.shape != ():
+      raise ValueError(
+          f"flood_level must be a scalar, got shape {level.shape}; to train"
+          " several levels at once, jax.vmap over them."
+      )
+    ascent = value < level
+    # NaN compares False both ways: give NaN, never a silent +1.
+    sign = jnp.where(ascent, -1.0, 1.0)
+    sign = jnp.where(jnp.isnan(value) | jnp.isnan(level), jnp.nan, sign)
+    updates = jax.tree.map(lambda u: u * sign.astype(u.dtype), updates)
+    new_state = FloodState(
+        count=optax.safe_increment(state.count),
+        flooded_count=jnp.where(
+            ascent,
+            optax.safe_increment(state.flooded_count),
+            state.flooded_count,
+        ),
+    )
+    return updates, new_state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def flooded_fraction(state: Any) -> jax.Array:
+  """Fraction of updates so far that were ascent steps, from any optimizer state.
+
+  Finds the :class:`FloodState` inside ``state`` (for example the state of
+  ``optax.chain(flood(b), opt)`` or of an ``inject_hyperparams`` wrapper) and
+  returns ``flooded_count / count`` (0 before the first update).
+
+  Examples:
+    >>> import jax.numpy as jnp, optax
+    >>> import flood_jax as fj
+    >>> tx = optax.chain(fj.flood(0.5), optax.sgd(0.1))
+    >>> state = tx.init(jnp.zeros(2))
+    >>> _, state = tx.update(jnp.ones(2), state, value=0.1)
+    >>> float(fj.flooded_fraction(state))
+    1.0
+  """
+  found = [
+      s
+      for s in jax.tree.leaves(
+          state, is_leaf=lambda x: isinstance(x, FloodState)
+      )
+      if isinstance(s, FloodState)
+  ]
+  if not found:
+    raise ValueError(
+        "no FloodState in this optimizer state; build the optimizer with"
+        " optax.chain(flood_jax.flood(level), ...)."
+    )
+  if len(found) > 1:
+    raise ValueError(
+        f"found {len(found)} FloodStates in this optimizer state; pass the one"
+        " you mean (e.g. state[0] of a chain)."
+    )
+  count = found[0].count
+  return found[0].flooded_count / jnp.maximum(count, 1)

@@ -1,0 +1,79 @@
+"""flooded_loss and iflooded_loss: values, gradient identities, jit/vmap/grad."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import flood_jax as fj
+
+
+@pytest.mark.parametrize("loss,level,expected", [
+    (0.3, 0.1, 0.3),    # above b: unchanged
+    (0.05, 0.1, 0.15),  # below b: reflected to 2b - J
+    (0.1, 0.1, 0.1),    # at b
+    (0.7, 0.0, 0.7),    # b = 0 is the ordinary loss
+])
+def test_flooded_loss_values(loss, level, expected):
+  np.testing.assert_allclose(fj.flooded_loss(loss, level), expected, rtol=1e-6)
+
+
+def test_flooded_loss_gradient_identity():
+  """grad |J - b| + b = s * grad J, s = +1 iff J >= b (including J == b)."""
+  w_data = jax.random.normal(jax.random.key(0), (8, 3))
+
+  def batch_loss(w):
+    return jnp.mean((w_data @ w) ** 2)
+
+  w = jnp.array([0.3, -0.2, 0.5])
+  j = batch_loss(w)
+  grad_j = jax.grad(batch_loss)(w)
+  for level, sign in [(0.0, 1.0), (j / 2, 1.0), (2 * j, -1.0)]:
+    grad_flooded = jax.jit(jax.grad(lambda w, b: fj.flooded_loss(batch_loss(w), b)))(w, level)
+    chex.assert_trees_all_equal(grad_flooded, sign * grad_j)
+
+
+def test_flooded_loss_gradient_at_the_level_is_plus_one():
+  # The transform's sign convention rests on this: descent at J == b.
+  for level in [0.0, 0.25, 3.0]:
+    assert float(jax.grad(fj.flooded_loss)(level, level)) == 1.0
+    assert float(jax.jit(jax.grad(fj.flooded_loss))(level, level)) == 1.0
+
+
+def test_flooded_loss_vmap_over_traced_levels():
+  levels = jnp.array([0.0, 0.2, 0.5, 1.0])
+  out = jax.jit(jax.vmap(fj.flooded_loss, in_axes=(None, 0)))(0.4, levels)
+  np.testing.assert_allclose(out, [0.4, 0.4, 0.6, 1.6], rtol=1e-6)
+  grads = jax.vmap(jax.grad(fj.flooded_loss), in_axes=(None, 0))(0.4, levels)
+  np.testing.assert_array_equal(grads, [1.0, 1.0, -1.0, -1.0])
+
+
+def test_iflooded_loss_is_mean_of_per_example_flooding():
+  losses = jnp.array([0.0, 0.05, 0.3, 1.2])
+  b = 0.1
+  expected = np.mean(np.abs(np.asarray(losses) - b) + b)
+  np.testing.assert_allclose(fj.iflooded_loss(losses, b), expected, rtol=1e-6)
+  # Differs from flooding the mean, which here is above b and so unchanged.
+  np.testing.assert_allclose(fj.flooded_loss(losses.mean(), b), losses.mean(), rtol=1e-6)
+  assert float(fj.iflooded_loss(losses, b)) > float(losses.mean())
+
+
+def test_iflooded_loss_gradient_flips_per_example():
+  x = jnp.array([1.0, 2.0])
+  # Per-example squared losses: 0.01 (below b) and 4.0 (above b).
+  w = 0.1
+  grad = jax.grad(lambda w: fj.iflooded_loss((w * x) ** 2 * jnp.array([1.0, 100.0]), 0.5))(w)
+  expected = np.mean([-2 * w * 1.0, 2 * w * 4.0 * 100.0])
+  np.testing.assert_allclose(grad, expected, rtol=1e-5)
+
+
+def test_iflooded_loss_vmap_over_levels():
+  losses = jnp.array([0.0, 0.4])
+  out = jax.vmap(fj.iflooded_loss, in_axes=(None, 0))(losses, jnp.array([0.0, 0.2]))
+  np.testing.assert_allclose(out, [0.2, 0.4], rtol=1e-6)  # b=0.2: (0.4 + 0.4) / 2
+
+
+def test_iflooded_loss_rejects_a_scalar():
+  with pytest.raises(ValueError, match="flooded_loss"):
+    fj.iflooded_loss(0.3, 0.1)
