@@ -3,6 +3,8 @@ training state and a sweep engine that trains many flood levels at once."""
 
 from flood_jax._dataset import Dataset
 from flood_jax._loss import flooded_loss, iflooded_loss
+from flood_jax._result import SweepResult
+from flood_jax._sweep import sweep
 from flood_jax._train_state import FloodTrainState
 from flood_jax._transform import FloodState, flood, flooded_fraction
 
@@ -12,8 +14,10 @@ __all__ = [
     "Dataset",
     "FloodState",
     "FloodTrainState",
+    "SweepResult",
     "flood",
     "flooded_fraction",
     "flooded_loss",
     "iflooded_loss",
+    "sweep",
 ]
