@@ -97,7 +97,9 @@ def sweep(
       default ``optax.softmax_cross_entropy_with_integer_labels``.
     chunk_size: models trained together per device (vmapped). Default: chosen
       from the model's size and the platform (a few at a time on a CPU, many
-      on an accelerator).
+      on an accelerator), and at most the models per device. Given
+      explicitly, it is kept even for a smaller sweep (padded with copies),
+      which makes each model's numbers independent of the sweep's size.
     mesh: a 1-D ``jax.sharding.Mesh`` to shard the sweep axis over; default
       all devices (only as many as there are models).
     epochs_per_call: epochs run per compiled call; the progress bar and the
@@ -150,8 +152,11 @@ def sweep(
   num_devices = min(len(devices), num_models)
   per_device = math.ceil(num_models / num_devices)
   if chunk_size is None:
-    chunk_size = auto_chunk_size(model, data, batch_size, devices[0].platform)
-  chunk_size = min(chunk_size, per_device)
+    chunk_size = min(
+        auto_chunk_size(model, data, batch_size, devices[0].platform), per_device
+    )
+  # A chunk_size given explicitly is kept even when it exceeds the models per
+  # device (the chunk is padded), so every model runs the same program.
   group = chunk_size * num_devices  # models per call
   num_calls = math.ceil(num_models / group)
   padded = num_calls * group

@@ -1,0 +1,592 @@
+"""Data sets for flooding experiments, returned as :class:`flood_jax.Dataset`.
+
+One entry point, :func:`load`, with the names in :data:`DATASETS`:
+
+* Built in, offline, generated in a second or less:
+
+  - ``two_gaussians``, ``sinusoid``, ``spiral``: the synthetic binary data sets
+    of the flooding paper (Ishida et al., 2020, Sec. 4.1), generated as in the
+    official code (``takashiishida/flooding``, folder ``synthetic/``).
+  - ``mnist1d``: MNIST-1D (Greydanus, 2020), built locally by the ``mnist1d``
+    package (never downloaded).
+  - ``digits``: scikit-learn's 8x8 hand-written digits (ships with sklearn).
+
+* Benchmark image sets, through the optional extra
+  ``pip install "flood_jax[datasets]"``: ``mnist``, ``fashion_mnist``,
+  ``kmnist``, ``cifar10``, ``cifar100``, ``svhn``. They are read with Hugging
+  Face ``datasets`` rather than TensorFlow Datasets because ``datasets`` does
+  not pull in TensorFlow (a multi-GB dependency whose pinned versions conflict
+  with JAX's), hands back NumPy-convertible data directly, and caches in a
+  standard place (``~/.cache/huggingface``, or ``cache_dir``). They need a
+  network connection the first time; later loads read the local cache.
+
+Every set has a train, a validation (for choosing the flood level) and a test
+split. ``label_noise=r`` replaces exactly ``round(r * n)`` labels of the
+training split and, separately, of the validation split, chosen at random,
+with a different class drawn uniformly (for two classes: the other one). The
+test split is always clean. All randomness comes from
+``numpy.random.default_rng(seed)``; NumPy's and Python's global random states
+are left as they were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import inspect
+import os
+import random
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from flood_jax._dataset import Dataset
+
+__all__ = ["DATASETS", "IMAGE_SETS", "ImageSpec", "load"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSpec:
+  """Where a benchmark image set lives on the Hugging Face Hub, and its format.
+
+  Attributes:
+    hub_id: repository id on the Hub.
+    config: configuration name passed to ``datasets.load_dataset`` (or None).
+    image_column: column holding the images (``datasets.Image`` feature).
+    label_column: column holding the integer class labels.
+    num_classes: number of classes.
+    mean: per-channel mean of the training images scaled to [0, 1].
+    std: per-channel standard deviation of the same.
+  """
+
+  hub_id: str
+  config: Optional[str]
+  image_column: str
+  label_column: str
+  num_classes: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+
+  @property
+  def channels(self) -> int:
+    """Number of colour channels (1: grey, 3: RGB)."""
+    return len(self.mean)
+
+
+#: The benchmark image sets: Hub location, columns, classes, normalization.
+IMAGE_SETS: dict[str, ImageSpec] = {
+    "mnist": ImageSpec(
+        "ylecun/mnist", None, "image", "label", 10, (0.1307,), (0.3081,)),
+    "fashion_mnist": ImageSpec(
+        "zalando-datasets/fashion_mnist", None, "image", "label", 10,
+        (0.2860,), (0.3530,)),
+    "kmnist": ImageSpec(
+        "tanganke/kmnist", None, "image", "label", 10, (0.1904,), (0.3475,)),
+    "cifar10": ImageSpec(
+        "uoft-cs/cifar10", None, "img", "label", 10,
+        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ImageSpec(
+        "uoft-cs/cifar100", None, "img", "fine_label", 100,
+        (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "svhn": ImageSpec(
+        "ufldl-stanford/svhn", "cropped_digits", "image", "label", 10,
+        (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+}
+
+#: Names accepted by :func:`load`.
+DATASETS: tuple[str, ...] = (
+    "two_gaussians", "sinusoid", "spiral", "mnist1d", "digits",
+    *IMAGE_SETS,
+)
+
+
+def load(name: str, **options: Any) -> Dataset:
+  """Loads a data set by name.
+
+  Options by data set (defaults in brackets):
+
+  * ``two_gaussians``: ``n_train`` [100], ``n_val`` [100], ``n_test``
+    [10000], ``dim`` [10], ``label_noise`` [0.0], ``seed`` [0]. Class 0 is
+    ``N(0, I)``, class 1 is ``N(1, I)`` in ``dim`` dimensions; balanced.
+  * ``sinusoid``: ``n_train``, ``n_val``, ``n_test``, ``label_noise``,
+    ``seed`` as above. ``x`` uniform in the disk of radius 2; label 1 where
+    ``1.5 * x1 + sin(1.5 * x2) > 0``.
+  * ``spiral``: the same, plus ``noise`` [1.0], the standard deviation of the
+    Gaussian noise added to each coordinate (the official code's default).
+    Two interleaved spirals, balanced.
+  * ``mnist1d``: ``n_val`` [1000], ``n_train`` [all the rest: 3000],
+    ``label_noise``, ``seed``. 40 features, 10 classes, 1000 test examples.
+  * ``digits``: ``val_fraction`` [0.2], ``test_fraction`` [0.2],
+    ``label_noise``, ``seed``. 64 features in [0, 1], 10 classes.
+  * ``mnist``, ``fashion_mnist``, ``kmnist``, ``cifar10``, ``cifar100``,
+    ``svhn``: ``n_val`` [10% of the training split], ``n_train`` [the rest],
+    ``n_test`` [all], ``flatten`` [False], ``label_noise``, ``seed``,
+    ``cache_dir`` [Hugging Face's default], ``hf_path`` [None: download from
+    the Hub; or a directory written by ``DatasetDict.save_to_disk``]. Needs
+    ``pip install "flood_jax[datasets]"`` and, the first time, a network.
+
+  Args:
+    name: one of :data:`DATASETS` (case and ``-``/``_`` are not significant).
+    **options: the data set's options listed above; any other raises.
+
+  Returns:
+    A :class:`flood_jax.Dataset` with float32 inputs and int32 labels.
+
+  Raises:
+    ValueError: unknown name, unknown option, or an option out of range.
+    ImportError: an image set was asked for without the ``datasets`` extra.
+
+  Examples:
+    >>> from flood_jax import data
+    >>> ds = data.load("two_gaussians", label_noise=0.1, seed=0)
+    >>> ds
+    Dataset(name='two_gaussians', train=100, val=100, test=10000, input_shape=(10,), num_classes=2)
+    >>> data.load("spiral", n_train=50).x_train.shape
+    (50, 2)
+  """
+  key = None
+  if isinstance(name, str):
+    key = name.strip().lower().replace("-", "_")
+  if key not in _BUILDERS:
+    raise ValueError(
+        f"unknown data set {name!r}; known data sets: {', '.join(DATASETS)}."
+    )
+  builder = _BUILDERS[key]
+  accepted = _option_names(builder)
+  unknown = [k for k in options if k not in accepted]
+  if unknown:
+    hints = [difflib.get_close_matches(k, accepted, n=1) for k in unknown]
+    hint = "".join(
+        f" (did you mean {h[0]!r} for {k!r}?)" for k, h in zip(unknown, hints)
+        if h
+    )
+    raise ValueError(
+        f"unknown option{'s' if len(unknown) > 1 else ''}"
+        f" {', '.join(map(repr, unknown))} for data set {key!r}{hint}; it"
+        f" takes: {', '.join(accepted)}."
+    )
+  return builder(**options)
+
+
+def _option_names(builder: Callable[..., Dataset]) -> list[str]:
+  params = inspect.signature(builder).parameters.values()
+  return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+# --------------------------------------------------------------------------
+# Checks shared by the builders (each raises a one-line ValueError).
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise ValueError(f"{name} must be an integer, got {value!r}.")
+  if value < minimum:
+    raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+  return int(value)
+
+
+def _check_noise(label_noise: Any) -> float:
+  if isinstance(label_noise, bool) or not isinstance(
+      label_noise, (int, float, np.integer, np.floating)):
+    raise ValueError(f"label_noise must be a number, got {label_noise!r}.")
+  if not 0.0 <= float(label_noise) < 1.0:
+    raise ValueError(
+        f"label_noise must be in [0, 1) (a fraction of labels), got"
+        f" {label_noise}."
+    )
+  return float(label_noise)
+
+
+def _check_seed(seed: Any) -> int:
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+  if seed < 0:
+    raise ValueError(f"seed must be a non-negative integer, got {seed}.")
+  return int(seed)
+
+
+def _check_float(name: str, value: Any, low: float, high: float,
+                 low_open: bool = False, high_open: bool = True) -> float:
+  if isinstance(value, bool) or not isinstance(
+      value, (int, float, np.integer, np.floating)):
+    raise ValueError(f"{name} must be a number, got {value!r}.")
+  value = float(value)
+  too_low = value <= low if low_open else value < low
+  too_high = value >= high if high_open else value > high
+  if not np.isfinite(value) or too_low or too_high:
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    interval = f"{left}{low}, {high}{right}"
+    raise ValueError(f"{name} must be in {interval}, got {value}.")
+  return value
+
+
+def _split_sizes(n_total: int, n_val: Optional[int], n_train: Optional[int],
+                 default_val: int) -> tuple[int, int]:
+  """Validates the validation and training sizes carved from ``n_total``."""
+  n_val = default_val if n_val is None else _check_int("n_val", n_val, 1)
+  if n_val > n_total - 2:
+    raise ValueError(
+        f"n_val={n_val} is too large: the training split has {n_total}"
+        f" examples and at least 2 must stay for training, so n_val <="
+        f" {n_total - 2}."
+    )
+  rest = n_total - n_val
+  n_train = rest if n_train is None else _check_int("n_train", n_train, 2)
+  if n_train > rest:
+    raise ValueError(
+        f"n_train={n_train} is more than the {rest} training examples left"
+        f" after taking n_val={n_val} for validation."
+    )
+  return n_val, n_train
+
+
+def _corrupt(y: np.ndarray, rate: float, num_classes: int,
+             rng: np.random.Generator) -> np.ndarray:
+  """Gives exactly ``round(rate * len(y))`` labels a different class."""
+  y = np.array(y, dtype=np.int32)
+  n_flip = int(round(rate * len(y)))
+  if n_flip == 0:
+    return y
+  idx = rng.choice(len(y), size=n_flip, replace=False)
+  shift = rng.integers(1, num_classes, size=n_flip)  # never 0: always changes
+  y[idx] = (y[idx] + shift) % num_classes
+  return y
+
+
+def _with_noise(label_noise: float, num_classes: int,
+                rng: np.random.Generator, *, name: str, x_train: np.ndarray,
+                y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                x_test: np.ndarray, y_test: np.ndarray) -> Dataset:
+  """Builds a ``Dataset``, corrupting the train and validation labels."""
+  return Dataset(
+      x_train=x_train,
+      y_train=_corrupt(y_train, label_noise, num_classes, rng),
+      x_val=x_val,
+      y_val=_corrupt(y_val, label_noise, num_classes, rng),
+      x_test=x_test,
+      y_test=y_test,
+      num_classes=num_classes,
+      name=name,
+  )
+
+
+# --------------------------------------------------------------------------
+# The paper's synthetic sets.
+
+_Sampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
+
+
+def _synthetic(name: str, sample: _Sampler, n_train: int, n_val: int,
+               n_test: int, label_noise: float, seed: int) -> Dataset:
+  n_train = _check_int("n_train", n_train, 2)
+  n_val = _check_int("n_val", n_val, 1)
+  n_test = _check_int("n_test", n_test, 1)
+  label_noise = _check_noise(label_noise)
+  # One independent stream per split and one for the noise: the test set does
+  # not change with n_train, and the clean data not with label_noise.
+  train_rng, val_rng, test_rng, noise_rng = (
+      np.random.default_rng(_check_seed(seed)).spawn(4))
+  x_train, y_train = sample(train_rng, n_train)
+  x_val, y_val = sample(val_rng, n_val)
+  x_test, y_test = sample(test_rng, n_test)
+  return _with_noise(label_noise, 2, noise_rng, name=name,
+                     x_train=x_train, y_train=y_train, x_val=x_val,
+                     y_val=y_val, x_test=x_test, y_test=y_test)
+
+
+def _shuffled(rng: np.random.Generator, x: np.ndarray,
+              y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  order = rng.permutation(len(y))
+  return x[order], y[order]
+
+
+def _two_gaussians(*, n_train: int = 100, n_val: int = 100,
+                   n_test: int = 10_000, dim: int = 10,
+                   label_noise: float = 0.0, seed: int = 0) -> Dataset:
+  """Two Gaussians: class 0 ~ N(0, I), class 1 ~ N(1, I) in ``dim`` dims."""
+  dim = _check_int("dim", dim, 1)
+
+  def sample(rng: np.random.Generator, n: int):
+    n1 = n // 2
+    x = rng.standard_normal((n, dim))
+    y = np.zeros(n, np.int32)
+    y[n - n1:] = 1
+    x[y == 1] += 1.0
+    return _shuffled(rng, x, y)
+
+  return _synthetic("two_gaussians", sample, n_train, n_val, n_test,
+                    label_noise, seed)
+
+
+def _sinusoid(*, n_train: int = 100, n_val: int = 100, n_test: int = 10_000,
+              label_noise: float = 0.0, seed: int = 0) -> Dataset:
+  """Sinusoid: uniform in the radius-2 disk, y = [1.5 x1 + sin(1.5 x2) > 0]."""
+
+  def sample(rng: np.random.Generator, n: int):
+    radius = 2.0 * np.sqrt(rng.random(n))
+    angle = 2.0 * np.pi * rng.random(n)
+    x = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+    y = (1.5 * x[:, 0] + np.sin(1.5 * x[:, 1]) > 0).astype(np.int32)
+    return x, y
+
+  return _synthetic("sinusoid", sample, n_train, n_val, n_test, label_noise,
+                    seed)
+
+
+def _spiral(*, n_train: int = 100, n_val: int = 100, n_test: int = 10_000,
+            noise: float = 1.0, label_noise: float = 0.0,
+            seed: int = 0) -> Dataset:
+  """Two interleaved spirals, as in the official code.
+
+  Per class, ``t`` runs evenly over ``[0, 4 pi]``; class 1 lies at radius
+  ``t`` and class 0 at radius ``t + pi``, both at angle ``t``, plus Gaussian
+  noise of standard deviation ``noise`` on each coordinate.
+  """
+  noise = _check_float("noise", noise, 0.0, np.inf)
+
+  def sample(rng: np.random.Generator, n: int):
+    xs, ys = [], []
+    for label, count, offset in ((1, n // 2, 0.0), (0, n - n // 2, np.pi)):
+      t = np.linspace(0.0, 4.0 * np.pi, count)
+      r = t + offset
+      xs.append(np.stack([r * np.cos(t), r * np.sin(t)], axis=1))
+      ys.append(np.full(count, label, np.int32))
+    x = np.concatenate(xs) + noise * rng.standard_normal((n, 2))
+    return _shuffled(rng, x, np.concatenate(ys))
+
+  return _synthetic("spiral", sample, n_train, n_val, n_test, label_noise,
+                    seed)
+
+
+# --------------------------------------------------------------------------
+# MNIST-1D and scikit-learn's digits.
+
+
+def _mnist1d(*, n_val: int = 1000, n_train: Optional[int] = None,
+             label_noise: float = 0.0, seed: int = 0) -> Dataset:
+  """MNIST-1D, standardized with the training split's global mean and std.
+
+  The standard MNIST-1D (the package's default arguments, its own seed 42:
+  4000 training and 1000 test examples of length 40) is generated locally;
+  ``seed`` picks the validation split carved from the 4000 and the label
+  noise. Inputs are standardized with one mean and one standard deviation
+  computed over all values of the training split (global, not per feature:
+  it keeps the signals' shapes).
+  """
+  label_noise = _check_noise(label_noise)
+  split_rng, noise_rng = np.random.default_rng(_check_seed(seed)).spawn(2)
+  # Checked before the (one second) generation; 4000 is the package default.
+  _split_sizes(4000, n_val, n_train, default_val=1000)
+
+  # Imported here: mnist1d pulls in matplotlib and requests.
+  from mnist1d.data import get_dataset_args, make_dataset
+
+  # make_dataset reseeds NumPy's and Python's global generators; undo that.
+  numpy_state, python_state = np.random.get_state(), random.getstate()
+  try:
+    raw = make_dataset(get_dataset_args())
+  finally:
+    np.random.set_state(numpy_state)
+    random.setstate(python_state)
+
+  x, y = np.asarray(raw["x"]), np.asarray(raw["y"])
+  n_val, n_train = _split_sizes(len(y), n_val, n_train, default_val=1000)
+  order = split_rng.permutation(len(y))
+  val, train = order[:n_val], order[n_val:n_val + n_train]
+  mean, std = x[train].mean(), x[train].std()
+
+  def scale(a: np.ndarray) -> np.ndarray:
+    return ((a - mean) / std).astype(np.float32)
+
+  return _with_noise(label_noise, 10, noise_rng, name="mnist1d",
+                     x_train=scale(x[train]), y_train=y[train],
+                     x_val=scale(x[val]), y_val=y[val],
+                     x_test=scale(np.asarray(raw["x_test"])),
+                     y_test=np.asarray(raw["y_test"]))
+
+
+def _digits(*, val_fraction: float = 0.2, test_fraction: float = 0.2,
+            label_noise: float = 0.0, seed: int = 0) -> Dataset:
+  """scikit-learn's digits: 1797 8x8 images, pixels / 16, flattened to 64."""
+  val_fraction = _check_float("val_fraction", val_fraction, 0.0, 1.0,
+                              low_open=True)
+  test_fraction = _check_float("test_fraction", test_fraction, 0.0, 1.0,
+                               low_open=True)
+  label_noise = _check_noise(label_noise)
+  from sklearn.datasets import load_digits
+
+  bunch = load_digits()
+  x = (bunch.data / 16.0).astype(np.float32)
+  y = bunch.target.astype(np.int32)
+  n = len(y)
+  n_val, n_test = int(round(val_fraction * n)), int(round(test_fraction * n))
+  if min(n_val, n_test) < 1 or n - n_val - n_test < 2:
+    raise ValueError(
+        f"val_fraction={val_fraction} and test_fraction={test_fraction} leave"
+        f" {n - n_val - n_test} of {n} examples for training and {n_val},"
+        f" {n_test} for validation and test; each split needs examples."
+    )
+  split_rng, noise_rng = np.random.default_rng(_check_seed(seed)).spawn(2)
+  order = split_rng.permutation(n)
+  test, val, train = order[:n_test], order[n_test:n_test + n_val], order[
+      n_test + n_val:]
+  return _with_noise(label_noise, 10, noise_rng, name="digits",
+                     x_train=x[train], y_train=y[train], x_val=x[val],
+                     y_val=y[val], x_test=x[test], y_test=y[test])
+
+
+# --------------------------------------------------------------------------
+# Benchmark image sets through Hugging Face `datasets`.
+
+
+def _load_image_set(name: str, *, n_val: Optional[int] = None,
+                    n_train: Optional[int] = None,
+                    n_test: Optional[int] = None, flatten: bool = False,
+                    label_noise: float = 0.0, seed: int = 0,
+                    cache_dir: Union[str, os.PathLike, None] = None,
+                    hf_path: Union[str, os.PathLike, None] = None) -> Dataset:
+  """Downloads (or reads from the cache or ``hf_path``) an image set."""
+  spec = IMAGE_SETS[name]
+  # Check everything that can be checked before a possibly long download.
+  _check_noise(label_noise)
+  _check_seed(seed)
+  for option, value, minimum in (("n_val", n_val, 1), ("n_train", n_train, 2),
+                                 ("n_test", n_test, 1)):
+    if value is not None:
+      _check_int(option, value, minimum)
+  if not isinstance(flatten, (bool, np.bool_)):
+    raise ValueError(f"flatten must be True or False, got {flatten!r}.")
+  if hf_path is not None and cache_dir is not None:
+    raise ValueError(
+        "give hf_path (a local copy) or cache_dir (where to cache a download),"
+        " not both."
+    )
+  try:
+    import datasets
+    import PIL.Image  # noqa: F401 (checks Pillow is there)
+  except ImportError as err:
+    raise ImportError(
+        f"loading {name!r} needs the optional extra: pip install"
+        ' "flood_jax[datasets]"'
+    ) from err
+  if hf_path is not None:
+    dataset_dict = datasets.load_from_disk(os.fspath(hf_path))
+  else:
+    dataset_dict = datasets.load_dataset(
+        spec.hub_id, spec.config,
+        cache_dir=None if cache_dir is None else os.fspath(cache_dir))
+  return _from_hf(dataset_dict, spec, name=name, n_val=n_val, n_train=n_train,
+                  n_test=n_test, flatten=flatten, label_noise=label_noise,
+                  seed=seed)
+
+
+def _from_hf(dataset_dict: Any, spec: ImageSpec, *, name: str,
+             n_val: Optional[int] = None, n_train: Optional[int] = None,
+             n_test: Optional[int] = None, flatten: bool = False,
+             label_noise: float = 0.0, seed: int = 0) -> Dataset:
+  """Converts a ``datasets.DatasetDict`` with train and test splits.
+
+  Validation examples (``n_val``, default 10%) are drawn at random from the
+  training split, then ``n_train`` training examples (default: all the rest)
+  and ``n_test`` test examples (default: all). Pixels are scaled to [0, 1]
+  and normalized per channel with ``spec.mean`` and ``spec.std``; inputs have
+  shape ``(n, height, width, channels)`` (grey images get a channel axis), or
+  ``(n, height * width * channels)`` with ``flatten=True``.
+  """
+  label_noise = _check_noise(label_noise)
+  missing = [s for s in ("train", "test") if s not in dataset_dict]
+  if missing:
+    raise ValueError(
+        f"the {name!r} data has no {' or '.join(missing)} split; it has"
+        f" {list(dataset_dict)}."
+    )
+  train_split, test_split = dataset_dict["train"], dataset_dict["test"]
+  for split_name, split in (("train", train_split), ("test", test_split)):
+    absent = [c for c in (spec.image_column, spec.label_column)
+              if c not in split.column_names]
+    if absent:
+      raise ValueError(
+          f"the {name!r} {split_name} split has no column"
+          f" {', '.join(map(repr, absent))}; its columns are"
+          f" {split.column_names}."
+      )
+  n_val, n_train = _split_sizes(
+      len(train_split), n_val, n_train,
+      default_val=max(1, int(round(0.1 * len(train_split)))))
+  n_test_all = len(test_split)
+  n_test = n_test_all if n_test is None else _check_int("n_test", n_test, 1)
+  if n_test > n_test_all:
+    raise ValueError(
+        f"n_test={n_test} is more than the {n_test_all} test examples.")
+
+  split_rng, test_rng, noise_rng = (
+      np.random.default_rng(_check_seed(seed)).spawn(3))
+  order = split_rng.permutation(len(train_split))
+  # Sorted indices read the Arrow table in order; the order is irrelevant
+  # since training shuffles.
+  val_idx = np.sort(order[:n_val])
+  train_idx = np.sort(order[n_val:n_val + n_train])
+  test_idx = (np.arange(n_test) if n_test == n_test_all else
+              np.sort(test_rng.choice(n_test_all, n_test, replace=False)))
+
+  train_labels = _labels(train_split, spec.label_column)
+  test_labels = _labels(test_split, spec.label_column)
+
+  def inputs(split: Any, idx: np.ndarray) -> np.ndarray:
+    x = _images(split, idx, spec)
+    mean = np.asarray(spec.mean, np.float32)
+    std = np.asarray(spec.std, np.float32)
+    x = (x.astype(np.float32) / np.float32(255.0) - mean) / std
+    return x.reshape(len(x), -1) if flatten else x
+
+  return _with_noise(label_noise, spec.num_classes, noise_rng, name=name,
+                     x_train=inputs(train_split, train_idx),
+                     y_train=train_labels[train_idx],
+                     x_val=inputs(train_split, val_idx),
+                     y_val=train_labels[val_idx],
+                     x_test=inputs(test_split, test_idx),
+                     y_test=test_labels[test_idx])
+
+
+def _labels(split: Any, column: str) -> np.ndarray:
+  batch = split.with_format("numpy", columns=[column])[:]
+  return np.asarray(batch[column]).astype(np.int32)
+
+
+def _images(split: Any, idx: Sequence[int], spec: ImageSpec,
+            batch_size: int = 1024) -> np.ndarray:
+  """Decodes the images at ``idx`` to uint8 ``(n, height, width, channels)``."""
+  mode = "L" if spec.channels == 1 else "RGB"
+  subset = split.select(idx).select_columns([spec.image_column]).with_format(
+      None)
+  out: Optional[np.ndarray] = None
+  row = 0
+  for batch in subset.iter(batch_size=batch_size):
+    for image in batch[spec.image_column]:
+      if hasattr(image, "convert") and image.mode != mode:
+        image = image.convert(mode)
+      a = np.asarray(image, dtype=np.uint8)
+      if a.ndim == 2:
+        a = a[:, :, None]
+      if out is None:
+        out = np.empty((len(idx), *a.shape), np.uint8)
+      if a.shape != out.shape[1:]:
+        raise ValueError(
+            f"images differ in shape: {a.shape} after {out.shape[1:]}; this"
+            " loader needs images of one size."
+        )
+      out[row] = a
+      row += 1
+  assert out is not None and row == len(idx)
+  return out
+
+
+_BUILDERS: dict[str, Callable[..., Dataset]] = {
+    "two_gaussians": _two_gaussians,
+    "sinusoid": _sinusoid,
+    "spiral": _spiral,
+    "mnist1d": _mnist1d,
+    "digits": _digits,
+    **{name: functools.partial(_load_image_set, name) for name in IMAGE_SETS},
+}

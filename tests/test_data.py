@@ -1,0 +1,416 @@
+"""flood_jax.data: built-in sets, the Hugging Face loader on local data,
+errors."""
+
+import random
+import sys
+
+import numpy as np
+import pytest
+
+import flood_jax as fj
+from flood_jax import data
+
+SYNTHETIC = ("two_gaussians", "sinusoid", "spiral")
+DIMS = {"two_gaussians": 10, "sinusoid": 2, "spiral": 2}
+
+
+def _assert_same(a: fj.Dataset, b: fj.Dataset) -> None:
+  for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+    np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def _check_types(ds: fj.Dataset) -> None:
+  for split in ("train", "val", "test"):
+    assert getattr(ds, f"x_{split}").dtype == np.float32
+    assert getattr(ds, f"y_{split}").dtype == np.int32
+
+
+def _numpy_state_equal(a, b) -> bool:
+  return a[0] == b[0] and np.array_equal(a[1], b[1]) and a[2:] == b[2:]
+
+
+def test_names():
+  assert data.DATASETS == (
+      "two_gaussians", "sinusoid", "spiral", "mnist1d", "digits", "mnist",
+      "fashion_mnist", "kmnist", "cifar10", "cifar100", "svhn")
+  assert set(data.IMAGE_SETS) == set(data.DATASETS[5:])
+  for spec in data.IMAGE_SETS.values():
+    assert len(spec.mean) == len(spec.std) in (1, 3)
+
+
+# --------------------------------------------------------------------------
+# Synthetic sets.
+
+
+@pytest.mark.parametrize("name", SYNTHETIC)
+def test_synthetic_shapes_dtypes_balance(name):
+  before = np.random.get_state()
+  ds = data.load(name)
+  assert _numpy_state_equal(before, np.random.get_state())
+  assert ds.name == name and ds.num_classes == 2
+  assert ds.x_train.shape == (100, DIMS[name])
+  assert ds.x_val.shape == (100, DIMS[name])
+  assert ds.x_test.shape == (10_000, DIMS[name])
+  _check_types(ds)
+  for y in (ds.y_train, ds.y_val, ds.y_test):
+    assert set(np.unique(y)) == {0, 1}
+    if name == "sinusoid":  # balanced in expectation only
+      assert 0.4 < y.mean() < 0.6
+    else:  # balanced by construction
+      assert y.sum() == len(y) // 2
+
+
+@pytest.mark.parametrize("name", SYNTHETIC)
+def test_synthetic_size_options(name):
+  ds = data.load(name, n_train=7, n_val=3, n_test=5)
+  assert (ds.num_train, len(ds.y_val), len(ds.y_test)) == (7, 3, 5)
+  if name != "sinusoid":
+    assert ds.y_train.sum() == 3 and ds.y_val.sum() == 1
+
+
+@pytest.mark.parametrize("name", SYNTHETIC)
+def test_synthetic_seeds(name):
+  _assert_same(data.load(name, seed=3), data.load(name, seed=3))
+  a, b = data.load(name, seed=3), data.load(name, seed=4)
+  assert not np.array_equal(a.x_train, b.x_train)
+  assert not np.array_equal(a.x_test, b.x_test)
+  # The test set does not depend on the training set's size.
+  np.testing.assert_array_equal(data.load(name, seed=3, n_train=10).x_test,
+                                a.x_test)
+
+
+@pytest.mark.parametrize("name", SYNTHETIC)
+@pytest.mark.parametrize("rate", [0.1, 0.25, 0.37])
+def test_synthetic_label_noise_is_exact(name, rate):
+  clean = data.load(name, seed=1, n_train=200, n_val=60, n_test=500)
+  noisy = data.load(name, seed=1, n_train=200, n_val=60, n_test=500,
+                    label_noise=rate)
+  for split, n in (("train", 200), ("val", 60)):
+    np.testing.assert_array_equal(getattr(noisy, f"x_{split}"),
+                                  getattr(clean, f"x_{split}"))
+    flipped = getattr(noisy, f"y_{split}") != getattr(clean, f"y_{split}")
+    assert flipped.sum() == round(rate * n)
+  np.testing.assert_array_equal(noisy.x_test, clean.x_test)
+  np.testing.assert_array_equal(noisy.y_test, clean.y_test)
+
+
+def _sinusoid_rule(x):
+  return (1.5 * x[:, 0] + np.sin(1.5 * x[:, 1]) > 0).astype(np.int32)
+
+
+def test_sinusoid_follows_the_rule_and_fills_the_disk():
+  ds = data.load("sinusoid", seed=2)
+  for x, y in ((ds.x_train, ds.y_train), (ds.x_val, ds.y_val),
+               (ds.x_test, ds.y_test)):
+    np.testing.assert_array_equal(y, _sinusoid_rule(x))
+  radius = np.linalg.norm(ds.x_test, axis=1)
+  assert radius.max() <= 2.0 + 1e-6
+  # Uniform in the disk: a fraction (r/2)^2 of the points lies within r.
+  for r in (0.5, 1.0, 1.5):
+    assert abs(np.mean(radius < r) - (r / 2) ** 2) < 0.02
+  noisy = data.load("sinusoid", seed=2, label_noise=0.2)
+  assert np.sum(noisy.y_train != _sinusoid_rule(noisy.x_train)) == 20
+  np.testing.assert_array_equal(noisy.y_test, _sinusoid_rule(noisy.x_test))
+
+
+def test_two_gaussians_means_and_dim():
+  ds = data.load("two_gaussians", seed=5)
+  x, y = ds.x_test, ds.y_test
+  np.testing.assert_allclose(x[y == 0].mean(0), 0.0, atol=0.06)
+  np.testing.assert_allclose(x[y == 1].mean(0), 1.0, atol=0.06)
+  np.testing.assert_allclose(x[y == 0].std(0), 1.0, atol=0.05)
+  assert data.load("two_gaussians", dim=3).input_shape == (3,)
+
+
+def test_spiral_arms():
+  ds = data.load("spiral", noise=0.0, n_test=400)
+  x, y = ds.x_test, ds.y_test
+  radius, angle = np.linalg.norm(x, axis=1), np.arctan2(x[:, 1], x[:, 0])
+  # Class 1 at radius t and angle t; class 0 at radius t + pi and angle t.
+  np.testing.assert_allclose(np.cos(angle[y == 1] - radius[y == 1]), 1.0,
+                             atol=1e-5)
+  np.testing.assert_allclose(np.cos(angle[y == 0] - radius[y == 0]), -1.0,
+                             atol=1e-5)
+  assert radius.max() == pytest.approx(5 * np.pi, rel=1e-5)
+  noisy = data.load("spiral", noise=1.0, n_test=400)
+  assert not np.allclose(noisy.x_test, x)
+
+
+# --------------------------------------------------------------------------
+# MNIST-1D.
+
+
+@pytest.fixture(scope="module")
+def mnist1d():
+  return data.load("mnist1d", seed=0)
+
+
+def test_mnist1d_shapes_and_standardization(mnist1d):
+  ds = mnist1d
+  assert ds.name == "mnist1d" and ds.num_classes == 10
+  assert ds.x_train.shape == (3000, 40)
+  assert ds.x_val.shape == (1000, 40)
+  assert ds.x_test.shape == (1000, 40)
+  _check_types(ds)
+  assert abs(float(ds.x_train.mean())) < 1e-4
+  assert abs(float(ds.x_train.std()) - 1.0) < 1e-4
+  for y in (ds.y_train, ds.y_val, ds.y_test):
+    counts = np.bincount(y, minlength=10)
+    assert counts.min() > 0.7 * len(y) / 10
+
+
+def test_mnist1d_is_deterministic_and_restores_global_random_state(mnist1d):
+  np.random.seed(123)
+  random.seed(456)
+  numpy_state, python_state = np.random.get_state(), random.getstate()
+  again = data.load("mnist1d", seed=0)
+  assert _numpy_state_equal(numpy_state, np.random.get_state())
+  assert random.getstate() == python_state
+  _assert_same(again, mnist1d)
+
+
+def test_mnist1d_seed_and_sizes(mnist1d):
+  other = data.load("mnist1d", seed=1, n_val=500, n_train=200)
+  assert (other.num_train, len(other.y_val), len(other.y_test)) == (200, 500,
+                                                                     1000)
+  # Another seed draws another validation split; the test inputs are the
+  # same examples (standardized with the other training split's statistics).
+  assert not np.allclose(other.x_train[:200], mnist1d.x_train[:200])
+  np.testing.assert_array_equal(other.y_test, mnist1d.y_test)
+
+
+def test_mnist1d_label_noise_is_exact(mnist1d):
+  noisy = data.load("mnist1d", seed=0, label_noise=0.2)
+  np.testing.assert_array_equal(noisy.x_train, mnist1d.x_train)
+  assert np.sum(noisy.y_train != mnist1d.y_train) == 600
+  assert np.sum(noisy.y_val != mnist1d.y_val) == 200
+  np.testing.assert_array_equal(noisy.y_test, mnist1d.y_test)
+  assert noisy.y_train.min() >= 0 and noisy.y_train.max() <= 9
+
+
+# --------------------------------------------------------------------------
+# scikit-learn's digits.
+
+
+def test_digits():
+  ds = data.load("digits")
+  assert ds.name == "digits" and ds.num_classes == 10
+  assert (ds.num_train, len(ds.y_val), len(ds.y_test)) == (1079, 359, 359)
+  assert ds.input_shape == (64,)
+  _check_types(ds)
+  assert ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0
+  for y in (ds.y_train, ds.y_val, ds.y_test):
+    assert len(np.unique(y)) == 10
+  _assert_same(ds, data.load("digits", seed=0))
+  assert not np.array_equal(ds.y_train, data.load("digits", seed=1).y_train)
+  noisy = data.load("digits", label_noise=0.3)
+  np.testing.assert_array_equal(noisy.x_train, ds.x_train)
+  assert np.sum(noisy.y_train != ds.y_train) == round(0.3 * 1079)
+  assert np.sum(noisy.y_val != ds.y_val) == round(0.3 * 359)
+  np.testing.assert_array_equal(noisy.y_test, ds.y_test)
+  small = data.load("digits", val_fraction=0.1, test_fraction=0.5)
+  assert (small.num_train, len(small.y_val), len(small.y_test)) == (719, 180,
+                                                                     898)
+
+
+# --------------------------------------------------------------------------
+# Benchmark image sets, read through the real code path from a tiny local
+# DatasetDict in each set's Hub format (saved with save_to_disk).
+
+N_TRAIN, N_TEST, STEP = 40, 20, 5  # image k is constant: pixel k * STEP (+ c)
+
+
+def _save(path, image_column, label_column, shape, splits=("train", "test")):
+  datasets = pytest.importorskip("datasets")
+  pil = pytest.importorskip("PIL.Image")
+
+  def split(n):
+    images = []
+    for k in range(n):
+      pixels = np.full(shape, k * STEP, np.uint8)
+      if len(shape) == 3:
+        pixels = pixels + np.arange(shape[2], dtype=np.uint8)  # per channel
+      images.append(pil.fromarray(pixels))
+    features = datasets.Features({
+        image_column: datasets.Image(),
+        label_column: datasets.ClassLabel(num_classes=10),
+    })
+    return datasets.Dataset.from_dict(
+        {image_column: images, label_column: [k % 10 for k in range(n)]},
+        features=features)
+
+  sizes = {"train": N_TRAIN, "test": N_TEST}
+  datasets.DatasetDict({s: split(sizes[s]) for s in splits}).save_to_disk(
+      str(path))
+  return path
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+  return _save(tmp_path_factory.mktemp("mnist"), "image", "label", (28, 28))
+
+
+@pytest.fixture(scope="module")
+def cifar10_dir(tmp_path_factory):
+  return _save(tmp_path_factory.mktemp("cifar10"), "img", "label",
+               (32, 32, 3))
+
+
+def _indices(x, spec):
+  """Recovers each example's index k from its normalized constant pixels."""
+  x = x.reshape(len(x), -1, spec.channels)
+  pixels = (x * np.float32(spec.std) + np.float32(spec.mean)) * 255.0
+  expected = np.arange(spec.channels)  # channel c holds k * STEP + c
+  k = np.rint(pixels[:, 0, 0]).astype(int) // STEP
+  np.testing.assert_allclose(
+      pixels, np.broadcast_to(k[:, None, None] * STEP + expected,
+                              pixels.shape), atol=1e-3)
+  return k
+
+
+def test_hf_mnist_loader(mnist_dir):
+  spec = data.IMAGE_SETS["mnist"]
+  ds = data.load("mnist", hf_path=mnist_dir)
+  assert ds.name == "mnist" and ds.num_classes == 10
+  # 10% of the training split is held out for validation by default.
+  assert ds.x_train.shape == (36, 28, 28, 1)
+  assert ds.x_val.shape == (4, 28, 28, 1)
+  assert ds.x_test.shape == (20, 28, 28, 1)
+  _check_types(ds)
+  train, val, test = (_indices(x, spec) for x in (ds.x_train, ds.x_val,
+                                                  ds.x_test))
+  assert sorted(np.concatenate([train, val])) == list(range(N_TRAIN))
+  np.testing.assert_array_equal(test, np.arange(N_TEST))
+  for k, y in ((train, ds.y_train), (val, ds.y_val), (test, ds.y_test)):
+    np.testing.assert_array_equal(y, k % 10)
+  # Normalization: pixel 0 maps to -mean/std.
+  assert ds.x_test[0].max() == pytest.approx(-0.1307 / 0.3081, rel=1e-5)
+
+  flat = data.load("mnist", hf_path=mnist_dir, flatten=True)
+  assert flat.x_train.shape == (36, 784) and flat.x_test.shape == (20, 784)
+  np.testing.assert_array_equal(flat.x_train, ds.x_train.reshape(36, -1))
+
+
+def test_hf_options_seeds_and_noise(mnist_dir):
+  spec = data.IMAGE_SETS["mnist"]
+  ds = data.load("mnist", hf_path=str(mnist_dir), n_val=10, n_train=5,
+                 n_test=7, seed=3)
+  assert (ds.num_train, len(ds.y_val), len(ds.y_test)) == (5, 10, 7)
+  _assert_same(ds, data.load("mnist", hf_path=mnist_dir, n_val=10,
+                             n_train=5, n_test=7, seed=3))
+  train, val = _indices(ds.x_train, spec), _indices(ds.x_val, spec)
+  assert not set(train) & set(val)
+  assert len(set(_indices(ds.x_test, spec))) == 7
+  other = data.load("mnist", hf_path=mnist_dir, n_val=10, seed=4)
+  assert set(_indices(other.x_val, spec)) != set(val)
+
+  clean = data.load("mnist", hf_path=mnist_dir, n_val=8)
+  noisy = data.load("mnist", hf_path=mnist_dir, n_val=8, label_noise=0.25)
+  np.testing.assert_array_equal(noisy.x_train, clean.x_train)
+  assert np.sum(noisy.y_train != clean.y_train) == 8
+  assert np.sum(noisy.y_val != clean.y_val) == 2
+  np.testing.assert_array_equal(noisy.y_test, clean.y_test)
+
+
+def test_hf_cifar10_loader(cifar10_dir):
+  spec = data.IMAGE_SETS["cifar10"]
+  ds = data.load("cifar10", hf_path=cifar10_dir, n_val=8)
+  assert ds.x_train.shape == (32, 32, 32, 3)
+  assert ds.x_val.shape == (8, 32, 32, 3)
+  assert ds.x_test.shape == (20, 32, 32, 3)
+  _check_types(ds)
+  train = _indices(ds.x_train, spec)  # checks each channel's normalization
+  np.testing.assert_array_equal(ds.y_train, train % 10)
+  np.testing.assert_allclose(
+      ds.x_test[0, 0, 0],
+      (np.arange(3) / 255.0 - np.array(spec.mean)) / np.array(spec.std),
+      rtol=1e-5)
+  assert data.load("cifar10", hf_path=cifar10_dir,
+                   flatten=True).input_shape == (32 * 32 * 3,)
+
+
+def test_hf_format_errors(cifar10_dir, tmp_path):
+  # cifar100's labels are in "fine_label", which this copy lacks.
+  with pytest.raises(ValueError, match="no column 'fine_label'"):
+    data.load("cifar100", hf_path=cifar10_dir)
+  only_train = _save(tmp_path / "only_train", "image", "label", (28, 28),
+                     splits=("train",))
+  with pytest.raises(ValueError, match="no test split"):
+    data.load("mnist", hf_path=only_train)
+
+
+@pytest.mark.parametrize("options,match", [
+    (dict(n_val=39), "n_val=39 is too large"),
+    (dict(n_val=30, n_train=11), "n_train=11 is more than the 10"),
+    (dict(n_test=21), "n_test=21 is more than the 20"),
+    (dict(n_train=1), "n_train must be at least 2"),
+    (dict(flatten="yes"), "flatten must be True or False"),
+    (dict(cache_dir="/tmp/x"), "not both"),
+])
+def test_hf_option_errors(mnist_dir, options, match):
+  with pytest.raises(ValueError, match=match) as info:
+    data.load("mnist", hf_path=mnist_dir, **options)
+  assert "\n" not in str(info.value)
+
+
+def test_missing_extra_message(monkeypatch):
+  monkeypatch.setitem(sys.modules, "datasets", None)
+  with pytest.raises(ImportError) as info:
+    data.load("cifar10")
+  assert str(info.value) == (
+      "loading 'cifar10' needs the optional extra: pip install"
+      ' "flood_jax[datasets]"')
+  # Option typos are reported before the import.
+  with pytest.raises(ValueError, match="n_trian"):
+    data.load("cifar10", n_trian=5)
+
+
+# --------------------------------------------------------------------------
+# Errors: one clear line each.
+
+
+@pytest.mark.parametrize("name,options,match", [
+    ("mnist2", {}, "unknown data set 'mnist2'; known data sets: two_gaussians,"
+     " sinusoid, spiral, mnist1d, digits, mnist, fashion_mnist, kmnist,"
+     " cifar10, cifar100, svhn"),
+    (3, {}, "unknown data set 3"),
+    ("spiral", dict(n_trian=5), "unknown option 'n_trian' for data set"
+     " 'spiral' \\(did you mean 'n_train' for 'n_trian'\\?\\); it takes:"
+     " n_train, n_val, n_test, noise, label_noise, seed"),
+    ("digits", dict(foo=1, bar=2), "unknown options 'foo', 'bar'.*takes:"
+     " val_fraction, test_fraction, label_noise, seed"),
+    ("mnist1d", dict(n_test=5), "unknown option 'n_test'.*takes: n_val,"
+     " n_train, label_noise, seed"),
+    ("two_gaussians", dict(n_train=1), "n_train must be at least 2, got 1"),
+    ("two_gaussians", dict(n_train=-5), "n_train must be at least 2, got -5"),
+    ("sinusoid", dict(n_train=2.5), "n_train must be an integer, got 2.5"),
+    ("sinusoid", dict(n_val=True), "n_val must be an integer, got True"),
+    ("spiral", dict(n_val=0), "n_val must be at least 1"),
+    ("spiral", dict(n_test=0), "n_test must be at least 1"),
+    ("spiral", dict(noise=-1.0), "noise must be in"),
+    ("two_gaussians", dict(dim=0), "dim must be at least 1"),
+    ("sinusoid", dict(label_noise=1.0), "label_noise must be in \\[0, 1\\)"),
+    ("sinusoid", dict(label_noise=-0.1), "label_noise must be in \\[0, 1\\)"),
+    ("sinusoid", dict(label_noise="0.1"), "label_noise must be a number"),
+    ("spiral", dict(seed=-1), "seed must be a non-negative integer"),
+    ("spiral", dict(seed=1.5), "seed must be a non-negative integer"),
+    ("mnist1d", dict(n_val=4000), "n_val=4000 is too large"),
+    ("mnist1d", dict(n_train=3500), "n_train=3500 is more than the 3000"),
+    ("mnist1d", dict(label_noise=2), "label_noise must be in"),
+    ("digits", dict(val_fraction=0.0),
+     "val_fraction must be in \\(0.0, 1.0\\)"),
+    ("digits", dict(test_fraction=1.0), "test_fraction must be in"),
+    ("digits", dict(val_fraction=0.6, test_fraction=0.5), "leave -"),
+    ("digits", dict(seed=-3), "seed must be a non-negative integer"),
+    ("cifar10", dict(label_noise=1.5), "label_noise must be in"),
+    ("svhn", dict(n_val=0), "n_val must be at least 1"),
+])
+def test_errors(name, options, match):
+  with pytest.raises(ValueError, match=match) as info:
+    data.load(name, **options)
+  assert "\n" not in str(info.value)
+
+
+def test_name_is_forgiving_about_case_and_dashes():
+  ds = data.load("Two-Gaussians", n_test=10)
+  assert ds.name == "two_gaussians"
