@@ -16,7 +16,9 @@ seed per epoch, not one per model.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -103,7 +105,9 @@ def sweep(
     mesh: a 1-D ``jax.sharding.Mesh`` to shard the sweep axis over; default
       all devices (only as many as there are models).
     epochs_per_call: epochs run per compiled call; the progress bar and the
-      checkpoint update between calls. Default ``ceil(epochs / 20)``.
+      checkpoint update between calls. Results do not depend on it. Default
+      ``ceil(epochs / 20)`` with a progress bar or checkpoints, else all
+      epochs in one call.
     eval_batch_size: examples per evaluation batch (memory, not results).
     checkpoint_dir: if given, the sweep is saved there with Orbax after every
       call and a later call with the same arguments resumes from it; the
@@ -165,14 +169,18 @@ def sweep(
   )
   run_mesh = Mesh(np.asarray(devices[:num_devices]), (_AXIS,))
   if epochs_per_call is None:
-    epochs_per_call = math.ceil(epochs / 20)
+    # Results do not depend on it (tested); only the feedback does.
+    if progress or checkpoint_dir is not None:
+      epochs_per_call = math.ceil(epochs / 20)
+    else:
+      epochs_per_call = epochs
   epochs_per_call = min(epochs_per_call, epochs)
 
-  program = _Program(
+  program = _program(
       model=model,
       loss_fn=loss_fn,
       optimizer=optimizer,
-      data=data,
+      input_shape=data.input_shape,
       batch_size=batch_size,
       epochs=epochs,
       epochs_per_call=epochs_per_call,
@@ -223,7 +231,7 @@ def sweep(
         history[call * group:(call + 1) * group], final_leaves[call] = done
         bar.update(epochs)
         continue
-      resumed = store.load_current(call, program.carry_structure()) if store else None
+      resumed = store.load_current(call, program.carry_structure) if store else None
       if resumed is not None:
         carry, epoch, history[call * group:(call + 1) * group] = resumed
         carry = jax.device_put(carry, NamedSharding(run_mesh, P(_AXIS)))
@@ -251,7 +259,7 @@ def sweep(
   wall_time = time.perf_counter() - start
 
   history = history[:num_models]
-  structure = program.carry_structure()
+  structure = program.carry_structure
   stacked = [
       np.concatenate([leaves[i] for leaves in final_leaves])[:num_models]
       for i in range(len(final_leaves[0]))
@@ -295,20 +303,51 @@ def auto_chunk_size(
 
 def count_params(model: Any, data: Dataset) -> int:
   """Number of trainable parameters of ``model`` on ``data``'s inputs."""
+  try:
+    return _count_params(model, data.input_shape)
+  except TypeError:  # an unhashable model: count without the cache
+    return _count_params.__wrapped__(model, data.input_shape)
+
+
+@functools.lru_cache(maxsize=32)
+def _count_params(model: Any, input_shape: tuple[int, ...]) -> int:
   shapes = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1,) + data.input_shape), train=False)
+      lambda: model.init(jax.random.key(0), jnp.zeros((1,) + input_shape), train=False)
   )
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(shapes.get("params", {}))))
 
 
-@dataclasses.dataclass(frozen=True)
+_PROGRAMS: "collections.OrderedDict[Any, _Program]" = collections.OrderedDict()
+
+
+def _program(**settings: Any) -> "_Program":
+  """The compiled program for these settings, reused by later sweeps.
+
+  Calling ``sweep`` again with the same model, optimizer and loss function
+  objects (and sizes) then skips compilation. Settings that cannot be hashed
+  just get a fresh program.
+  """
+  try:
+    key = tuple(sorted(settings.items()))
+    hash(key)
+  except TypeError:
+    return _Program(**settings)
+  if key not in _PROGRAMS:
+    _PROGRAMS[key] = _Program(**settings)
+    if len(_PROGRAMS) > 8:
+      _PROGRAMS.popitem(last=False)
+  _PROGRAMS.move_to_end(key)
+  return _PROGRAMS[key]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class _Program:
   """The compiled pieces of a sweep: init and a call of ``epochs_per_call`` epochs."""
 
   model: Any
   loss_fn: LossFn
   optimizer: optax.GradientTransformation
-  data: Dataset
+  input_shape: tuple[int, ...]
   batch_size: int
   epochs: int
   epochs_per_call: int
@@ -342,9 +381,10 @@ class _Program:
     opt_state = self._tx(level).init(params)
     return params, batch_stats, opt_state
 
+  @functools.cached_property
   def carry_structure(self):
     """Abstract carry of one model (shapes and dtypes, no leading axis)."""
-    x = jax.ShapeDtypeStruct((1,) + self.data.input_shape, jnp.float32)
+    x = jax.ShapeDtypeStruct((1,) + self.input_shape, jnp.float32)
     return jax.eval_shape(self._init_one, jnp.int32(0), jnp.float32(0), x)
 
   def _apply(self, params, batch_stats, x, train: bool):

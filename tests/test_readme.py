@@ -1,0 +1,29 @@
+"""The README's quickstart, pasted into a fresh Python, runs; its commands are the CI's."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _python_blocks(text):
+  return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_quickstart_runs_in_a_fresh_interpreter():
+  quickstart = README.split("## Quickstart", 1)[1]
+  code = _python_blocks(quickstart)[0]
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=600, cwd=ROOT)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "best flood level" in proc.stdout
+
+
+def test_readme_states_the_install_and_test_commands_ci_runs():
+  ci = (ROOT / ".ci" / "run").read_text()
+  assert 'pip install -e ".[dev]"' in README and 'pip install -e ".[dev]"' in ci
+  assert re.search(r"^pytest\b", README, flags=re.M)
+  assert re.search(r"^pytest$", ci, flags=re.M)
