@@ -178,8 +178,12 @@ class SweepResult:
         "history": {k: np.asarray(v).tolist() for k, v in self.history.items()},
     }
 
-  def save(self, directory: str | os.PathLike[str]) -> str:
+  def save(self, directory: str | os.PathLike[str], with_params: bool = True) -> str:
     """Writes ``results.json`` (metrics, settings) and ``params.npz`` to ``directory``.
+
+    Args:
+      directory: created if missing.
+      with_params: also write the trained parameters (``params.npz``).
 
     Returns:
       The path of ``results.json``.
@@ -190,7 +194,7 @@ class SweepResult:
     with open(tmp, "w") as f:
       json.dump(_json_safe(self.to_dict()), f, indent=1)
     os.replace(tmp, path)
-    if self.final_params is not None:
+    if with_params and self.final_params is not None:
       leaves = jax.tree_util.tree_leaves_with_path(
           {"params": self.final_params, "batch_stats": self.final_batch_stats}
       )
