@@ -152,15 +152,8 @@ def sweep(
   flat_levels = np.tile(levels, num_seeds)
   flat_seeds = np.repeat(seed_array, num_levels)
 
-  devices = _mesh_devices(mesh)
-  num_devices = min(len(devices), num_models)
-  per_device = math.ceil(num_models / num_devices)
-  if chunk_size is None:
-    chunk_size = min(
-        auto_chunk_size(model, data, batch_size, devices[0].platform), per_device
-    )
-  # A chunk_size given explicitly is kept even when it exceeds the models per
-  # device (the chunk is padded), so every model runs the same program.
+  devices, num_devices, chunk_size = plan_layout(
+      model, data, num_models, batch_size, chunk_size=chunk_size, mesh=mesh)
   group = chunk_size * num_devices  # models per call
   num_calls = math.ceil(num_models / group)
   padded = num_calls * group
@@ -278,6 +271,32 @@ def sweep(
       config=config,
       wall_time=wall_time,
   )
+
+
+def plan_layout(
+    model: Any,
+    data: Dataset,
+    num_models: int,
+    batch_size: int,
+    *,
+    chunk_size: Optional[int] = None,
+    mesh: Optional[Mesh] = None,
+) -> tuple[list[Any], int, int]:
+  """How a sweep of ``num_models`` runs: (devices, devices used, chunk size).
+
+  Uses every device of ``mesh`` (default: all) but no more than there are
+  models. The automatic chunk size is at most the models per device; a
+  ``chunk_size`` given explicitly is kept even when it exceeds them (the
+  chunk is padded), so every model runs the same program.
+  """
+  devices = _mesh_devices(mesh)
+  num_devices = min(len(devices), num_models)
+  if chunk_size is None:
+    per_device = math.ceil(num_models / num_devices)
+    chunk_size = min(
+        auto_chunk_size(model, data, batch_size, devices[0].platform), per_device
+    )
+  return devices, num_devices, chunk_size
 
 
 def auto_chunk_size(
