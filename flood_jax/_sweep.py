@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import time
+import weakref
 from typing import Any, Callable, Optional, Sequence
 
 import jax
@@ -181,11 +182,7 @@ def sweep(
       mesh=run_mesh,
       chunk_size=chunk_size,
   )
-  replicated = NamedSharding(run_mesh, P())
-  data_arrays = jax.device_put(
-      (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test),
-      replicated,
-  )
+  data_arrays = _device_data(data, run_mesh)
 
   config = {
       "model": repr(model),
@@ -212,12 +209,11 @@ def sweep(
   try:
     for call in range(num_calls):
       index = pad_index[call * group:(call + 1) * group]
-      chunk_levels = jax.device_put(
-          flat_levels[index].astype(np.float32), NamedSharding(run_mesh, P(_AXIS))
-      )
       slot_seeds, model_slot = _seed_slots(flat_seeds[index], num_devices)
-      slot_seeds = jax.device_put(slot_seeds, NamedSharding(run_mesh, P(_AXIS)))
-      model_slot = jax.device_put(model_slot, NamedSharding(run_mesh, P(_AXIS)))
+      chunk_levels, slot_seeds, model_slot = jax.device_put(
+          (flat_levels[index].astype(np.float32), slot_seeds, model_slot),
+          NamedSharding(run_mesh, P(_AXIS)),
+      )
 
       done = store.load_done(call) if store else None
       if done is not None:
@@ -285,17 +281,19 @@ def plan_layout(
   """How a sweep of ``num_models`` runs: (devices, devices used, chunk size).
 
   Uses every device of ``mesh`` (default: all) but no more than there are
-  models. The automatic chunk size is at most the models per device; a
-  ``chunk_size`` given explicitly is kept even when it exceeds them (the
+  models. The automatic chunk size is at most the models per device, evened
+  out over the calls it needs (12 models on 2 devices with a preferred chunk
+  of 4: two calls of 3 per device, not 4 + 2 and padding). A ``chunk_size``
+  given explicitly is kept even when it exceeds the models per device (the
   chunk is padded), so every model runs the same program.
   """
   devices = _mesh_devices(mesh)
   num_devices = min(len(devices), num_models)
   if chunk_size is None:
     per_device = math.ceil(num_models / num_devices)
-    chunk_size = min(
-        auto_chunk_size(model, data, batch_size, devices[0].platform), per_device
-    )
+    preferred = auto_chunk_size(model, data, batch_size, devices[0].platform)
+    calls = math.ceil(per_device / min(preferred, per_device))
+    chunk_size = math.ceil(per_device / calls)
   return devices, num_devices, chunk_size
 
 
@@ -310,10 +308,10 @@ def auto_chunk_size(
   """
   num_params = count_params(model, data)
   step_flops = 6 * num_params * batch_size
-  if platform == "cpu":
+  if platform == "cpu":  # measured in benchmarks/sweep.py on 2 cores
     if step_flops < 2e7:
       return 16
-    if step_flops < 2e8:
+    if step_flops < 1e8:
       return 4
     return 2
   # Parameters, gradients and two optimizer moments per model, within ~4 GiB.
@@ -506,6 +504,25 @@ class _Program:
 
     carry, metrics = jax.lax.scan(body, carry, jnp.arange(self.epochs_per_call))
     return carry, jnp.swapaxes(metrics, 0, 1)  # (models, epochs, metrics)
+
+
+_DEVICE_DATA: dict[tuple[int, Any], tuple[jax.Array, ...]] = {}
+
+
+def _device_data(data: Dataset, mesh: Mesh) -> tuple[jax.Array, ...]:
+  """The data set's arrays on every device of ``mesh``, kept while ``data`` lives.
+
+  A sweep shares one copy per device among all its models, and later sweeps on
+  the same ``Dataset`` object skip the transfer.
+  """
+  key = (id(data), mesh)
+  if key not in _DEVICE_DATA:
+    _DEVICE_DATA[key] = jax.device_put(
+        (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test),
+        NamedSharding(mesh, P()),
+    )
+    weakref.finalize(data, _DEVICE_DATA.pop, key, None)
+  return _DEVICE_DATA[key]
 
 
 def _seed_slots(chunk_seeds: np.ndarray, num_devices: int):

@@ -1,0 +1,194 @@
+"""The ``flood-jax`` command line: a sweep end to end, errors, resume, devices."""
+
+import contextlib
+import csv
+import io
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from flood_jax import _sweep, cli
+from flood_jax._result import METRICS
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EPOCHS = 4
+TINY = [
+    "sweep", "--dataset", "two_gaussians", "--label-noise", "0.1", "--levels", "0,0.3",
+    "--seeds", "2", "--epochs", str(EPOCHS), "--batch-size", "20", "--hidden", "8",
+    "--depth", "1", "--devices", "1", "--no-progress",
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+  """Runs in tmp_path and restores XLA_FLAGS, which ``main`` may set."""
+  monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+  monkeypatch.chdir(tmp_path)
+
+
+def _run(args, capsys):
+  code = cli.main(args)
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  """One tiny sweep run to the end: its directory and printed output."""
+  out_dir = tmp_path_factory.mktemp("finished") / "run"
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+      code = cli.main([*TINY, "--out", str(out_dir)])
+  assert code == 0, stderr.getvalue()
+  return out_dir, stdout.getvalue()
+
+
+def test_sweep_end_to_end(finished):
+  out_dir, out = finished
+  assert "test acc" in out and "best flood level" in out  # the table
+  assert f"wrote to {out_dir}" in out
+  assert not (out_dir / "checkpoint").exists()  # done: all is in results.json
+
+  with open(out_dir / "results.json") as f:
+    results = json.load(f)
+  assert results["flood_levels"] == [0.0, pytest.approx(0.3)]
+  assert results["seeds"] == [0, 1]
+  assert results["best_flood_level"] in results["flood_levels"]
+  options = results["config"]["cli"]
+  assert set(options) == set(cli._CONFIG_KEYS)
+  assert options["dataset"] == "two_gaussians" and options["epochs"] == EPOCHS
+  assert options["label_noise"] == 0.1 and options["hidden"] == 8
+  assert options["optimizer"] == "sgd" and options["lr"] == cli.DEFAULTS.sgd_lr
+  assert results["config"]["command"].startswith("flood-jax sweep --dataset")
+  for metric in METRICS:
+    assert np.shape(results["history"][metric]) == (2, 2, EPOCHS)
+    assert np.shape(results["final"][metric]) == (2, 2)
+  assert len(results["table"]) == 2
+
+  with open(out_dir / "history.csv", newline="") as f:
+    rows = list(csv.reader(f))
+  assert rows[0] == ["flood_level", "seed", "epoch", *METRICS]
+  assert len(rows) - 1 == 2 * 2 * EPOCHS
+  assert {(r[0], r[1]) for r in rows[1:]} == {("0", "0"), ("0", "1"), ("0.3", "0"), ("0.3", "1")}
+  first = rows[1]
+  assert float(first[3 + METRICS.index("test_accuracy")]) == pytest.approx(
+      results["history"]["test_accuracy"][0][0][0])
+
+  for name in ("curves", "accuracy_vs_level", "flooded_fraction", "overview"):
+    content = (out_dir / f"{name}.png").read_bytes()
+    assert content[:8] == PNG_SIGNATURE and len(content) > 10_000
+  assert (out_dir / "params.npz").exists()
+
+
+def test_help_runs_as_a_module():
+  proc = subprocess.run([sys.executable, "-m", "flood_jax", "sweep", "--help"],
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert "--levels" in proc.stdout and "--resume" in proc.stdout
+  assert f"default: {cli.DEFAULTS.dataset}" in proc.stdout
+
+
+def test_devices_flag_creates_cpu_devices_before_jax_starts(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["JAX_PLATFORMS"] = "cpu"
+  args = [*TINY, "--seeds", "1", "--epochs", "1", "--devices", "2", "--no-plots",
+          "--out", str(tmp_path / "d")]
+  proc = subprocess.run([sys.executable, "-m", "flood_jax", *args],
+                        capture_output=True, text=True, timeout=300, env=env)
+  assert proc.returncode == 0, proc.stderr
+  assert "; 2 cpu devices" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "nope"], "unknown data set 'nope'; known: two_gaussians"),
+    (["--model", "nope"], "unknown model 'nope'; known: mlp"),
+    (["--levels", "0:0.2"], "malformed levels"),
+    (["--levels", "a,b"], "malformed levels"),
+    (["--levels=-0.1,0.2"], ">= 0"),
+    (["--seeds", "0"], "at least 1"),
+    (["--batch-size", "1000"], "larger than the training set"),
+    (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
+    (["--model", "resnet20"], "--depth applies to --model mlp only"),
+    (["--optimizer", "adam", "--momentum", "0.9"], "--momentum applies to --optimizer sgd"),
+    (["--resume"], "no checkpoint"),
+    (["--epochs", "-3"], "expected a positive integer"),
+])
+def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, capsys):
+  code, _, err = _run([*TINY, "--out", str(tmp_path / "bad"), *args], capsys)
+  assert code == 2
+  assert err.count("\n") == 1 and message in err, err
+  assert "Traceback" not in err
+  assert not (tmp_path / "bad" / "checkpoint").exists()  # nothing left to trip over
+
+
+def test_existing_results_or_checkpoint_are_not_overwritten(tmp_path, capsys):
+  (tmp_path / "done").mkdir()
+  (tmp_path / "done" / "results.json").write_text("{}")
+  code, _, err = _run([*TINY, "--out", str(tmp_path / "done")], capsys)
+  assert code == 2 and "already holds results" in err
+  (tmp_path / "stopped" / "checkpoint").mkdir(parents=True)
+  code, _, err = _run([*TINY, "--out", str(tmp_path / "stopped")], capsys)
+  assert code == 2 and "pass --resume" in err and err.count("\n") == 1
+
+
+class _InterruptingBar:
+  """A progress bar whose ``update`` raises KeyboardInterrupt (Ctrl-C) on call ``n``."""
+
+  def __init__(self, n):
+    self.calls, self.n = 0, n
+
+  def update(self, count):
+    del count
+    self.calls += 1
+    if self.calls == self.n:
+      raise KeyboardInterrupt
+
+  def close(self):
+    pass
+
+
+def test_resume_after_ctrl_c_ends_as_an_uninterrupted_run(finished, tmp_path, capsys,
+                                                         monkeypatch):
+  cut = tmp_path / "cut"
+  with monkeypatch.context() as patch:
+    patch.setattr(_sweep, "_progress_bar", lambda *a, **k: _InterruptingBar(2))
+    code, _, err = _run([*TINY, "--no-plots", "--out", str(cut)], capsys)
+    assert code == 130
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert (cut / "checkpoint").is_dir() and not (cut / "results.json").exists()
+    command = shlex.split(err.split("to resume run: ")[1])
+    assert command[:2] == ["flood-jax", "sweep"] and command[-1] == "--resume"
+
+    # Options that differ from the interrupted sweep's are refused.
+    code, _, err = _run([*command[1:], "--lr", "0.5"], capsys)
+    assert code == 2 and "--lr 0.5 (was 0.1)" in err
+
+    # --out alone resumes with the saved options; interrupted again one epoch on.
+    code, _, err = _run(["sweep", "--out", str(cut), "--resume"], capsys)
+    assert code == 130, err
+
+  code, out, err = _run(command[1:], capsys)  # the first printed command, as printed
+  assert code == 0, err
+  assert not list(cut.glob("*.png"))  # --no-plots
+  whole = json.loads((finished[0] / "results.json").read_text())
+  resumed = json.loads((cut / "results.json").read_text())
+  assert resumed["history"] == whole["history"]
+  assert resumed["best_flood_level"] == whole["best_flood_level"]
+  assert not (cut / "checkpoint").exists()
+
+
+def test_parse_levels_and_seeds():
+  levels = cli.parse_levels("0:0.2:21")
+  assert len(levels) == 21 and levels[0] == 0.0 and levels[-1] == 0.2
+  assert levels[3] == 0.03  # rounded, not 0.030000000000000002
+  assert cli.parse_levels("0,0.02,0.05") == [0.0, 0.02, 0.05]
+  assert cli.parse_levels("0.1:0.1:1") == [0.1]
+  assert cli.parse_seeds("3") == [0, 1, 2]
+  assert cli.parse_seeds("7,") == [7]

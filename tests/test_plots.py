@@ -1,0 +1,89 @@
+"""The plots: each writes a valid PNG of a hand-made sweep, without a display."""
+
+import numpy as np
+import pytest
+
+import flood_jax as fj
+from flood_jax import plots
+from flood_jax._result import METRICS
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LEVELS = np.array([0.0, 0.05, 0.1, 0.2, 0.4], np.float32)
+
+
+def _sweep_result(levels=LEVELS, seeds=(0, 1, 2), epochs=30):
+  """Curves shaped like a real sweep: flooding keeps the training loss at b."""
+  rng = np.random.default_rng(0)
+  t = np.arange(1, epochs + 1)
+  shape = (len(levels), len(seeds), epochs)
+  b = np.asarray(levels)[:, None, None]
+  train = np.maximum(2.0 * np.exp(-t / 4.0), b) + 1e-3 + 0.01 * rng.random(shape)
+  test = 0.8 + 0.02 * t * (b == 0) + 0.05 * rng.random(shape)
+  val_acc = np.clip(0.7 + 0.3 * b - 0.5 * (b - 0.1) ** 2 + 0.01 * rng.standard_normal(shape), 0, 1)
+  history = {
+      "train_loss": train,
+      "val_loss": test,
+      "val_accuracy": val_acc,
+      "test_loss": test,
+      "test_accuracy": val_acc - 0.01,
+      "flooded_fraction": np.where(b > 0, 0.5, 0.0) * np.ones(shape),
+  }
+  assert set(history) == set(METRICS)
+  return fj.SweepResult(flood_levels=np.asarray(levels, np.float32),
+                        seeds=np.asarray(seeds), history=history,
+                        config={"cli": {"dataset": "toy", "model": "mlp"}})
+
+
+def _assert_png(path, min_bytes=10_000):
+  with open(path, "rb") as f:
+    content = f.read()
+  assert content[:8] == PNG_SIGNATURE
+  assert len(content) > min_bytes  # axes, curves and text, not a blank canvas
+
+
+@pytest.mark.parametrize("plot", [
+    plots.plot_curves, plots.plot_accuracy_vs_level,
+    plots.plot_flooded_fraction, plots.plot_overview,
+])
+def test_each_plot_writes_a_png_and_returns_its_path(plot, tmp_path):
+  path = tmp_path / "sub" / "figure.png"  # the folder is made
+  assert plot(_sweep_result(), path) == path
+  _assert_png(path)
+
+
+def test_a_single_seed_and_a_single_level_plot(tmp_path):
+  result = _sweep_result(levels=[0.0], seeds=(0,), epochs=2)
+  for plot in (plots.plot_curves, plots.plot_accuracy_vs_level,
+               plots.plot_flooded_fraction, plots.plot_overview):
+    _assert_png(plot(result, tmp_path / f"{plot.__name__}.png"), min_bytes=5_000)
+
+
+def test_nan_in_the_history_still_plots(tmp_path):
+  result = _sweep_result()
+  result.history["test_loss"][1, 0, 5:] = np.nan  # e.g. a run that diverged
+  _assert_png(plots.plot_curves(result, tmp_path / "curves.png"))
+
+
+def test_default_curve_levels_are_none_best_and_spread():
+  result = _sweep_result()
+  chosen = plots.default_curve_levels(result)
+  assert len(chosen) == 4 and chosen == sorted(chosen)
+  assert {0.0, result.best_flood_level, float(LEVELS[-1])} <= set(chosen)
+  assert plots.default_curve_levels(_sweep_result(levels=[0.0, 0.1])) == pytest.approx([0.0, 0.1])
+
+
+def test_chosen_levels_and_an_unknown_level(tmp_path):
+  result = _sweep_result()
+  _assert_png(plots.plot_curves(result, tmp_path / "a.png", levels=[0.0, 0.1]))
+  with pytest.raises(ValueError, match="not in the sweep"):
+    plots.plot_curves(result, tmp_path / "b.png", levels=[0.3])
+
+
+def test_plots_leave_pyplot_alone(tmp_path):
+  import matplotlib
+  import matplotlib.pyplot as plt
+
+  backend = matplotlib.get_backend()
+  plots.plot_overview(_sweep_result(), tmp_path / "overview.png")
+  assert plt.get_fignums() == []
+  assert matplotlib.get_backend() == backend
