@@ -8,6 +8,8 @@ from flood_jax._sweep import sweep
 from flood_jax._train_state import FloodTrainState
 from flood_jax._transform import FloodState, flood, flooded_fraction
 
+from flood_jax import data, models  # noqa: E402  (flood_jax.data.load, ...)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -18,6 +20,8 @@ __all__ = [
     "flood",
     "flooded_fraction",
     "flooded_loss",
+    "data",
     "iflooded_loss",
+    "models",
     "sweep",
 ]

@@ -42,7 +42,7 @@ from flood_jax._transform import check_flood_level, flood
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 _AXIS = "models"
-_CHECKPOINT_VERSION = 1
+_CHECKPOINT_VERSION = 2
 
 
 def sweep(
@@ -203,7 +203,8 @@ def sweep(
     store = _CheckpointStore(os.fspath(checkpoint_dir), fingerprint)
 
   history = np.full((padded, epochs, len(METRICS)), np.nan, np.float32)
-  final_leaves: list[Optional[list[np.ndarray]]] = [None] * num_calls
+  # Per call, the leaves of (params, batch_stats): what the result keeps.
+  final_leaves: list[Optional[list[Any]]] = [None] * num_calls
   start = time.perf_counter()
   bar = _progress_bar(progress, num_calls * epochs, num_models, group)
   try:
@@ -230,7 +231,7 @@ def sweep(
         epoch = 0
       while epoch < epochs:
         carry, metrics = program.run(
-            carry, chunk_levels, slot_seeds, model_slot, jnp.int32(epoch),
+            carry, chunk_levels, slot_seeds, model_slot, np.int32(epoch),
             data_arrays,
         )
         metrics = np.asarray(metrics)
@@ -240,7 +241,11 @@ def sweep(
         if store is not None and epoch < epochs:
           store.save_current(call, carry, epoch, history[call * group:(call + 1) * group])
         bar.update(ran)
-      final_leaves[call] = [np.asarray(leaf) for leaf in jax.tree.leaves(carry)]
+      kept = jax.tree.leaves(carry[:2])
+      # Big weights of a one-call sweep stay where they are (no copy); else
+      # each call's come home, so the devices hold one call's models at a time.
+      on_device = num_calls == 1 and sum(x.nbytes for x in kept) > 2**26
+      final_leaves[call] = kept if on_device else [np.asarray(x) for x in kept]
       if store is not None:
         store.save_done(call, final_leaves[call], history[call * group:(call + 1) * group])
   finally:
@@ -248,13 +253,15 @@ def sweep(
   wall_time = time.perf_counter() - start
 
   history = history[:num_models]
-  structure = program.carry_structure
-  stacked = [
-      np.concatenate([leaves[i] for leaves in final_leaves])[:num_models]
-      for i in range(len(final_leaves[0]))
-  ]
-  carry = jax.tree.unflatten(jax.tree.structure(structure), stacked)
-  params, batch_stats, _ = carry
+  if num_calls == 1:
+    stacked = [x if padded == num_models else x[:num_models] for x in final_leaves[0]]
+  else:
+    stacked = [
+        np.concatenate([leaves[i] for leaves in final_leaves])[:num_models]
+        for i in range(len(final_leaves[0]))
+    ]
+  structure = jax.tree.structure(program.carry_structure[:2])
+  params, batch_stats = jax.tree.unflatten(structure, stacked)
   reshape = lambda a: stack_levels_seeds(a, num_levels, num_seeds)
   return SweepResult(
       flood_levels=levels,
@@ -462,9 +469,25 @@ class _Program:
 
   # -- a chunk on one device --------------------------------------------------
 
+  def _vmap(self, fn, in_axes):
+    """``jax.vmap`` over the chunk; a chunk of one runs the plain function.
+
+    Without the batch axis of size one, XLA compiles what a hand-written
+    single-model loop would (measured faster on a CPU for large models).
+    """
+    if self.chunk_size > 1:
+      return jax.vmap(fn, in_axes=in_axes)
+
+    def single(*args):
+      args = [a if axis is None else jax.tree.map(lambda x: x[0], a)
+              for a, axis in zip(args, in_axes)]
+      return jax.tree.map(lambda x: x[None], fn(*args))
+
+    return single
+
   def _init_local(self, levels, slot_seeds, model_slot, data):
     seeds = slot_seeds[0][model_slot]
-    return jax.vmap(self._init_one, in_axes=(0, 0, None))(seeds, levels, data[0])
+    return self._vmap(self._init_one, (0, 0, None))(seeds, levels, data[0])
 
   def _run_local(self, carry, levels, slot_seeds, model_slot, first_epoch, data):
     x_train, y_train, x_val, y_val, x_test, y_test = data
@@ -481,10 +504,10 @@ class _Program:
       )(shuffle_keys)
       batches = perms[:, :steps * self.batch_size].reshape(
           perms.shape[0], steps, self.batch_size)[model_slot]
-      carry, flooded = jax.vmap(self._epoch_one, in_axes=(0, 0, 0, None, None))(
+      carry, flooded = self._vmap(self._epoch_one, (0, 0, 0, None, None))(
           carry, batches, levels, x_train, y_train)
       params, batch_stats, _ = carry
-      evaluate = jax.vmap(self._evaluate_one, in_axes=(0, 0, None, None))
+      evaluate = self._vmap(self._evaluate_one, (0, 0, None, None))
       train_loss, _ = evaluate(params, batch_stats, x_train, y_train)
       val_loss, val_acc = evaluate(params, batch_stats, x_val, y_val)
       test_loss, test_acc = evaluate(params, batch_stats, x_test, y_test)
@@ -665,9 +688,11 @@ class _CheckpointStore:
     carry = jax.tree.unflatten(jax.tree.structure(structure), leaves)
     return carry, int(tree["epoch"]), tree["history"]
 
-  def save_done(self, call: int, leaves: list[np.ndarray], history: np.ndarray) -> None:
+  def save_done(self, call: int, leaves: list[Any], history: np.ndarray) -> None:
+    """Keeps a finished call: its models' (params, batch_stats) and history."""
     self._save(os.path.join(self.directory, f"done_{call:05d}"), {
-        "leaves": {str(i): x for i, x in enumerate(leaves)}, "history": history,
+        "leaves": {str(i): np.asarray(x) for i, x in enumerate(leaves)},
+        "history": history,
     })
     shutil.rmtree(os.path.join(self.directory, "current"), ignore_errors=True)
 
