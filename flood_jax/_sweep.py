@@ -43,6 +43,9 @@ LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 _AXIS = "models"
 _CHECKPOINT_VERSION = 2
+# A finished chunk is saved at once; the chunk in progress at most this often
+# (saving costs ~0.1 s, too much to pay after every call of a fast sweep).
+_CHECKPOINT_EVERY_S = 30.0
 
 
 def sweep(
@@ -110,9 +113,10 @@ def sweep(
       ``ceil(epochs / 20)`` with a progress bar or checkpoints, else all
       epochs in one call.
     eval_batch_size: examples per evaluation batch (memory, not results).
-    checkpoint_dir: if given, the sweep is saved there with Orbax after every
-      call and a later call with the same arguments resumes from it; the
-      resumed sweep ends with exactly the results of an uninterrupted one.
+    checkpoint_dir: if given, the sweep is saved there with Orbax (each
+      finished chunk at once, the chunk in progress every 30 s) and a later
+      call with the same arguments resumes from it; the resumed sweep ends
+      with exactly the results of an uninterrupted one.
     progress: show a progress bar.
 
   Returns:
@@ -238,7 +242,7 @@ def sweep(
         ran = min(epochs_per_call, epochs - epoch)
         history[call * group:(call + 1) * group, epoch:epoch + ran] = metrics[:, :ran]
         epoch += ran
-        if store is not None and epoch < epochs:
+        if store is not None and epoch < epochs and store.due():
           store.save_current(call, carry, epoch, history[call * group:(call + 1) * group])
         bar.update(ran)
       kept = jax.tree.leaves(carry[:2])
@@ -631,7 +635,10 @@ def _checksum(data: Dataset) -> str:
 
 
 class _CheckpointStore:
-  """Orbax checkpoints of a sweep: finished chunks, and the chunk in progress."""
+  """Orbax checkpoints of a sweep: finished chunks, and the chunk in progress.
+
+  Tests shorten ``_CHECKPOINT_EVERY_S`` to exercise mid-chunk saves.
+  """
 
   def __init__(self, directory: str, fingerprint: dict[str, Any]):
     import orbax.checkpoint as ocp  # Imported here: it is slow to import.
@@ -659,6 +666,11 @@ class _CheckpointStore:
         json.dump(fingerprint, f, indent=1)
       os.replace(meta_path + ".tmp", meta_path)
     self._checkpointer = ocp.StandardCheckpointer()
+    self._last_save = time.monotonic()
+
+  def due(self) -> bool:
+    """Whether the chunk in progress should be saved now: every ``_EVERY`` s."""
+    return time.monotonic() - self._last_save >= _CHECKPOINT_EVERY_S
 
   def _save(self, path: str, tree: dict[str, Any]) -> None:
     tmp = path + ".partial"
@@ -667,6 +679,7 @@ class _CheckpointStore:
     self._checkpointer.wait_until_finished()
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
+    self._last_save = time.monotonic()
 
   def _restore(self, path: str) -> Optional[dict[str, Any]]:
     if not os.path.isdir(path):

@@ -153,13 +153,14 @@ def test_resumed_sweep_equals_uninterrupted(data, tmp_path, monkeypatch):
   kw = dict(KW, optimizer=optax.adam(1e-2), epochs_per_call=5, chunk_size=2)
   run = lambda d: fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=LEVELS,
                            seeds=[0], checkpoint_dir=d, **kw)
+  monkeypatch.setattr(_sweep, "_CHECKPOINT_EVERY_S", 0.0)  # save after every call
   full = run(tmp_path / "a")
-  monkeypatch.setattr(_sweep, "_progress_bar", lambda *args: _Interrupt(after=4))
-  with pytest.raises(KeyboardInterrupt):
-    run(tmp_path / "b")  # stops in the second chunk, mid-run
+  with monkeypatch.context() as patch:
+    patch.setattr(_sweep, "_progress_bar", lambda *args: _Interrupt(after=4))
+    with pytest.raises(KeyboardInterrupt):
+      run(tmp_path / "b")  # stops in the second chunk, mid-run
   assert (tmp_path / "b" / "done_00000").is_dir()
   assert (tmp_path / "b" / "current").is_dir()
-  monkeypatch.undo()
   resumed = run(tmp_path / "b")
   for name in full.history:
     np.testing.assert_array_equal(resumed.history[name], full.history[name])
