@@ -754,7 +754,7 @@ def _add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--preset", choices=("cpu", "paper"), default="cpu",
                       help="synthetic: 'paper' is the paper's protocol (about 80 h on a"
                       " 2-core CPU); 'cpu' (default) cuts it to about 30 min: noise"
-                      " 0.01/0.05/0.1, levels 0 to 0.5 by 0.05, 5 seeds, 120 epochs,"
+                      " 0.01/0.05/0.1, levels 0 to 0.5 by 0.05, 5 seeds, 100 epochs,"
                       " 1,000 test examples. Options given explicitly override it.")
   parser.add_argument("--dataset", type=_name, help="benchmark: mnist, fashion_mnist,"
                       " kmnist, cifar10, cifar100 or svhn; synthetic: a comma list")
