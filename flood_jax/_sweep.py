@@ -321,7 +321,7 @@ def auto_chunk_size(
   step_flops = 6 * num_params * batch_size
   if platform == "cpu":  # measured in benchmarks/sweep.py on 2 cores
     if step_flops < 2e7:
-      return 16
+      return 8
     if step_flops < 1e8:
       return 4
     return 2
