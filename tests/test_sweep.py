@@ -272,3 +272,14 @@ def test_results_do_not_depend_on_the_number_of_devices():
   assert out["1_devices"] == 1 and out["8_devices"] == 8
   for name in out["1"]:
     np.testing.assert_allclose(out["8"][name], out["1"][name], rtol=1e-6, atol=1e-7)
+
+
+def test_results_do_not_depend_on_epochs_per_call(data):
+  """Progress bars and checkpoints split the run into calls; the numbers stay put."""
+  runs = [fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=[0.0, 0.4], seeds=[1],
+                   chunk_size=2, epochs_per_call=k, **dict(KW, epochs=6))
+          for k in (1, 4, None)]
+  for other in runs[1:]:
+    for name in runs[0].history:
+      np.testing.assert_array_equal(other.history[name], runs[0].history[name])
+    jax.tree.map(np.testing.assert_array_equal, other.final_params, runs[0].final_params)
