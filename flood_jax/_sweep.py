@@ -213,21 +213,21 @@ def sweep(
   bar = _progress_bar(progress, num_calls * epochs, num_models, group)
   try:
     for call in range(num_calls):
-      index = pad_index[call * group:(call + 1) * group]
+      rows = slice(call * group, (call + 1) * group)
+      done = store.load_done(call) if store else None
+      if done is not None:
+        history[rows], final_leaves[call] = done
+        bar.update(epochs)
+        continue
+      index = pad_index[rows]
       slot_seeds, model_slot = _seed_slots(flat_seeds[index], num_devices)
       chunk_levels, slot_seeds, model_slot = jax.device_put(
           (flat_levels[index].astype(np.float32), slot_seeds, model_slot),
           NamedSharding(run_mesh, P(_AXIS)),
       )
-
-      done = store.load_done(call) if store else None
-      if done is not None:
-        history[call * group:(call + 1) * group], final_leaves[call] = done
-        bar.update(epochs)
-        continue
       resumed = store.load_current(call, program.carry_structure) if store else None
       if resumed is not None:
-        carry, epoch, history[call * group:(call + 1) * group] = resumed
+        carry, epoch, history[rows] = resumed
         carry = jax.device_put(carry, NamedSharding(run_mesh, P(_AXIS)))
         bar.update(epoch)
       else:
@@ -240,10 +240,10 @@ def sweep(
         )
         metrics = np.asarray(metrics)
         ran = min(epochs_per_call, epochs - epoch)
-        history[call * group:(call + 1) * group, epoch:epoch + ran] = metrics[:, :ran]
+        history[rows, epoch:epoch + ran] = metrics[:, :ran]
         epoch += ran
         if store is not None and epoch < epochs and store.due():
-          store.save_current(call, carry, epoch, history[call * group:(call + 1) * group])
+          store.save_current(call, carry, epoch, history[rows])
         bar.update(ran)
       kept = jax.tree.leaves(carry[:2])
       # Big weights of a one-call sweep stay where they are (no copy); else
@@ -251,7 +251,7 @@ def sweep(
       on_device = num_calls == 1 and sum(x.nbytes for x in kept) > 2**26
       final_leaves[call] = kept if on_device else [np.asarray(x) for x in kept]
       if store is not None:
-        store.save_done(call, final_leaves[call], history[call * group:(call + 1) * group])
+        store.save_done(call, final_leaves[call], history[rows])
   finally:
     bar.close()
   wall_time = time.perf_counter() - start
@@ -643,18 +643,17 @@ class _CheckpointStore:
   def __init__(self, directory: str, fingerprint: dict[str, Any]):
     import orbax.checkpoint as ocp  # Imported here: it is slow to import.
 
-    self._ocp = ocp
     self.directory = os.path.abspath(directory)
     os.makedirs(self.directory, exist_ok=True)
     meta_path = os.path.join(self.directory, "sweep.json")
-    fingerprint = dict(fingerprint, version=_CHECKPOINT_VERSION)
+    # As JSON reads it back (tuples become lists), so the two compare fairly.
+    fingerprint = json.loads(json.dumps(dict(fingerprint, version=_CHECKPOINT_VERSION)))
     if os.path.exists(meta_path):
       with open(meta_path) as f:
         saved = json.load(f)
-      if saved != json.loads(json.dumps(fingerprint)):
+      if saved != fingerprint:
         changed = sorted(
-            k for k in set(saved) | set(fingerprint)
-            if saved.get(k) != json.loads(json.dumps(fingerprint.get(k)))
+            k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k)
         )
         raise ValueError(
             f"checkpoint_dir {directory} holds a different sweep (differs in:"
@@ -669,7 +668,7 @@ class _CheckpointStore:
     self._last_save = time.monotonic()
 
   def due(self) -> bool:
-    """Whether the chunk in progress should be saved now: every ``_EVERY`` s."""
+    """Whether the chunk in progress is due a save (``_CHECKPOINT_EVERY_S``)."""
     return time.monotonic() - self._last_save >= _CHECKPOINT_EVERY_S
 
   def _save(self, path: str, tree: dict[str, Any]) -> None:
@@ -687,25 +686,23 @@ class _CheckpointStore:
     return self._checkpointer.restore(path)
 
   def save_current(self, call: int, carry, epoch: int, history: np.ndarray) -> None:
-    leaves = {str(i): np.asarray(x) for i, x in enumerate(jax.tree.leaves(carry))}
     self._save(os.path.join(self.directory, "current"), {
         "call": np.asarray(call, np.int32), "epoch": np.asarray(epoch, np.int32),
-        "carry": leaves, "history": history,
+        "carry": _leaves_to_tree(jax.tree.leaves(carry)), "history": history,
     })
 
   def load_current(self, call: int, structure):
     tree = self._restore(os.path.join(self.directory, "current"))
     if tree is None or int(tree["call"]) != call:
       return None
-    leaves = [tree["carry"][str(i)] for i in range(len(tree["carry"]))]
+    leaves = _tree_to_leaves(tree["carry"])
     carry = jax.tree.unflatten(jax.tree.structure(structure), leaves)
     return carry, int(tree["epoch"]), tree["history"]
 
   def save_done(self, call: int, leaves: list[Any], history: np.ndarray) -> None:
     """Keeps a finished call: its models' (params, batch_stats) and history."""
     self._save(os.path.join(self.directory, f"done_{call:05d}"), {
-        "leaves": {str(i): np.asarray(x) for i, x in enumerate(leaves)},
-        "history": history,
+        "leaves": _leaves_to_tree(leaves), "history": history,
     })
     shutil.rmtree(os.path.join(self.directory, "current"), ignore_errors=True)
 
@@ -713,7 +710,17 @@ class _CheckpointStore:
     tree = self._restore(os.path.join(self.directory, f"done_{call:05d}"))
     if tree is None:
       return None
-    return tree["history"], [tree["leaves"][str(i)] for i in range(len(tree["leaves"]))]
+    return tree["history"], _tree_to_leaves(tree["leaves"])
+
+
+# Orbax restores plain dicts, not NamedTuples (optimizer states): a carry is
+# saved as its flat leaves, keyed by position, and rebuilt from its structure.
+def _leaves_to_tree(leaves: Sequence[Any]) -> dict[str, np.ndarray]:
+  return {str(i): np.asarray(x) for i, x in enumerate(leaves)}
+
+
+def _tree_to_leaves(tree: dict[str, Any]) -> list[Any]:
+  return [tree[str(i)] for i in range(len(tree))]
 
 
 class _NoBar:

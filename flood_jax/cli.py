@@ -762,7 +762,7 @@ def _add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--levels", type=parse_levels, help="flood levels (0 is added)")
   parser.add_argument("--seeds", type=_positive_int, help="number of seeds")
   parser.add_argument("--epochs", type=_positive_int, help="epochs per model")
-  parser.add_argument("--noise", type=_float_list, help="label noise rates, comma list")
+  parser.add_argument("--noise", type=_fraction_list, help="label noise rates, comma list")
   parser.add_argument("--optimizers", type=_optimizer_list, help="sgd,adam or one of them")
   parser.add_argument("--n-test", type=_positive_int, help="synthetic: test examples")
   parser.add_argument("--hidden", type=_positive_int, help="MLP width")
@@ -836,14 +836,8 @@ def _run_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 130
 
 
-def _float_list(text: str) -> tuple[float, ...]:
-  try:
-    values = tuple(float(v) for v in text.split(","))
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"expected a comma list of numbers, got {text!r}") from None
-  if any(not (0 <= v < 1) for v in values):
-    raise argparse.ArgumentTypeError(f"label noise rates must lie in [0, 1), got {text!r}")
-  return values
+def _fraction_list(text: str) -> tuple[float, ...]:
+  return tuple(_fraction(v) for v in text.split(","))
 
 
 def _optimizer_list(text: str) -> tuple[str, ...]:
