@@ -414,3 +414,114 @@ def test_errors(name, options, match):
 def test_name_is_forgiving_about_case_and_dashes():
   ds = data.load("Two-Gaussians", n_test=10)
   assert ds.name == "two_gaussians"
+
+
+# random_crop_flip: the on-device image augmentation.
+
+
+def _images_batch(n=64, h=8, w=6, c=3, dtype=np.float32, seed=0):
+  rng = np.random.default_rng(seed)
+  return (rng.integers(1, 250, size=(n, h, w, c))).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_random_crop_flip_keeps_shape_and_dtype(dtype):
+  import jax
+  x = _images_batch(dtype=dtype)
+  y = data.random_crop_flip(padding=2)(jax.random.key(0), x)
+  assert y.shape == x.shape and y.dtype == x.dtype
+
+
+def test_random_crop_flip_identity():
+  import jax
+  x = _images_batch()
+  y = data.random_crop_flip(padding=0, flip=False)(jax.random.key(3), x)
+  np.testing.assert_array_equal(np.asarray(y), x)
+
+
+def test_random_crop_flip_flip_only():
+  import jax
+  x = _images_batch()
+  y = np.asarray(data.random_crop_flip(padding=0)(jax.random.key(1), x))
+  same = np.all(y == x, axis=(1, 2, 3))
+  mirrored = np.all(y == x[:, :, ::-1, :], axis=(1, 2, 3))
+  assert np.all(same | mirrored)
+  assert same.any() and mirrored.any()
+
+
+def test_random_crop_flip_crop_only_is_a_window_of_the_padded_image():
+  import jax
+  p, (h, w) = 2, (8, 6)
+  x = _images_batch(h=h, w=w)
+  y = np.asarray(data.random_crop_flip(padding=p, flip=False)(
+      jax.random.key(2), x))
+  padded = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+  offsets = set()
+  for i in range(len(x)):
+    hits = [(dy, dx) for dy in range(2 * p + 1) for dx in range(2 * p + 1)
+            if np.array_equal(y[i], padded[i, dy:dy + h, dx:dx + w])]
+    assert hits, f"image {i} is no window of its padded input"
+    offsets.update(hits)
+  assert len(offsets) > 1  # offsets vary between images
+
+
+def test_random_crop_flip_keys():
+  import jax
+  x = _images_batch()
+  augment = data.random_crop_flip()
+  a = np.asarray(augment(jax.random.key(0), x))
+  np.testing.assert_array_equal(a, np.asarray(augment(jax.random.key(0), x)))
+  assert not np.array_equal(a, np.asarray(augment(jax.random.key(1), x)))
+  # Raw uint32 keys work too.
+  assert augment(jax.random.PRNGKey(0), x).shape == x.shape
+
+
+def test_random_crop_flip_under_jit_and_vmap():
+  import jax
+  x = _images_batch()
+  augment = data.random_crop_flip(padding=2)
+  keys = jax.random.split(jax.random.key(0), 3)
+  y = np.asarray(jax.jit(jax.vmap(augment, in_axes=(0, None)))(keys, x))
+  assert y.shape == (3, *x.shape) and y.dtype == x.dtype
+  for k in range(3):  # each model's batch equals the unbatched call
+    np.testing.assert_array_equal(y[k], np.asarray(augment(keys[k], x)))
+  assert not np.array_equal(y[0], y[1])
+
+
+def test_random_crop_flip_flattened():
+  import jax
+  x = _images_batch()
+  flat = x.reshape(len(x), -1)
+  key = jax.random.key(4)
+  y = data.random_crop_flip(padding=2, image_shape=(8, 6, 3))(key, flat)
+  np.testing.assert_array_equal(
+      np.asarray(y),
+      np.asarray(data.random_crop_flip(padding=2)(key, x)).reshape(64, -1))
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(padding=-1), "padding must be a non-negative integer"),
+    (dict(padding=1.5), "padding must be a non-negative integer"),
+    (dict(padding=True), "padding must be a non-negative integer"),
+    (dict(flip=1), "flip must be True or False"),
+    (dict(image_shape=(4, 4)), "image_shape must be \\(height, width"),
+    (dict(image_shape=(4, 0, 1)), "image_shape must be \\(height, width"),
+])
+def test_random_crop_flip_bad_arguments(options, match):
+  with pytest.raises(ValueError, match=match) as info:
+    data.random_crop_flip(**options)
+  assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("options, shape, match", [
+    ({}, (4, 8, 8), "expected a batch of images \\(batch, height, width"),
+    ({}, (4, 192), "pass image_shape="),
+    (dict(image_shape=(8, 8, 3)), (4, 8, 8, 3), "expected a flattened batch"),
+    (dict(image_shape=(8, 8, 3)), (4, 100), "expected a flattened batch"),
+])
+def test_random_crop_flip_bad_batches(options, shape, match):
+  import jax
+  augment = data.random_crop_flip(**options)
+  with pytest.raises(ValueError, match=match) as info:
+    augment(jax.random.key(0), np.zeros(shape, np.float32))
+  assert "\n" not in str(info.value)
