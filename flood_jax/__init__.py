@@ -4,7 +4,7 @@ training state and a sweep engine that trains many flood levels at once."""
 from flood_jax._dataset import Dataset
 from flood_jax._loss import flooded_loss, iflooded_loss
 from flood_jax._result import SweepResult
-from flood_jax._sweep import sweep
+from flood_jax._sweep import Model, sweep
 from flood_jax._train_state import FloodTrainState
 from flood_jax._transform import FloodState, flood, flooded_fraction
 
@@ -16,6 +16,7 @@ __all__ = [
     "Dataset",
     "FloodState",
     "FloodTrainState",
+    "Model",
     "SweepResult",
     "flood",
     "flooded_fraction",

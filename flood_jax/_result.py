@@ -6,7 +6,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import numpy as np
@@ -30,21 +30,29 @@ class SweepResult:
   Attributes:
     flood_levels: the levels, shape ``(levels,)``.
     seeds: the seeds, shape ``(seeds,)``.
-    history: per-epoch curves, each ``(levels, seeds, epochs)``: ``train_loss``
-      (full training set, evaluation mode, *unflooded*), ``val_loss``,
-      ``val_accuracy``, ``test_loss``, ``test_accuracy`` and
+    history: per-epoch curves, each ``(levels, *hyperparameters, seeds,
+      epochs)`` (:attr:`axes` names the axes before ``epochs``):
+      ``train_loss`` (full training set, evaluation mode, *unflooded*),
+      ``val_loss``, ``val_accuracy``, ``test_loss``, ``test_accuracy`` and
       ``flooded_fraction`` (fraction of the epoch's mini-batches whose loss was
-      below the level, i.e. ascent steps).
-    final_params: the trained parameters, every leaf with leading axes
-      ``(levels, seeds)``; ``None`` after :meth:`load`.
-    final_batch_stats: BatchNorm statistics likewise, or ``None``.
+      below the level, i.e. ascent steps; with iFlood, of the examples).
+    final_params: the trained parameters, every leaf with the same leading
+      axes as ``history`` (without ``epochs``); an NNX model's are an
+      ``nnx.State``. ``None`` after :meth:`load`.
+    final_batch_stats: BatchNorm statistics likewise (linen ``batch_stats``,
+      NNX non-parameter state), or ``None``.
     config: the sweep's settings, for the record.
     wall_time: seconds the sweep took (training and evaluation).
+    hyperparams: the swept optimizer hyperparameters, name -> values, in the
+      order of their axes; empty without.
+    model: the model the sweep trained (not saved; used by :meth:`nnx_model`).
 
-  The best level (:attr:`best_flood_level`) maximizes the validation accuracy
-  at the **final epoch**, averaged over seeds (ties go to the smaller level).
-  :meth:`best` also offers the early-stopping rule (each run's epoch of best
-  validation accuracy).
+  A *configuration* is a flood level with one value of each hyperparameter.
+  The best one (:meth:`best`, :attr:`best_flood_level`) maximizes the
+  validation accuracy at the **final epoch**, averaged over seeds (ties go to
+  the first, i.e. the smaller level). A model whose validation loss is not
+  finite has *diverged*: its configuration is never chosen, and
+  :meth:`summary` counts it.
   """
 
   flood_levels: np.ndarray
@@ -54,92 +62,228 @@ class SweepResult:
   final_batch_stats: Any = None
   config: dict[str, Any] = dataclasses.field(default_factory=dict)
   wall_time: float = math.nan
+  hyperparams: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  model: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+  @property
+  def axes(self) -> tuple[str, ...]:
+    """Names of the leading axes of ``history``: ``("flood_level", *hyperparameters, "seed")``."""
+    return ("flood_level", *self.hyperparams, "seed")
 
   @property
   def num_epochs(self) -> int:
     return int(self.history["val_accuracy"].shape[-1])
 
   @property
-  def best_flood_level(self) -> float:
-    """Level with the highest final-epoch validation accuracy, mean over seeds."""
-    return self.best()
+  def config_shape(self) -> tuple[int, ...]:
+    """``(levels, *values per hyperparameter)``."""
+    return tuple(self.history["val_accuracy"].shape[:-2])
 
-  def best(self, rule: str = "final") -> float:
-    """The best flood level by mean validation accuracy over seeds.
+  @property
+  def best_flood_level(self) -> float:
+    """Level of the best configuration (:meth:`best`)."""
+    return self.best()["flood_level"]
+
+  def configurations(self) -> list[dict[str, float]]:
+    """Every configuration, in the order of ``history``'s leading axes."""
+    values = [self.flood_levels, *self.hyperparams.values()]
+    names = ["flood_level", *self.hyperparams]
+    return [
+        {name: float(values[k][i]) for k, (name, i) in enumerate(zip(names, index))}
+        for index in np.ndindex(*self.config_shape)
+    ]
+
+  def diverged(self) -> np.ndarray:
+    """Whether each run diverged (non-finite final validation loss), ``(..., seeds)``."""
+    return ~np.isfinite(self.history["val_loss"][..., -1])
+
+  def best(self, rule: str = "final") -> dict[str, float]:
+    """The best configuration by mean validation accuracy over seeds.
 
     Args:
       rule: ``"final"`` scores each run by its last epoch's validation
         accuracy; ``"best_val"`` by its best epoch's (early stopping).
 
     Returns:
-      The winning level (ties: the smallest).
+      ``{"flood_level": b, **hyperparameters}`` of the winner (ties: the
+      first). A configuration with a diverged seed is never chosen.
+
+    Raises:
+      ValueError: if every configuration diverged.
     """
-    scores = self.val_score(rule).mean(axis=1)
-    return float(self.flood_levels[int(np.nanargmax(scores))])
+    scores = self.val_score(rule).mean(axis=-1)
+    if np.all(np.isnan(scores)):
+      raise ValueError(
+          "every configuration of the sweep diverged (validation loss NaN or"
+          " infinite); lower the learning rate or check the data and model."
+      )
+    flat = int(np.nanargmax(scores))
+    return self.configurations()[flat]
 
   def val_score(self, rule: str = "final") -> np.ndarray:
-    """Validation accuracy per run, ``(levels, seeds)``, under an epoch ``rule``."""
+    """Validation accuracy per run, ``(levels, *hyperparameters, seeds)``, under ``rule``.
+
+    Diverged runs (and epochs with a non-finite validation loss) score NaN.
+    """
     _check_rule(rule)
-    val = self.history["val_accuracy"]
+    val = np.where(np.isfinite(self.history["val_loss"]),
+                   self.history["val_accuracy"], np.nan)
     if rule == "final":
       return val[..., -1]
-    return np.nanmax(val, axis=-1)
+    with np.errstate(invalid="ignore"):
+      all_nan = np.all(np.isnan(val), axis=-1)
+      return np.where(all_nan, np.nan, np.nanmax(np.where(np.isnan(val), -np.inf, val), -1))
 
   def stopping_epoch(self, rule: str = "final") -> np.ndarray:
-    """Epoch index each run is read at, ``(levels, seeds)``, under ``rule``.
+    """Epoch index each run is read at, ``(levels, *hyperparameters, seeds)``.
 
     ``"best_val"`` takes the first epoch of highest validation accuracy.
     """
     _check_rule(rule)
     val = self.history["val_accuracy"]
     if rule == "final":
-      return np.full(val.shape[:2], val.shape[-1] - 1)
+      return np.full(val.shape[:-1], val.shape[-1] - 1)
     return np.argmax(np.nan_to_num(val, nan=-np.inf), axis=-1)
 
   def at_stopping(self, metric: str, rule: str = "final") -> np.ndarray:
-    """``metric`` read at each run's stopping epoch, ``(levels, seeds)``."""
+    """``metric`` read at each run's stopping epoch, ``(levels, *hyperparameters, seeds)``."""
     if metric not in self.history:
       raise ValueError(f"unknown metric {metric!r}; known: {sorted(self.history)}.")
     epoch = self.stopping_epoch(rule)
     return np.take_along_axis(self.history[metric], epoch[..., None], axis=-1)[..., 0]
 
+  def index(self, flood_level: float, seed: Optional[int] = None,
+            **hyperparams: float) -> tuple[int, ...]:
+    """Indices into the leading axes for a configuration (and a seed, if given).
+
+    Raises a one-line ``ValueError`` for a value not in the sweep.
+    """
+    if set(hyperparams) != set(self.hyperparams):
+      raise ValueError(
+          f"name every swept hyperparameter, {sorted(self.hyperparams)};"
+          f" got {sorted(hyperparams)}."
+      )
+    out = [_find("flood_level", self.flood_levels, flood_level)]
+    out += [_find(name, self.hyperparams[name], hyperparams[name]) for name in self.hyperparams]
+    if seed is not None:
+      out.append(_find("seed", self.seeds, seed))
+    return tuple(out)
+
+  def select(self, **hyperparams: float) -> "SweepResult":
+    """The result at fixed values of some hyperparameters, their axes removed.
+
+    ``result.select(**{k: v for k, v in result.best().items() if k !=
+    "flood_level"})`` gives the familiar ``(levels, seeds, epochs)`` result at
+    the best hyperparameters.
+    """
+    unknown = set(hyperparams) - set(self.hyperparams)
+    if unknown:
+      raise ValueError(f"unknown hyperparameters {sorted(unknown)}; the sweep has"
+                       f" {sorted(self.hyperparams)}.")
+    take: list[Any] = [slice(None)]
+    kept = {}
+    for name, values in self.hyperparams.items():
+      if name in hyperparams:
+        take.append(_find(name, values, hyperparams[name]))
+      else:
+        take.append(slice(None))
+        kept[name] = values
+    pick = lambda a: a[tuple(take)]
+    fixed = {k: float(v) for k, v in hyperparams.items()}
+    return dataclasses.replace(
+        self,
+        history={k: pick(v) for k, v in self.history.items()},
+        hyperparams=kept,
+        final_params=None if self.final_params is None else jax.tree.map(pick, self.final_params),
+        final_batch_stats=(None if self.final_batch_stats is None
+                           else jax.tree.map(pick, self.final_batch_stats)),
+        config=dict(self.config, selected=dict(self.config.get("selected", {}), **fixed)),
+    )
+
+  def at_best_hyperparams(self) -> "SweepResult":
+    """:meth:`select` at the best configuration's hyperparameters (self if none)."""
+    if not self.hyperparams:
+      return self
+    best = self.best()
+    return self.select(**{k: v for k, v in best.items() if k != "flood_level"})
+
+  def nnx_model(self, flood_level: float, seed: int, **hyperparams: float) -> Any:
+    """Rebuilds one trained ``nnx.Module`` of an NNX sweep.
+
+    Calls the sweep's factory once (``make(nnx.Rngs(seed))``) and puts the
+    trained parameters and BatchNorm statistics of ``(flood_level, seed,
+    **hyperparams)`` into it.
+    """
+    from flax import nnx
+
+    if self.model is None or self.final_params is None or not isinstance(
+        self.final_params, nnx.State):
+      raise ValueError(
+          "nnx_model needs the result of an NNX sweep run in this process"
+          " (parameters are not kept by save/load, and linen or fj.Model"
+          " sweeps have no NNX module); index final_params instead."
+      )
+    where = self.index(flood_level, seed, **hyperparams)
+    module = self.model(nnx.Rngs(int(seed)))
+    nnx.update(module, jax.tree.map(lambda a: a[where], self.final_params))
+    if self.final_batch_stats is not None:
+      nnx.update(module, jax.tree.map(lambda a: a[where], self.final_batch_stats))
+    return module
+
   def table(self) -> list[dict[str, Any]]:
-    """One row per level: mean and std over seeds of the key final metrics."""
+    """One row per configuration: mean and std over seeds of the key final metrics.
+
+    Diverged runs are counted in ``diverged`` and left out of the means.
+    """
+    val_es = self.at_stopping("test_accuracy", "best_val")
+    diverged = self.diverged()
     rows = []
-    for i, level in enumerate(self.flood_levels):
-      row: dict[str, Any] = {"flood_level": float(level)}
+    for config, index in zip(self.configurations(), np.ndindex(*self.config_shape)):
+      row: dict[str, Any] = dict(config)
+      ok = ~diverged[index]
       for name, values in [
-          ("val_acc", self.history["val_accuracy"][i, :, -1]),
-          ("best_val_acc", np.nanmax(self.history["val_accuracy"][i], -1)),
-          ("test_acc", self.history["test_accuracy"][i, :, -1]),
-          ("test_acc_es", self.at_stopping("test_accuracy", "best_val")[i]),
-          ("train_loss", self.history["train_loss"][i, :, -1]),
-          ("test_loss", self.history["test_loss"][i, :, -1]),
-          ("flooded", self.history["flooded_fraction"][i, :, -1]),
+          ("val_acc", self.history["val_accuracy"][index][:, -1]),
+          ("best_val_acc", np.nanmax(self.history["val_accuracy"][index], -1)),
+          ("test_acc", self.history["test_accuracy"][index][:, -1]),
+          ("test_acc_es", val_es[index]),
+          ("train_loss", self.history["train_loss"][index][:, -1]),
+          ("test_loss", self.history["test_loss"][index][:, -1]),
+          ("flooded", self.history["flooded_fraction"][index][:, -1]),
       ]:
-        row[name] = float(np.mean(values))
-        row[name + "_std"] = float(np.std(values))
+        kept = values[ok]
+        row[name] = float(np.mean(kept)) if kept.size else math.nan
+        row[name + "_std"] = float(np.std(kept)) if kept.size else math.nan
+      row["diverged"] = int(np.sum(~ok))
       rows.append(row)
     return rows
 
   def summary(self) -> str:
-    """A readable table: per level, mean +/- std over seeds of final metrics.
+    """A readable table: per configuration, mean +/- std over seeds of final metrics.
 
-    Columns: final validation accuracy, best validation accuracy over epochs,
-    final test accuracy, test accuracy at the best-validation epoch (early
-    stopping), final (unflooded) training loss, final test loss and the last
-    epoch's flooded fraction. The best level by final validation accuracy is
+    Columns: the flood level and each swept hyperparameter, final validation
+    accuracy, best validation accuracy over epochs, final test accuracy, test
+    accuracy at the best-validation epoch (early stopping), final (unflooded)
+    training loss, final test loss and the last epoch's flooded fraction; a
+    ``diverged`` column counts runs with a non-finite validation loss when
+    there are any. The best configuration by final validation accuracy is
     marked with ``*``.
     """
-    best = self.best_flood_level
-    header = [
-        "level", "val acc", "best val acc", "test acc", "test acc (ES)",
-        "train loss", "test loss", "flooded",
-    ]
+    try:
+      best: Optional[dict[str, float]] = self.best()
+    except ValueError:
+      best = None
+    rows = self.table()
+    show_diverged = any(row["diverged"] for row in rows)
+    names = list(self.hyperparams)
+    header = ["level", *names, "val acc", "best val acc", "test acc",
+              "test acc (ES)", "train loss", "test loss", "flooded"]
+    if show_diverged:
+      header.append("diverged")
     lines = []
-    for row in self.table():
-      mark = "*" if row["flood_level"] == best else " "
+    for row in rows:
+      mark = "*" if best is not None and all(row[k] == v for k, v in best.items()) else " "
       cells = [f"{row['flood_level']:.4g}{mark}"]
+      cells += [f"{row[name]:.4g}" for name in names]
       for key, digits in [
           ("val_acc", 4), ("best_val_acc", 4), ("test_acc", 4),
           ("test_acc_es", 4), ("train_loss", 4), ("test_loss", 4),
@@ -149,6 +293,8 @@ class SweepResult:
           cells.append(f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}")
         else:
           cells.append(f"{row[key]:.{digits}f}")
+      if show_diverged:
+        cells.append(f"{row['diverged']}/{len(self.seeds)}")
       lines.append(cells)
     widths = [max(len(h), *(len(c[j]) for c in lines)) for j, h in enumerate(header)]
     out = [
@@ -156,19 +302,37 @@ class SweepResult:
         "  ".join("-" * w for w in widths),
     ]
     out += ["  ".join(c.rjust(w) for c, w in zip(cells, widths)) for cells in lines]
-    out.append(
-        f"best flood level (final val acc, mean over {len(self.seeds)} seed(s)):"
-        f" {best:.4g}; by early stopping: {self.best('best_val'):.4g}"
-    )
+    if best is None:
+      out.append("best configuration: none, every configuration diverged.")
+    elif not names:
+      out.append(
+          f"best flood level (final val acc, mean over {len(self.seeds)} seed(s)):"
+          f" {best['flood_level']:.4g}; by early stopping:"
+          f" {self.best('best_val')['flood_level']:.4g}"
+      )
+    else:
+      out.append(
+          f"best configuration (final val acc, mean over {len(self.seeds)} seed(s)):"
+          f" {_show_config(best)}; by early stopping: {_show_config(self.best('best_val'))}"
+      )
     return "\n".join(out)
 
   def to_dict(self) -> dict[str, Any]:
     """Metrics and settings as JSON-ready Python values (no parameters)."""
+    try:
+      best: Optional[dict[str, float]] = self.best()
+      best_es: Optional[dict[str, float]] = self.best("best_val")
+    except ValueError:
+      best = best_es = None
     return {
+        "axes": list(self.axes),
         "flood_levels": [float(b) for b in self.flood_levels],
+        "hyperparams": {k: [float(v) for v in vs] for k, vs in self.hyperparams.items()},
         "seeds": [int(s) for s in self.seeds],
-        "best_flood_level": self.best_flood_level,
-        "best_flood_level_early_stopping": self.best("best_val"),
+        "best": best,
+        "best_early_stopping": best_es,
+        "best_flood_level": None if best is None else best["flood_level"],
+        "best_flood_level_early_stopping": None if best_es is None else best_es["flood_level"],
         "wall_time": self.wall_time,
         "config": self.config,
         "final": {
@@ -221,13 +385,37 @@ class SweepResult:
         },
         config=raw.get("config", {}),
         wall_time=raw.get("wall_time", math.nan),
+        hyperparams={k: np.asarray(v, np.float32)
+                     for k, v in raw.get("hyperparams", {}).items()},
     )
 
   def __repr__(self) -> str:
-    return (
-        f"SweepResult(levels={len(self.flood_levels)}, seeds={len(self.seeds)},"
-        f" epochs={self.num_epochs}, best_flood_level={self.best_flood_level:.4g})"
+    try:
+      best = _show_config(self.best())
+    except ValueError:
+      best = "none (all diverged)"
+    shape = ", ".join(f"{name}s={n}" if name != "flood_level" else f"levels={n}"
+                      for name, n in zip(self.axes, self.history["val_accuracy"].shape))
+    return f"SweepResult({shape}, epochs={self.num_epochs}, best={best})"
+
+
+def _show_config(config: dict[str, float]) -> str:
+  return ", ".join(f"{'b' if k == 'flood_level' else k} = {v:.4g}" for k, v in config.items())
+
+
+def _find(name: str, values: np.ndarray, value: float) -> int:
+  hits = np.flatnonzero(np.isclose(np.asarray(values, np.float64), float(value),
+                                   rtol=1e-6, atol=0.0))
+  if hits.size == 0:
+    raise ValueError(
+        f"{name} {value!r} is not in the sweep; it has {[_plain(v) for v in values]}."
     )
+  return int(hits[0])
+
+
+def _plain(value: Any) -> Any:
+  value = np.asarray(value).item()
+  return round(value, 6) if isinstance(value, float) else value
 
 
 def _check_rule(rule: str) -> None:
@@ -244,8 +432,3 @@ def _json_safe(value: Any) -> Any:
   if isinstance(value, (list, tuple)):
     return [_json_safe(v) for v in value]
   return value
-
-
-def stack_levels_seeds(flat: np.ndarray, levels: int, seeds: int) -> np.ndarray:
-  """``(levels * seeds, ...)`` in seed-major order to ``(levels, seeds, ...)``."""
-  return np.swapaxes(flat.reshape((seeds, levels) + flat.shape[1:]), 0, 1)

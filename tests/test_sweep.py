@@ -153,10 +153,10 @@ def test_resumed_sweep_equals_uninterrupted(data, tmp_path, monkeypatch):
   kw = dict(KW, optimizer=optax.adam(1e-2), epochs_per_call=5, chunk_size=2)
   run = lambda d: fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=LEVELS,
                            seeds=[0], checkpoint_dir=d, **kw)
-  monkeypatch.setattr(_sweep, "_CHECKPOINT_EVERY_S", 0.0)  # save after every call
+  monkeypatch.setattr(_sweep.checkpoint, "EVERY_S", 0.0)  # save after every call
   full = run(tmp_path / "a")
   with monkeypatch.context() as patch:
-    patch.setattr(_sweep, "_progress_bar", lambda *args: _Interrupt(after=4))
+    patch.setattr(_sweep.driver, "_progress_bar", lambda *args: _Interrupt(after=4))
     with pytest.raises(KeyboardInterrupt):
       run(tmp_path / "b")  # stops in the second chunk, mid-run
   assert (tmp_path / "b" / "done_00000").is_dir()
@@ -178,7 +178,7 @@ def test_best_level_rules_and_summary(grid):
   final = grid.history["val_accuracy"][..., -1].mean(axis=1)
   assert grid.best_flood_level == LEVELS[int(np.argmax(final))]
   best_epoch = grid.history["val_accuracy"].max(-1).mean(axis=1)
-  assert grid.best("best_val") == LEVELS[int(np.argmax(best_epoch))]
+  assert grid.best("best_val")["flood_level"] == LEVELS[int(np.argmax(best_epoch))]
   text = grid.summary()
   assert "best flood level" in text and "±" in text
   assert len(text.splitlines()) == 2 + len(LEVELS) + 1

@@ -1,0 +1,462 @@
+"""``sweep``: the driver that ties the grid, the model, the program and the layout.
+
+How it runs. One model's whole training run (per epoch: shuffle, mini-batch
+steps, then evaluation) is a pure function built on ``lax.scan``
+(:mod:`flood_jax._sweep.program`). ``jax.vmap`` runs it over a *chunk* of
+``chunk_size`` models; ``jax.shard_map`` runs one chunk per device; this
+module's loop runs the calls one after another, so a sweep larger than memory
+still fits (:mod:`flood_jax._sweep.layout`). Within a call, ``epochs_per_call``
+epochs run without returning to Python; between calls the progress bar moves
+and the checkpoint is written (:mod:`flood_jax._sweep.checkpoint`).
+
+The models are the points of the grid (:mod:`flood_jax._sweep.grid`), flood
+levels x optimizer hyperparameters x seeds, ordered seed-major, so models that
+share a seed, and with it the initialization and the order of mini-batches,
+sit in the same chunk, and each chunk draws one permutation per seed per
+epoch, not one per model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from flood_jax._dataset import Dataset
+from flood_jax._result import METRICS, SweepResult
+from flood_jax._sweep import checkpoint
+from flood_jax._sweep.adapters import Adapter, adapt
+from flood_jax._sweep.grid import Grid
+from flood_jax._sweep.layout import device_data, plan_layout, seed_slots
+from flood_jax._sweep.program import (
+    AXIS, OBJECTIVES, Augment, LossFn, get_program, injected_hyperparams)
+
+
+def sweep(
+    model: Any,
+    data: Dataset,
+    *,
+    flood_levels: Sequence[float] | np.ndarray,
+    seeds: Sequence[int] = (0,),
+    optimizer: optax.GradientTransformation,
+    epochs: int,
+    batch_size: int,
+    hyperparams: Optional[Mapping[str, Sequence[float]]] = None,
+    objective: str = "flood",
+    augment: Optional[Augment] = None,
+    loss_fn: Optional[LossFn] = None,
+    chunk_size: Optional[int] = None,
+    mesh: Optional[Mesh] = None,
+    epochs_per_call: Optional[int] = None,
+    eval_batch_size: int = 2048,
+    checkpoint_dir: Optional[str | os.PathLike[str]] = None,
+    progress: bool = True,
+) -> SweepResult:
+  r"""Trains one model per (flood level, hyperparameters, seed), all at once.
+
+  With ``objective="flood"`` each model ``(b, seed)`` is trained with
+  ``optax.chain(flood(b), optimizer)`` on the mini-batch mean of ``loss_fn``,
+  i.e. on the flooded objective :math:`|J - b| + b` (Ishida et al., 2020).
+  With ``objective="iflood"`` it is trained with ``optimizer`` on iFlood's
+  per-example flooding :math:`\frac{1}{B}\sum_i (|\ell_i - b| + b)` (Xie et
+  al., 2022). Every epoch shuffles the training set (``n_train //
+  batch_size`` full mini-batches; the rest of the epoch's permutation is left
+  out), takes the steps, then evaluates, in evaluation mode: the loss on the
+  whole training set (the plain loss, not flooded), and loss and accuracy on
+  the validation and test sets. A seed fixes the initialization, the order of
+  mini-batches, the dropout masks and the augmentation, so all configurations
+  with the same seed are paired.
+
+  **Models.** Three kinds: a Flax linen module, called as
+  ``model.apply(variables, x, train=...)`` (a model with BatchNorm,
+  ``use_running_average=not train``, gets its ``batch_stats`` trained too; a
+  dropout layer gets the ``"dropout"`` rng); an NNX factory ``make(rngs) ->
+  nnx.Module`` called as ``model(x)`` after ``model.train()`` or
+  ``model.eval()``, whose ``nnx.BatchNorm`` statistics are trained and kept
+  (``result.nnx_model(...)`` rebuilds a trained module); or
+  :class:`flood_jax.Model` ``(init, apply)`` for any other JAX code.
+
+  **Hyperparameters.** ``hyperparams={"learning_rate": [1e-3, 3e-3]}`` with an
+  optimizer built by ``optax.inject_hyperparams`` adds one axis per name:
+  every combination is one model of the same compiled program (the values are
+  traced into the optimizer state, not compiled in).
+
+  **Reproducibility.** With a given layout (``chunk_size`` and number of
+  devices) the model for ``(b, seed)`` gets the same numbers whatever else is
+  in the sweep, because every chunk runs the same compiled program (a short
+  last chunk is padded). Layouts differ in how XLA orders float sums, so
+  between layouts (e.g. a model trained alone, where ``chunk_size`` is 1,
+  and inside a big sweep) results agree to float round-off at first; with
+  ``b > 0`` that round-off can decide the sign of a step where the batch loss
+  is within round-off of ``b``, after which runs part ways like two seeds
+  would. Curves and final accuracies then agree statistically, not digit for
+  digit. Fix ``chunk_size`` (and the device count) for bitwise-repeatable
+  comparisons.
+
+  Args:
+    model: a linen module, an NNX factory ``lambda rngs: Net(rngs=rngs)``, or
+      ``fj.Model(init, apply)``; see above.
+    data: the :class:`flood_jax.Dataset` (shared by all models, not copied).
+    flood_levels: the levels ``b >= 0`` to train, at least one.
+    seeds: integer seeds, at least one.
+    optimizer: any Optax transformation; with ``objective="flood"``,
+      ``flood(b)`` is put in front of it.
+    epochs: epochs per model.
+    batch_size: mini-batch size, at most the number of training examples.
+    hyperparams: optional ``{name: [values]}`` of numeric hyperparameters of an
+      ``optax.inject_hyperparams`` optimizer to sweep alongside the levels.
+    objective: ``"flood"`` (batch-level flooding) or ``"iflood"``
+      (per-example flooding).
+    augment: optional ``augment(key, x_batch) -> x_batch`` applied on device
+      to every training mini-batch, with a key per seed and step (paired
+      across levels), e.g. :func:`flood_jax.data.random_crop_flip`.
+    loss_fn: per-example loss ``loss_fn(logits, labels) -> (batch,)``;
+      default ``optax.softmax_cross_entropy_with_integer_labels``.
+    chunk_size: models trained together per device (vmapped). Default: chosen
+      from the model's size and the platform (a few at a time on a CPU, many
+      on an accelerator), and at most the models per device. Given
+      explicitly, it is kept even for a smaller sweep (padded with copies),
+      which makes each model's numbers independent of the sweep's size.
+    mesh: a 1-D ``jax.sharding.Mesh`` to shard the sweep axis over; default
+      all devices (only as many as there are models).
+    epochs_per_call: epochs run per compiled call; the progress bar and the
+      checkpoint update between calls. Results do not depend on it. Default
+      ``ceil(epochs / 20)`` with a progress bar or checkpoints, else all
+      epochs in one call.
+    eval_batch_size: examples per evaluation batch (memory, not results).
+    checkpoint_dir: if given, the sweep is saved there with Orbax (each
+      finished chunk at once, the chunk in progress every 30 s) and a later
+      call with the same arguments resumes from it; the resumed sweep ends
+      with exactly the results of an uninterrupted one.
+    progress: show a progress bar.
+
+  Returns:
+    A :class:`flood_jax.SweepResult`; ``history[metric]`` has shape
+    ``(levels, *one axis per hyperparameter, seeds, epochs)`` (``result.axes``
+    names them), and ``final_params`` leaves have the same leading axes.
+
+  Examples:
+    >>> import numpy as np, optax
+    >>> import flax.linen as nn
+    >>> import flood_jax as fj
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(64, 2)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int32)
+    >>> data = fj.Dataset(x_train=x, y_train=y, x_val=x, y_val=y,
+    ...                   x_test=x, y_test=y)
+    >>> class Net(nn.Module):
+    ...   @nn.compact
+    ...   def __call__(self, x, train):
+    ...     return nn.Dense(2)(nn.relu(nn.Dense(8)(x)))
+    >>> result = fj.sweep(Net(), data, flood_levels=[0.0, 0.1], seeds=[0],
+    ...                   optimizer=optax.sgd(0.1), epochs=3, batch_size=16,
+    ...                   progress=False)
+    >>> result.history["val_accuracy"].shape
+    (2, 1, 3)
+
+    An NNX model, with the learning rate swept beside the level:
+
+    >>> from flax import nnx
+    >>> class NNXNet(nnx.Module):
+    ...   def __init__(self, rngs):
+    ...     self.hidden = nnx.Linear(2, 8, rngs=rngs)
+    ...     self.out = nnx.Linear(8, 2, rngs=rngs)
+    ...   def __call__(self, x):
+    ...     return self.out(nnx.relu(self.hidden(x)))
+    >>> result = fj.sweep(lambda rngs: NNXNet(rngs), data,
+    ...                   flood_levels=[0.0, 0.1], seeds=[0, 1],
+    ...                   optimizer=optax.inject_hyperparams(optax.sgd)(learning_rate=0.1),
+    ...                   hyperparams={"learning_rate": [0.05, 0.1, 0.2]},
+    ...                   epochs=3, batch_size=16, progress=False)
+    >>> result.axes, result.history["val_accuracy"].shape
+    (('flood_level', 'learning_rate', 'seed'), (2, 3, 2, 3))
+    >>> sorted(result.best())
+    ['flood_level', 'learning_rate']
+
+  References:
+    Ishida et al., `Do We Need Zero Training Loss After Achieving Zero
+    Training Error? <https://arxiv.org/abs/2002.08709>`_, ICML 2020.
+
+    Xie et al., `iFlood: A Stable and Effective Regularizer
+    <https://openreview.net/forum?id=MsHnJPaBUZE>`_, ICLR 2022.
+  """
+  _check_arguments(data, optimizer, epochs, batch_size, chunk_size,
+                   epochs_per_call, eval_batch_size, objective, augment, loss_fn)
+  grid = Grid.build(flood_levels, hyperparams, seeds)
+  adapter = adapt(model)
+  _check_hyperparams(adapter, data, optimizer, grid)
+  loss_fn = loss_fn or optax.softmax_cross_entropy_with_integer_labels
+  _check_model_output(adapter, data, loss_fn, default_loss=loss_fn is
+                      optax.softmax_cross_entropy_with_integer_labels)
+  num_models = grid.num_models
+  flat_levels, flat_hparams, flat_seeds = grid.flat()
+
+  devices, num_devices, chunk_size = plan_layout(
+      model, data, num_models, batch_size, chunk_size=chunk_size, mesh=mesh)
+  group = chunk_size * num_devices  # models per call
+  num_calls = math.ceil(num_models / group)
+  padded = num_calls * group
+  pad_index = np.concatenate(
+      [np.arange(num_models), np.full(padded - num_models, num_models - 1)]
+  )
+  run_mesh = Mesh(np.asarray(devices[:num_devices]), (AXIS,))
+  if epochs_per_call is None:
+    # Results do not depend on it (tested); only the feedback does.
+    if progress or checkpoint_dir is not None:
+      epochs_per_call = math.ceil(epochs / 20)
+    else:
+      epochs_per_call = epochs
+  epochs_per_call = min(epochs_per_call, epochs)
+
+  program = get_program(
+      model=model,
+      loss_fn=loss_fn,
+      optimizer=optimizer,
+      objective=objective,
+      augment=augment,
+      hyperparams=tuple(grid.hyperparams),
+      input_shape=data.input_shape,
+      batch_size=batch_size,
+      epochs=epochs,
+      epochs_per_call=epochs_per_call,
+      eval_batch_size=eval_batch_size,
+      mesh=run_mesh,
+      chunk_size=chunk_size,
+  )
+  data_arrays = device_data(data, run_mesh)
+
+  config = {
+      "model": adapter.describe(),
+      "data": repr(data),
+      **grid.to_dict(),
+      "epochs": epochs,
+      "batch_size": batch_size,
+      "objective": objective,
+      "augment": None if augment is None else _name(augment),
+      "loss_fn": _name(loss_fn),
+      "chunk_size": chunk_size,
+      "devices": num_devices,
+      "platform": devices[0].platform,
+      "epochs_per_call": epochs_per_call,
+  }
+  store = None
+  if checkpoint_dir is not None:
+    fingerprint = dict(config, data_checksum=checkpoint.checksum(data))
+    store = checkpoint.CheckpointStore(os.fspath(checkpoint_dir), fingerprint)
+
+  history = np.full((padded, epochs, len(METRICS)), np.nan, np.float32)
+  # Per call, the leaves of (params, model_state): what the result keeps.
+  final_leaves: list[Optional[list[Any]]] = [None] * num_calls
+  start = time.perf_counter()
+  bar = _progress_bar(progress, num_calls * epochs, num_models, group)
+  try:
+    for call in range(num_calls):
+      rows = slice(call * group, (call + 1) * group)
+      done = store.load_done(call) if store else None
+      if done is not None:
+        history[rows], final_leaves[call] = done
+        bar.update(epochs)
+        continue
+      index = pad_index[rows]
+      slot_seeds, model_slot = seed_slots(flat_seeds[index], num_devices)
+      chunk_levels, chunk_hparams, slot_seeds, model_slot = jax.device_put(
+          (flat_levels[index], flat_hparams[index], slot_seeds, model_slot),
+          NamedSharding(run_mesh, P(AXIS)),
+      )
+      resumed = store.load_current(call, program.carry_structure) if store else None
+      if resumed is not None:
+        carry, epoch, history[rows] = resumed
+        carry = jax.device_put(carry, NamedSharding(run_mesh, P(AXIS)))
+        bar.update(epoch)
+      else:
+        carry = program.init(chunk_levels, chunk_hparams, slot_seeds, model_slot,
+                             data_arrays)
+        epoch = 0
+      while epoch < epochs:
+        carry, metrics = program.run(
+            carry, chunk_levels, chunk_hparams, slot_seeds, model_slot,
+            np.int32(epoch), data_arrays,
+        )
+        metrics = np.asarray(metrics)
+        ran = min(epochs_per_call, epochs - epoch)
+        history[rows, epoch:epoch + ran] = metrics[:, :ran]
+        epoch += ran
+        if store is not None and epoch < epochs and store.due():
+          store.save_current(call, carry, epoch, history[rows])
+        bar.update(ran)
+      kept = jax.tree.leaves(carry[:2])
+      # Big weights of a one-call sweep stay where they are (no copy); else
+      # each call's come home, so the devices hold one call's models at a time.
+      on_device = num_calls == 1 and sum(x.nbytes for x in kept) > 2**26
+      final_leaves[call] = kept if on_device else [np.asarray(x) for x in kept]
+      if store is not None:
+        store.save_done(call, final_leaves[call], history[rows])
+  finally:
+    bar.close()
+  wall_time = time.perf_counter() - start
+
+  history = history[:num_models]
+  if num_calls == 1:
+    stacked = [x if padded == num_models else x[:num_models] for x in final_leaves[0]]
+  else:
+    stacked = [
+        np.concatenate([leaves[i] for leaves in final_leaves])[:num_models]
+        for i in range(len(final_leaves[0]))
+    ]
+  structure = jax.tree.structure(program.carry_structure[:2])
+  params, model_state = jax.tree.unflatten(structure, stacked)
+  if not jax.tree.leaves(model_state):
+    model_state = None
+  return SweepResult(
+      flood_levels=grid.flood_levels,
+      seeds=grid.seeds,
+      hyperparams=dict(grid.hyperparams),
+      history={m: grid.unflatten(history[..., i]) for i, m in enumerate(METRICS)},
+      final_params=jax.tree.map(grid.unflatten, params),
+      final_batch_stats=(
+          None if model_state is None else jax.tree.map(grid.unflatten, model_state)
+      ),
+      config=config,
+      wall_time=wall_time,
+      model=model,
+  )
+
+
+def _name(fn: Any) -> str:
+  return getattr(fn, "__name__", None) or repr(fn)
+
+
+def _check_arguments(data, optimizer, epochs, batch_size, chunk_size,
+                     epochs_per_call, eval_batch_size, objective, augment, loss_fn):
+  if not isinstance(data, Dataset):
+    raise TypeError(
+        f"data must be a flood_jax.Dataset, got {type(data).__name__}; build one"
+        " with flood_jax.Dataset(x_train=..., y_train=..., x_val=..., ...) or"
+        " flood_jax.data.load(name)."
+    )
+  if not isinstance(optimizer, optax.GradientTransformation):
+    raise TypeError(
+        f"optimizer must be an Optax transformation such as optax.sgd(0.01),"
+        f" got {type(optimizer).__name__}."
+    )
+  for name, value in [("epochs", epochs), ("batch_size", batch_size),
+                      ("eval_batch_size", eval_batch_size)]:
+    _check_positive_int(name, value)
+  for name, value in [("chunk_size", chunk_size), ("epochs_per_call", epochs_per_call)]:
+    if value is not None:
+      _check_positive_int(name, value)
+  if batch_size > data.num_train:
+    raise ValueError(
+        f"batch_size {batch_size} is larger than the training set"
+        f" ({data.num_train} examples); use batch_size <= {data.num_train}."
+    )
+  if objective not in OBJECTIVES:
+    raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
+  for name, fn in [("augment", augment), ("loss_fn", loss_fn)]:
+    if fn is not None and not callable(fn):
+      raise TypeError(f"{name} must be a function, got {type(fn).__name__}.")
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _check_hyperparams(adapter: Adapter, data: Dataset, optimizer, grid: Grid) -> None:
+  """Every swept hyperparameter is a numeric one the optimizer injects."""
+  if not grid.hyperparams:
+    return
+  x = jnp.zeros((1,) + data.input_shape)
+  params = jax.eval_shape(lambda: adapter.init(jax.random.key(0), x)[0])
+  opt_state = jax.eval_shape(optimizer.init, params)
+  numeric, scheduled = injected_hyperparams(opt_state)
+  if not numeric and not scheduled:
+    raise ValueError(
+        "hyperparams needs an optimizer built with optax.inject_hyperparams, e.g."
+        " optax.inject_hyperparams(optax.sgd)(learning_rate=0.1); this one"
+        " exposes none."
+    )
+  for name in grid.hyperparams:
+    if name in scheduled:
+      raise ValueError(
+          f"hyperparameter {name!r} is a schedule in this optimizer; give it a"
+          " number (it is set per model) or leave it out of hyperparams."
+      )
+    if name not in numeric:
+      raise ValueError(
+          f"the optimizer exposes no hyperparameter {name!r}; it exposes"
+          f" {sorted(numeric)} (wrap the optimizer factory with"
+          " optax.inject_hyperparams to expose its arguments)."
+      )
+
+
+def _check_model_output(adapter: Adapter, data: Dataset, loss_fn, default_loss: bool) -> None:
+  """Calls the model on one example (abstractly) and checks what comes out."""
+  x = jnp.zeros((1,) + data.input_shape)
+
+  def forward():
+    params, model_state, rng_state = adapter.init(jax.random.key(0), x)
+    logits, _, _ = adapter.apply(params, model_state, rng_state, x, train=True,
+                                 key=jax.random.key(0))
+    return logits
+
+  try:
+    logits = jax.eval_shape(forward)
+  except TypeError as err:
+    if adapter.kind == "linen" and "train" in str(err):
+      raise TypeError(
+          "fj.sweep calls a linen model as model.apply(variables, x, train=True)"
+          " (False to evaluate); give its __call__ a `train: bool` argument"
+          f" (use it for BatchNorm/Dropout, or ignore it). Flax said: {_first_line(err)}"
+      ) from None
+    if adapter.kind == "plain":
+      raise TypeError(
+          "fj.sweep calls fj.Model as init(key, x) -> params and apply(params, x,"
+          f" train) -> logits; one of them does not fit: {_first_line(err)}"
+      ) from None
+    raise
+  if len(logits.shape) != 2:
+    raise ValueError(
+        f"the model must return logits of shape (batch, classes), got"
+        f" {tuple(logits.shape)} for a batch of 1; flatten or pool its output."
+    )
+  if default_loss and logits.shape[-1] < data.num_classes:
+    raise ValueError(
+        f"the model outputs {logits.shape[-1]} logits but the data has"
+        f" {data.num_classes} classes; give its last layer {data.num_classes}"
+        " outputs."
+    )
+
+
+def _first_line(err: BaseException) -> str:
+  return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+class _NoBar:
+
+  def update(self, n: int) -> None:
+    del n
+
+  def close(self) -> None:
+    pass
+
+
+def _progress_bar(enabled: bool, total: int, num_models: int, group: int):
+  if not enabled:
+    return _NoBar()
+  from tqdm.auto import tqdm
+
+  return tqdm(
+      total=total,
+      desc=f"sweep: {num_models} models, {group} per call",
+      unit="epoch",
+      dynamic_ncols=True,
+  )

@@ -1,0 +1,136 @@
+"""The layout of a sweep: devices, models per device (the chunk), and the data on them.
+
+A sweep of ``M`` models on ``D`` devices runs ``chunk_size`` models per
+device per call, so ``chunk_size * D`` models per call and
+``ceil(M / (chunk_size * D))`` calls one after another (a short last call is
+padded with copies of the last model). Results depend on the layout only
+through float round-off: see :func:`flood_jax.sweep`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import weakref
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from flood_jax._dataset import Dataset
+from flood_jax._sweep.adapters import adapt
+
+
+def plan_layout(
+    model: Any,
+    data: Dataset,
+    num_models: int,
+    batch_size: int,
+    *,
+    chunk_size: Optional[int] = None,
+    mesh: Optional[Mesh] = None,
+) -> tuple[list[Any], int, int]:
+  """How a sweep of ``num_models`` runs: (devices, devices used, chunk size).
+
+  Uses every device of ``mesh`` (default: all) but no more than there are
+  models. The automatic chunk size is at most the models per device, evened
+  out over the calls it needs (12 models on 2 devices with a preferred chunk
+  of 4: two calls of 3 per device, not 4 + 2 and padding). A ``chunk_size``
+  given explicitly is kept even when it exceeds the models per device (the
+  chunk is padded), so every model runs the same program.
+  """
+  devices = mesh_devices(mesh)
+  num_devices = min(len(devices), num_models)
+  if chunk_size is None:
+    per_device = math.ceil(num_models / num_devices)
+    preferred = auto_chunk_size(model, data, batch_size, devices[0].platform)
+    calls = math.ceil(per_device / min(preferred, per_device))
+    chunk_size = math.ceil(per_device / calls)
+  return devices, num_devices, chunk_size
+
+
+def auto_chunk_size(
+    model: Any, data: Dataset, batch_size: int, platform: str
+) -> int:
+  """Models per device trained together, from the model's size and the platform.
+
+  On a CPU, vmapping many models helps only while a step is too small to keep
+  the cores busy; past that it costs memory bandwidth, so big models run a
+  few at a time. Accelerators take as many as fit comfortably.
+  """
+  num_params = count_params(model, data)
+  step_flops = 6 * num_params * batch_size
+  if platform == "cpu":  # measured in benchmarks/sweep.py on 2 cores
+    if step_flops < 2e7:
+      return 8
+    if step_flops < 1e8:
+      return 4
+    return 2
+  # Parameters, gradients and two optimizer moments per model, within ~4 GiB.
+  return int(max(1, min(256, 2**32 // (16 * max(num_params, 1)))))
+
+
+def count_params(model: Any, data: Dataset) -> int:
+  """Number of trainable parameters of ``model`` on ``data``'s inputs."""
+  try:
+    return _count_params(model, data.input_shape)
+  except TypeError:  # an unhashable model: count without the cache
+    return _count_params.__wrapped__(model, data.input_shape)
+
+
+@functools.lru_cache(maxsize=32)
+def _count_params(model: Any, input_shape: tuple[int, ...]) -> int:
+  adapter = adapt(model)
+  x = jnp.zeros((1,) + input_shape)
+  params, _, _ = jax.eval_shape(lambda: adapter.init(jax.random.key(0), x))
+  return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
+
+
+def mesh_devices(mesh: Optional[Mesh]) -> list[Any]:
+  """The devices of a 1-D ``mesh``, or all devices."""
+  if mesh is None:
+    return list(jax.devices())
+  if len(mesh.axis_names) != 1:
+    raise ValueError(
+        f"mesh must be 1-D (one axis for the sweep), got axes {mesh.axis_names};"
+        " build one with jax.make_mesh((n,), ('models',))."
+    )
+  return list(np.asarray(mesh.devices).ravel())
+
+
+def seed_slots(chunk_seeds: np.ndarray, num_devices: int) -> tuple[np.ndarray, np.ndarray]:
+  """Per device, the distinct seeds of its models and each model's slot among them.
+
+  A call draws one permutation of the training set per distinct seed on a
+  device, not one per model.
+  """
+  per_device = np.split(chunk_seeds, num_devices)
+  distinct = [list(dict.fromkeys(seeds.tolist())) for seeds in per_device]
+  slots = max(len(d) for d in distinct)
+  slot_seeds = np.array([d + [d[-1]] * (slots - len(d)) for d in distinct], np.int32)
+  model_slot = np.concatenate(
+      [[d.index(s) for s in seeds.tolist()] for d, seeds in zip(distinct, per_device)]
+  ).astype(np.int32)
+  return slot_seeds, model_slot
+
+
+_DEVICE_DATA: dict[tuple[int, Any], tuple[jax.Array, ...]] = {}
+
+
+def device_data(data: Dataset, mesh: Mesh) -> tuple[jax.Array, ...]:
+  """The data set's arrays on every device of ``mesh``, kept while ``data`` lives.
+
+  A sweep shares one copy per device among all its models, and later sweeps on
+  the same ``Dataset`` object skip the transfer.
+  """
+  key = (id(data), mesh)
+  if key not in _DEVICE_DATA:
+    _DEVICE_DATA[key] = jax.device_put(
+        (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test),
+        NamedSharding(mesh, P()),
+    )
+    weakref.finalize(data, _DEVICE_DATA.pop, key, None)
+  return _DEVICE_DATA[key]
