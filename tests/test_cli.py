@@ -62,7 +62,7 @@ def test_sweep_end_to_end(finished):
   assert results["seeds"] == [0, 1]
   assert results["best_flood_level"] in results["flood_levels"]
   options = results["config"]["cli"]
-  assert set(options) == set(cli._CONFIG_KEYS)
+  assert set(options) == set(cli.sweep.CONFIG_KEYS)
   assert options["dataset"] == "two_gaussians" and options["epochs"] == EPOCHS
   assert options["label_noise"] == 0.1 and options["hidden"] == 8
   assert options["optimizer"] == "sgd" and options["lr"] == cli.DEFAULTS.sgd_lr

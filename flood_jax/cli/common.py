@@ -1,0 +1,95 @@
+"""What the subcommands share: the program's name, the :class:`Command`
+record, usage errors and one-line failures, JSON writing and the number of
+XLA CPU devices (which must be set before JAX starts)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+PROG = "flood-jax"
+OUT_ROOT = "runs"  # where outputs go unless --out says otherwise
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+  """A subcommand: its help, how to add its arguments, and how to run it.
+
+  Attributes:
+    help: one line for ``flood-jax --help``.
+    description: the subcommand's ``--help`` text.
+    add_arguments: adds the subcommand's arguments to its parser.
+    run: runs it on the parsed arguments and the raw argument list (to print
+      a command line back, e.g. how to resume); returns the exit code.
+  """
+
+  help: str
+  description: str
+  add_arguments: Callable[[argparse.ArgumentParser], None]
+  run: Callable[[argparse.Namespace, Sequence[str]], int]
+
+
+class UsageError(Exception):
+  """Bad input from the user: printed as one line, exit code 2."""
+
+
+def one_line(err: BaseException) -> str:
+  """The first line of ``err``'s message, or its type's name if it has none."""
+  lines = str(err).strip().splitlines()
+  return lines[0] if lines else type(err).__name__
+
+
+def fail(message: str) -> int:
+  """Prints ``flood-jax: error: message`` to stderr; returns exit code 2."""
+  print(f"{PROG}: error: {message}", file=sys.stderr)
+  return 2
+
+
+def write_json(path: str, value: Any) -> None:
+  """Writes ``value`` to ``path`` as JSON, atomically (a temporary file, then a rename)."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=1)
+  os.replace(tmp, path)
+
+
+def request_cpu_devices(count: int) -> None:
+  """Asks XLA for ``count`` CPU devices, if JAX has not started and nothing else did.
+
+  Leaves alone an ``XLA_FLAGS`` that already sets the device count, a
+  ``JAX_PLATFORMS`` naming another platform and ``jax_num_cpu_devices``;
+  after JAX's backend started it would have no effect, so it is skipped.
+  """
+  flags = os.environ.get("XLA_FLAGS", "")
+  if "xla_force_host_platform_device_count" in flags:
+    return
+  platforms = [p.strip() for p in os.environ.get("JAX_PLATFORMS", "").split(",") if p.strip()]
+  if any(p != "cpu" for p in platforms):
+    return
+  import jax
+
+  if jax.config.jax_num_cpu_devices >= 0 or _backend_started():
+    return
+  os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+def _backend_started() -> bool:
+  try:
+    from jax._src import xla_bridge  # Not public; no public check exists.
+
+    return bool(xla_bridge.backends_are_initialized())
+  except (ImportError, AttributeError):
+    return False
+
+
+def default_devices() -> int:
+  """The CPU cores this process may use."""
+  if hasattr(os, "process_cpu_count"):
+    return os.process_cpu_count() or 1
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0)) or 1
+  return os.cpu_count() or 1
