@@ -163,7 +163,9 @@ class NNXAdapter(Adapter):
 
     del key  # NNX modules draw from their own streams (seeded at init).
     graph = self.graph_train if train else self.graph_eval
-    module = nnx.merge(graph, params, rng_state, model_state)
+    # copy=True: fresh Variables in this trace (those of the state may come
+    # from an outer one, and BatchNorm writes to them).
+    module = nnx.merge(graph, params, rng_state, model_state, copy=True)
     logits = module(x)
     params, model_state, rng_state = self._split(module)
     return logits, model_state, rng_state
