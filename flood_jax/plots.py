@@ -7,7 +7,9 @@ backend and open figures alone.
 
 Curves show the mean over seeds with a band of one standard deviation. A
 level keeps its colour in every plot (its position in the grid on the
-``viridis`` colour map).
+``viridis`` colour map). A sweep with hyperparameter axes is drawn at its
+best configuration's hyperparameters
+(:meth:`flood_jax.SweepResult.at_best_hyperparams`), named in the title.
 
 Examples:
   >>> import flood_jax as fj
@@ -58,6 +60,7 @@ def default_curve_levels(result: SweepResult, max_levels: int = 4) -> list[float
   Returns:
     The chosen levels in increasing order.
   """
+  result = result.at_best_hyperparams()  # levels x seeds at the best hyperparameters
   levels = np.asarray(result.flood_levels)
   order = np.argsort(levels)
   best = int(np.flatnonzero(levels == result.best_flood_level)[0])
@@ -100,6 +103,7 @@ def plot_curves(
   Raises:
     ValueError: a level that is not in the sweep.
   """
+  result = result.at_best_hyperparams()  # levels x seeds at the best hyperparameters
   indices = _level_indices(result, levels)
   fig, (ax_train, ax_test) = _figure(1, 2, width=11.0)
   for index in indices:
@@ -135,6 +139,7 @@ def plot_accuracy_vs_level(
   Returns:
     ``path``.
   """
+  result = result.at_best_hyperparams()  # levels x seeds at the best hyperparameters
   fig, (ax,) = _figure(1, 1, width=6.5)
   _draw_accuracy(ax, result)
   ax.set_title("")  # the figure's title says it
@@ -166,6 +171,7 @@ def plot_flooded_fraction(
   Raises:
     ValueError: a level that is not in the sweep.
   """
+  result = result.at_best_hyperparams()  # levels x seeds at the best hyperparameters
   if levels is None:
     positive = [float(b) for b in result.flood_levels if b > 0]
     levels = positive or [float(b) for b in result.flood_levels]
@@ -208,6 +214,7 @@ def plot_overview(
   Raises:
     ValueError: a level that is not in the sweep.
   """
+  result = result.at_best_hyperparams()  # levels x seeds at the best hyperparameters
   indices = _level_indices(result, levels)
   fig, (ax_train, ax_test, ax_acc) = _figure(1, 3, width=15.0)
   for index in indices:
@@ -334,6 +341,8 @@ def _describe(result: SweepResult, what: str) -> str:
   parts = [str(command[k]) for k in ("dataset", "model") if command.get(k)]
   if command.get("model") == "mlp" and command.get("hidden") and command.get("depth"):
     parts[-1] += f" ({command['depth']} x {command['hidden']} wide)"
+  selected = result.config.get("selected", {}) if isinstance(result.config, dict) else {}
+  parts += [f"{name} {value:.4g}" for name, value in selected.items()]
   parts.append(_seeds(result))
   parts.append(f"{result.num_epochs} epochs")
   return f"{what}: " + ", ".join(parts)

@@ -87,3 +87,17 @@ def test_plots_leave_pyplot_alone(tmp_path):
   plots.plot_overview(_sweep_result(), tmp_path / "overview.png")
   assert plt.get_fignums() == []
   assert matplotlib.get_backend() == backend
+
+
+def test_a_sweep_with_a_hyperparameter_axis_is_drawn_at_its_best_value(tmp_path):
+  base = _sweep_result()
+  # Second learning rate: same curves, 0.1 lower accuracy, so the first wins.
+  history = {m: np.stack([v, v - (0.1 if "accuracy" in m else 0.0)], axis=1)
+             for m, v in base.history.items()}
+  result = fj.SweepResult(flood_levels=base.flood_levels, seeds=base.seeds, history=history,
+                          hyperparams={"learning_rate": np.array([0.01, 0.1], np.float32)},
+                          config=base.config)
+  assert result.best()["learning_rate"] == pytest.approx(0.01)
+  assert plots.default_curve_levels(result) == plots.default_curve_levels(base)
+  path = plots.plot_overview(result, str(tmp_path / "overview.png"))
+  _assert_png(path)
