@@ -12,8 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from flood_jax import _sweep, cli
+from flood_jax import cli
 from flood_jax._result import METRICS
+from flood_jax._sweep import driver
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EPOCHS = 4
@@ -119,6 +120,10 @@ def test_devices_flag_creates_cpu_devices_before_jax_starts(tmp_path):
     (["--optimizer", "adam", "--momentum", "0.9"], "--momentum applies to --optimizer sgd"),
     (["--resume"], "no checkpoint"),
     (["--epochs", "-3"], "expected a positive integer"),
+    (["--lr", "0.1,-1"], "expected a number > 0, got -1"),
+    (["--weight-decay", "0,0"], "values must be distinct"),
+    (["--objective", "nope"], "invalid choice: 'nope'"),
+    (["--augment"], "--augment (random crops and flips) applies to the image data sets"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, capsys):
   code, _, err = _run([*TINY, "--out", str(tmp_path / "bad"), *args], capsys)
@@ -158,7 +163,7 @@ def test_resume_after_ctrl_c_ends_as_an_uninterrupted_run(finished, tmp_path, ca
                                                          monkeypatch):
   cut = tmp_path / "cut"
   with monkeypatch.context() as patch:
-    patch.setattr(_sweep, "_progress_bar", lambda *a, **k: _InterruptingBar(2))
+    patch.setattr(driver, "_progress_bar", lambda *a, **k: _InterruptingBar(2))
     code, _, err = _run([*TINY, "--no-plots", "--out", str(cut)], capsys)
     assert code == 130
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -182,6 +187,64 @@ def test_resume_after_ctrl_c_ends_as_an_uninterrupted_run(finished, tmp_path, ca
   assert resumed["history"] == whole["history"]
   assert resumed["best_flood_level"] == whole["best_flood_level"]
   assert not (cut / "checkpoint").exists()
+
+
+def test_lr_list_adds_a_learning_rate_axis(tmp_path, capsys):
+  out_dir = tmp_path / "lr"
+  code, out, err = _run([*TINY, "--seeds", "1", "--epochs", "2", "--lr", "0.05,0.1",
+                         "--out", str(out_dir)], capsys)
+  assert code == 0, err
+  assert "2 levels x 2 lr x 1 seeds = 4 models" in out and "learning_rate" in out
+  results = json.loads((out_dir / "results.json").read_text())
+  assert results["axes"] == ["flood_level", "learning_rate", "seed"]
+  assert results["hyperparams"]["learning_rate"] == pytest.approx([0.05, 0.1])
+  assert np.shape(results["history"]["val_accuracy"]) == (2, 2, 1, 2)
+  assert results["config"]["cli"]["lr"] == [0.05, 0.1]
+  with open(out_dir / "history.csv", newline="") as f:
+    rows = list(csv.reader(f))
+  assert rows[0][:4] == ["flood_level", "learning_rate", "seed", "epoch"]
+  assert len(rows) - 1 == 2 * 2 * 1 * 2
+  assert {(r[0], r[1]) for r in rows[1:]} == {
+      ("0", "0.05"), ("0", "0.1"), ("0.3", "0.05"), ("0.3", "0.1")}
+  assert (out_dir / "overview.png").read_bytes()[:8] == PNG_SIGNATURE  # at the best lr
+
+
+def test_objective_iflood(tmp_path, capsys):
+  out_dir = tmp_path / "iflood"
+  code, out, err = _run([*TINY, "--seeds", "1", "--epochs", "1", "--objective", "iflood",
+                         "--no-plots", "--out", str(out_dir)], capsys)
+  assert code == 0, err
+  assert "momentum 0.9, iflood;" in out
+  results = json.loads((out_dir / "results.json").read_text())
+  assert results["config"]["cli"]["objective"] == "iflood"
+
+
+def test_every_model_diverged_still_writes_results(tmp_path, capsys):
+  out_dir = tmp_path / "nan"
+  code, out, err = _run([*TINY, "--seeds", "1", "--epochs", "1", "--lr", "1e7",
+                         "--out", str(out_dir)], capsys)
+  assert code == 0, err
+  assert "every configuration diverged" in out
+  assert (out_dir / "results.json").exists() and not list(out_dir.glob("*.png"))
+
+
+def test_augment_on_images(tmp_path, capsys, monkeypatch):
+  """--augment crops and flips image batches (a tiny stand-in for MNIST, offline)."""
+  import flood_jax as fj
+  from flood_jax import data as data_lib
+
+  rng = np.random.default_rng(0)
+  images = lambda n: rng.normal(size=(n, 8, 8, 1)).astype(np.float32)
+  labels = lambda n: rng.integers(0, 2, size=n).astype(np.int32)
+  tiny = fj.Dataset(x_train=images(16), y_train=labels(16), x_val=images(8), y_val=labels(8),
+                    x_test=images(8), y_test=labels(8), num_classes=2, name="mnist")
+  monkeypatch.setattr(data_lib, "load", lambda name, **options: tiny)
+  code, out, err = _run(["sweep", "--dataset", "mnist", "--hidden", "4", "--depth", "1",
+                         "--augment", "--levels", "0,0.1", "--seeds", "1", "--epochs", "1",
+                         "--batch-size", "8", "--devices", "1", "--no-progress", "--no-plots",
+                         "--out", str(tmp_path / "aug")], capsys)
+  assert code == 0, err
+  assert "random crops and flips" in out
 
 
 def test_parse_levels_and_seeds():

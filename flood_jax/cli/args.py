@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Callable
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -144,6 +145,30 @@ def fraction(text: str) -> float:
   if not 0 <= value < 1:
     raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value:g}")
   return value
+
+
+def number_list(item: Callable[[str], float]) -> Callable[[str], list[float]]:
+  """A parser of comma lists of ``item`` values, distinct, in the order given.
+
+  Examples:
+    >>> number_list(positive_float)("0.05, 0.1")
+    [0.05, 0.1]
+  """
+
+  def parse(text: str) -> list[float]:
+    values = [item(part) for part in text.split(",") if part.strip()]
+    if not values:
+      raise argparse.ArgumentTypeError(
+          f"expected a number or a comma list such as 0.01,0.1, got {text!r}")
+    if len(set(values)) != len(values):
+      raise argparse.ArgumentTypeError(f"values must be distinct, got {text!r}")
+    return values
+
+  return parse
+
+
+positive_float_list = number_list(positive_float)
+non_negative_float_list = number_list(non_negative_float)
 
 
 def fraction_list(text: str) -> tuple[float, ...]:

@@ -5,6 +5,7 @@ to ``--out``::
   flood-jax sweep                                  # MNIST-1D, the defaults
   flood-jax sweep --dataset spiral --label-noise 0.1 --levels 0:0.3:7 --out runs/spiral
   flood-jax sweep --out runs/spiral ... --resume   # after an interruption
+  flood-jax sweep --dataset spiral --lr 0.03,0.1,0.3 --objective iflood
 
 The options are resolved into a config (:data:`CONFIG_KEYS`), saved in
 ``OUT/checkpoint/command.json`` while the sweep runs and compared on
@@ -17,6 +18,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import math
 import os
 import shlex
 import shutil
@@ -26,8 +28,8 @@ import time
 from typing import Any, Optional, Sequence
 
 from flood_jax.cli.args import (
-    OPTIMIZERS, fraction, non_negative_float, parse_levels, parse_seeds, positive_float,
-    positive_int, snake_name)
+    OPTIMIZERS, fraction, non_negative_float_list, parse_levels, parse_seeds,
+    positive_float_list, positive_int, snake_name)
 from flood_jax.cli.common import (
     OUT_ROOT, PROG, Command, UsageError, default_devices, fail, one_line,
     request_cpu_devices, write_json)
@@ -56,6 +58,8 @@ class SweepDefaults:
   adam_lr: float = 1e-3
   momentum: float = 0.9
   weight_decay: float = 0.0
+  objective: str = "flood"
+  augment: bool = False
   label_noise: float = 0.0
   out_root: str = OUT_ROOT  # --out defaults to runs/sweep-DATASET-TIMESTAMP.
 
@@ -65,9 +69,14 @@ DEFAULTS = SweepDefaults()
 # Options recorded in the config (and compared on --resume), in order.
 CONFIG_KEYS = (
     "dataset", "model", "hidden", "depth", "levels", "seeds", "epochs",
-    "batch_size", "optimizer", "lr", "momentum", "weight_decay", "label_noise",
-    "chunk_size", "devices", "out",
+    "batch_size", "optimizer", "lr", "momentum", "weight_decay", "objective",
+    "augment", "label_noise", "chunk_size", "devices", "out",
 )
+
+# Options that take a comma list: one value is a fixed setting of the
+# optimizer, several are an axis of the grid, by optax hyperparameter name.
+_HYPERPARAMS = {"lr": "learning_rate", "weight_decay": "weight_decay"}
+_OBJECTIVES = ("flood", "iflood")
 
 
 def _format_levels(levels: Sequence[float]) -> str:
@@ -76,16 +85,18 @@ def _format_levels(levels: Sequence[float]) -> str:
 
 DESCRIPTION = f"""\
 Train one model per (flood level, seed) pair, all at once, and compare them.
+--lr or --weight-decay with several values adds an axis to the grid: one
+model per (flood level, learning rate, weight decay, seed).
 
-Prints a table (per level: final and best validation accuracy, final test
-accuracy, training and test loss, flooded fraction; mean ± std over seeds),
-names the best level by validation accuracy, and writes to --out:
-results.json (config, levels, seeds, best level, final metrics, per-epoch
-history), history.csv (one row per level, seed and epoch), params.npz (the
-trained parameters) and plots (curves.png, accuracy_vs_level.png,
-flooded_fraction.png, overview.png). While it runs, progress is
-checkpointed in OUT/checkpoint: after an interruption, run the same command
-with --resume.
+Prints a table (per configuration: final and best validation accuracy, final
+test accuracy, training and test loss, flooded fraction; mean ± std over
+seeds), names the best one by validation accuracy, and writes to --out:
+results.json (config, levels, seeds, best configuration, final metrics,
+per-epoch history), history.csv (one row per configuration, seed and epoch),
+params.npz (the trained parameters) and plots (curves.png,
+accuracy_vs_level.png, flooded_fraction.png, overview.png; at the best
+learning rate and weight decay). While it runs, progress is checkpointed in
+OUT/checkpoint: after an interruption, run the same command with --resume.
 
 {textwrap.fill(
     f"Defaults: MNIST-1D and the paper's MLP ({DEFAULTS.hidden} wide, BatchNorm), with"
@@ -99,6 +110,8 @@ examples:
   flood-jax sweep
   flood-jax sweep --dataset spiral --label-noise 0.1 --levels 0:0.3:7 --seeds 3 --out runs/spiral
   flood-jax sweep --out runs/spiral --resume
+  flood-jax sweep --dataset spiral --lr 0.03,0.1,0.3 --weight-decay 0,5e-4 --objective iflood
+  flood-jax sweep --dataset cifar10 --model resnet20 --augment --levels 0,0.02,0.05
 """
 
 
@@ -123,6 +136,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   data.add_argument(
       "--depth", type=positive_int, metavar="LAYERS",
       help=f"hidden layers of the mlp (default: {d.depth})")
+  data.add_argument(
+      "--augment", action="store_true", default=None,
+      help="augment the training images with random crops (4 pixels of"
+      " padding) and horizontal flips; image data sets only")
 
   grid = parser.add_argument_group("sweep")
   grid.add_argument(
@@ -130,6 +147,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="flood levels: START:STOP:COUNT (COUNT levels from START to STOP"
       " inclusive, like numpy.linspace) or a comma list such as 0,0.02,0.05"
       f" (default: {_format_levels(d.levels)})")
+  grid.add_argument(
+      "--objective", choices=_OBJECTIVES, type=str.lower,
+      help="flood: flood the mini-batch loss, |J - b| + b (Ishida et al., 2020);"
+      " iflood: flood each example's loss (Xie et al., 2022)"
+      f" (default: {d.objective})")
   grid.add_argument(
       "--seeds", type=parse_seeds, metavar="SEEDS",
       help="a count N (seeds 0..N-1) or a comma list such as 0,5,7"
@@ -146,15 +168,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       "--optimizer", choices=OPTIMIZERS, type=str.lower,
       help=f"sgd (with momentum) or adam (default: {d.optimizer})")
   opt.add_argument(
-      "--lr", type=positive_float, metavar="LR",
-      help=f"learning rate (default: {d.sgd_lr:g} for sgd, {d.adam_lr:g} for adam)")
+      "--lr", type=positive_float_list, metavar="LR[,LR...]",
+      help="learning rate; a comma list sweeps it as an axis of the grid"
+      f" (default: {d.sgd_lr:g} for sgd, {d.adam_lr:g} for adam)")
   opt.add_argument(
       "--momentum", type=fraction, metavar="M",
       help=f"SGD momentum, sgd only (default: {d.momentum:g})")
   opt.add_argument(
-      "--weight-decay", type=non_negative_float, metavar="WD",
+      "--weight-decay", type=non_negative_float_list, metavar="WD[,WD...]",
       help="decoupled weight decay: adamw for adam, add_decayed_weights before"
-      f" sgd (default: {d.weight_decay:g})")
+      " sgd; a comma list sweeps it as an axis of the grid"
+      f" (default: {d.weight_decay:g})")
 
   running = parser.add_argument_group("running")
   running.add_argument(
@@ -182,7 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
   """``flood-jax sweep``: returns the exit code."""
-  given = {k: getattr(args, k) for k in CONFIG_KEYS if getattr(args, k) is not None}
+  given = _given(args)
   config: Optional[dict[str, Any]] = None
   try:
     config = _sweep_config(given, resume=args.resume)
@@ -193,6 +217,23 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
   except KeyboardInterrupt:
     print(_interrupted_message(config, given, argv), file=sys.stderr)
     return 130
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+  """The options given on the command line, by config key.
+
+  A single ``--lr`` or ``--weight-decay`` value is kept as a number (a fixed
+  setting, as in a config without a grid); several stay a list (an axis).
+  """
+  given: dict[str, Any] = {}
+  for key in CONFIG_KEYS:
+    value = getattr(args, key)
+    if value is None:
+      continue
+    if key in _HYPERPARAMS and len(value) == 1:
+      value = value[0]
+    given[key] = value
+  return given
 
 
 def _sweep_config(given: dict[str, Any], resume: bool) -> dict[str, Any]:
@@ -215,7 +256,9 @@ def _sweep_config(given: dict[str, Any], resume: bool) -> dict[str, Any]:
              "; run without --resume to start a sweep")
       )
     with open(saved_path) as f:
-      saved = json.load(f)["config"]
+      # Checkpoints written before --objective and --augment existed lack them.
+      saved = {"objective": DEFAULTS.objective, "augment": DEFAULTS.augment,
+               **json.load(f)["config"]}
     changed = [
         f"--{k.replace('_', '-')} {_show(v)} (was {_show(saved.get(k))})"
         for k, v in given.items() if k != "out" and v != saved.get(k)
@@ -245,6 +288,10 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
   optimizer = given.get("optimizer", d.optimizer)
   if "momentum" in given and optimizer != "sgd":
     raise UsageError("--momentum applies to --optimizer sgd only")
+  if given.get("augment") and dataset not in _image_sets():
+    raise UsageError(
+        f"--augment (random crops and flips) applies to the image data sets"
+        f" ({', '.join(_image_sets())}) only, not {dataset}")
   out = given.get("out") or os.path.join(
       d.out_root, f"sweep-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
   if os.path.exists(os.path.join(out, "checkpoint")):
@@ -267,6 +314,8 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
       "lr": given.get("lr", d.sgd_lr if optimizer == "sgd" else d.adam_lr),
       "momentum": given.get("momentum", d.momentum) if optimizer == "sgd" else None,
       "weight_decay": given.get("weight_decay", d.weight_decay),
+      "objective": given.get("objective", d.objective),
+      "augment": given.get("augment", d.augment),
       "label_noise": given.get("label_noise", d.label_noise),
       "chunk_size": given.get("chunk_size"),
       "devices": given.get("devices"),
@@ -296,7 +345,9 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
     raise UsageError(one_line(err)) from None
 
   devices = jax.devices()
-  num_models = len(config["levels"]) * len(config["seeds"])
+  hyperparams = _swept_hyperparams(config)
+  num_models = math.prod([len(config["levels"]), len(config["seeds"]),
+                          *(len(v) for v in hyperparams.values())])
   count = min(config["devices"] or len(devices), len(devices))
   mesh = Mesh(np.asarray(devices[:count]), ("models",))
   try:  # builds the model once: a model that does not fit the data fails here
@@ -306,8 +357,8 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
   print(
       f"{PROG} sweep: {data.name} ({data.num_train} train, {len(data.y_val)} val,"
       f" {len(data.y_test)} test), {_describe_model(config)},"
-      f" {_describe_optimizer(config)}; {len(config['levels'])} levels x"
-      f" {len(config['seeds'])} seeds = {num_models} models, {config['epochs']}"
+      f" {_describe_optimizer(config)}{_describe_training(config)};"
+      f" {_describe_grid(config)} = {num_models} models, {config['epochs']}"
       f" epochs, batch size {config['batch_size']}; {count}"
       f" {devices[0].platform} device{'s' if count != 1 else ''}"
       + (f" (asked for {config['devices']}; JAX had already started with"
@@ -324,9 +375,12 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
   try:
     result = fj.sweep(
         model, data, flood_levels=config["levels"], seeds=config["seeds"],
-        optimizer=_optimizer(config), epochs=config["epochs"],
-        batch_size=config["batch_size"], chunk_size=config["chunk_size"],
-        mesh=mesh, checkpoint_dir=checkpoint, progress=not args.no_progress,
+        optimizer=_optimizer(config), hyperparams=hyperparams or None,
+        objective=config["objective"],
+        augment=data_lib.random_crop_flip(padding=4) if config["augment"] else None,
+        epochs=config["epochs"], batch_size=config["batch_size"],
+        chunk_size=config["chunk_size"], mesh=mesh, checkpoint_dir=checkpoint,
+        progress=not args.no_progress,
     )
   except (ValueError, TypeError) as err:
     if not args.resume:  # Bad input trained nothing: leave no checkpoint behind.
@@ -349,14 +403,17 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
 
 
 def _write_outputs(result: Any, out: str, plot: bool = True) -> list[str]:
-  """results.json, params.npz, history.csv and the plots; returns their paths."""
+  """results.json, params.npz, history.csv and the plots; returns their paths.
+
+  No plots if every configuration diverged: they mark the best one.
+  """
   from flood_jax import plots
 
   written = [result.save(out)]
   if os.path.exists(os.path.join(out, "params.npz")):
     written.append(os.path.join(out, "params.npz"))
   written.append(write_history_csv(result, os.path.join(out, "history.csv")))
-  if plot:
+  if plot and _has_best(result):
     for name, plot_fn in [("curves", plots.plot_curves),
                           ("accuracy_vs_level", plots.plot_accuracy_vs_level),
                           ("flooded_fraction", plots.plot_flooded_fraction),
@@ -366,10 +423,11 @@ def _write_outputs(result: Any, out: str, plot: bool = True) -> list[str]:
 
 
 def write_history_csv(result: Any, path: str) -> str:
-  """Writes the per-epoch history in long format: one row per level, seed, epoch.
+  """Writes the per-epoch history in long format: one row per configuration, seed, epoch.
 
-  Columns: ``flood_level``, ``seed``, ``epoch`` (from 1), then one per metric
-  of ``result.history``.
+  Columns: the axes of ``result`` (``flood_level``, one per swept
+  hyperparameter such as ``learning_rate``, ``seed``), ``epoch`` (from 1),
+  then one per metric of ``result.history``.
 
   Args:
     result: a :class:`flood_jax.SweepResult`.
@@ -378,36 +436,73 @@ def write_history_csv(result: Any, path: str) -> str:
   Returns:
     ``path``.
   """
+  import numpy as np
+
   metrics = list(result.history)
+  values = [result.flood_levels, *result.hyperparams.values()]
   tmp = path + ".tmp"
   with open(tmp, "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["flood_level", "seed", "epoch", *metrics])
-    for i, level in enumerate(result.flood_levels):
+    writer.writerow([*result.axes, "epoch", *metrics])
+    for index in np.ndindex(*result.config_shape):
+      configuration = [f"{float(v[i]):.6g}" for v, i in zip(values, index)]
       for j, seed in enumerate(result.seeds):
         for epoch in range(result.num_epochs):
           writer.writerow([
-              f"{float(level):.6g}", int(seed), epoch + 1,
-              *(repr(float(result.history[m][i, j, epoch])) for m in metrics),
+              *configuration, int(seed), epoch + 1,
+              *(repr(float(result.history[m][(*index, j, epoch)])) for m in metrics),
           ])
   os.replace(tmp, path)
   return path
 
 
+def _swept_hyperparams(config: dict[str, Any]) -> dict[str, list[float]]:
+  """The hyperparameter axes: ``{optax name: values}`` for each option given a list."""
+  return {name: config[key] for key, name in _HYPERPARAMS.items()
+          if isinstance(config[key], list)}
+
+
 def _optimizer(config: dict[str, Any]):
+  """The optimizer; with a grid of hyperparameters, ``optax.inject_hyperparams``'s.
+
+  Without a grid the settings are compiled in. With one, the learning rate
+  and the weight decay are injected hyperparameters, started at their first
+  values; :func:`flood_jax.sweep` sets them per model.
+  """
   import optax
 
   lr, decay = config["lr"], config["weight_decay"]
+  momentum = config["momentum"] or None
+  if _swept_hyperparams(config):
+    start = {name: config[key][0] if isinstance(config[key], list) else config[key]
+             for key, name in _HYPERPARAMS.items()}
+    if config["optimizer"] == "adam":
+      return optax.inject_hyperparams(optax.adamw)(**start)
+    return optax.inject_hyperparams(_sgd, static_args=("momentum",))(momentum=momentum, **start)
   if config["optimizer"] == "adam":
     return optax.adamw(lr, weight_decay=decay) if decay else optax.adam(lr)
-  sgd = optax.sgd(lr, momentum=config["momentum"] or None)
+  sgd = optax.sgd(lr, momentum=momentum)
   return optax.chain(optax.add_decayed_weights(decay), sgd) if decay else sgd
 
 
+def _sgd(learning_rate: float, weight_decay: float, momentum: Optional[float]):
+  """SGD with decoupled weight decay, for ``optax.inject_hyperparams``."""
+  import optax
+
+  return optax.chain(optax.add_decayed_weights(weight_decay),
+                     optax.sgd(learning_rate, momentum=momentum))
+
+
 def _flooding_effect(result: Any) -> Optional[str]:
-  """One line comparing the best level with no flooding (b = 0), if both were swept."""
+  """One line comparing the best level with no flooding (b = 0), if both were swept.
+
+  With a grid of hyperparameters, both at the best configuration's values.
+  """
   import numpy as np
 
+  if not _has_best(result):
+    return None
+  result = result.at_best_hyperparams()
   levels = np.asarray(result.flood_levels)
   best = result.best_flood_level
   if best == 0 or not np.any(levels == 0):
@@ -419,6 +514,15 @@ def _flooding_effect(result: Any) -> Optional[str]:
       f"at the best level, b = {best:g}: final test accuracy {acc[i]:.4f} vs"
       f" {acc[j]:.4f} without flooding, test loss {loss[i]:.4f} vs {loss[j]:.4f}"
   )
+
+
+def _has_best(result: Any) -> bool:
+  """Whether the sweep has a best configuration (not every one diverged)."""
+  try:
+    result.best()
+  except ValueError:
+    return False
+  return True
 
 
 def _interrupted_message(config: Optional[dict[str, Any]], given: dict[str, Any],
@@ -443,6 +547,12 @@ def _datasets() -> tuple[str, ...]:
   return DATASETS
 
 
+def _image_sets() -> tuple[str, ...]:
+  from flood_jax.data import IMAGE_SETS
+
+  return tuple(IMAGE_SETS)
+
+
 def _models() -> tuple[str, ...]:
   from flood_jax.models import MODELS
 
@@ -455,18 +565,38 @@ def _describe_model(config: dict[str, Any]) -> str:
 
 
 def _describe_optimizer(config: dict[str, Any]) -> str:
-  text = f"{config['optimizer']} lr {config['lr']:g}"
+  text = f"{config['optimizer']} lr {_g(config['lr'])}"
   if config["momentum"]:
     text += f" momentum {config['momentum']:g}"
   if config["weight_decay"]:
-    text += f" weight decay {config['weight_decay']:g}"
+    text += f" weight decay {_g(config['weight_decay'])}"
   return text
+
+
+def _describe_training(config: dict[str, Any]) -> str:
+  """The objective and augmentation when not the defaults, e.g. ``", iflood"``."""
+  text = f", {config['objective']}" if config["objective"] != DEFAULTS.objective else ""
+  return text + (", random crops and flips" if config["augment"] else "")
+
+
+def _describe_grid(config: dict[str, Any]) -> str:
+  """The axes of the grid and their sizes, e.g. ``"2 levels x 3 lr x 2 seeds"``."""
+  axes = [f"{len(config['levels'])} levels"]
+  axes += [f"{len(config[key])} {key.replace('_', ' ')}" for key in _HYPERPARAMS
+           if isinstance(config[key], list)]
+  return " x ".join([*axes, f"{len(config['seeds'])} seeds"])
 
 
 def _show(value: Any) -> str:
   if isinstance(value, list):
     return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
   return str(value)
+
+
+def _g(value: float | list[float]) -> str:
+  """A number, or a comma list of them, in ``:g`` format."""
+  values = value if isinstance(value, list) else [value]
+  return ",".join(f"{v:g}" for v in values)
 
 
 def _remove_if_empty(directory: str) -> None:
