@@ -30,8 +30,9 @@ class SweepResult:
   Attributes:
     flood_levels: the levels, shape ``(levels,)``.
     seeds: the seeds, shape ``(seeds,)``.
-    history: per-epoch curves, each ``(levels, *hyperparameters, seeds,
-      epochs)`` (:attr:`axes` names the axes before ``epochs``):
+    history: curves, each ``(levels, *hyperparameters, seeds, evaluations)``
+      (:attr:`axes` names the axes before the last; :attr:`epochs` says which
+      epoch each evaluation followed):
       ``train_loss`` (full training set, evaluation mode, *unflooded*),
       ``val_loss``, ``val_accuracy``, ``test_loss``, ``test_accuracy`` and
       ``flooded_fraction`` (fraction of the epoch's mini-batches whose loss was
@@ -46,6 +47,8 @@ class SweepResult:
     hyperparams: the swept optimizer hyperparameters, name -> values, in the
       order of their axes; empty without.
     model: the model the sweep trained (not saved; used by :meth:`nnx_model`).
+    epochs: the epoch (counted from 1) of each entry of ``history``: every
+      ``eval_every``-th epoch and the last.
 
   A *configuration* is a flood level with one value of each hyperparameter.
   The best one (:meth:`best`, :attr:`best_flood_level`) maximizes the
@@ -64,6 +67,12 @@ class SweepResult:
   wall_time: float = math.nan
   hyperparams: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   model: Any = dataclasses.field(default=None, repr=False, compare=False)
+  epochs: Optional[np.ndarray] = None
+
+  def __post_init__(self):
+    if self.epochs is None:
+      self.epochs = np.arange(1, self.history["val_accuracy"].shape[-1] + 1)
+    self.epochs = np.asarray(self.epochs, np.int64)
 
   @property
   def axes(self) -> tuple[str, ...]:
@@ -72,7 +81,8 @@ class SweepResult:
 
   @property
   def num_epochs(self) -> int:
-    return int(self.history["val_accuracy"].shape[-1])
+    """Epochs trained (the last evaluated epoch)."""
+    return int(self.epochs[-1])
 
   @property
   def config_shape(self) -> tuple[int, ...]:
@@ -135,9 +145,10 @@ class SweepResult:
       return np.where(all_nan, np.nan, np.nanmax(np.where(np.isnan(val), -np.inf, val), -1))
 
   def stopping_epoch(self, rule: str = "final") -> np.ndarray:
-    """Epoch index each run is read at, ``(levels, *hyperparameters, seeds)``.
+    """Index into ``history``'s last axis each run is read at, ``(levels, *hyperparameters, seeds)``.
 
-    ``"best_val"`` takes the first epoch of highest validation accuracy.
+    ``"best_val"`` takes the first evaluation of highest validation accuracy
+    (``result.epochs[index]`` is its epoch).
     """
     _check_rule(rule)
     val = self.history["val_accuracy"]
@@ -334,6 +345,7 @@ class SweepResult:
         "best_flood_level": None if best is None else best["flood_level"],
         "best_flood_level_early_stopping": None if best_es is None else best_es["flood_level"],
         "wall_time": self.wall_time,
+        "epochs": [int(e) for e in self.epochs],
         "config": self.config,
         "final": {
             metric: self.history[metric][..., -1].tolist() for metric in METRICS
@@ -387,6 +399,7 @@ class SweepResult:
         wall_time=raw.get("wall_time", math.nan),
         hyperparams={k: np.asarray(v, np.float32)
                      for k, v in raw.get("hyperparams", {}).items()},
+        epochs=raw.get("epochs"),
     )
 
   def __repr__(self) -> str:

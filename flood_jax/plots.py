@@ -285,7 +285,7 @@ def _draw_curve(ax: Axes, result: SweepResult, metric: str, index: int,
   """Mean over seeds of ``metric`` per epoch, with a one-std band."""
   runs = np.asarray(result.history[metric][index], np.float64)  # (seeds, epochs)
   mean, std = runs.mean(axis=0), runs.std(axis=0)
-  epochs = np.arange(1, runs.shape[-1] + 1)
+  epochs = result.epochs
   color = _color(result, index)
   ax.plot(epochs, mean, color=color, lw=1.6, label=_label(result, index))
   if runs.shape[0] > 1:

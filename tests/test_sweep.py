@@ -46,7 +46,7 @@ def data():
                     y_val=y[120:180], x_test=x[180:], y_test=y[180:], name="toy")
 
 
-KW = dict(optimizer=optax.sgd(0.05, momentum=0.9), epochs=12, batch_size=20,
+KW = dict(optimizer=optax.sgd(0.05, momentum=0.9), epochs=12, batch_size=20, eval_every=1,
           progress=False)
 LEVELS = [0.0, 0.2, 0.4]
 SEEDS = [0, 3]

@@ -21,7 +21,7 @@ def data():
   return _toy()
 
 
-KW = dict(epochs=5, batch_size=16, progress=False, chunk_size=2)
+KW = dict(epochs=5, batch_size=16, progress=False, chunk_size=2, eval_every=1)
 SGD = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1, momentum=0.9)
 LRS = [0.03, 0.3]
 

@@ -28,7 +28,8 @@ def data():
   return _toy()
 
 
-KW = dict(optimizer=optax.sgd(0.1, momentum=0.9), epochs=6, batch_size=16, progress=False)
+KW = dict(optimizer=optax.sgd(0.1, momentum=0.9), epochs=6, batch_size=16, progress=False,
+          eval_every=1)
 
 
 class NNXNet(nnx.Module):

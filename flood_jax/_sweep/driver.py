@@ -56,6 +56,9 @@ def sweep(
     chunk_size: Optional[int] = None,
     mesh: Optional[Mesh] = None,
     epochs_per_call: Optional[int] = None,
+    eval_every: Optional[int] = None,
+    train_eval_size: Optional[int] = 1024,
+    eval_test: bool = True,
     eval_batch_size: int = 2048,
     checkpoint_dir: Optional[str | os.PathLike[str]] = None,
     progress: bool = True,
@@ -69,9 +72,10 @@ def sweep(
   per-example flooding :math:`\frac{1}{B}\sum_i (|\ell_i - b| + b)` (Xie et
   al., 2022). Every epoch shuffles the training set (``n_train //
   batch_size`` full mini-batches; the rest of the epoch's permutation is left
-  out), takes the steps, then evaluates, in evaluation mode: the loss on the
-  whole training set (the plain loss, not flooded), and loss and accuracy on
-  the validation and test sets. A seed fixes the initialization, the order of
+  out) and takes the steps; every ``eval_every`` epochs, and after the last,
+  the models are evaluated in evaluation mode: the plain (not flooded) loss
+  on a fixed subsample of ``train_eval_size`` training examples, and loss and
+  accuracy on the validation and test sets. A seed fixes the initialization, the order of
   mini-batches, the dropout masks and the augmentation, so all configurations
   with the same seed are paired.
 
@@ -131,6 +135,18 @@ def sweep(
       checkpoint update between calls. Results do not depend on it. Default
       ``ceil(epochs / 20)`` with a progress bar or checkpoints, else all
       epochs in one call.
+    eval_every: epochs between evaluations (the last epoch is always
+      evaluated; ``result.epochs`` lists the evaluated ones, and early
+      stopping chooses among them). Default: the smallest interval at which
+      evaluating costs about 10% of training (an evaluated example is counted
+      as a third of a trained one), but at least five evaluations per run.
+      On 2,000 training examples with 1,000 each of validation and test and
+      the default ``train_eval_size``, that is every 5th epoch. Pass 1 for
+      per-epoch curves. Results do not depend on it.
+    train_eval_size: training examples whose (unflooded) loss is evaluated:
+      a fixed subsample, the same for every model; ``None`` for the whole
+      training set, 0 to skip it (``train_loss`` is then NaN).
+    eval_test: evaluate the test set too (``False``: test metrics are NaN).
     eval_batch_size: examples per evaluation batch (memory, not results).
     checkpoint_dir: if given, the sweep is saved there with Orbax (each
       finished chunk at once, the chunk in progress every 30 s) and a later
@@ -189,7 +205,8 @@ def sweep(
     <https://openreview.net/forum?id=MsHnJPaBUZE>`_, ICLR 2022.
   """
   _check_arguments(data, optimizer, epochs, batch_size, chunk_size,
-                   epochs_per_call, eval_batch_size, objective, augment, loss_fn)
+                   epochs_per_call, eval_batch_size, objective, augment, loss_fn,
+                   eval_every, train_eval_size)
   grid = Grid.build(flood_levels, hyperparams, seeds)
   adapter = adapt(model)
   _check_hyperparams(adapter, data, optimizer, grid)
@@ -208,15 +225,19 @@ def sweep(
       [np.arange(num_models), np.full(padded - num_models, num_models - 1)]
   )
   run_mesh = Mesh(np.asarray(devices[:num_devices]), (AXIS,))
+  run_data, eval_sizes = device_data(data, run_mesh, train_eval_size, bool(eval_test))
+  steps = data.num_train // batch_size
+  if eval_every is None:
+    eval_every = auto_eval_every(sum(eval_sizes), steps * batch_size, epochs)
+  eval_epochs = evaluated_epochs(epochs, eval_every)
   if epochs_per_call is None:
-    # Results do not depend on it (tested); only the feedback does.
-    if progress or checkpoint_dir is not None:
-      epochs_per_call = math.ceil(epochs / 20)
-    else:
-      epochs_per_call = epochs
+    # Results do not depend on it (tested); only the feedback does. A divisor
+    # of the epochs, so every call runs the same program.
+    target = math.ceil(epochs / 20) if progress or checkpoint_dir is not None else epochs
+    epochs_per_call = max(d for d in range(1, target + 1) if epochs % d == 0)
   epochs_per_call = min(epochs_per_call, epochs)
 
-  program = get_program(
+  settings = dict(
       model=model,
       loss_fn=loss_fn,
       optimizer=optimizer,
@@ -226,12 +247,17 @@ def sweep(
       input_shape=data.input_shape,
       batch_size=batch_size,
       epochs=epochs,
-      epochs_per_call=epochs_per_call,
+      eval_every=eval_every,
+      eval_sizes=eval_sizes,
       eval_batch_size=eval_batch_size,
       mesh=run_mesh,
       chunk_size=chunk_size,
   )
-  data_arrays = device_data(data, run_mesh)
+  program = get_program(epochs_per_call=epochs_per_call, **settings)
+  # A last call with fewer epochs (only when epochs_per_call, given, does
+  # not divide the epochs) runs a program of its own.
+  tail = epochs % epochs_per_call
+  tail_program = get_program(epochs_per_call=tail, **settings) if tail else None
 
   config = {
       "model": adapter.describe(),
@@ -246,6 +272,9 @@ def sweep(
       "devices": num_devices,
       "platform": devices[0].platform,
       "epochs_per_call": epochs_per_call,
+      "eval_every": eval_every,
+      "train_eval_size": eval_sizes[0],
+      "eval_test": bool(eval_test),
   }
   store = None
   if checkpoint_dir is not None:
@@ -278,16 +307,17 @@ def sweep(
         bar.update(epoch)
       else:
         carry = program.init(chunk_levels, chunk_hparams, slot_seeds, model_slot,
-                             data_arrays)
+                             run_data)
         epoch = 0
       while epoch < epochs:
-        carry, metrics = program.run(
+        this = program if epochs - epoch >= epochs_per_call else tail_program
+        carry, metrics = this.run(
             carry, chunk_levels, chunk_hparams, slot_seeds, model_slot,
-            np.int32(epoch), data_arrays,
+            np.int32(epoch), run_data,
         )
         metrics = np.asarray(metrics)
-        ran = min(epochs_per_call, epochs - epoch)
-        history[rows, epoch:epoch + ran] = metrics[:, :ran]
+        ran = metrics.shape[1]
+        history[rows, epoch:epoch + ran] = metrics
         epoch += ran
         if store is not None and epoch < epochs and store.due():
           store.save_current(call, carry, epoch, history[rows])
@@ -303,7 +333,7 @@ def sweep(
     bar.close()
   wall_time = time.perf_counter() - start
 
-  history = history[:num_models]
+  history = history[:num_models][:, eval_epochs - 1]
   if num_calls == 1:
     stacked = [x if padded == num_models else x[:num_models] for x in final_leaves[0]]
   else:
@@ -327,7 +357,27 @@ def sweep(
       config=config,
       wall_time=wall_time,
       model=model,
+      epochs=eval_epochs,
   )
+
+
+def auto_eval_every(num_eval: int, trained_per_epoch: int, epochs: int) -> int:
+  """Epochs between evaluations so that evaluating costs about 10% of training.
+
+  An evaluated example costs about a third of a trained one (a forward pass,
+  against forward, backward and update), so evaluating ``num_eval`` examples
+  every ``k`` epochs costs ``num_eval / (3 * k * trained_per_epoch)`` of
+  training. ``k`` is the smallest that keeps this at 10%, but at most
+  ``epochs // 5``, so a run is evaluated at least five times.
+  """
+  share = num_eval / (3 * max(trained_per_epoch, 1))
+  return max(1, min(math.ceil(share / 0.1 - 1e-9), epochs // 5))
+
+
+def evaluated_epochs(epochs: int, eval_every: int) -> np.ndarray:
+  """Epochs (counted from 1) after which a sweep evaluates: every ``eval_every``-th and the last."""
+  every = np.arange(eval_every, epochs + 1, eval_every)
+  return np.unique(np.append(every, epochs)).astype(np.int64)
 
 
 def _name(fn: Any) -> str:
@@ -335,7 +385,8 @@ def _name(fn: Any) -> str:
 
 
 def _check_arguments(data, optimizer, epochs, batch_size, chunk_size,
-                     epochs_per_call, eval_batch_size, objective, augment, loss_fn):
+                     epochs_per_call, eval_batch_size, objective, augment, loss_fn,
+                     eval_every, train_eval_size):
   if not isinstance(data, Dataset):
     raise TypeError(
         f"data must be a flood_jax.Dataset, got {type(data).__name__}; build one"
@@ -350,9 +401,17 @@ def _check_arguments(data, optimizer, epochs, batch_size, chunk_size,
   for name, value in [("epochs", epochs), ("batch_size", batch_size),
                       ("eval_batch_size", eval_batch_size)]:
     _check_positive_int(name, value)
-  for name, value in [("chunk_size", chunk_size), ("epochs_per_call", epochs_per_call)]:
+  for name, value in [("chunk_size", chunk_size), ("epochs_per_call", epochs_per_call),
+                      ("eval_every", eval_every)]:
     if value is not None:
       _check_positive_int(name, value)
+  if train_eval_size is not None and (
+      isinstance(train_eval_size, bool) or not isinstance(train_eval_size, (int, np.integer))
+      or train_eval_size < 0):
+    raise ValueError(
+        "train_eval_size must be a number of examples >= 0 (0: skip the training"
+        f" loss) or None (the whole training set), got {train_eval_size!r}."
+    )
   if batch_size > data.num_train:
     raise ValueError(
         f"batch_size {batch_size} is larger than the training set"

@@ -117,20 +117,41 @@ def seed_slots(chunk_seeds: np.ndarray, num_devices: int) -> tuple[np.ndarray, n
   return slot_seeds, model_slot
 
 
-_DEVICE_DATA: dict[tuple[int, Any], tuple[jax.Array, ...]] = {}
+_DEVICE_DATA: dict[tuple[Any, ...], tuple[jax.Array, ...]] = {}
 
 
-def device_data(data: Dataset, mesh: Mesh) -> tuple[jax.Array, ...]:
-  """The data set's arrays on every device of ``mesh``, kept while ``data`` lives.
+def eval_subsample(num_train: int, size: Optional[int]) -> np.ndarray:
+  """Indices of the fixed training subsample whose loss is evaluated.
 
-  A sweep shares one copy per device among all its models, and later sweeps on
-  the same ``Dataset`` object skip the transfer.
+  The first ``size`` of a permutation drawn with NumPy seed 0 (sorted), the
+  same for every model and every sweep on the same data; all of it for
+  ``size=None`` or ``size >= num_train``.
   """
-  key = (id(data), mesh)
+  if size is None or size >= num_train:
+    return np.arange(num_train)
+  return np.sort(np.random.default_rng(0).permutation(num_train)[:size])
+
+
+def device_data(data: Dataset, mesh: Mesh, train_eval_size: Optional[int],
+                eval_test: bool) -> tuple[tuple[jax.Array, ...], tuple[int, int, int]]:
+  """The arrays a sweep reads, on every device of ``mesh``, kept while ``data`` lives.
+
+  Returns ``(x_train, y_train, x_eval, y_eval)`` and the sizes of the
+  evaluation set's three parts: the training subsample
+  (:func:`eval_subsample`), validation, and test (0 when ``eval_test`` is
+  off). A sweep shares one copy per device among all its models, and later
+  sweeps on the same ``Dataset`` object skip the transfer.
+  """
+  train_index = eval_subsample(data.num_train, train_eval_size) if train_eval_size != 0 \
+      else np.arange(0)
+  sizes = (len(train_index), len(data.y_val), len(data.y_test) if eval_test else 0)
+  key = (id(data), mesh, sizes)
   if key not in _DEVICE_DATA:
+    parts_x = [data.x_train[train_index], data.x_val] + ([data.x_test] if eval_test else [])
+    parts_y = [data.y_train[train_index], data.y_val] + ([data.y_test] if eval_test else [])
     _DEVICE_DATA[key] = jax.device_put(
-        (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test),
+        (data.x_train, data.y_train, np.concatenate(parts_x), np.concatenate(parts_y)),
         NamedSharding(mesh, P()),
     )
     weakref.finalize(data, _DEVICE_DATA.pop, key, None)
-  return _DEVICE_DATA[key]
+  return _DEVICE_DATA[key], sizes
