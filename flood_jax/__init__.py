@@ -1,6 +1,7 @@
 """flood_jax: the flooding regularizer for JAX, as an Optax transform, a Flax
 training state and a sweep engine that trains many flood levels at once."""
 
+from flood_jax._cache import enable_compile_cache
 from flood_jax._dataset import Dataset
 from flood_jax._loss import flooded_loss, iflooded_loss
 from flood_jax._result import SweepResult
@@ -22,6 +23,7 @@ __all__ = [
     "flooded_fraction",
     "flooded_loss",
     "data",
+    "enable_compile_cache",
     "iflooded_loss",
     "models",
     "sweep",

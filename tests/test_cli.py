@@ -255,3 +255,25 @@ def test_parse_levels_and_seeds():
   assert cli.parse_levels("0.1:0.1:1") == [0.1]
   assert cli.parse_seeds("3") == [0, 1, 2]
   assert cli.parse_seeds("7,") == [7]
+
+
+def test_a_repeated_sweep_reads_its_programs_from_the_compile_cache(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  cache = tmp_path / "xla"
+  histories = []
+  for run in ("a", "b"):
+    args = [*TINY, "--out", str(tmp_path / run), "--compile-cache", str(cache),
+            "--eval-every", "2"]
+    done = subprocess.run([sys.executable, "-m", "flood_jax", *args], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    if run == "a":
+      entries = sorted(p.name for p in cache.iterdir())
+      assert entries  # the sweep's programs were written
+    with open(tmp_path / run / "results.json") as f:
+      raw = json.load(f)
+    assert raw["epochs"] == [2, 4] and raw["config"]["eval_every"] == 2
+    histories.append(raw["history"])
+  # Nothing new compiled the second time, and the programs read back compute the same.
+  assert sorted(p.name for p in cache.iterdir()) == entries
+  assert histories[0] == histories[1]

@@ -57,6 +57,29 @@ def write_json(path: str, value: Any) -> None:
   os.replace(tmp, path)
 
 
+def add_compile_cache_arguments(group: Any) -> None:
+  """``--compile-cache DIR`` and ``--no-compile-cache``."""
+  group.add_argument(
+      "--compile-cache", metavar="DIR",
+      help="keep compiled programs here, so a repeated run skips compiling"
+      " (default: $FLOOD_JAX_COMPILE_CACHE or ~/.cache/flood_jax/xla)")
+  group.add_argument(
+      "--no-compile-cache", action="store_true",
+      help="do not use JAX's persistent compilation cache")
+
+
+def use_compile_cache(args: Any) -> None:
+  """Turns on JAX's persistent compilation cache unless ``--no-compile-cache``."""
+  if getattr(args, "no_compile_cache", False):
+    return
+  from flood_jax._cache import enable_compile_cache
+
+  try:
+    enable_compile_cache(getattr(args, "compile_cache", None))
+  except OSError as err:
+    raise UsageError(f"--compile-cache: cannot use {err.filename}: {err.strerror}") from None
+
+
 def request_cpu_devices(count: int) -> None:
   """Asks XLA for ``count`` CPU devices, if JAX has not started and nothing else did.
 

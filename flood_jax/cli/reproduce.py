@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 from flood_jax.cli.args import fraction_list, optimizer_list, parse_levels, positive_int, snake_name
 from flood_jax.cli.common import (
-    OUT_ROOT, PROG, Command, UsageError, default_devices, fail, one_line,
-    request_cpu_devices)
+    OUT_ROOT, PROG, Command, UsageError, add_compile_cache_arguments,
+    default_devices, fail, one_line, request_cpu_devices, use_compile_cache)
 
 DESCRIPTION = textwrap.dedent("""\
     Reproduce the flooding paper's findings and write a Markdown table, JSON
@@ -61,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--depth", type=positive_int, help="MLP hidden layers")
   parser.add_argument("--devices", type=positive_int,
                       help="CPU only: XLA devices (default one per core)")
+  add_compile_cache_arguments(parser)
   parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
   """``flood-jax reproduce``: returns the exit code."""
   try:
     request_cpu_devices(args.devices or default_devices())
+    use_compile_cache(args)
     from flood_jax import reproduce
 
     out = args.out or os.path.join(OUT_ROOT, f"reproduce-{args.protocol}")

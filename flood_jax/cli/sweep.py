@@ -31,8 +31,9 @@ from flood_jax.cli.args import (
     OPTIMIZERS, fraction, non_negative_float_list, parse_levels, parse_seeds,
     positive_float_list, positive_int, snake_name)
 from flood_jax.cli.common import (
-    OUT_ROOT, PROG, Command, UsageError, default_devices, fail, one_line,
-    request_cpu_devices, write_json)
+    OUT_ROOT, PROG, Command, UsageError, add_compile_cache_arguments,
+    default_devices, fail, one_line, request_cpu_devices, use_compile_cache,
+    write_json)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +71,7 @@ DEFAULTS = SweepDefaults()
 CONFIG_KEYS = (
     "dataset", "model", "hidden", "depth", "levels", "seeds", "epochs",
     "batch_size", "optimizer", "lr", "momentum", "weight_decay", "objective",
-    "augment", "label_noise", "chunk_size", "devices", "out",
+    "augment", "label_noise", "eval_every", "chunk_size", "devices", "out",
 )
 
 # Options that take a comma list: one value is a fixed setting of the
@@ -198,6 +199,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       " devices to create, which must happen before JAX starts (default: all;"
       " on a CPU one per core)")
   running.add_argument(
+      "--eval-every", type=positive_int, metavar="N",
+      help="evaluate every N epochs and after the last (default: as often as"
+      " costs about 10%% of training, at least 5 times a run)")
+  add_compile_cache_arguments(running)
+  running.add_argument(
       "--no-progress", action="store_true", help="do not show a progress bar")
   running.add_argument(
       "--no-plots", action="store_true",
@@ -211,6 +217,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
   try:
     config = _sweep_config(given, resume=args.resume)
     request_cpu_devices(config["devices"] or default_devices())
+    use_compile_cache(args)
     return _sweep_and_write(config, args, argv)
   except UsageError as err:
     return fail(str(err))
@@ -258,7 +265,7 @@ def _sweep_config(given: dict[str, Any], resume: bool) -> dict[str, Any]:
     with open(saved_path) as f:
       # Checkpoints written before --objective and --augment existed lack them.
       saved = {"objective": DEFAULTS.objective, "augment": DEFAULTS.augment,
-               **json.load(f)["config"]}
+               "eval_every": None, **json.load(f)["config"]}
     changed = [
         f"--{k.replace('_', '-')} {_show(v)} (was {_show(saved.get(k))})"
         for k, v in given.items() if k != "out" and v != saved.get(k)
@@ -317,6 +324,7 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
       "objective": given.get("objective", d.objective),
       "augment": given.get("augment", d.augment),
       "label_noise": given.get("label_noise", d.label_noise),
+      "eval_every": given.get("eval_every"),
       "chunk_size": given.get("chunk_size"),
       "devices": given.get("devices"),
       "out": out,
@@ -379,6 +387,7 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
         objective=config["objective"],
         augment=data_lib.random_crop_flip(padding=4) if config["augment"] else None,
         epochs=config["epochs"], batch_size=config["batch_size"],
+        eval_every=config.get("eval_every"),
         chunk_size=config["chunk_size"], mesh=mesh, checkpoint_dir=checkpoint,
         progress=not args.no_progress,
     )
@@ -447,10 +456,10 @@ def write_history_csv(result: Any, path: str) -> str:
     for index in np.ndindex(*result.config_shape):
       configuration = [f"{float(v[i]):.6g}" for v, i in zip(values, index)]
       for j, seed in enumerate(result.seeds):
-        for epoch in range(result.num_epochs):
+        for entry, epoch in enumerate(result.epochs):
           writer.writerow([
-              *configuration, int(seed), epoch + 1,
-              *(repr(float(result.history[m][(*index, j, epoch)])) for m in metrics),
+              *configuration, int(seed), int(epoch),
+              *(repr(float(result.history[m][(*index, j, entry)])) for m in metrics),
           ])
   os.replace(tmp, path)
   return path
