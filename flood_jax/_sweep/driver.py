@@ -57,7 +57,7 @@ def sweep(
     mesh: Optional[Mesh] = None,
     epochs_per_call: Optional[int] = None,
     eval_every: Optional[int] = None,
-    train_eval_size: Optional[int] = 1024,
+    train_eval_size: Optional[int] = 1000,
     eval_test: bool = True,
     eval_batch_size: int = 2048,
     checkpoint_dir: Optional[str | os.PathLike[str]] = None,
