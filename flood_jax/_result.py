@@ -245,13 +245,28 @@ class SweepResult:
     """One row per configuration: mean and std over seeds of the key final metrics.
 
     Diverged runs are counted in ``diverged`` and left out of the means.
+    ``d_test_acc`` and ``d_test_loss`` are the paired differences from
+    ``b = 0`` (same seed, same hyperparameters), mean and std over seeds:
+    an effect of flooding shows as a mean larger than its spread (NaN when
+    the sweep has no ``b = 0``).
     """
     val_es = self.at_stopping("test_accuracy", "best_val")
     diverged = self.diverged()
+    zero = np.flatnonzero(np.asarray(self.flood_levels) == 0)
     rows = []
     for config, index in zip(self.configurations(), np.ndindex(*self.config_shape)):
       row: dict[str, Any] = dict(config)
       ok = ~diverged[index]
+      # Paired by seed against b = 0 at the same hyperparameters.
+      base = (int(zero[0]), *index[1:]) if zero.size else None
+      for name, metric in [("d_test_acc", "test_accuracy"), ("d_test_loss", "test_loss")]:
+        if base is None:
+          row[name] = row[name + "_std"] = math.nan
+          continue
+        pair = ok & ~diverged[base]
+        diff = (self.history[metric][index][:, -1] - self.history[metric][base][:, -1])[pair]
+        row[name] = float(np.mean(diff)) if diff.size else math.nan
+        row[name + "_std"] = float(np.std(diff)) if diff.size else math.nan
       for name, values in [
           ("val_acc", self.history["val_accuracy"][index][:, -1]),
           ("best_val_acc", np.nanmax(self.history["val_accuracy"][index], -1)),
@@ -274,8 +289,10 @@ class SweepResult:
     Columns: the flood level and each swept hyperparameter, final validation
     accuracy, best validation accuracy over epochs, final test accuracy, test
     accuracy at the best-validation epoch (early stopping), final (unflooded)
-    training loss, final test loss and the last epoch's flooded fraction; a
-    ``diverged`` column counts runs with a non-finite validation loss when
+    training loss, final test loss and the last epoch's flooded fraction; with
+    a ``b = 0`` row, the paired difference from it in final test accuracy and
+    test loss (mean ± std over seeds: the spread says how much of the
+    difference is seed noise); a ``diverged`` column counts runs with a non-finite validation loss when
     there are any. The best configuration by final validation accuracy is
     marked with ``*``.
     """
@@ -285,9 +302,13 @@ class SweepResult:
       best = None
     rows = self.table()
     show_diverged = any(row["diverged"] for row in rows)
+    show_paired = len(self.flood_levels) > 1 and any(
+        np.isfinite(row["d_test_acc"]) for row in rows)
     names = list(self.hyperparams)
     header = ["level", *names, "val acc", "best val acc", "test acc",
               "test acc (ES)", "train loss", "test loss", "flooded"]
+    if show_paired:
+      header += ["Δ test acc vs b=0", "Δ test loss vs b=0"]
     if show_diverged:
       header.append("diverged")
     lines = []
@@ -304,6 +325,14 @@ class SweepResult:
           cells.append(f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}")
         else:
           cells.append(f"{row[key]:.{digits}f}")
+      if show_paired:
+        for key in ("d_test_acc", "d_test_loss"):
+          if row["flood_level"] == 0:
+            cells.append("")
+          elif len(self.seeds) > 1:
+            cells.append(f"{row[key]:+.4f} ± {row[key + '_std']:.4f}")
+          else:
+            cells.append(f"{row[key]:+.4f}")
       if show_diverged:
         cells.append(f"{row['diverged']}/{len(self.seeds)}")
       lines.append(cells)
