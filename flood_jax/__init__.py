@@ -1,13 +1,17 @@
 """flood_jax: the flooding regularizer for JAX, as an Optax transform, a Flax
 training state and a sweep engine that trains many flood levels at once."""
 
-from flood_jax._cache import enable_compile_cache
-from flood_jax._dataset import Dataset
-from flood_jax._loss import flooded_loss, iflooded_loss
-from flood_jax._result import SweepResult
-from flood_jax._sweep import Model, sweep
-from flood_jax._train_state import FloodTrainState
-from flood_jax._transform import FloodState, flood, flooded_fraction
+from flood_jax import _devices
+
+_devices.use_cpu_cores_at_import()  # Before anything starts JAX's backend.
+
+from flood_jax._cache import enable_compile_cache  # noqa: E402
+from flood_jax._dataset import Dataset  # noqa: E402
+from flood_jax._loss import flooded_loss, iflooded_loss  # noqa: E402
+from flood_jax._result import SweepResult  # noqa: E402
+from flood_jax._sweep import Model, sweep  # noqa: E402
+from flood_jax._train_state import FloodTrainState  # noqa: E402
+from flood_jax._transform import FloodState, flood, flooded_fraction  # noqa: E402
 
 from flood_jax import data, models  # noqa: E402  (flood_jax.data.load, ...)
 

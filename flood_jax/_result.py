@@ -99,7 +99,7 @@ class SweepResult:
     values = [self.flood_levels, *self.hyperparams.values()]
     names = ["flood_level", *self.hyperparams]
     return [
-        {name: float(values[k][i]) for k, (name, i) in enumerate(zip(names, index))}
+        {name: _shortest(values[k][i]) for k, (name, i) in enumerate(zip(names, index))}
         for index in np.ndindex(*self.config_shape)
     ]
 
@@ -439,6 +439,14 @@ class SweepResult:
     shape = ", ".join(f"{name}s={n}" if name != "flood_level" else f"levels={n}"
                       for name, n in zip(self.axes, self.history["val_accuracy"].shape))
     return f"SweepResult({shape}, epochs={self.num_epochs}, best={best})"
+
+
+def _shortest(value: Any) -> float:
+  """A float32 grid value as the shortest decimal that reads back as it (0.003, not 0.0030000000261)."""
+  value = np.asarray(value)
+  if value.dtype == np.float32:
+    return float(np.format_float_positional(value, unique=True, trim="-"))
+  return float(value)
 
 
 def _show_config(config: dict[str, float]) -> str:

@@ -63,7 +63,7 @@ def default_curve_levels(result: SweepResult, max_levels: int = 4) -> list[float
   result = result.at_best_hyperparams()  # levels x seeds at the best hyperparameters
   levels = np.asarray(result.flood_levels)
   order = np.argsort(levels)
-  best = int(np.flatnonzero(levels == result.best_flood_level)[0])
+  best = result.index(result.best_flood_level)[0]
   chosen = list(dict.fromkeys([int(order[0]), best, int(order[-1])]))
   ranks = {int(i): r for r, i in enumerate(order)}  # spread by grid position
   while len(chosen) < min(max_levels, len(levels)):
@@ -275,7 +275,8 @@ def _color(result: SweepResult, index: int):
 def _label(result: SweepResult, index: int) -> str:
   level = float(result.flood_levels[index])
   notes = [note for note, applies in [
-      ("no flooding", level == 0), ("best", level == result.best_flood_level)
+      ("no flooding", level == 0),
+      ("best", index == result.index(result.best_flood_level)[0]),
   ] if applies]
   return f"b = {level:.4g}" + (f" ({', '.join(notes)})" if notes else "")
 

@@ -150,7 +150,9 @@ class _Interrupt:
 
 
 def test_resumed_sweep_equals_uninterrupted(data, tmp_path, monkeypatch):
-  kw = dict(KW, optimizer=optax.adam(1e-2), epochs_per_call=5, chunk_size=2)
+  # One device, so the run takes the calls (and interruptions) counted below.
+  one_device = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("models",))
+  kw = dict(KW, optimizer=optax.adam(1e-2), epochs_per_call=5, chunk_size=2, mesh=one_device)
   run = lambda d: fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=LEVELS,
                            seeds=[0], checkpoint_dir=d, **kw)
   monkeypatch.setattr(_sweep.checkpoint, "EVERY_S", 0.0)  # save after every call

@@ -143,7 +143,8 @@ def test_nnx_with_dropout_and_hyperparams_resumes_bitwise(data, tmp_path, monkey
   run = lambda d: fj.sweep(make_nnx, data, flood_levels=[0.0, 0.3], seeds=[0], optimizer=SGD,
                            hyperparams={"learning_rate": [0.05, 0.2]}, checkpoint_dir=d,
                            epochs=6, batch_size=16, progress=False, chunk_size=2,
-                           epochs_per_call=2)
+                           epochs_per_call=2, mesh=jax.sharding.Mesh(
+                               np.array(jax.devices()[:1]), ("models",)))
   monkeypatch.setattr(_sweep.checkpoint, "EVERY_S", 0.0)
   full = run(tmp_path / "a")
   with monkeypatch.context() as patch:

@@ -81,38 +81,22 @@ def use_compile_cache(args: Any) -> None:
 
 
 def request_cpu_devices(count: int) -> None:
-  """Asks XLA for ``count`` CPU devices, if JAX has not started and nothing else did.
+  """Asks XLA for ``count`` CPU devices, if JAX has not started and the user chose none.
 
   Leaves alone an ``XLA_FLAGS`` that already sets the device count, a
-  ``JAX_PLATFORMS`` naming another platform and ``jax_num_cpu_devices``;
-  after JAX's backend started it would have no effect, so it is skipped.
+  ``JAX_PLATFORMS`` naming another platform and a ``jax_num_cpu_devices``
+  the user set; replaces the per-core count ``import flood_jax`` chose.
   """
-  flags = os.environ.get("XLA_FLAGS", "")
-  if "xla_force_host_platform_device_count" in flags:
-    return
   platforms = [p.strip() for p in os.environ.get("JAX_PLATFORMS", "").split(",") if p.strip()]
   if any(p != "cpu" for p in platforms):
     return
-  import jax
+  from flood_jax import _devices
 
-  if jax.config.jax_num_cpu_devices >= 0 or _backend_started():
-    return
-  os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
-
-
-def _backend_started() -> bool:
-  try:
-    from jax._src import xla_bridge  # Not public; no public check exists.
-
-    return bool(xla_bridge.backends_are_initialized())
-  except (ImportError, AttributeError):
-    return False
+  _devices.set_cpu_devices(count)
 
 
 def default_devices() -> int:
   """The CPU cores this process may use."""
-  if hasattr(os, "process_cpu_count"):
-    return os.process_cpu_count() or 1
-  if hasattr(os, "sched_getaffinity"):
-    return len(os.sched_getaffinity(0)) or 1
-  return os.cpu_count() or 1
+  from flood_jax import _devices
+
+  return _devices.cpu_cores()

@@ -516,7 +516,7 @@ def _flooding_effect(result: Any) -> Optional[str]:
   best = result.best_flood_level
   if best == 0 or not np.any(levels == 0):
     return None
-  i, j = int(np.flatnonzero(levels == best)[0]), int(np.flatnonzero(levels == 0)[0])
+  i, j = result.index(best)[0], int(np.flatnonzero(levels == 0)[0])
   acc = result.history["test_accuracy"][..., -1].mean(axis=1)
   loss = result.history["test_loss"][..., -1].mean(axis=1)
   return (
