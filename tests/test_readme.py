@@ -27,3 +27,13 @@ def test_readme_states_the_install_and_test_commands_ci_runs():
   assert 'pip install -e ".[dev]"' in README and 'pip install -e ".[dev]"' in ci
   assert re.search(r"^pytest\b", README, flags=re.M)
   assert re.search(r"^pytest$", ci, flags=re.M)
+
+
+def test_sweeps_section_examples_run_in_a_fresh_interpreter():
+  section = README.split("## Sweeps", 1)[1].split("\n## ", 1)[0]
+  code = _python_blocks(section)[0]
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=600, cwd=ROOT)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "('flood_level', 'learning_rate', 'weight_decay', 'seed')" in proc.stdout
+  assert "Δ test acc vs b=0" in proc.stdout
