@@ -177,6 +177,7 @@ def synthetic(
     hidden: int = 500,
     depth: int = 4,
     batch_size: int = 200,
+    eval_every: int = 2,
     progress: bool = True,
 ) -> list[Comparison]:
   """The paper's synthetic experiments; writes a table, JSON and figures to ``out_dir``.
@@ -196,9 +197,9 @@ def synthetic(
 
   return _run_protocol(
       "synthetic", out_dir, settings, load, lambda s, d: model, flood_levels, seeds,
-      epochs, min(batch_size, n_train), progress,
+      epochs, min(batch_size, n_train), progress, eval_every=eval_every,
       extra_config=dict(n_train=n_train, n_val=n_val, n_test=n_test, hidden=hidden,
-                        depth=depth, batch_size=batch_size),
+                        depth=depth, batch_size=batch_size, eval_every=eval_every),
   )
 
 
@@ -214,6 +215,7 @@ def builtin(
     hidden: int = 500,
     depth: int = 4,
     batch_size: int = 100,
+    eval_every: int = 1,
     progress: bool = True,
 ) -> list[Comparison]:
   """The same table on the offline benchmark sets (``mnist1d``, ``digits``)."""
@@ -227,8 +229,9 @@ def builtin(
 
   return _run_protocol(
       "builtin", out_dir, settings, load, model, flood_levels, seeds, epochs,
-      batch_size, progress,
-      extra_config=dict(hidden=hidden, depth=depth, batch_size=batch_size),
+      batch_size, progress, eval_every=eval_every,
+      extra_config=dict(hidden=hidden, depth=depth, batch_size=batch_size,
+                        eval_every=eval_every),
   )
 
 
@@ -252,6 +255,7 @@ def benchmark(
     model: Optional[str] = None,
     load_options: Optional[dict[str, Any]] = None,
     model_options: Optional[dict[str, Any]] = None,
+    eval_every: int = 1,
     progress: bool = True,
 ) -> list[Comparison]:
   """The paper's benchmark protocol (Sec. 4.2) on an image set.
@@ -275,13 +279,14 @@ def benchmark(
   return _run_protocol(
       f"benchmark_{dataset}", out_dir, settings, lambda s: ds, lambda s, d: net,
       flood_levels, seeds, epochs, batch_size, progress, learning_rate=learning_rate,
+      eval_every=eval_every,
       extra_config=dict(model=model_name, load_options=load_options,
                         model_options=model_options or {}, batch_size=batch_size),
   )
 
 
 def _run_protocol(name, out_dir, settings, load, make_model, flood_levels, seeds,
-                  epochs, batch_size, progress, *, learning_rate=None,
+                  epochs, batch_size, progress, *, learning_rate=None, eval_every=1,
                   extra_config=None) -> list[Comparison]:
   from flood_jax import plots  # matplotlib is imported only when plotting
 
@@ -310,7 +315,7 @@ def _run_protocol(name, out_dir, settings, load, make_model, flood_levels, seeds
           model, ds, flood_levels=levels, seeds=seed_list,
           optimizer=make_optimizer(setting.optimizer, learning_rate, setting.weight_decay),
           epochs=epochs, batch_size=min(batch_size, ds.num_train), progress=progress,
-          checkpoint_dir=checkpoint_dir,
+          checkpoint_dir=checkpoint_dir, eval_every=eval_every,
       )
       result.save(run_dir, with_params=False)
       shutil.rmtree(checkpoint_dir)  # the results are on disk; the weights are not kept

@@ -61,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--depth", type=positive_int, help="MLP hidden layers")
   parser.add_argument("--devices", type=positive_int,
                       help="CPU only: XLA devices (default one per core)")
+  parser.add_argument("--eval-every", type=positive_int, metavar="N",
+                      help="evaluate every N epochs (default: synthetic 2, else 1)")
   add_compile_cache_arguments(parser)
   parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     out = args.out or os.path.join(OUT_ROOT, f"reproduce-{args.protocol}")
     options: dict[str, Any] = {"progress": not args.no_progress}
     for key, name in [("levels", "flood_levels"), ("seeds", "seeds"), ("epochs", "epochs"),
-                      ("hidden", "hidden"), ("depth", "depth")]:
+                      ("hidden", "hidden"), ("depth", "depth"), ("eval_every", "eval_every")]:
       if getattr(args, key) is not None:
         options[name] = getattr(args, key)
     if args.protocol != "synthetic" and args.preset != "cpu":
