@@ -13,6 +13,7 @@ from flax import nnx
 
 import flood_jax as fj
 from flood_jax import _sweep
+from test_sweep import _Interrupt
 from test_sweep_models import _plain_model, _toy, make_nnx
 
 
@@ -122,20 +123,6 @@ def test_bad_hyperparameter_grids_are_refused(data):
              hyperparams={"learning_rate": []}, **KW)
   with pytest.raises(ValueError, match="cannot name 'seed'"):
     fj.sweep(model, data, flood_levels=[0.0], optimizer=SGD, hyperparams={"seed": [1]}, **KW)
-
-
-class _Interrupt:
-
-  def __init__(self, after):
-    self.after = after
-
-  def update(self, n):
-    self.after -= 1
-    if self.after == 0:
-      raise KeyboardInterrupt
-
-  def close(self):
-    pass
 
 
 def test_nnx_with_dropout_and_hyperparams_resumes_bitwise(data, tmp_path, monkeypatch):
