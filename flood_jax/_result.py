@@ -341,7 +341,7 @@ class SweepResult:
         "  ".join(h.rjust(w) for h, w in zip(header, widths)),
         "  ".join("-" * w for w in widths),
     ]
-    out += ["  ".join(c.rjust(w) for c, w in zip(cells, widths)) for cells in lines]
+    out += ["  ".join(c.rjust(w) for c, w in zip(cells, widths)).rstrip() for cells in lines]
     if best is None:
       out.append("best configuration: none, every configuration diverged.")
     elif not names:
