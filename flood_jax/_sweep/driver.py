@@ -433,8 +433,8 @@ def _check_hyperparams(adapter: Adapter, data: Dataset, optimizer, grid: Grid) -
   """Every swept hyperparameter is a numeric one the optimizer injects."""
   if not grid.hyperparams:
     return
-  x = jnp.zeros((1,) + data.input_shape)
-  params = jax.eval_shape(lambda: adapter.init(jax.random.key(0), x)[0])
+  x = jax.ShapeDtypeStruct((1,) + data.input_shape, jnp.float32)
+  params = jax.eval_shape(lambda x: adapter.init(jax.random.key(0), x)[0], x)
   opt_state = jax.eval_shape(optimizer.init, params)
   numeric, scheduled = injected_hyperparams(opt_state)
   if not numeric and not scheduled:
@@ -459,16 +459,17 @@ def _check_hyperparams(adapter: Adapter, data: Dataset, optimizer, grid: Grid) -
 
 def _check_model_output(adapter: Adapter, data: Dataset, loss_fn, default_loss: bool) -> None:
   """Calls the model on one example (abstractly) and checks what comes out."""
-  x = jnp.zeros((1,) + data.input_shape)
+  # Abstract (eval_shape): nothing runs or compiles.
+  x = jax.ShapeDtypeStruct((1,) + data.input_shape, jnp.float32)
 
-  def forward():
+  def forward(x):
     params, model_state, rng_state = adapter.init(jax.random.key(0), x)
     logits, _, _ = adapter.apply(params, model_state, rng_state, x, train=True,
                                  key=jax.random.key(0))
     return logits
 
   try:
-    logits = jax.eval_shape(forward)
+    logits = jax.eval_shape(forward, x)
   except TypeError as err:
     if adapter.kind == "linen" and "train" in str(err):
       raise TypeError(

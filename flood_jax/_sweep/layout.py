@@ -84,8 +84,8 @@ def count_params(model: Any, data: Dataset) -> int:
 @functools.lru_cache(maxsize=32)
 def _count_params(model: Any, input_shape: tuple[int, ...]) -> int:
   adapter = adapt(model)
-  x = jnp.zeros((1,) + input_shape)
-  params, _, _ = jax.eval_shape(lambda: adapter.init(jax.random.key(0), x))
+  x = jax.ShapeDtypeStruct((1,) + input_shape, jnp.float32)
+  params, _, _ = jax.eval_shape(lambda x: adapter.init(jax.random.key(0), x), x)
   return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
 
 
