@@ -44,9 +44,12 @@ def set_cpu_devices(count: int) -> bool:
   """Asks JAX for ``count`` CPU devices, if it has not started and the user chose none.
 
   A count flood_jax chose itself at import may be replaced (the command
-  line's ``--devices`` does). Returns whether the setting took effect.
+  line's ``--devices`` does). Leaves JAX alone when ``JAX_PLATFORMS`` names
+  another platform. Returns whether the setting took effect.
   """
   if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    return False
+  if any(p != "cpu" for p in _platforms()):
     return False
   import jax
 
@@ -64,10 +67,7 @@ def use_cpu_cores_at_import() -> None:
   setting = os.environ.get(ENV, "").strip().lower()
   if setting in ("off", "no", "false", "0"):
     return
-  platforms = [p.strip() for p in os.environ.get("JAX_PLATFORMS", "").split(",") if p.strip()]
-  if any(p != "cpu" for p in platforms):
-    return
-  if not platforms and any(_installed(name) for name in _ACCELERATOR_PLUGINS):
+  if not _platforms() and any(_installed(name) for name in _ACCELERATOR_PLUGINS):
     return
   count = int(setting) if setting.isdigit() else cpu_cores()
   if count > 1 and set_cpu_devices(count):
@@ -82,6 +82,11 @@ def backend_started() -> bool:
     return bool(xla_bridge.backends_are_initialized())
   except (ImportError, AttributeError):
     return False
+
+
+def _platforms() -> list[str]:
+  """The platforms ``JAX_PLATFORMS`` names (none: JAX picks)."""
+  return [p.strip() for p in os.environ.get("JAX_PLATFORMS", "").split(",") if p.strip()]
 
 
 def _installed(name: str) -> bool:

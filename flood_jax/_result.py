@@ -140,9 +140,8 @@ class SweepResult:
                    self.history["val_accuracy"], np.nan)
     if rule == "final":
       return val[..., -1]
-    with np.errstate(invalid="ignore"):
-      all_nan = np.all(np.isnan(val), axis=-1)
-      return np.where(all_nan, np.nan, np.nanmax(np.where(np.isnan(val), -np.inf, val), -1))
+    best = np.max(np.where(np.isnan(val), -np.inf, val), axis=-1)
+    return np.where(np.isneginf(best), np.nan, best)  # no finite epoch: NaN
 
   def stopping_epoch(self, rule: str = "final") -> np.ndarray:
     """Index into ``history``'s last axis each run is read at, ``(levels, *hyperparameters, seeds)``.
@@ -250,7 +249,7 @@ class SweepResult:
     an effect of flooding shows as a mean larger than its spread (NaN when
     the sweep has no ``b = 0``).
     """
-    val_es = self.at_stopping("test_accuracy", "best_val")
+    test_es = self.at_stopping("test_accuracy", "best_val")
     diverged = self.diverged()
     zero = np.flatnonzero(np.asarray(self.flood_levels) == 0)
     rows = []
@@ -271,7 +270,7 @@ class SweepResult:
           ("val_acc", self.history["val_accuracy"][index][:, -1]),
           ("best_val_acc", np.nanmax(self.history["val_accuracy"][index], -1)),
           ("test_acc", self.history["test_accuracy"][index][:, -1]),
-          ("test_acc_es", val_es[index]),
+          ("test_acc_es", test_es[index]),
           ("train_loss", self.history["train_loss"][index][:, -1]),
           ("test_loss", self.history["test_loss"][index][:, -1]),
           ("flooded", self.history["flooded_fraction"][index][:, -1]),

@@ -134,6 +134,14 @@ def test_custom_loss_fn(data):
   assert result.history["train_loss"][0, 0, -1] < 0.5
 
 
+def assert_bitwise_equal(result, other):
+  """Histories, parameters and BatchNorm statistics equal, bit for bit."""
+  for name in other.history:
+    np.testing.assert_array_equal(result.history[name], other.history[name])
+  jax.tree.map(np.testing.assert_array_equal, result.final_params, other.final_params)
+  jax.tree.map(np.testing.assert_array_equal, result.final_batch_stats, other.final_batch_stats)
+
+
 class _Interrupt:
   """A progress bar that presses Ctrl-C after a number of updates."""
 
@@ -164,10 +172,7 @@ def test_resumed_sweep_equals_uninterrupted(data, tmp_path, monkeypatch):
   assert (tmp_path / "b" / "done_00000").is_dir()
   assert (tmp_path / "b" / "current").is_dir()
   resumed = run(tmp_path / "b")
-  for name in full.history:
-    np.testing.assert_array_equal(resumed.history[name], full.history[name])
-  jax.tree.map(np.testing.assert_array_equal, resumed.final_params, full.final_params)
-  jax.tree.map(np.testing.assert_array_equal, resumed.final_batch_stats, full.final_batch_stats)
+  assert_bitwise_equal(resumed, full)
 
 
 def test_resume_with_other_arguments_is_refused(data, tmp_path):

@@ -13,7 +13,7 @@ from flax import nnx
 
 import flood_jax as fj
 from flood_jax import _sweep
-from test_sweep import _Interrupt
+from test_sweep import _Interrupt, assert_bitwise_equal
 from test_sweep_models import _plain_model, _toy, make_nnx
 
 
@@ -140,7 +140,4 @@ def test_nnx_with_dropout_and_hyperparams_resumes_bitwise(data, tmp_path, monkey
       run(tmp_path / "b")
   assert (tmp_path / "b" / "current").is_dir()
   resumed = run(tmp_path / "b")
-  for name in full.history:
-    np.testing.assert_array_equal(resumed.history[name], full.history[name])
-  jax.tree.map(np.testing.assert_array_equal, resumed.final_params, full.final_params)
-  jax.tree.map(np.testing.assert_array_equal, resumed.final_batch_stats, full.final_batch_stats)
+  assert_bitwise_equal(resumed, full)

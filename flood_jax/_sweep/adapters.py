@@ -16,6 +16,7 @@ plain models.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from typing import Any, Callable, Optional
 
@@ -203,7 +204,25 @@ class PlainAdapter(Adapter):
 
 
 def adapt(model: Any) -> Adapter:
-  """The adapter for ``model``, or a one-line ``TypeError`` saying what to pass."""
+  """The adapter for ``model``, or a one-line ``TypeError`` saying what to pass.
+
+  Memoized by model (an NNX adapter traces the factory once), so the checks,
+  the layout and the program share one; an unhashable model gets a new one.
+  """
+  try:
+    return _adapt_cached(model)
+  except TypeError as err:
+    if "unhashable" not in str(err):
+      raise
+    return _adapt(model)
+
+
+@functools.lru_cache(maxsize=32)
+def _adapt_cached(model: Any) -> Adapter:
+  return _adapt(model)
+
+
+def _adapt(model: Any) -> Adapter:
   if isinstance(model, Model):
     return PlainAdapter(model)
   if isinstance(model, nn.Module):

@@ -115,7 +115,7 @@ class CheckpointStore:
 # saved as its flat leaves, keyed by position, and rebuilt from its structure.
 # Typed PRNG keys (NNX random streams) are saved as their raw key data.
 def _leaves_to_tree(leaves: Sequence[Any]) -> dict[str, np.ndarray]:
-  return {str(i): np.asarray(_raw(x)) for i, x in enumerate(leaves)}
+  return {str(i): np.asarray(raw_key_data(x)) for i, x in enumerate(leaves)}
 
 
 def _tree_to_leaves(tree: dict[str, Any], like: Optional[Sequence[Any]] = None) -> list[Any]:
@@ -134,7 +134,8 @@ def is_key(x: Any) -> bool:
   return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
 
 
-def _raw(x: Any) -> Any:
+def raw_key_data(x: Any) -> Any:
+  """``x``, with typed PRNG keys replaced by their raw key data (plain uint32 arrays)."""
   return jax.random.key_data(x) if is_key(x) else x
 
 

@@ -209,10 +209,10 @@ def sweep(
                    eval_every, train_eval_size)
   grid = Grid.build(flood_levels, hyperparams, seeds)
   adapter = adapt(model)
-  _check_hyperparams(adapter, data, optimizer, grid)
   loss_fn = loss_fn or optax.softmax_cross_entropy_with_integer_labels
-  _check_model_output(adapter, data, loss_fn, default_loss=loss_fn is
-                      optax.softmax_cross_entropy_with_integer_labels)
+  abstract_params = _check_model_output(
+      adapter, data, default_loss=loss_fn is optax.softmax_cross_entropy_with_integer_labels)
+  _check_hyperparams(abstract_params, optimizer, grid)
   num_models = grid.num_models
   flat_levels, flat_hparams, flat_seeds = grid.flat()
 
@@ -312,9 +312,7 @@ def sweep(
       while epoch < epochs:
         this = program if epochs - epoch >= epochs_per_call else tail_program
         carry, metrics = this.run(
-            carry, chunk_levels, chunk_hparams, slot_seeds, model_slot,
-            np.int32(epoch), run_data,
-        )
+            carry, chunk_levels, slot_seeds, model_slot, np.int32(epoch), run_data)
         metrics = np.asarray(metrics)
         ran = metrics.shape[1]
         history[rows, epoch:epoch + ran] = metrics
@@ -429,12 +427,10 @@ def _check_positive_int(name: str, value: Any) -> None:
     raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
-def _check_hyperparams(adapter: Adapter, data: Dataset, optimizer, grid: Grid) -> None:
-  """Every swept hyperparameter is a numeric one the optimizer injects."""
+def _check_hyperparams(params: Any, optimizer, grid: Grid) -> None:
+  """Every swept hyperparameter is a numeric one the optimizer injects (``params``: abstract)."""
   if not grid.hyperparams:
     return
-  x = jax.ShapeDtypeStruct((1,) + data.input_shape, jnp.float32)
-  params = jax.eval_shape(lambda x: adapter.init(jax.random.key(0), x)[0], x)
   opt_state = jax.eval_shape(optimizer.init, params)
   numeric, scheduled = injected_hyperparams(opt_state)
   if not numeric and not scheduled:
@@ -457,19 +453,21 @@ def _check_hyperparams(adapter: Adapter, data: Dataset, optimizer, grid: Grid) -
       )
 
 
-def _check_model_output(adapter: Adapter, data: Dataset, loss_fn, default_loss: bool) -> None:
-  """Calls the model on one example (abstractly) and checks what comes out."""
-  # Abstract (eval_shape): nothing runs or compiles.
+def _check_model_output(adapter: Adapter, data: Dataset, default_loss: bool) -> Any:
+  """Initializes the model and calls it on one example, abstractly, and checks what comes out.
+
+  Returns the abstract parameters (shapes and dtypes). Nothing runs or compiles.
+  """
   x = jax.ShapeDtypeStruct((1,) + data.input_shape, jnp.float32)
 
   def forward(x):
     params, model_state, rng_state = adapter.init(jax.random.key(0), x)
     logits, _, _ = adapter.apply(params, model_state, rng_state, x, train=True,
                                  key=jax.random.key(0))
-    return logits
+    return params, logits
 
   try:
-    logits = jax.eval_shape(forward, x)
+    params, logits = jax.eval_shape(forward, x)
   except TypeError as err:
     if adapter.kind == "linen" and "train" in str(err):
       raise TypeError(
@@ -494,6 +492,7 @@ def _check_model_output(adapter: Adapter, data: Dataset, loss_fn, default_loss: 
         f" {data.num_classes} classes; give its last layer {data.num_classes}"
         " outputs."
     )
+  return params
 
 
 def _first_line(err: BaseException) -> str:

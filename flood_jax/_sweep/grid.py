@@ -70,7 +70,10 @@ class Grid:
               f"hyperparams cannot name {name!r}: it is an axis of every sweep;"
               " pass flood_levels= or seeds= instead."
           )
-        array = np.asarray(values, dtype=np.float64) if _numeric(values) else None
+        try:
+          array = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+          array = None
         if array is None or array.ndim != 1 or array.size == 0:
           raise ValueError(
               f"hyperparams[{name!r}] must be a non-empty list of numbers, got"
@@ -134,11 +137,3 @@ class Grid:
                             for name, values in self.hyperparams.items()}
     out["seeds"] = [int(s) for s in self.seeds]
     return out
-
-
-def _numeric(values: object) -> bool:
-  try:
-    np.asarray(values, dtype=np.float64)
-  except (TypeError, ValueError):
-    return False
-  return True

@@ -32,6 +32,7 @@ from jax.sharding import PartitionSpec as P
 
 from flood_jax._loss import iflooded_loss
 from flood_jax._sweep.adapters import Adapter, adapt
+from flood_jax._sweep.checkpoint import raw_key_data
 from flood_jax._transform import flood
 
 AXIS = "models"
@@ -188,7 +189,7 @@ class Program:
     )))
     object.__setattr__(self, "_run", jax.jit(jax.shard_map(
         self._run_local, mesh=self.mesh,
-        in_specs=(sharded, sharded, sharded, sharded, sharded, P(), P()),
+        in_specs=(sharded, sharded, sharded, sharded, P(), P()),
         out_specs=(sharded, sharded), check_vma=False,
     ), donate_argnums=0))
 
@@ -202,7 +203,10 @@ class Program:
       return self._init(*args)
 
   def run(self, *args):
-    """``epochs_per_call`` epochs of a chunk: ``(carry, levels, hparams, slot_seeds, model_slot, first_epoch, data)``."""
+    """``epochs_per_call`` epochs of a chunk: ``(carry, levels, slot_seeds, model_slot, first_epoch, data)``.
+
+    The hyperparameters are not an input: init put them in the optimizer state.
+    """
     with jax.threefry_partitionable(False):
       return self._run(*args)
 
@@ -258,9 +262,7 @@ class Program:
           *_abstract_scalars(len(self.hyperparams)), x, y, x_eval, y_eval)
     digest = hashlib.sha256(str(closed.jaxpr).encode())
     for const in closed.consts:
-      const = jax.random.key_data(const) if jax.dtypes.issubdtype(
-          getattr(const, "dtype", None), jax.dtypes.prng_key) else const
-      array = np.asarray(const)
+      array = np.asarray(raw_key_data(const))
       digest.update(f"{array.dtype}{array.shape}".encode())
       digest.update(np.ascontiguousarray(array).tobytes())
     return (digest.hexdigest(), self.objective, self.hyperparams, self.input_shape,
@@ -368,8 +370,7 @@ class Program:
     opt_state = self._vmap(self._init_optimizer, (0, 0, 0))(params, levels, hparams)
     return params, model_state, rng_state, opt_state
 
-  def _run_local(self, carry, levels, hparams, slot_seeds, model_slot, first_epoch, data):
-    del hparams  # They live in the optimizer state since init.
+  def _run_local(self, carry, levels, slot_seeds, model_slot, first_epoch, data):
     x_train, y_train, x_eval, y_eval = data
     n = x_train.shape[0]
     steps = n // self.batch_size

@@ -85,11 +85,9 @@ def request_cpu_devices(count: int) -> None:
 
   Leaves alone an ``XLA_FLAGS`` that already sets the device count, a
   ``JAX_PLATFORMS`` naming another platform and a ``jax_num_cpu_devices``
-  the user set; replaces the per-core count ``import flood_jax`` chose.
+  the user set; replaces the per-core count ``import flood_jax`` chose
+  (:func:`flood_jax._devices.set_cpu_devices`).
   """
-  platforms = [p.strip() for p in os.environ.get("JAX_PLATFORMS", "").split(",") if p.strip()]
-  if any(p != "cpu" for p in platforms):
-    return
   from flood_jax import _devices
 
   _devices.set_cpu_devices(count)
