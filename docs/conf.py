@@ -19,16 +19,16 @@ import flood_jax  # noqa: E402
 
 project = "flood_jax"
 author = "flood_jax developers"
-copyright = "2026, flood_jax developers"  # noqa: A001
+copyright = "2026, flood_jax developers"
 release = flood_jax.__version__
 
 extensions = [
-    "sphinx.ext.autodoc",
-    "sphinx.ext.napoleon",
-    "sphinx.ext.mathjax",
-    "sphinx.ext.viewcode",
-    "sphinx_copybutton",
-    "myst_nb",
+  "sphinx.ext.autodoc",
+  "sphinx.ext.napoleon",
+  "sphinx.ext.mathjax",
+  "sphinx.ext.viewcode",
+  "sphinx_copybutton",
+  "myst_nb",
 ]
 
 # The notebooks are rendered with the outputs committed in notebooks/*.ipynb
@@ -48,9 +48,9 @@ autodoc_preserve_defaults = True
 html_theme = "sphinx_book_theme"
 html_title = "flood_jax"
 html_theme_options = {
-    "repository_url": "https://github.com/flood-jax/flood_jax",
-    "use_repository_button": True,
-    "show_toc_level": 2,
+  "repository_url": "https://github.com/flood-jax/flood_jax",
+  "use_repository_button": True,
+  "show_toc_level": 2,
 }
 
 exclude_patterns = ["_build", "README.md"]
@@ -82,7 +82,7 @@ def _check_reference(app, env) -> None:
     from sphinx.util import logging
 
     logging.getLogger(__name__).warning(
-        "public names missing from the API reference (docs/api.rst): %s", ", ".join(missing)
+      "public names missing from the API reference (docs/api.rst): %s", ", ".join(missing)
     )
 
 

@@ -5,6 +5,7 @@ from flood_jax import _devices
 
 _devices.use_cpu_cores_at_import()  # Before anything starts JAX's backend.
 
+from flood_jax import data, models  # noqa: E402  (flood_jax.data.load, ...)
 from flood_jax._cache import enable_compile_cache  # noqa: E402
 from flood_jax._dataset import Dataset  # noqa: E402
 from flood_jax._loss import flooded_loss, iflooded_loss  # noqa: E402
@@ -13,22 +14,20 @@ from flood_jax._sweep import Model, sweep  # noqa: E402
 from flood_jax._train_state import FloodTrainState  # noqa: E402
 from flood_jax._transform import FloodState, flood, flooded_fraction  # noqa: E402
 
-from flood_jax import data, models  # noqa: E402  (flood_jax.data.load, ...)
-
 __version__ = "0.1.0"
 
 __all__ = [
-    "Dataset",
-    "FloodState",
-    "FloodTrainState",
-    "Model",
-    "SweepResult",
-    "flood",
-    "flooded_fraction",
-    "flooded_loss",
-    "data",
-    "enable_compile_cache",
-    "iflooded_loss",
-    "models",
-    "sweep",
+  "Dataset",
+  "FloodState",
+  "FloodTrainState",
+  "Model",
+  "SweepResult",
+  "data",
+  "enable_compile_cache",
+  "flood",
+  "flooded_fraction",
+  "flooded_loss",
+  "iflooded_loss",
+  "models",
+  "sweep",
 ]

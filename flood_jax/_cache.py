@@ -9,7 +9,6 @@ keyed by the program itself, across processes; this turns that on.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 ENV = "FLOOD_JAX_COMPILE_CACHE"
 
@@ -22,7 +21,7 @@ def default_compile_cache_dir() -> str:
   return os.path.join(root, "flood_jax", "xla")
 
 
-def enable_compile_cache(path: Optional[str | os.PathLike[str]] = None) -> Optional[str]:
+def enable_compile_cache(path: str | os.PathLike[str] | None = None) -> str | None:
   """Keeps JAX's compiled programs in ``path`` so later processes skip compiling.
 
   The same as ``jax.config.update("jax_compilation_cache_dir", path)``, with

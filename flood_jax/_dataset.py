@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -41,7 +40,7 @@ class Dataset:
   y_val: np.ndarray
   x_test: np.ndarray
   y_test: np.ndarray
-  num_classes: Optional[int] = None
+  num_classes: int | None = None
   name: str = "dataset"
 
   def __post_init__(self) -> None:
@@ -51,8 +50,7 @@ class Dataset:
       y = _as_labels(getattr(self, f"y_{split}"), f"y_{split}")
       if x.shape[0] != y.shape[0]:
         raise ValueError(
-            f"x_{split} has {x.shape[0]} examples but y_{split} has"
-            f" {y.shape[0]}; they must match."
+          f"x_{split} has {x.shape[0]} examples but y_{split} has {y.shape[0]}; they must match."
         )
       if x.shape[0] == 0:
         raise ValueError(f"the {split} split is empty; give it examples.")
@@ -62,8 +60,8 @@ class Dataset:
     shapes = {s: getattr(self, f"x_{s}").shape[1:] for s in labels}
     if len(set(shapes.values())) != 1:
       raise ValueError(
-          f"inputs differ in shape between splits: {shapes}; every split must"
-          " have the same example shape."
+        f"inputs differ in shape between splits: {shapes}; every split must"
+        " have the same example shape."
       )
     highest = max(int(y.max()) for y in labels.values())
     num_classes = self.num_classes
@@ -74,8 +72,8 @@ class Dataset:
     for split, y in labels.items():
       if y.min() < 0 or y.max() >= num_classes:
         raise ValueError(
-            f"y_{split} has labels in [{y.min()}, {y.max()}] but num_classes"
-            f" is {num_classes}; labels must lie in [0, {num_classes})."
+          f"y_{split} has labels in [{y.min()}, {y.max()}] but num_classes"
+          f" is {num_classes}; labels must lie in [0, {num_classes})."
         )
     object.__setattr__(self, "num_classes", int(num_classes))
 
@@ -91,9 +89,9 @@ class Dataset:
 
   def __repr__(self) -> str:
     return (
-        f"Dataset(name={self.name!r}, train={self.x_train.shape[0]},"
-        f" val={self.x_val.shape[0]}, test={self.x_test.shape[0]},"
-        f" input_shape={self.input_shape}, num_classes={self.num_classes})"
+      f"Dataset(name={self.name!r}, train={self.x_train.shape[0]},"
+      f" val={self.x_val.shape[0]}, test={self.x_test.shape[0]},"
+      f" input_shape={self.input_shape}, num_classes={self.num_classes})"
     )
 
 
@@ -101,17 +99,15 @@ def _as_inputs(x: ArrayLike, name: str) -> np.ndarray:
   x = np.asarray(x)
   if x.ndim < 2:
     raise ValueError(
-        f"{name} must have shape (examples, features...), got {x.shape}; add"
-        " a feature axis with x[:, None]."
+      f"{name} must have shape (examples, features...), got {x.shape}; add"
+      " a feature axis with x[:, None]."
     )
   if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
     raise ValueError(f"{name} must be numeric, got dtype {x.dtype}.")
   x = x.astype(np.float32)
   if not np.all(np.isfinite(x)):
     bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-    raise ValueError(
-        f"{name} has {bad} NaN or infinite values; clean or impute them first."
-    )
+    raise ValueError(f"{name} has {bad} NaN or infinite values; clean or impute them first.")
   return x
 
 
@@ -119,8 +115,8 @@ def _as_labels(y: ArrayLike, name: str) -> np.ndarray:
   y = np.asarray(y)
   if y.ndim != 1:
     raise ValueError(
-        f"{name} must be a 1-D array of integer class labels, got shape"
-        f" {y.shape}; for one-hot labels pass y.argmax(-1)."
+      f"{name} must be a 1-D array of integer class labels, got shape"
+      f" {y.shape}; for one-hot labels pass y.argmax(-1)."
     )
   if np.issubdtype(y.dtype, np.floating):
     if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):

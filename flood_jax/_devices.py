@@ -27,8 +27,14 @@ import importlib.util
 import os
 
 ENV = "FLOOD_JAX_CPU_DEVICES"
-_ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
-                        "jax_rocm7_plugin", "libtpu", "jax_plugins")
+_ACCELERATOR_PLUGINS = (
+  "jax_cuda12_plugin",
+  "jax_cuda13_plugin",
+  "jax_rocm60_plugin",
+  "jax_rocm7_plugin",
+  "libtpu",
+  "jax_plugins",
+)
 _set_by_flood_jax = False
 
 
@@ -53,7 +59,9 @@ def set_cpu_devices(count: int) -> bool:
     return False
   import jax
 
-  if jax.config.jax_num_cpu_devices >= 0 and not _set_by_flood_jax:
+  # JAX's Config defines its options at run time, which pyright cannot see.
+  num_cpu_devices = jax.config.jax_num_cpu_devices  # pyright: ignore[reportAttributeAccessIssue]
+  if num_cpu_devices >= 0 and not _set_by_flood_jax:
     return False
   if backend_started():
     return False

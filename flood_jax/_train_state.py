@@ -44,7 +44,7 @@ class FloodTrainState(train_state.TrainState):
 
   batch_stats: Any = None
 
-  def apply_gradients(self, *, grads: Any, **kwargs: Any) -> "FloodTrainState":
+  def apply_gradients(self, *, grads: Any, **kwargs: Any) -> FloodTrainState:
     """Applies ``grads`` through ``tx``, forwarding the loss and other extras.
 
     Args:
@@ -59,19 +59,17 @@ class FloodTrainState(train_state.TrainState):
     replacements = {k: v for k, v in kwargs.items() if k in field_names}
     extra_args = {k: v for k, v in kwargs.items() if k not in field_names}
     tx = optax.with_extra_args_support(self.tx)
-    updates, new_opt_state = tx.update(
-        grads, self.opt_state, self.params, **extra_args
-    )
+    updates, new_opt_state = tx.update(grads, self.opt_state, self.params, **extra_args)
     new_params = optax.apply_updates(self.params, updates)
     return self.replace(
-        step=self.step + 1,
-        params=new_params,
-        opt_state=new_opt_state,
-        **replacements,
+      step=self.step + 1,
+      params=new_params,
+      opt_state=new_opt_state,
+      **replacements,
     )
 
   @classmethod
-  def create(cls, *, apply_fn, params, tx, **kwargs: Any) -> "FloodTrainState":
+  def create(cls, *, apply_fn, params, tx, **kwargs: Any) -> FloodTrainState:
     """Creates a state with ``step=0`` and ``tx.init(params)``, as linen's does.
 
     A ``params`` given as a whole linen variables dict (only the keys
@@ -79,9 +77,9 @@ class FloodTrainState(train_state.TrainState):
     the field.
     """
     if (
-        isinstance(params, (dict, core.FrozenDict))
-        and "params" in params
-        and set(params) <= {"params", "batch_stats"}
+      isinstance(params, (dict, core.FrozenDict))
+      and "params" in params
+      and set(params) <= {"params", "batch_stats"}
     ):
       variables = dict(params)
       params = variables.pop("params")

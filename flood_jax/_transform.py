@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, NamedTuple, Union
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import chex
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-FloodLevel = Union[float, jax.Array, Callable[[chex.Numeric], chex.Numeric]]
+FloodLevel = float | jax.Array | Callable[[chex.Numeric], chex.Numeric]
 
 
 class FloodState(NamedTuple):
@@ -45,17 +47,15 @@ def check_flood_level(flood_level: Any, *, name: str = "flood_level") -> None:
     array = np.asarray(flood_level)
     if array.ndim != 0:
       raise ValueError(
-          f"{name} must be a scalar, got an array of shape {array.shape}; to"
-          " train several levels at once, jax.vmap over them or use"
-          " flood_jax.sweep."
+        f"{name} must be a scalar, got an array of shape {array.shape}; to"
+        " train several levels at once, jax.vmap over them or use"
+        " flood_jax.sweep."
       )
     if not np.issubdtype(array.dtype, np.number):
       raise ValueError(f"{name} must be a number, got {flood_level!r}.")
     level = float(array)
   if not math.isfinite(level) or level < 0:
-    raise ValueError(
-        f"{name} must be a finite number >= 0, got {level!r}."
-    )
+    raise ValueError(f"{name} must be a finite number >= 0, got {level!r}.")
 
 
 def flood(flood_level: FloodLevel) -> optax.GradientTransformationExtraArgs:
@@ -123,31 +123,30 @@ def flood(flood_level: FloodLevel) -> optax.GradientTransformationExtraArgs:
     return FloodState(count=zero, flooded_count=zero)
 
   def update_fn(
-      updates: optax.Updates,
-      state: FloodState,
-      params: optax.Params | None = None,
-      *,
-      value: chex.Numeric | None = None,
-      **extra_args: Any,
+    updates: optax.Updates,
+    state: FloodState,
+    params: optax.Params | None = None,
+    *,
+    value: chex.Numeric | None = None,
+    **extra_args: Any,
   ) -> tuple[optax.Updates, FloodState]:
     del params, extra_args
     if value is None:
       raise TypeError(
-          "flood needs the mini-batch loss: call"
-          " tx.update(grads, state, params, value=loss)."
+        "flood needs the mini-batch loss: call tx.update(grads, state, params, value=loss)."
       )
     value = jnp.asarray(value)
     if value.shape != ():
       raise ValueError(
-          "flood's value must be the scalar mini-batch mean loss, got shape"
-          f" {value.shape}; reduce it with jnp.mean first."
+        "flood's value must be the scalar mini-batch mean loss, got shape"
+        f" {value.shape}; reduce it with jnp.mean first."
       )
     level = flood_level(state.count) if callable(flood_level) else flood_level
     level = jnp.asarray(level)
     if level.shape != ():
       raise ValueError(
-          f"flood_level must be a scalar, got shape {level.shape}; to train"
-          " several levels at once, jax.vmap over them."
+        f"flood_level must be a scalar, got shape {level.shape}; to train"
+        " several levels at once, jax.vmap over them."
       )
     ascent = value < level
     # NaN compares False both ways: give NaN, never a silent +1.
@@ -155,16 +154,17 @@ def flood(flood_level: FloodLevel) -> optax.GradientTransformationExtraArgs:
     sign = jnp.where(jnp.isnan(value) | jnp.isnan(level), jnp.nan, sign)
     updates = jax.tree.map(lambda u: u * sign.astype(u.dtype), updates)
     new_state = FloodState(
-        count=optax.safe_increment(state.count),
-        flooded_count=jnp.where(
-            ascent,
-            optax.safe_increment(state.flooded_count),
-            state.flooded_count,
-        ),
+      count=jnp.asarray(optax.safe_increment(state.count)),
+      flooded_count=jnp.where(
+        ascent,
+        optax.safe_increment(state.flooded_count),
+        state.flooded_count,
+      ),
     )
     return updates, new_state
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  # Optax types update's state as its base OptState; ours is a FloodState.
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
 
 
 def flooded_fraction(state: Any) -> jax.Array:
@@ -184,21 +184,19 @@ def flooded_fraction(state: Any) -> jax.Array:
     1.0
   """
   found = [
-      s
-      for s in jax.tree.leaves(
-          state, is_leaf=lambda x: isinstance(x, FloodState)
-      )
-      if isinstance(s, FloodState)
+    s
+    for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, FloodState))
+    if isinstance(s, FloodState)
   ]
   if not found:
     raise ValueError(
-        "no FloodState in this optimizer state; build the optimizer with"
-        " optax.chain(flood_jax.flood(level), ...)."
+      "no FloodState in this optimizer state; build the optimizer with"
+      " optax.chain(flood_jax.flood(level), ...)."
     )
   if len(found) > 1:
     raise ValueError(
-        f"found {len(found)} FloodStates in this optimizer state; pass the one"
-        " you mean (e.g. state[0] of a chain)."
+      f"found {len(found)} FloodStates in this optimizer state; pass the one"
+      " you mean (e.g. state[0] of a chain)."
     )
   count = found[0].count
   return found[0].flooded_count / jnp.maximum(count, 1)

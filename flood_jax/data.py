@@ -37,7 +37,8 @@ import functools
 import inspect
 import os
 import random
-from typing import Any, Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +64,7 @@ class ImageSpec:
   """
 
   hub_id: str
-  config: Optional[str]
+  config: str | None
   image_column: str
   label_column: str
   num_classes: int
@@ -78,28 +79,42 @@ class ImageSpec:
 
 #: The benchmark image sets: Hub location, columns, classes, normalization.
 IMAGE_SETS: dict[str, ImageSpec] = {
-    "mnist": ImageSpec(
-        "ylecun/mnist", None, "image", "label", 10, (0.1307,), (0.3081,)),
-    "fashion_mnist": ImageSpec(
-        "zalando-datasets/fashion_mnist", None, "image", "label", 10,
-        (0.2860,), (0.3530,)),
-    "kmnist": ImageSpec(
-        "tanganke/kmnist", None, "image", "label", 10, (0.1904,), (0.3475,)),
-    "cifar10": ImageSpec(
-        "uoft-cs/cifar10", None, "img", "label", 10,
-        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ImageSpec(
-        "uoft-cs/cifar100", None, "img", "fine_label", 100,
-        (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "svhn": ImageSpec(
-        "ufldl-stanford/svhn", "cropped_digits", "image", "label", 10,
-        (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+  "mnist": ImageSpec("ylecun/mnist", None, "image", "label", 10, (0.1307,), (0.3081,)),
+  "fashion_mnist": ImageSpec(
+    "zalando-datasets/fashion_mnist", None, "image", "label", 10, (0.2860,), (0.3530,)
+  ),
+  "kmnist": ImageSpec("tanganke/kmnist", None, "image", "label", 10, (0.1904,), (0.3475,)),
+  "cifar10": ImageSpec(
+    "uoft-cs/cifar10", None, "img", "label", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+  ),
+  "cifar100": ImageSpec(
+    "uoft-cs/cifar100",
+    None,
+    "img",
+    "fine_label",
+    100,
+    (0.5071, 0.4865, 0.4409),
+    (0.2673, 0.2564, 0.2762),
+  ),
+  "svhn": ImageSpec(
+    "ufldl-stanford/svhn",
+    "cropped_digits",
+    "image",
+    "label",
+    10,
+    (0.4377, 0.4438, 0.4728),
+    (0.1980, 0.2010, 0.1970),
+  ),
 }
 
 #: Names accepted by :func:`load`.
 DATASETS: tuple[str, ...] = (
-    "two_gaussians", "sinusoid", "spiral", "mnist1d", "digits",
-    *IMAGE_SETS,
+  "two_gaussians",
+  "sinusoid",
+  "spiral",
+  "mnist1d",
+  "digits",
+  *IMAGE_SETS,
 )
 
 
@@ -151,22 +166,19 @@ def load(name: str, **options: Any) -> Dataset:
   if isinstance(name, str):
     key = name.strip().lower().replace("-", "_")
   if key not in _BUILDERS:
-    raise ValueError(
-        f"unknown data set {name!r}; known data sets: {', '.join(DATASETS)}."
-    )
+    raise ValueError(f"unknown data set {name!r}; known data sets: {', '.join(DATASETS)}.")
   builder = _BUILDERS[key]
   accepted = _option_names(builder)
   unknown = [k for k in options if k not in accepted]
   if unknown:
     hints = [difflib.get_close_matches(k, accepted, n=1) for k in unknown]
     hint = "".join(
-        f" (did you mean {h[0]!r} for {k!r}?)" for k, h in zip(unknown, hints)
-        if h
+      f" (did you mean {h[0]!r} for {k!r}?)" for k, h in zip(unknown, hints, strict=False) if h
     )
     raise ValueError(
-        f"unknown option{'s' if len(unknown) > 1 else ''}"
-        f" {', '.join(map(repr, unknown))} for data set {key!r}{hint}; it"
-        f" takes: {', '.join(accepted)}."
+      f"unknown option{'s' if len(unknown) > 1 else ''}"
+      f" {', '.join(map(repr, unknown))} for data set {key!r}{hint}; it"
+      f" takes: {', '.join(accepted)}."
     )
   return builder(**options)
 
@@ -190,13 +202,11 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 def _check_noise(label_noise: Any) -> float:
   if isinstance(label_noise, bool) or not isinstance(
-      label_noise, (int, float, np.integer, np.floating)):
+    label_noise, (int, float, np.integer, np.floating)
+  ):
     raise ValueError(f"label_noise must be a number, got {label_noise!r}.")
   if not 0.0 <= float(label_noise) < 1.0:
-    raise ValueError(
-        f"label_noise must be in [0, 1) (a fraction of labels), got"
-        f" {label_noise}."
-    )
+    raise ValueError(f"label_noise must be in [0, 1) (a fraction of labels), got {label_noise}.")
   return float(label_noise)
 
 
@@ -208,10 +218,10 @@ def _check_seed(seed: Any) -> int:
   return int(seed)
 
 
-def _check_float(name: str, value: Any, low: float, high: float,
-                 low_open: bool = False, high_open: bool = True) -> float:
-  if isinstance(value, bool) or not isinstance(
-      value, (int, float, np.integer, np.floating)):
+def _check_float(
+  name: str, value: Any, low: float, high: float, low_open: bool = False, high_open: bool = True
+) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
     raise ValueError(f"{name} must be a number, got {value!r}.")
   value = float(value)
   too_low = value <= low if low_open else value < low
@@ -223,31 +233,31 @@ def _check_float(name: str, value: Any, low: float, high: float,
   return value
 
 
-def _split_sizes(n_total: int, n_val: Optional[int], n_train: Optional[int],
-                 default_val: int) -> tuple[int, int]:
+def _split_sizes(
+  n_total: int, n_val: int | None, n_train: int | None, default_val: int
+) -> tuple[int, int]:
   """Validates the validation and training sizes carved from ``n_total``."""
   n_val = default_val if n_val is None else _check_int("n_val", n_val, 1)
   if n_val > n_total - 2:
     raise ValueError(
-        f"n_val={n_val} is too large: the training split has {n_total}"
-        f" examples and at least 2 must stay for training, so n_val <="
-        f" {n_total - 2}."
+      f"n_val={n_val} is too large: the training split has {n_total}"
+      f" examples and at least 2 must stay for training, so n_val <="
+      f" {n_total - 2}."
     )
   rest = n_total - n_val
   n_train = rest if n_train is None else _check_int("n_train", n_train, 2)
   if n_train > rest:
     raise ValueError(
-        f"n_train={n_train} is more than the {rest} training examples left"
-        f" after taking n_val={n_val} for validation."
+      f"n_train={n_train} is more than the {rest} training examples left"
+      f" after taking n_val={n_val} for validation."
     )
   return n_val, n_train
 
 
-def _corrupt(y: np.ndarray, rate: float, num_classes: int,
-             rng: np.random.Generator) -> np.ndarray:
+def _corrupt(y: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator) -> np.ndarray:
   """Gives exactly ``round(rate * len(y))`` labels a different class."""
   y = np.array(y, dtype=np.int32)
-  n_flip = int(round(rate * len(y)))
+  n_flip = round(rate * len(y))
   if n_flip == 0:
     return y
   idx = rng.choice(len(y), size=n_flip, replace=False)
@@ -256,20 +266,29 @@ def _corrupt(y: np.ndarray, rate: float, num_classes: int,
   return y
 
 
-def _with_noise(label_noise: float, num_classes: int,
-                rng: np.random.Generator, *, name: str, x_train: np.ndarray,
-                y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                x_test: np.ndarray, y_test: np.ndarray) -> Dataset:
+def _with_noise(
+  label_noise: float,
+  num_classes: int,
+  rng: np.random.Generator,
+  *,
+  name: str,
+  x_train: np.ndarray,
+  y_train: np.ndarray,
+  x_val: np.ndarray,
+  y_val: np.ndarray,
+  x_test: np.ndarray,
+  y_test: np.ndarray,
+) -> Dataset:
   """Builds a ``Dataset``, corrupting the train and validation labels."""
   return Dataset(
-      x_train=x_train,
-      y_train=_corrupt(y_train, label_noise, num_classes, rng),
-      x_val=x_val,
-      y_val=_corrupt(y_val, label_noise, num_classes, rng),
-      x_test=x_test,
-      y_test=y_test,
-      num_classes=num_classes,
-      name=name,
+    x_train=x_train,
+    y_train=_corrupt(y_train, label_noise, num_classes, rng),
+    x_val=x_val,
+    y_val=_corrupt(y_val, label_noise, num_classes, rng),
+    x_test=x_test,
+    y_test=y_test,
+    num_classes=num_classes,
+    name=name,
   )
 
 
@@ -279,33 +298,49 @@ def _with_noise(label_noise: float, num_classes: int,
 _Sampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
 
 
-def _synthetic(name: str, sample: _Sampler, n_train: int, n_val: int,
-               n_test: int, label_noise: float, seed: int) -> Dataset:
+def _synthetic(
+  name: str, sample: _Sampler, n_train: int, n_val: int, n_test: int, label_noise: float, seed: int
+) -> Dataset:
   n_train = _check_int("n_train", n_train, 2)
   n_val = _check_int("n_val", n_val, 1)
   n_test = _check_int("n_test", n_test, 1)
   label_noise = _check_noise(label_noise)
   # One independent stream per split and one for the noise: the test set does
   # not change with n_train, and the clean data not with label_noise.
-  train_rng, val_rng, test_rng, noise_rng = (
-      np.random.default_rng(_check_seed(seed)).spawn(4))
+  train_rng, val_rng, test_rng, noise_rng = np.random.default_rng(_check_seed(seed)).spawn(4)
   x_train, y_train = sample(train_rng, n_train)
   x_val, y_val = sample(val_rng, n_val)
   x_test, y_test = sample(test_rng, n_test)
-  return _with_noise(label_noise, 2, noise_rng, name=name,
-                     x_train=x_train, y_train=y_train, x_val=x_val,
-                     y_val=y_val, x_test=x_test, y_test=y_test)
+  return _with_noise(
+    label_noise,
+    2,
+    noise_rng,
+    name=name,
+    x_train=x_train,
+    y_train=y_train,
+    x_val=x_val,
+    y_val=y_val,
+    x_test=x_test,
+    y_test=y_test,
+  )
 
 
-def _shuffled(rng: np.random.Generator, x: np.ndarray,
-              y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _shuffled(
+  rng: np.random.Generator, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
   order = rng.permutation(len(y))
   return x[order], y[order]
 
 
-def _two_gaussians(*, n_train: int = 100, n_val: int = 100,
-                   n_test: int = 10_000, dim: int = 10,
-                   label_noise: float = 0.0, seed: int = 0) -> Dataset:
+def _two_gaussians(
+  *,
+  n_train: int = 100,
+  n_val: int = 100,
+  n_test: int = 10_000,
+  dim: int = 10,
+  label_noise: float = 0.0,
+  seed: int = 0,
+) -> Dataset:
   """Two Gaussians: class 0 ~ N(0, I), class 1 ~ N(1, I) in ``dim`` dims."""
   dim = _check_int("dim", dim, 1)
 
@@ -313,16 +348,21 @@ def _two_gaussians(*, n_train: int = 100, n_val: int = 100,
     n1 = n // 2
     x = rng.standard_normal((n, dim))
     y = np.zeros(n, np.int32)
-    y[n - n1:] = 1
+    y[n - n1 :] = 1
     x[y == 1] += 1.0
     return _shuffled(rng, x, y)
 
-  return _synthetic("two_gaussians", sample, n_train, n_val, n_test,
-                    label_noise, seed)
+  return _synthetic("two_gaussians", sample, n_train, n_val, n_test, label_noise, seed)
 
 
-def _sinusoid(*, n_train: int = 100, n_val: int = 100, n_test: int = 10_000,
-              label_noise: float = 0.0, seed: int = 0) -> Dataset:
+def _sinusoid(
+  *,
+  n_train: int = 100,
+  n_val: int = 100,
+  n_test: int = 10_000,
+  label_noise: float = 0.0,
+  seed: int = 0,
+) -> Dataset:
   """Sinusoid: uniform in the radius-2 disk, y = [1.5 x1 + sin(1.5 x2) > 0]."""
 
   def sample(rng: np.random.Generator, n: int):
@@ -332,13 +372,18 @@ def _sinusoid(*, n_train: int = 100, n_val: int = 100, n_test: int = 10_000,
     y = (1.5 * x[:, 0] + np.sin(1.5 * x[:, 1]) > 0).astype(np.int32)
     return x, y
 
-  return _synthetic("sinusoid", sample, n_train, n_val, n_test, label_noise,
-                    seed)
+  return _synthetic("sinusoid", sample, n_train, n_val, n_test, label_noise, seed)
 
 
-def _spiral(*, n_train: int = 100, n_val: int = 100, n_test: int = 10_000,
-            noise: float = 1.0, label_noise: float = 0.0,
-            seed: int = 0) -> Dataset:
+def _spiral(
+  *,
+  n_train: int = 100,
+  n_val: int = 100,
+  n_test: int = 10_000,
+  noise: float = 1.0,
+  label_noise: float = 0.0,
+  seed: int = 0,
+) -> Dataset:
   """Two interleaved spirals, as in the official code.
 
   Per class, ``t`` runs evenly over ``[0, 4 pi]``; class 1 lies at radius
@@ -357,16 +402,16 @@ def _spiral(*, n_train: int = 100, n_val: int = 100, n_test: int = 10_000,
     x = np.concatenate(xs) + noise * rng.standard_normal((n, 2))
     return _shuffled(rng, x, np.concatenate(ys))
 
-  return _synthetic("spiral", sample, n_train, n_val, n_test, label_noise,
-                    seed)
+  return _synthetic("spiral", sample, n_train, n_val, n_test, label_noise, seed)
 
 
 # --------------------------------------------------------------------------
 # MNIST-1D and scikit-learn's digits.
 
 
-def _mnist1d(*, n_val: int = 1000, n_train: Optional[int] = None,
-             label_noise: float = 0.0, seed: int = 0) -> Dataset:
+def _mnist1d(
+  *, n_val: int = 1000, n_train: int | None = None, label_noise: float = 0.0, seed: int = 0
+) -> Dataset:
   """MNIST-1D, standardized with the training split's global mean and std.
 
   The standard MNIST-1D (the package's default arguments, its own seed 42:
@@ -385,108 +430,145 @@ def _mnist1d(*, n_val: int = 1000, n_train: Optional[int] = None,
   from mnist1d.data import get_dataset_args, make_dataset
 
   # make_dataset reseeds NumPy's and Python's global generators; undo that.
-  numpy_state, python_state = np.random.get_state(), random.getstate()
+  numpy_state, python_state = np.random.get_state(), random.getstate()  # noqa: NPY002 (the global state is what we restore)
   try:
     raw = make_dataset(get_dataset_args())
   finally:
-    np.random.set_state(numpy_state)
+    np.random.set_state(numpy_state)  # noqa: NPY002
     random.setstate(python_state)
 
   x, y = np.asarray(raw["x"]), np.asarray(raw["y"])
   n_val, n_train = _split_sizes(len(y), n_val, n_train, default_val=1000)
   order = split_rng.permutation(len(y))
-  val, train = order[:n_val], order[n_val:n_val + n_train]
+  val, train = order[:n_val], order[n_val : n_val + n_train]
   mean, std = x[train].mean(), x[train].std()
 
   def scale(a: np.ndarray) -> np.ndarray:
     return ((a - mean) / std).astype(np.float32)
 
-  return _with_noise(label_noise, 10, noise_rng, name="mnist1d",
-                     x_train=scale(x[train]), y_train=y[train],
-                     x_val=scale(x[val]), y_val=y[val],
-                     x_test=scale(np.asarray(raw["x_test"])),
-                     y_test=np.asarray(raw["y_test"]))
+  return _with_noise(
+    label_noise,
+    10,
+    noise_rng,
+    name="mnist1d",
+    x_train=scale(x[train]),
+    y_train=y[train],
+    x_val=scale(x[val]),
+    y_val=y[val],
+    x_test=scale(np.asarray(raw["x_test"])),
+    y_test=np.asarray(raw["y_test"]),
+  )
 
 
-def _digits(*, val_fraction: float = 0.2, test_fraction: float = 0.2,
-            label_noise: float = 0.0, seed: int = 0) -> Dataset:
+def _digits(
+  *, val_fraction: float = 0.2, test_fraction: float = 0.2, label_noise: float = 0.0, seed: int = 0
+) -> Dataset:
   """scikit-learn's digits: 1797 8x8 images, pixels / 16, flattened to 64."""
-  val_fraction = _check_float("val_fraction", val_fraction, 0.0, 1.0,
-                              low_open=True)
-  test_fraction = _check_float("test_fraction", test_fraction, 0.0, 1.0,
-                               low_open=True)
+  val_fraction = _check_float("val_fraction", val_fraction, 0.0, 1.0, low_open=True)
+  test_fraction = _check_float("test_fraction", test_fraction, 0.0, 1.0, low_open=True)
   label_noise = _check_noise(label_noise)
   from sklearn.datasets import load_digits
 
-  bunch = load_digits()
-  x = (bunch.data / 16.0).astype(np.float32)
-  y = bunch.target.astype(np.int32)
+  pixels, labels = load_digits(return_X_y=True)
+  x = (np.asarray(pixels) / 16.0).astype(np.float32)
+  y = np.asarray(labels).astype(np.int32)
   n = len(y)
-  n_val, n_test = int(round(val_fraction * n)), int(round(test_fraction * n))
+  n_val, n_test = round(val_fraction * n), round(test_fraction * n)
   if min(n_val, n_test) < 1 or n - n_val - n_test < 2:
     raise ValueError(
-        f"val_fraction={val_fraction} and test_fraction={test_fraction} leave"
-        f" {n - n_val - n_test} of {n} examples for training and {n_val},"
-        f" {n_test} for validation and test; each split needs examples."
+      f"val_fraction={val_fraction} and test_fraction={test_fraction} leave"
+      f" {n - n_val - n_test} of {n} examples for training and {n_val},"
+      f" {n_test} for validation and test; each split needs examples."
     )
   split_rng, noise_rng = np.random.default_rng(_check_seed(seed)).spawn(2)
   order = split_rng.permutation(n)
-  test, val, train = order[:n_test], order[n_test:n_test + n_val], order[
-      n_test + n_val:]
-  return _with_noise(label_noise, 10, noise_rng, name="digits",
-                     x_train=x[train], y_train=y[train], x_val=x[val],
-                     y_val=y[val], x_test=x[test], y_test=y[test])
+  test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+  return _with_noise(
+    label_noise,
+    10,
+    noise_rng,
+    name="digits",
+    x_train=x[train],
+    y_train=y[train],
+    x_val=x[val],
+    y_val=y[val],
+    x_test=x[test],
+    y_test=y[test],
+  )
 
 
 # --------------------------------------------------------------------------
 # Benchmark image sets through Hugging Face `datasets`.
 
 
-def _load_image_set(name: str, *, n_val: Optional[int] = None,
-                    n_train: Optional[int] = None,
-                    n_test: Optional[int] = None, flatten: bool = False,
-                    label_noise: float = 0.0, seed: int = 0,
-                    cache_dir: Union[str, os.PathLike, None] = None,
-                    hf_path: Union[str, os.PathLike, None] = None) -> Dataset:
+def _load_image_set(
+  name: str,
+  *,
+  n_val: int | None = None,
+  n_train: int | None = None,
+  n_test: int | None = None,
+  flatten: bool = False,
+  label_noise: float = 0.0,
+  seed: int = 0,
+  cache_dir: str | os.PathLike | None = None,
+  hf_path: str | os.PathLike | None = None,
+) -> Dataset:
   """Downloads (or reads from the cache or ``hf_path``) an image set."""
   spec = IMAGE_SETS[name]
   # Check everything that can be checked before a possibly long download.
   _check_noise(label_noise)
   _check_seed(seed)
-  for option, value, minimum in (("n_val", n_val, 1), ("n_train", n_train, 2),
-                                 ("n_test", n_test, 1)):
+  for option, value, minimum in (
+    ("n_val", n_val, 1),
+    ("n_train", n_train, 2),
+    ("n_test", n_test, 1),
+  ):
     if value is not None:
       _check_int(option, value, minimum)
   if not isinstance(flatten, (bool, np.bool_)):
     raise ValueError(f"flatten must be True or False, got {flatten!r}.")
   if hf_path is not None and cache_dir is not None:
     raise ValueError(
-        "give hf_path (a local copy) or cache_dir (where to cache a download),"
-        " not both."
+      "give hf_path (a local copy) or cache_dir (where to cache a download), not both."
     )
   try:
     import datasets
     import PIL.Image  # noqa: F401 (checks Pillow is there)
   except ImportError as err:
     raise ImportError(
-        f"loading {name!r} needs the optional extra: pip install"
-        ' "flood_jax[datasets]"'
+      f'loading {name!r} needs the optional extra: pip install "flood_jax[datasets]"'
     ) from err
   if hf_path is not None:
     dataset_dict = datasets.load_from_disk(os.fspath(hf_path))
   else:
     dataset_dict = datasets.load_dataset(
-        spec.hub_id, spec.config,
-        cache_dir=None if cache_dir is None else os.fspath(cache_dir))
-  return _from_hf(dataset_dict, spec, name=name, n_val=n_val, n_train=n_train,
-                  n_test=n_test, flatten=flatten, label_noise=label_noise,
-                  seed=seed)
+      spec.hub_id, spec.config, cache_dir=None if cache_dir is None else os.fspath(cache_dir)
+    )
+  return _from_hf(
+    dataset_dict,
+    spec,
+    name=name,
+    n_val=n_val,
+    n_train=n_train,
+    n_test=n_test,
+    flatten=flatten,
+    label_noise=label_noise,
+    seed=seed,
+  )
 
 
-def _from_hf(dataset_dict: Any, spec: ImageSpec, *, name: str,
-             n_val: Optional[int] = None, n_train: Optional[int] = None,
-             n_test: Optional[int] = None, flatten: bool = False,
-             label_noise: float = 0.0, seed: int = 0) -> Dataset:
+def _from_hf(
+  dataset_dict: Any,
+  spec: ImageSpec,
+  *,
+  name: str,
+  n_val: int | None = None,
+  n_train: int | None = None,
+  n_test: int | None = None,
+  flatten: bool = False,
+  label_noise: float = 0.0,
+  seed: int = 0,
+) -> Dataset:
   """Converts a ``datasets.DatasetDict`` with train and test splits.
 
   Validation examples (``n_val``, default 10%) are drawn at random from the
@@ -500,37 +582,36 @@ def _from_hf(dataset_dict: Any, spec: ImageSpec, *, name: str,
   missing = [s for s in ("train", "test") if s not in dataset_dict]
   if missing:
     raise ValueError(
-        f"the {name!r} data has no {' or '.join(missing)} split; it has"
-        f" {list(dataset_dict)}."
+      f"the {name!r} data has no {' or '.join(missing)} split; it has {list(dataset_dict)}."
     )
   train_split, test_split = dataset_dict["train"], dataset_dict["test"]
   for split_name, split in (("train", train_split), ("test", test_split)):
-    absent = [c for c in (spec.image_column, spec.label_column)
-              if c not in split.column_names]
+    absent = [c for c in (spec.image_column, spec.label_column) if c not in split.column_names]
     if absent:
       raise ValueError(
-          f"the {name!r} {split_name} split has no column"
-          f" {', '.join(map(repr, absent))}; its columns are"
-          f" {split.column_names}."
+        f"the {name!r} {split_name} split has no column"
+        f" {', '.join(map(repr, absent))}; its columns are"
+        f" {split.column_names}."
       )
   n_val, n_train = _split_sizes(
-      len(train_split), n_val, n_train,
-      default_val=max(1, int(round(0.1 * len(train_split)))))
+    len(train_split), n_val, n_train, default_val=max(1, round(0.1 * len(train_split)))
+  )
   n_test_all = len(test_split)
   n_test = n_test_all if n_test is None else _check_int("n_test", n_test, 1)
   if n_test > n_test_all:
-    raise ValueError(
-        f"n_test={n_test} is more than the {n_test_all} test examples.")
+    raise ValueError(f"n_test={n_test} is more than the {n_test_all} test examples.")
 
-  split_rng, test_rng, noise_rng = (
-      np.random.default_rng(_check_seed(seed)).spawn(3))
+  split_rng, test_rng, noise_rng = np.random.default_rng(_check_seed(seed)).spawn(3)
   order = split_rng.permutation(len(train_split))
   # Sorted indices read the Arrow table in order; the order is irrelevant
   # since training shuffles.
   val_idx = np.sort(order[:n_val])
-  train_idx = np.sort(order[n_val:n_val + n_train])
-  test_idx = (np.arange(n_test) if n_test == n_test_all else
-              np.sort(test_rng.choice(n_test_all, n_test, replace=False)))
+  train_idx = np.sort(order[n_val : n_val + n_train])
+  test_idx = (
+    np.arange(n_test)
+    if n_test == n_test_all
+    else np.sort(test_rng.choice(n_test_all, n_test, replace=False))
+  )
 
   train_labels = _labels(train_split, spec.label_column)
   test_labels = _labels(test_split, spec.label_column)
@@ -542,13 +623,18 @@ def _from_hf(dataset_dict: Any, spec: ImageSpec, *, name: str,
     x = (x.astype(np.float32) / np.float32(255.0) - mean) / std
     return x.reshape(len(x), -1) if flatten else x
 
-  return _with_noise(label_noise, spec.num_classes, noise_rng, name=name,
-                     x_train=inputs(train_split, train_idx),
-                     y_train=train_labels[train_idx],
-                     x_val=inputs(train_split, val_idx),
-                     y_val=train_labels[val_idx],
-                     x_test=inputs(test_split, test_idx),
-                     y_test=test_labels[test_idx])
+  return _with_noise(
+    label_noise,
+    spec.num_classes,
+    noise_rng,
+    name=name,
+    x_train=inputs(train_split, train_idx),
+    y_train=train_labels[train_idx],
+    x_val=inputs(train_split, val_idx),
+    y_val=train_labels[val_idx],
+    x_test=inputs(test_split, test_idx),
+    y_test=test_labels[test_idx],
+  )
 
 
 def _labels(split: Any, column: str) -> np.ndarray:
@@ -556,13 +642,13 @@ def _labels(split: Any, column: str) -> np.ndarray:
   return np.asarray(batch[column]).astype(np.int32)
 
 
-def _images(split: Any, idx: Sequence[int], spec: ImageSpec,
-            batch_size: int = 1024) -> np.ndarray:
+def _images(
+  split: Any, idx: Sequence[int] | np.ndarray, spec: ImageSpec, batch_size: int = 1024
+) -> np.ndarray:
   """Decodes the images at ``idx`` to uint8 ``(n, height, width, channels)``."""
   mode = "L" if spec.channels == 1 else "RGB"
-  subset = split.select(idx).select_columns([spec.image_column]).with_format(
-      None)
-  out: Optional[np.ndarray] = None
+  subset = split.select(idx).select_columns([spec.image_column]).with_format(None)
+  out: np.ndarray | None = None
   row = 0
   for batch in subset.iter(batch_size=batch_size):
     for image in batch[spec.image_column]:
@@ -575,8 +661,8 @@ def _images(split: Any, idx: Sequence[int], spec: ImageSpec,
         out = np.empty((len(idx), *a.shape), np.uint8)
       if a.shape != out.shape[1:]:
         raise ValueError(
-            f"images differ in shape: {a.shape} after {out.shape[1:]}; this"
-            " loader needs images of one size."
+          f"images differ in shape: {a.shape} after {out.shape[1:]}; this"
+          " loader needs images of one size."
         )
       out[row] = a
       row += 1
@@ -585,12 +671,12 @@ def _images(split: Any, idx: Sequence[int], spec: ImageSpec,
 
 
 _BUILDERS: dict[str, Callable[..., Dataset]] = {
-    "two_gaussians": _two_gaussians,
-    "sinusoid": _sinusoid,
-    "spiral": _spiral,
-    "mnist1d": _mnist1d,
-    "digits": _digits,
-    **{name: functools.partial(_load_image_set, name) for name in IMAGE_SETS},
+  "two_gaussians": _two_gaussians,
+  "sinusoid": _sinusoid,
+  "spiral": _spiral,
+  "mnist1d": _mnist1d,
+  "digits": _digits,
+  **{name: functools.partial(_load_image_set, name) for name in IMAGE_SETS},
 }
 
 
@@ -598,8 +684,10 @@ _BUILDERS: dict[str, Callable[..., Dataset]] = {
 
 
 def random_crop_flip(
-    padding: int = 4, flip: bool = True, *,
-    image_shape: Optional[Sequence[int]] = None,
+  padding: int = 4,
+  flip: bool = True,
+  *,
+  image_shape: Sequence[int] | None = None,
 ) -> Callable[[jax.Array, jax.Array], jax.Array]:
   """Returns the standard random crop and flip augmentation for image batches.
 
@@ -654,11 +742,14 @@ def random_crop_flip(
     CVPR 2016, Sec. 4.2 (4-pixel padding, random 32x32 crops, horizontal
     flips on CIFAR-10). https://arxiv.org/abs/1512.03385
   """
-  if (isinstance(padding, (bool, np.bool_))
-      or not isinstance(padding, (int, np.integer)) or padding < 0):
+  if (
+    isinstance(padding, (bool, np.bool_))
+    or not isinstance(padding, (int, np.integer))
+    or padding < 0
+  ):
     raise ValueError(
-        f"padding must be a non-negative integer (pixels per side, 0 for no"
-        f" cropping), got {padding!r}."
+      f"padding must be a non-negative integer (pixels per side, 0 for no"
+      f" cropping), got {padding!r}."
     )
   padding = int(padding)
   if not isinstance(flip, (bool, np.bool_)):
@@ -666,12 +757,13 @@ def random_crop_flip(
   flip = bool(flip)
   if image_shape is not None:
     shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else ()
-    if (len(shape) != 3 or any(isinstance(d, (bool, np.bool_))
-                               or not isinstance(d, (int, np.integer))
-                               or d < 1 for d in shape)):
+    if len(shape) != 3 or any(
+      isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d < 1
+      for d in shape
+    ):
       raise ValueError(
-          f"image_shape must be (height, width, channels), three positive"
-          f" integers, got {image_shape!r}."
+        f"image_shape must be (height, width, channels), three positive"
+        f" integers, got {image_shape!r}."
       )
     image_shape = tuple(int(d) for d in shape)
 
@@ -681,34 +773,32 @@ def random_crop_flip(
       size = int(np.prod(image_shape))
       if x.ndim != 2 or x.shape[1] != size:
         raise ValueError(
-            f"expected a flattened batch (batch, {size}) for image_shape="
-            f"{image_shape}, got shape {x.shape}; give image_shape=None for"
-            " (batch, height, width, channels) batches."
+          f"expected a flattened batch (batch, {size}) for image_shape="
+          f"{image_shape}, got shape {x.shape}; give image_shape=None for"
+          " (batch, height, width, channels) batches."
         )
-      return _crop_flip(key, x.reshape(len(x), *image_shape), padding,
-                        flip).reshape(x.shape)
+      return _crop_flip(key, x.reshape(len(x), *image_shape), padding, flip).reshape(x.shape)
     if x.ndim != 4:
       raise ValueError(
-          f"expected a batch of images (batch, height, width, channels), got"
-          f" shape {x.shape}; add a channel axis to grey images, or pass"
-          " image_shape=(height, width, channels) for flattened ones."
+        f"expected a batch of images (batch, height, width, channels), got"
+        f" shape {x.shape}; add a channel axis to grey images, or pass"
+        " image_shape=(height, width, channels) for flattened ones."
       )
     return _crop_flip(key, x, padding, flip)
 
   return augment
 
 
-def _crop_flip(key: jax.Array, x: jax.Array, padding: int,
-               flip: bool) -> jax.Array:
+def _crop_flip(key: jax.Array, x: jax.Array, padding: int, flip: bool) -> jax.Array:
   """Random crops (``padding`` > 0) and flips of ``(n, h, w, c)`` images."""
   n, h, w, c = x.shape
   crop_key, flip_key = jax.random.split(key)
   if padding:
-    padded = jnp.pad(
-        x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    padded = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     offsets = jax.random.randint(crop_key, (n, 2), 0, 2 * padding + 1)
-    x = jax.vmap(lambda image, o: jax.lax.dynamic_slice(
-        image, (o[0], o[1], 0), (h, w, c)))(padded, offsets)
+    x = jax.vmap(lambda image, o: jax.lax.dynamic_slice(image, (o[0], o[1], 0), (h, w, c)))(
+      padded, offsets
+    )
   if flip:
     mirror = jax.random.bernoulli(flip_key, 0.5, (n,))
     x = jnp.where(mirror[:, None, None, None], x[:, :, ::-1, :], x)

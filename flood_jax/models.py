@@ -26,14 +26,14 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
-    "CNN",
-    "MLP",
-    "MODELS",
-    "ResNet",
-    "ResNet18",
-    "ResNet20",
-    "ResNet44",
-    "get_model",
+  "CNN",
+  "MLP",
+  "MODELS",
+  "ResNet",
+  "ResNet18",
+  "ResNet20",
+  "ResNet44",
+  "get_model",
 ]
 
 # PyTorch's BatchNorm defaults (its momentum=0.1 is Flax's momentum=0.9).
@@ -43,10 +43,10 @@ _BN_EPSILON = 1e-5
 
 def _batch_norm(train: bool, **kwargs: Any) -> nn.BatchNorm:
   return nn.BatchNorm(
-      use_running_average=not train,
-      momentum=_BN_MOMENTUM,
-      epsilon=_BN_EPSILON,
-      **kwargs,
+    use_running_average=not train,
+    momentum=_BN_MOMENTUM,
+    epsilon=_BN_EPSILON,
+    **kwargs,
   )
 
 
@@ -58,8 +58,8 @@ def _as_images(x: jax.Array, model: str) -> jax.Array:
   if x.ndim == 4:
     return x
   raise ValueError(
-      f"{model} needs image-shaped inputs (N, H, W) or (N, H, W, C), got shape "
-      f"{x.shape}; pass flatten=False to the data loader."
+    f"{model} needs image-shaped inputs (N, H, W) or (N, H, W, C), got shape "
+    f"{x.shape}; pass flatten=False to the data loader."
   )
 
 
@@ -219,8 +219,9 @@ class _BasicBlock(nn.Module):
         pad = [(0, 0)] * (x.ndim - 1) + [(extra // 2, extra - extra // 2)]
         residual = jnp.pad(residual, pad)
       else:  # option B: 1x1 convolution
-        residual = conv(self.features, (1, 1), strides=self.strides,
-                        padding="VALID", name="shortcut_conv")(x)
+        residual = conv(
+          self.features, (1, 1), strides=self.strides, padding="VALID", name="shortcut_conv"
+        )(x)
         residual = _batch_norm(train, name="shortcut_bn")(residual)
     return nn.relu(y + residual)
 
@@ -282,24 +283,24 @@ class ResNet(nn.Module):
       ValueError: if ``x`` is not image-shaped, or ``shortcut`` is unknown.
     """
     if self.shortcut not in ("projection", "zero_pad"):
-      raise ValueError(
-          f"shortcut must be 'projection' or 'zero_pad', got {self.shortcut!r}")
+      raise ValueError(f"shortcut must be 'projection' or 'zero_pad', got {self.shortcut!r}")
     x = _as_images(x, "ResNet")
-    x = nn.Conv(self.num_filters, (3, 3), padding=1, use_bias=False,
-                kernel_init=_conv_init, name="stem_conv")(x)
+    x = nn.Conv(
+      self.num_filters, (3, 3), padding=1, use_bias=False, kernel_init=_conv_init, name="stem_conv"
+    )(x)
     x = nn.relu(_batch_norm(train, name="stem_bn")(x))
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         x = _BasicBlock(
-            features=self.num_filters * 2**i,
-            strides=2 if i > 0 and j == 0 else 1,
-            shortcut=self.shortcut,
+          features=self.num_filters * 2**i,
+          strides=2 if i > 0 and j == 0 else 1,
+          shortcut=self.shortcut,
         )(x, train)
     x = jnp.mean(x, axis=(-3, -2))
     return nn.Dense(self.num_classes, name="head")(x)
 
 
-def ResNet18(num_classes: int, **kwargs: Any) -> ResNet:  # noqa: N802
+def ResNet18(num_classes: int, **kwargs: Any) -> ResNet:
   """ResNet-18 with a CIFAR stem, as used for CIFAR-10/100 in the paper.
 
   Four stages of two basic blocks, 64/128/256/512 channels, projection (1x1
@@ -328,7 +329,7 @@ def ResNet18(num_classes: int, **kwargs: Any) -> ResNet:  # noqa: N802
   return ResNet(stage_sizes=(2, 2, 2, 2), num_classes=num_classes, **kwargs)
 
 
-def ResNet20(num_classes: int, **kwargs: Any) -> ResNet:  # noqa: N802
+def ResNet20(num_classes: int, **kwargs: Any) -> ResNet:
   """ResNet-20, He et al. (2016)'s CIFAR network with n = 3.
 
   Three stages of three basic blocks with 16/32/64 channels (6n + 2 = 20
@@ -357,7 +358,7 @@ def ResNet20(num_classes: int, **kwargs: Any) -> ResNet:  # noqa: N802
   return ResNet(stage_sizes=(3, 3, 3), num_classes=num_classes, **kwargs)
 
 
-def ResNet44(num_classes: int, **kwargs: Any) -> ResNet:  # noqa: N802
+def ResNet44(num_classes: int, **kwargs: Any) -> ResNet:
   """ResNet-44, He et al. (2016)'s CIFAR network with n = 7.
 
   Three stages of seven basic blocks with 16/32/64 channels (6n + 2 = 44
@@ -386,11 +387,11 @@ def ResNet44(num_classes: int, **kwargs: Any) -> ResNet:  # noqa: N802
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
-    "mlp": MLP,
-    "cnn": CNN,
-    "resnet18": ResNet18,
-    "resnet20": ResNet20,
-    "resnet44": ResNet44,
+  "mlp": MLP,
+  "cnn": CNN,
+  "resnet18": ResNet18,
+  "resnet20": ResNet20,
+  "resnet44": ResNet44,
 }
 """The models by name, each called as ``MODELS[name](num_classes=..., **kwargs)``."""
 
@@ -417,6 +418,5 @@ def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
   """
   key = name.lower()
   if key not in MODELS:
-    raise ValueError(
-        f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
   return MODELS[key](num_classes=num_classes, **kwargs)

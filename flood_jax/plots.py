@@ -22,7 +22,8 @@ Examples:
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -32,11 +33,11 @@ from matplotlib.figure import Figure
 from flood_jax._result import SweepResult
 
 __all__ = [
-    "default_curve_levels",
-    "plot_accuracy_vs_level",
-    "plot_curves",
-    "plot_flooded_fraction",
-    "plot_overview",
+  "default_curve_levels",
+  "plot_accuracy_vs_level",
+  "plot_curves",
+  "plot_flooded_fraction",
+  "plot_overview",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -73,12 +74,12 @@ def default_curve_levels(result: SweepResult, max_levels: int = 4) -> list[float
 
 
 def plot_curves(
-    result: SweepResult,
-    path: PathLike,
-    levels: Optional[Sequence[float]] = None,
-    *,
-    title: Optional[str] = None,
-    dpi: int = _DPI,
+  result: SweepResult,
+  path: PathLike,
+  levels: Sequence[float] | None = None,
+  *,
+  title: str | None = None,
+  dpi: int = _DPI,
 ) -> PathLike:
   """Training loss and test loss per epoch, for a few flood levels.
 
@@ -119,11 +120,11 @@ def plot_curves(
 
 
 def plot_accuracy_vs_level(
-    result: SweepResult,
-    path: PathLike,
-    *,
-    title: Optional[str] = None,
-    dpi: int = _DPI,
+  result: SweepResult,
+  path: PathLike,
+  *,
+  title: str | None = None,
+  dpi: int = _DPI,
 ) -> PathLike:
   """Final test and validation accuracy against the flood level.
 
@@ -148,12 +149,12 @@ def plot_accuracy_vs_level(
 
 
 def plot_flooded_fraction(
-    result: SweepResult,
-    path: PathLike,
-    levels: Optional[Sequence[float]] = None,
-    *,
-    title: Optional[str] = None,
-    dpi: int = _DPI,
+  result: SweepResult,
+  path: PathLike,
+  levels: Sequence[float] | None = None,
+  *,
+  title: str | None = None,
+  dpi: int = _DPI,
 ) -> PathLike:
   """Fraction of each epoch's mini-batches that were flooded (ascent steps).
 
@@ -189,12 +190,12 @@ def plot_flooded_fraction(
 
 
 def plot_overview(
-    result: SweepResult,
-    path: PathLike,
-    levels: Optional[Sequence[float]] = None,
-    *,
-    title: Optional[str] = None,
-    dpi: int = _DPI,
+  result: SweepResult,
+  path: PathLike,
+  levels: Sequence[float] | None = None,
+  *,
+  title: str | None = None,
+  dpi: int = _DPI,
 ) -> PathLike:
   """One figure of three panels: training loss, test loss, accuracy vs level.
 
@@ -248,7 +249,7 @@ def _save(fig: Figure, path: PathLike, dpi: int) -> PathLike:
   return path
 
 
-def _level_indices(result: SweepResult, levels: Optional[Sequence[float]]) -> list[int]:
+def _level_indices(result: SweepResult, levels: Sequence[float] | None) -> list[int]:
   """Indices into ``result.flood_levels`` of ``levels``, matched to float32."""
   if levels is None:
     levels = default_curve_levels(result)
@@ -274,19 +275,24 @@ def _color(result: SweepResult, index: int):
 
 def _label(result: SweepResult, index: int) -> str:
   level = float(result.flood_levels[index])
-  notes = [note for note, applies in [
+  notes = [
+    note
+    for note, applies in [
       ("no flooding", level == 0),
       ("best", index == result.index(result.best_flood_level)[0]),
-  ] if applies]
+    ]
+    if applies
+  ]
   return f"b = {level:.4g}" + (f" ({', '.join(notes)})" if notes else "")
 
 
-def _draw_curve(ax: Axes, result: SweepResult, metric: str, index: int,
-                draw_level: bool = False) -> None:
+def _draw_curve(
+  ax: Axes, result: SweepResult, metric: str, index: int, draw_level: bool = False
+) -> None:
   """Mean over seeds of ``metric`` per epoch, with a one-std band."""
   runs = np.asarray(result.history[metric][index], np.float64)  # (seeds, epochs)
   mean, std = runs.mean(axis=0), runs.std(axis=0)
-  epochs = result.epochs
+  epochs = cast(np.ndarray, result.epochs)  # set by SweepResult.__post_init__
   color = _color(result, index)
   ax.plot(epochs, mean, color=color, lw=1.6, label=_label(result, index))
   if runs.shape[0] > 1:
@@ -301,8 +307,10 @@ def _draw_curve(ax: Axes, result: SweepResult, metric: str, index: int,
 
 def _style_loss_axis(ax: Axes) -> None:
   """A log axis when the curves span more than a decade, else a linear one."""
-  values = np.concatenate([line.get_ydata() for line in ax.get_lines()
-                           if len(line.get_ydata()) > 2] or [np.ones(1)])
+  values = np.concatenate(
+    [np.asarray(line.get_ydata()) for line in ax.get_lines() if np.size(line.get_ydata()) > 2]
+    or [np.ones(1)]
+  )
   values = values[np.isfinite(values) & (values > 0)]
   log = values.size > 0 and values.max() > 10 * values.min()
   if log:
@@ -317,18 +325,27 @@ def _draw_accuracy(ax: Axes, result: SweepResult) -> None:
   levels = np.asarray(result.flood_levels, np.float64)
   order = np.argsort(levels)
   for metric, name, marker, color in [
-      ("test_accuracy", "test", "o", "tab:blue"),
-      ("val_accuracy", "validation", "s", "tab:orange"),
+    ("test_accuracy", "test", "o", "tab:blue"),
+    ("val_accuracy", "validation", "s", "tab:orange"),
   ]:
     final = np.asarray(result.history[metric][..., -1], np.float64)  # (levels, seeds)
     mean, std = final.mean(axis=1)[order], final.std(axis=1)[order]
-    ax.errorbar(levels[order], mean, yerr=std, marker=marker, ms=4, capsize=3,
-                lw=1.4, color=color, label=f"{name} accuracy")
-    ax.fill_between(levels[order], mean - std, mean + std, color=color,
-                    alpha=0.12, lw=0)
+    ax.errorbar(
+      levels[order],
+      mean,
+      yerr=std,
+      marker=marker,
+      ms=4,
+      capsize=3,
+      lw=1.4,
+      color=color,
+      label=f"{name} accuracy",
+    )
+    ax.fill_between(levels[order], mean - std, mean + std, color=color, alpha=0.12, lw=0)
   best = result.best_flood_level
-  ax.axvline(best, color="black", ls="--", lw=1.0,
-             label=f"best level b = {best:.4g} (by validation)")
+  ax.axvline(
+    best, color="black", ls="--", lw=1.0, label=f"best level b = {best:.4g} (by validation)"
+  )
   ax.set_xlabel("flood level b")
   ax.set_ylabel(f"final accuracy (mean ± std, {_seeds(result)})")
   ax.set_title("final accuracy vs flood level")

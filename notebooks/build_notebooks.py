@@ -80,13 +80,16 @@ def colab_url(name: str, repo: str | None = None) -> str:
   match = re.fullmatch(r"https://github\.com/([^/]+/[^/]+?)(\.git)?", repo)
   if not match:
     raise ValueError(f"the Repository URL in pyproject.toml is not a GitHub URL: {repo}")
-  return (f"https://colab.research.google.com/github/{match.group(1)}"
-          f"/blob/main/notebooks/{name}.ipynb")
+  return (
+    f"https://colab.research.google.com/github/{match.group(1)}/blob/main/notebooks/{name}.ipynb"
+  )
 
 
 def _badge(name: str) -> str:
-  return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-          f"({colab_url(name)})")
+  return (
+    f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+    f"({colab_url(name)})"
+  )
 
 
 def _setup(cpu_devices: bool) -> str:
@@ -127,11 +130,14 @@ def script(name: str) -> nbformat.NotebookNode:
   """The cells of ``notebooks/NAME.py`` as Jupytext reads them."""
   path = HERE / f"{name}.py"
   nb = jupytext.read(path)
-  if any("colab-badge.svg" in c.source or c.source.startswith("**About the outputs.**")
-         for c in nb.cells):
-    raise ValueError(f"{path.name} holds the cells this script adds (was it synced"
-                     " from the .ipynb?): remove the badge and the provenance and"
-                     " setup cells from it")
+  if any(
+    "colab-badge.svg" in c.source or c.source.startswith("**About the outputs.**") for c in nb.cells
+  ):
+    raise ValueError(
+      f"{path.name} holds the cells this script adds (was it synced"
+      " from the .ipynb?): remove the badge and the provenance and"
+      " setup cells from it"
+    )
   if not nb.cells or nb.cells[0].cell_type != "markdown":
     raise ValueError(f"{path.name} must start with a markdown cell (the title)")
   return nb
@@ -142,9 +148,9 @@ def build(name: str) -> nbformat.NotebookNode:
   source = script(name)
   title, *rest = source.cells
   cells = [
-      v4.new_markdown_cell(f"{_badge(name)}\n\n{title.source}", metadata=title.metadata),
-      v4.new_markdown_cell(_provenance_placeholder()),
-      v4.new_code_cell(_setup(cpu_devices=name in CPU_DEVICES)),
+    v4.new_markdown_cell(f"{_badge(name)}\n\n{title.source}", metadata=title.metadata),
+    v4.new_markdown_cell(_provenance_placeholder()),
+    v4.new_code_cell(_setup(cpu_devices=name in CPU_DEVICES)),
   ]
   for cell in rest:
     if cell.cell_type == "code":
@@ -155,10 +161,10 @@ def build(name: str) -> nbformat.NotebookNode:
     cell.id = PROVENANCE_ID if i == 1 else f"{name}-{i:02d}"
   nb = v4.new_notebook(cells=cells)
   nb.metadata = {
-      "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-      "language_info": {"name": "python"},
-      "colab": {"provenance": []},
-      "jupytext": {"formats": source.metadata.get("jupytext", {}).get("formats", PAIRING)},
+    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+    "language_info": {"name": "python"},
+    "colab": {"provenance": []},
+    "jupytext": {"formats": source.metadata.get("jupytext", {}).get("formats", PAIRING)},
   }
   if name in COLAB_ACCELERATOR:
     nb.metadata["accelerator"] = COLAB_ACCELERATOR[name]
@@ -171,22 +177,27 @@ def _machine(note: str = "") -> str:
     import jax
 
     device = jax.devices()[0].platform.upper()
-  except Exception:  # noqa: BLE001
+  except Exception:
     device = "CPU"
-  return (f"a {os.cpu_count()}-core {platform.machine()} machine"
-          f" ({device}{', ' + note if note else ''})")
+  return (
+    f"a {os.cpu_count()}-core {platform.machine()} machine ({device}{', ' + note if note else ''})"
+  )
 
 
-def execute(nb: nbformat.NotebookNode, name: str, timeout: int = 1800,
-            note: str = "") -> float:
+def execute(nb: nbformat.NotebookNode, name: str, timeout: int = 1800, note: str = "") -> float:
   """Runs ``nb`` full size in a fresh kernel, in place; returns the wall time."""
   from nbclient import NotebookClient
 
   env_small = os.environ.pop("FLOOD_JAX_SMALL", None)
   os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
   try:
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            record_timing=False, resources={"metadata": {"path": str(HERE)}})
+    client = NotebookClient(
+      nb,
+      timeout=timeout,
+      kernel_name="python3",
+      record_timing=False,
+      resources={"metadata": {"path": str(HERE)}},
+    )
     start = time.perf_counter()
     client.execute()
     wall = time.perf_counter() - start
@@ -226,22 +237,29 @@ def keep_outputs(nb: nbformat.NotebookNode, saved: nbformat.NotebookNode) -> lis
       else:
         missing.append(cell.id)
     elif cell.id == PROVENANCE_ID:
-      cell.source = next((c.source for c in saved.cells if c.get("id") == PROVENANCE_ID),
-                         cell.source)
+      cell.source = next(
+        (c.source for c in saved.cells if c.get("id") == PROVENANCE_ID), cell.source
+      )
   return missing
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("names", nargs="*", default=list(NAMES), help="notebooks to write")
-  parser.add_argument("--execute", action="store_true",
-                      help="run them full size and save the outputs")
-  parser.add_argument("--note", default="",
-                      help="a word on the machine for the provenance cell, e.g."
-                      " 'shared with other jobs'")
-  parser.add_argument("--keep-outputs", action="store_true",
-                      help="keep the saved outputs of the code cells whose source is"
-                      " unchanged (changed cells get none: then use --execute)")
+  parser.add_argument(
+    "--execute", action="store_true", help="run them full size and save the outputs"
+  )
+  parser.add_argument(
+    "--note",
+    default="",
+    help="a word on the machine for the provenance cell, e.g. 'shared with other jobs'",
+  )
+  parser.add_argument(
+    "--keep-outputs",
+    action="store_true",
+    help="keep the saved outputs of the code cells whose source is"
+    " unchanged (changed cells get none: then use --execute)",
+  )
   args = parser.parse_args(argv)
   if args.execute and args.keep_outputs:
     parser.error("--execute and --keep-outputs exclude each other")
@@ -258,8 +276,11 @@ def main(argv: list[str] | None = None) -> int:
       missing = keep_outputs(nb, nbformat.read(path, as_version=4))
       if missing:
         status = 1
-        print(f"{name}: code cells {', '.join(missing)} changed and have no outputs:"
-              f" run with --execute {name}", file=sys.stderr)
+        print(
+          f"{name}: code cells {', '.join(missing)} changed and have no outputs:"
+          f" run with --execute {name}",
+          file=sys.stderr,
+        )
     if args.execute:
       wall = execute(nb, name, note=args.note)
       print(f"{name}: executed in {wall:.0f} s", flush=True)

@@ -31,8 +31,18 @@ def _numpy_state_equal(a, b) -> bool:
 
 def test_names():
   assert data.DATASETS == (
-      "two_gaussians", "sinusoid", "spiral", "mnist1d", "digits", "mnist",
-      "fashion_mnist", "kmnist", "cifar10", "cifar100", "svhn")
+    "two_gaussians",
+    "sinusoid",
+    "spiral",
+    "mnist1d",
+    "digits",
+    "mnist",
+    "fashion_mnist",
+    "kmnist",
+    "cifar10",
+    "cifar100",
+    "svhn",
+  )
   assert set(data.IMAGE_SETS) == set(data.DATASETS[5:])
   for spec in data.IMAGE_SETS.values():
     assert len(spec.mean) == len(spec.std) in (1, 3)
@@ -75,19 +85,16 @@ def test_synthetic_seeds(name):
   assert not np.array_equal(a.x_train, b.x_train)
   assert not np.array_equal(a.x_test, b.x_test)
   # The test set does not depend on the training set's size.
-  np.testing.assert_array_equal(data.load(name, seed=3, n_train=10).x_test,
-                                a.x_test)
+  np.testing.assert_array_equal(data.load(name, seed=3, n_train=10).x_test, a.x_test)
 
 
 @pytest.mark.parametrize("name", SYNTHETIC)
 @pytest.mark.parametrize("rate", [0.1, 0.25, 0.37])
 def test_synthetic_label_noise_is_exact(name, rate):
   clean = data.load(name, seed=1, n_train=200, n_val=60, n_test=500)
-  noisy = data.load(name, seed=1, n_train=200, n_val=60, n_test=500,
-                    label_noise=rate)
+  noisy = data.load(name, seed=1, n_train=200, n_val=60, n_test=500, label_noise=rate)
   for split, n in (("train", 200), ("val", 60)):
-    np.testing.assert_array_equal(getattr(noisy, f"x_{split}"),
-                                  getattr(clean, f"x_{split}"))
+    np.testing.assert_array_equal(getattr(noisy, f"x_{split}"), getattr(clean, f"x_{split}"))
     flipped = getattr(noisy, f"y_{split}") != getattr(clean, f"y_{split}")
     assert flipped.sum() == round(rate * n)
   np.testing.assert_array_equal(noisy.x_test, clean.x_test)
@@ -100,8 +107,7 @@ def _sinusoid_rule(x):
 
 def test_sinusoid_follows_the_rule_and_fills_the_disk():
   ds = data.load("sinusoid", seed=2)
-  for x, y in ((ds.x_train, ds.y_train), (ds.x_val, ds.y_val),
-               (ds.x_test, ds.y_test)):
+  for x, y in ((ds.x_train, ds.y_train), (ds.x_val, ds.y_val), (ds.x_test, ds.y_test)):
     np.testing.assert_array_equal(y, _sinusoid_rule(x))
   radius = np.linalg.norm(ds.x_test, axis=1)
   assert radius.max() <= 2.0 + 1e-6
@@ -127,10 +133,8 @@ def test_spiral_arms():
   x, y = ds.x_test, ds.y_test
   radius, angle = np.linalg.norm(x, axis=1), np.arctan2(x[:, 1], x[:, 0])
   # Class 1 at radius t and angle t; class 0 at radius t + pi and angle t.
-  np.testing.assert_allclose(np.cos(angle[y == 1] - radius[y == 1]), 1.0,
-                             atol=1e-5)
-  np.testing.assert_allclose(np.cos(angle[y == 0] - radius[y == 0]), -1.0,
-                             atol=1e-5)
+  np.testing.assert_allclose(np.cos(angle[y == 1] - radius[y == 1]), 1.0, atol=1e-5)
+  np.testing.assert_allclose(np.cos(angle[y == 0] - radius[y == 0]), -1.0, atol=1e-5)
   assert radius.max() == pytest.approx(5 * np.pi, rel=1e-5)
   noisy = data.load("spiral", noise=1.0, n_test=400)
   assert not np.allclose(noisy.x_test, x)
@@ -171,8 +175,7 @@ def test_mnist1d_is_deterministic_and_restores_global_random_state(mnist1d):
 
 def test_mnist1d_seed_and_sizes(mnist1d):
   other = data.load("mnist1d", seed=1, n_val=500, n_train=200)
-  assert (other.num_train, len(other.y_val), len(other.y_test)) == (200, 500,
-                                                                     1000)
+  assert (other.num_train, len(other.y_val), len(other.y_test)) == (200, 500, 1000)
   # Another seed draws another validation split; the test inputs are the
   # same examples (standardized with the other training split's statistics).
   assert not np.allclose(other.x_train[:200], mnist1d.x_train[:200])
@@ -209,8 +212,7 @@ def test_digits():
   assert np.sum(noisy.y_val != ds.y_val) == round(0.3 * 359)
   np.testing.assert_array_equal(noisy.y_test, ds.y_test)
   small = data.load("digits", val_fraction=0.1, test_fraction=0.5)
-  assert (small.num_train, len(small.y_val), len(small.y_test)) == (719, 180,
-                                                                     898)
+  assert (small.num_train, len(small.y_val), len(small.y_test)) == (719, 180, 898)
 
 
 # --------------------------------------------------------------------------
@@ -231,17 +233,18 @@ def _save(path, image_column, label_column, shape, splits=("train", "test")):
       if len(shape) == 3:
         pixels = pixels + np.arange(shape[2], dtype=np.uint8)  # per channel
       images.append(pil.fromarray(pixels))
-    features = datasets.Features({
+    features = datasets.Features(
+      {
         image_column: datasets.Image(),
         label_column: datasets.ClassLabel(num_classes=10),
-    })
+      }
+    )
     return datasets.Dataset.from_dict(
-        {image_column: images, label_column: [k % 10 for k in range(n)]},
-        features=features)
+      {image_column: images, label_column: [k % 10 for k in range(n)]}, features=features
+    )
 
   sizes = {"train": N_TRAIN, "test": N_TEST}
-  datasets.DatasetDict({s: split(sizes[s]) for s in splits}).save_to_disk(
-      str(path))
+  datasets.DatasetDict({s: split(sizes[s]) for s in splits}).save_to_disk(str(path))
   return path
 
 
@@ -252,8 +255,7 @@ def mnist_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cifar10_dir(tmp_path_factory):
-  return _save(tmp_path_factory.mktemp("cifar10"), "img", "label",
-               (32, 32, 3))
+  return _save(tmp_path_factory.mktemp("cifar10"), "img", "label", (32, 32, 3))
 
 
 def _indices(x, spec):
@@ -263,8 +265,8 @@ def _indices(x, spec):
   expected = np.arange(spec.channels)  # channel c holds k * STEP + c
   k = np.rint(pixels[:, 0, 0]).astype(int) // STEP
   np.testing.assert_allclose(
-      pixels, np.broadcast_to(k[:, None, None] * STEP + expected,
-                              pixels.shape), atol=1e-3)
+    pixels, np.broadcast_to(k[:, None, None] * STEP + expected, pixels.shape), atol=1e-3
+  )
   return k
 
 
@@ -277,8 +279,7 @@ def test_hf_mnist_loader(mnist_dir):
   assert ds.x_val.shape == (4, 28, 28, 1)
   assert ds.x_test.shape == (20, 28, 28, 1)
   _check_types(ds)
-  train, val, test = (_indices(x, spec) for x in (ds.x_train, ds.x_val,
-                                                  ds.x_test))
+  train, val, test = (_indices(x, spec) for x in (ds.x_train, ds.x_val, ds.x_test))
   assert sorted(np.concatenate([train, val])) == list(range(N_TRAIN))
   np.testing.assert_array_equal(test, np.arange(N_TEST))
   for k, y in ((train, ds.y_train), (val, ds.y_val), (test, ds.y_test)):
@@ -293,11 +294,9 @@ def test_hf_mnist_loader(mnist_dir):
 
 def test_hf_options_seeds_and_noise(mnist_dir):
   spec = data.IMAGE_SETS["mnist"]
-  ds = data.load("mnist", hf_path=str(mnist_dir), n_val=10, n_train=5,
-                 n_test=7, seed=3)
+  ds = data.load("mnist", hf_path=str(mnist_dir), n_val=10, n_train=5, n_test=7, seed=3)
   assert (ds.num_train, len(ds.y_val), len(ds.y_test)) == (5, 10, 7)
-  _assert_same(ds, data.load("mnist", hf_path=mnist_dir, n_val=10,
-                             n_train=5, n_test=7, seed=3))
+  _assert_same(ds, data.load("mnist", hf_path=mnist_dir, n_val=10, n_train=5, n_test=7, seed=3))
   train, val = _indices(ds.x_train, spec), _indices(ds.x_val, spec)
   assert not set(train) & set(val)
   assert len(set(_indices(ds.x_test, spec))) == 7
@@ -322,31 +321,31 @@ def test_hf_cifar10_loader(cifar10_dir):
   train = _indices(ds.x_train, spec)  # checks each channel's normalization
   np.testing.assert_array_equal(ds.y_train, train % 10)
   np.testing.assert_allclose(
-      ds.x_test[0, 0, 0],
-      (np.arange(3) / 255.0 - np.array(spec.mean)) / np.array(spec.std),
-      rtol=1e-5)
-  assert data.load("cifar10", hf_path=cifar10_dir,
-                   flatten=True).input_shape == (32 * 32 * 3,)
+    ds.x_test[0, 0, 0], (np.arange(3) / 255.0 - np.array(spec.mean)) / np.array(spec.std), rtol=1e-5
+  )
+  assert data.load("cifar10", hf_path=cifar10_dir, flatten=True).input_shape == (32 * 32 * 3,)
 
 
 def test_hf_format_errors(cifar10_dir, tmp_path):
   # cifar100's labels are in "fine_label", which this copy lacks.
   with pytest.raises(ValueError, match="no column 'fine_label'"):
     data.load("cifar100", hf_path=cifar10_dir)
-  only_train = _save(tmp_path / "only_train", "image", "label", (28, 28),
-                     splits=("train",))
+  only_train = _save(tmp_path / "only_train", "image", "label", (28, 28), splits=("train",))
   with pytest.raises(ValueError, match="no test split"):
     data.load("mnist", hf_path=only_train)
 
 
-@pytest.mark.parametrize("options,match", [
+@pytest.mark.parametrize(
+  "options,match",
+  [
     (dict(n_val=39), "n_val=39 is too large"),
     (dict(n_val=30, n_train=11), "n_train=11 is more than the 10"),
     (dict(n_test=21), "n_test=21 is more than the 20"),
     (dict(n_train=1), "n_train must be at least 2"),
     (dict(flatten="yes"), "flatten must be True or False"),
     (dict(cache_dir="/tmp/x"), "not both"),
-])
+  ],
+)
 def test_hf_option_errors(mnist_dir, options, match):
   with pytest.raises(ValueError, match=match) as info:
     data.load("mnist", hf_path=mnist_dir, **options)
@@ -358,8 +357,8 @@ def test_missing_extra_message(monkeypatch):
   with pytest.raises(ImportError) as info:
     data.load("cifar10")
   assert str(info.value) == (
-      "loading 'cifar10' needs the optional extra: pip install"
-      ' "flood_jax[datasets]"')
+    "loading 'cifar10' needs the optional extra: pip install \"flood_jax[datasets]\""
+  )
   # Option typos are reported before the import.
   with pytest.raises(ValueError, match="n_trian"):
     data.load("cifar10", n_trian=5)
@@ -369,18 +368,34 @@ def test_missing_extra_message(monkeypatch):
 # Errors: one clear line each.
 
 
-@pytest.mark.parametrize("name,options,match", [
-    ("mnist2", {}, "unknown data set 'mnist2'; known data sets: two_gaussians,"
-     " sinusoid, spiral, mnist1d, digits, mnist, fashion_mnist, kmnist,"
-     " cifar10, cifar100, svhn"),
+@pytest.mark.parametrize(
+  "name,options,match",
+  [
+    (
+      "mnist2",
+      {},
+      "unknown data set 'mnist2'; known data sets: two_gaussians,"
+      " sinusoid, spiral, mnist1d, digits, mnist, fashion_mnist, kmnist,"
+      " cifar10, cifar100, svhn",
+    ),
     (3, {}, "unknown data set 3"),
-    ("spiral", dict(n_trian=5), "unknown option 'n_trian' for data set"
-     " 'spiral' \\(did you mean 'n_train' for 'n_trian'\\?\\); it takes:"
-     " n_train, n_val, n_test, noise, label_noise, seed"),
-    ("digits", dict(foo=1, bar=2), "unknown options 'foo', 'bar'.*takes:"
-     " val_fraction, test_fraction, label_noise, seed"),
-    ("mnist1d", dict(n_test=5), "unknown option 'n_test'.*takes: n_val,"
-     " n_train, label_noise, seed"),
+    (
+      "spiral",
+      dict(n_trian=5),
+      "unknown option 'n_trian' for data set"
+      " 'spiral' \\(did you mean 'n_train' for 'n_trian'\\?\\); it takes:"
+      " n_train, n_val, n_test, noise, label_noise, seed",
+    ),
+    (
+      "digits",
+      dict(foo=1, bar=2),
+      "unknown options 'foo', 'bar'.*takes: val_fraction, test_fraction, label_noise, seed",
+    ),
+    (
+      "mnist1d",
+      dict(n_test=5),
+      "unknown option 'n_test'.*takes: n_val, n_train, label_noise, seed",
+    ),
     ("two_gaussians", dict(n_train=1), "n_train must be at least 2, got 1"),
     ("two_gaussians", dict(n_train=-5), "n_train must be at least 2, got -5"),
     ("sinusoid", dict(n_train=2.5), "n_train must be an integer, got 2.5"),
@@ -397,14 +412,14 @@ def test_missing_extra_message(monkeypatch):
     ("mnist1d", dict(n_val=4000), "n_val=4000 is too large"),
     ("mnist1d", dict(n_train=3500), "n_train=3500 is more than the 3000"),
     ("mnist1d", dict(label_noise=2), "label_noise must be in"),
-    ("digits", dict(val_fraction=0.0),
-     "val_fraction must be in \\(0.0, 1.0\\)"),
+    ("digits", dict(val_fraction=0.0), "val_fraction must be in \\(0.0, 1.0\\)"),
     ("digits", dict(test_fraction=1.0), "test_fraction must be in"),
     ("digits", dict(val_fraction=0.6, test_fraction=0.5), "leave -"),
     ("digits", dict(seed=-3), "seed must be a non-negative integer"),
     ("cifar10", dict(label_noise=1.5), "label_noise must be in"),
     ("svhn", dict(n_val=0), "n_val must be at least 1"),
-])
+  ],
+)
 def test_errors(name, options, match):
   with pytest.raises(ValueError, match=match) as info:
     data.load(name, **options)
@@ -427,6 +442,7 @@ def _images_batch(n=64, h=8, w=6, c=3, dtype=np.float32, seed=0):
 @pytest.mark.parametrize("dtype", [np.float32, np.uint8])
 def test_random_crop_flip_keeps_shape_and_dtype(dtype):
   import jax
+
   x = _images_batch(dtype=dtype)
   y = data.random_crop_flip(padding=2)(jax.random.key(0), x)
   assert y.shape == x.shape and y.dtype == x.dtype
@@ -434,6 +450,7 @@ def test_random_crop_flip_keeps_shape_and_dtype(dtype):
 
 def test_random_crop_flip_identity():
   import jax
+
   x = _images_batch()
   y = data.random_crop_flip(padding=0, flip=False)(jax.random.key(3), x)
   np.testing.assert_array_equal(np.asarray(y), x)
@@ -441,6 +458,7 @@ def test_random_crop_flip_identity():
 
 def test_random_crop_flip_flip_only():
   import jax
+
   x = _images_batch()
   y = np.asarray(data.random_crop_flip(padding=0)(jax.random.key(1), x))
   same = np.all(y == x, axis=(1, 2, 3))
@@ -451,15 +469,19 @@ def test_random_crop_flip_flip_only():
 
 def test_random_crop_flip_crop_only_is_a_window_of_the_padded_image():
   import jax
+
   p, (h, w) = 2, (8, 6)
   x = _images_batch(h=h, w=w)
-  y = np.asarray(data.random_crop_flip(padding=p, flip=False)(
-      jax.random.key(2), x))
+  y = np.asarray(data.random_crop_flip(padding=p, flip=False)(jax.random.key(2), x))
   padded = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
   offsets = set()
   for i in range(len(x)):
-    hits = [(dy, dx) for dy in range(2 * p + 1) for dx in range(2 * p + 1)
-            if np.array_equal(y[i], padded[i, dy:dy + h, dx:dx + w])]
+    hits = [
+      (dy, dx)
+      for dy in range(2 * p + 1)
+      for dx in range(2 * p + 1)
+      if np.array_equal(y[i], padded[i, dy : dy + h, dx : dx + w])
+    ]
     assert hits, f"image {i} is no window of its padded input"
     offsets.update(hits)
   assert len(offsets) > 1  # offsets vary between images
@@ -467,6 +489,7 @@ def test_random_crop_flip_crop_only_is_a_window_of_the_padded_image():
 
 def test_random_crop_flip_keys():
   import jax
+
   x = _images_batch()
   augment = data.random_crop_flip()
   a = np.asarray(augment(jax.random.key(0), x))
@@ -478,6 +501,7 @@ def test_random_crop_flip_keys():
 
 def test_random_crop_flip_under_jit_and_vmap():
   import jax
+
   x = _images_batch()
   augment = data.random_crop_flip(padding=2)
   keys = jax.random.split(jax.random.key(0), 3)
@@ -490,37 +514,45 @@ def test_random_crop_flip_under_jit_and_vmap():
 
 def test_random_crop_flip_flattened():
   import jax
+
   x = _images_batch()
   flat = x.reshape(len(x), -1)
   key = jax.random.key(4)
   y = data.random_crop_flip(padding=2, image_shape=(8, 6, 3))(key, flat)
   np.testing.assert_array_equal(
-      np.asarray(y),
-      np.asarray(data.random_crop_flip(padding=2)(key, x)).reshape(64, -1))
+    np.asarray(y), np.asarray(data.random_crop_flip(padding=2)(key, x)).reshape(64, -1)
+  )
 
 
-@pytest.mark.parametrize("options, match", [
+@pytest.mark.parametrize(
+  "options, match",
+  [
     (dict(padding=-1), "padding must be a non-negative integer"),
     (dict(padding=1.5), "padding must be a non-negative integer"),
     (dict(padding=True), "padding must be a non-negative integer"),
     (dict(flip=1), "flip must be True or False"),
     (dict(image_shape=(4, 4)), "image_shape must be \\(height, width"),
     (dict(image_shape=(4, 0, 1)), "image_shape must be \\(height, width"),
-])
+  ],
+)
 def test_random_crop_flip_bad_arguments(options, match):
   with pytest.raises(ValueError, match=match) as info:
     data.random_crop_flip(**options)
   assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("options, shape, match", [
+@pytest.mark.parametrize(
+  "options, shape, match",
+  [
     ({}, (4, 8, 8), "expected a batch of images \\(batch, height, width"),
     ({}, (4, 192), "pass image_shape="),
     (dict(image_shape=(8, 8, 3)), (4, 8, 8, 3), "expected a flattened batch"),
     (dict(image_shape=(8, 8, 3)), (4, 100), "expected a flattened batch"),
-])
+  ],
+)
 def test_random_crop_flip_bad_batches(options, shape, match):
   import jax
+
   augment = data.random_crop_flip(**options)
   with pytest.raises(ValueError, match=match) as info:
     augment(jax.random.key(0), np.zeros(shape, np.float32))

@@ -12,6 +12,7 @@ import flood_jax
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
+
 def _python_blocks(text: str) -> list[str]:
   return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
 
@@ -41,13 +42,16 @@ def test_every_public_name_is_in_the_api_reference():
 
 
 def test_the_reference_check_sees_a_missing_name():
-  reference = ".. currentmodule:: flood_jax\n\n.. autofunction:: flood\n\n.. automodule:: flood_jax.data\n"
+  reference = (
+    ".. currentmodule:: flood_jax\n\n.. autofunction:: flood\n\n.. automodule:: flood_jax.data\n"
+  )
   assert _documented_names(reference) == {"flood_jax.flood", "flood_jax.data"}
 
 
 @pytest.mark.parametrize("guide", GUIDES, ids=lambda path: path.stem)
 def test_guide_code_runs_in_a_fresh_interpreter(guide, tmp_path):
   code = "\n".join(_python_blocks(guide.read_text()))
-  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                        timeout=600, cwd=tmp_path)
+  proc = subprocess.run(
+    [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -16,11 +16,11 @@ NUM_CLASSES = 3
 # Small configurations: every model sees the same tiny batch of 8x8 RGB images
 # (the MLP flattens them).
 SMALL = {
-    "mlp": dict(hidden=16, depth=2),
-    "cnn": dict(features=(4, 8), hidden=16),
-    "resnet18": dict(num_filters=4),
-    "resnet20": dict(num_filters=4),
-    "resnet44": dict(num_filters=4),
+  "mlp": dict(hidden=16, depth=2),
+  "cnn": dict(features=(4, 8), hidden=16),
+  "resnet18": dict(num_filters=4),
+  "resnet20": dict(num_filters=4),
+  "resnet44": dict(num_filters=4),
 }
 
 
@@ -48,7 +48,7 @@ def _small(name):
 _jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _init_two(name):
   """The small model ``name`` and two initializations (one compile, two keys)."""
   model = _small(name)
@@ -71,8 +71,7 @@ def test_forward_shapes_and_batch_stats(name):
     # train=False: no mutable collections, no RNG.
     logits = model.apply(variables, x, train=False)
     # train=True: batch statistics, and updated running averages.
-    logits_train, updates = model.apply(
-        variables, x, train=True, mutable=["batch_stats"])
+    logits_train, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
     return logits, logits_train, updates
 
   logits, logits_train, updates = forward(variables)
@@ -81,10 +80,10 @@ def test_forward_shapes_and_batch_stats(name):
     assert out.shape == (x.shape[0], NUM_CLASSES)
     assert bool(jnp.all(jnp.isfinite(out)))
   assert set(updates) == {"batch_stats"}
-  assert (jax.tree.structure(updates["batch_stats"])
-          == jax.tree.structure(variables["batch_stats"]))
+  assert jax.tree.structure(updates["batch_stats"]) == jax.tree.structure(variables["batch_stats"])
   changed = jax.tree.map(
-      lambda a, b: bool(jnp.any(a != b)), updates["batch_stats"], variables["batch_stats"])
+    lambda a, b: bool(jnp.any(a != b)), updates["batch_stats"], variables["batch_stats"]
+  )
   assert all(jax.tree.leaves(changed))
   # Batch statistics, not running averages, in train mode.
   assert not np.allclose(logits_train, logits)
@@ -104,14 +103,13 @@ def _train_losses(name, num_steps=4, learning_rate=0.05):
 
   def loss_fn(params, batch_stats):
     logits, updates = model.apply(
-        {"params": params, "batch_stats": batch_stats}, x, train=True,
-        mutable=["batch_stats"])
+      {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
+    )
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     return loss, updates["batch_stats"]
 
   def step(params, batch_stats, opt_state):
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        params, batch_stats)
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), batch_stats, opt_state, loss
 
@@ -120,6 +118,7 @@ def _train_losses(name, num_steps=4, learning_rate=0.05):
     def body(carry, _):
       params, batch_stats, opt_state, loss = jax.vmap(step)(*carry)
       return (params, batch_stats, opt_state), loss
+
     _, losses = jax.lax.scan(body, (params, batch_stats, opt_state), None, length=num_steps)
     return losses
 
@@ -149,8 +148,10 @@ def test_vmapped_apply_matches_each_model_alone(name):
     logits_i, updates_i = _jit(apply)(variables, x)
     np.testing.assert_allclose(logits[i], logits_i, rtol=1e-5, atol=1e-5)
     jax.tree.map(
-        lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6),
-        updates, updates_i)
+      lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6),
+      updates,
+      updates_i,
+    )
 
 
 # --- MLP -----------------------------------------------------------------------
@@ -189,8 +190,7 @@ def test_mlp_without_batch_norm_needs_no_mutable_collections():
   variables = _jit(lambda k: model.init(k, x, train=False))(jax.random.key(0))
   assert set(variables) == {"params"}
   apply = _jit(model.apply, static_argnames="train")
-  np.testing.assert_array_equal(
-      apply(variables, x, train=True), apply(variables, x, train=False))
+  np.testing.assert_array_equal(apply(variables, x, train=True), apply(variables, x, train=False))
 
 
 # --- CNN -----------------------------------------------------------------------
@@ -203,14 +203,19 @@ def test_cnn_input_shapes():
   assert shapes["params"]["Conv_0"]["kernel"].shape == (3, 3, 1, 2)
   assert shapes["params"]["Dense_0"]["kernel"].shape == (1 * 1 * 2, 4)
   out = jax.eval_shape(
-      lambda: model.apply(model.init(jax.random.key(0), jnp.ones((2, 8, 8, 3)), train=False),
-                          jnp.ones((2, 8, 8, 3)), train=False))
+    lambda: model.apply(
+      model.init(jax.random.key(0), jnp.ones((2, 8, 8, 3)), train=False),
+      jnp.ones((2, 8, 8, 3)),
+      train=False,
+    )
+  )
   assert out.shape == (2, NUM_CLASSES)
 
 
 def test_cnn_without_batch_norm_has_conv_biases_and_no_batch_stats():
-  shapes = _shapes(CNN(NUM_CLASSES, features=(2,), hidden=4, batch_norm=False),
-                   jnp.ones((2, 4, 4, 1)))
+  shapes = _shapes(
+    CNN(NUM_CLASSES, features=(2,), hidden=4, batch_norm=False), jnp.ones((2, 4, 4, 1))
+  )
   assert set(shapes) == {"params"}
   assert "bias" in shapes["params"]["Conv_0"]
 
@@ -239,10 +244,13 @@ def _cifar_resnet_params(n, num_classes, projection):
   return convs + norms + 64 * num_classes + num_classes
 
 
-@pytest.mark.parametrize("fn,n,low,high", [
+@pytest.mark.parametrize(
+  "fn,n,low,high",
+  [
     (ResNet20, 3, 0.26e6, 0.28e6),  # He et al. (2016), Table 6: 0.27M
     (ResNet44, 7, 0.65e6, 0.67e6),  # 0.66M
-])
+  ],
+)
 def test_cifar_resnet_parameter_counts(fn, n, low, high):
   x = jnp.ones((1, 32, 32, 3))
   option_a = _num_params(_shapes(fn(10), x)["params"])
@@ -279,8 +287,13 @@ def test_resnet_rejects_unknown_shortcut():
 
 
 def test_registry():
-  assert MODELS == {"mlp": MLP, "cnn": CNN, "resnet18": ResNet18,
-                    "resnet20": ResNet20, "resnet44": ResNet44}
+  assert {
+    "mlp": MLP,
+    "cnn": CNN,
+    "resnet18": ResNet18,
+    "resnet20": ResNet20,
+    "resnet44": ResNet44,
+  } == MODELS
   assert isinstance(get_model("mlp", 10), MLP)
   assert get_model("CNN", 7).num_classes == 7
   resnet = get_model("resnet44", 100)
@@ -291,5 +304,7 @@ def test_registry():
 
 
 def test_get_model_unknown_name():
-  with pytest.raises(ValueError, match=r"unknown model 'vgg'.*mlp, cnn, resnet18, resnet20, resnet44"):
+  with pytest.raises(
+    ValueError, match=r"unknown model 'vgg'.*mlp, cnn, resnet18, resnet20, resnet44"
+  ):
     get_model("vgg", 10)

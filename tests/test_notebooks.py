@@ -32,8 +32,7 @@ NAMES = ("quickstart", "sweep", "double_descent")
 
 
 def _generator():
-  spec = importlib.util.spec_from_file_location(
-      "build_notebooks", NOTEBOOKS / "build_notebooks.py")
+  spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOKS / "build_notebooks.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -61,8 +60,9 @@ def test_every_notebook_is_here():
 def test_colab_badge_and_install_use_the_repository_url(name):
   repo = _repository_url()
   owner_repo = re.fullmatch(r"https://github\.com/(.+?)(\.git)?", repo).group(1)
-  expected = (f"https://colab.research.google.com/github/{owner_repo}"
-              f"/blob/main/notebooks/{name}.ipynb")
+  expected = (
+    f"https://colab.research.google.com/github/{owner_repo}/blob/main/notebooks/{name}.ipynb"
+  )
   nb = _read(name)
   first = nb.cells[0]
   assert first.cell_type == "markdown"
@@ -89,8 +89,10 @@ def test_notebook_matches_its_script(name):
   generator = _generator()
   script = jupytext.read(NOTEBOOKS / f"{name}.py")
   committed = _read(name)
-  hint = (f"notebooks/{name}.ipynb is out of date with notebooks/{name}.py: run"
-          f" python notebooks/build_notebooks.py --keep-outputs {name} (or --execute {name})")
+  hint = (
+    f"notebooks/{name}.ipynb is out of date with notebooks/{name}.py: run"
+    f" python notebooks/build_notebooks.py --keep-outputs {name} (or --execute {name})"
+  )
 
   def sources(cells):
     return [(c.cell_type, c.source) for c in cells]
@@ -106,8 +108,10 @@ def test_notebook_matches_its_script(name):
   assert provenance.get("id") == generator.PROVENANCE_ID
   assert setup.cell_type == "code" and 'if "google.colab" in sys.modules:' in setup.source
   badge = generator._badge(name)
-  assert sources([first, *rest]) == [("markdown", f"{badge}\n\n{script.cells[0].source}"),
-                                     *sources(script.cells[1:])], hint
+  assert sources([first, *rest]) == [
+    ("markdown", f"{badge}\n\n{script.cells[0].source}"),
+    *sources(script.cells[1:]),
+  ], hint
   # And exactly what the builder writes (the provenance text aside).
   built = generator.build(name)
   assert without_provenance(committed) == without_provenance(built), hint
@@ -140,8 +144,12 @@ def test_notebook_runs_at_small_size(name, tmp_path, monkeypatch):
   # Which interpreter runs the kernel: it must be this one (the venv's).
   nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable, sys.prefix)"))
   client = nbclient.NotebookClient(
-      nb, timeout=600, kernel_name="python3", record_timing=False,
-      resources={"metadata": {"path": str(tmp_path)}})
+    nb,
+    timeout=600,
+    kernel_name="python3",
+    record_timing=False,
+    resources={"metadata": {"path": str(tmp_path)}},
+  )
   client.execute()  # raises CellExecutionError on the first failing cell
   nbformat.write(nb, tmp_path / f"{name}.ipynb")  # the copy, for a look after a failure
 

@@ -21,17 +21,20 @@ def _sweep_result(levels=LEVELS, seeds=(0, 1, 2), epochs=30):
   test = 0.8 + 0.02 * t * (b == 0) + 0.05 * rng.random(shape)
   val_acc = np.clip(0.7 + 0.3 * b - 0.5 * (b - 0.1) ** 2 + 0.01 * rng.standard_normal(shape), 0, 1)
   history = {
-      "train_loss": train,
-      "val_loss": test,
-      "val_accuracy": val_acc,
-      "test_loss": test,
-      "test_accuracy": val_acc - 0.01,
-      "flooded_fraction": np.where(b > 0, 0.5, 0.0) * np.ones(shape),
+    "train_loss": train,
+    "val_loss": test,
+    "val_accuracy": val_acc,
+    "test_loss": test,
+    "test_accuracy": val_acc - 0.01,
+    "flooded_fraction": np.where(b > 0, 0.5, 0.0) * np.ones(shape),
   }
   assert set(history) == set(METRICS)
-  return fj.SweepResult(flood_levels=np.asarray(levels, np.float32),
-                        seeds=np.asarray(seeds), history=history,
-                        config={"cli": {"dataset": "toy", "model": "mlp"}})
+  return fj.SweepResult(
+    flood_levels=np.asarray(levels, np.float32),
+    seeds=np.asarray(seeds),
+    history=history,
+    config={"cli": {"dataset": "toy", "model": "mlp"}},
+  )
 
 
 def _assert_png(path, min_bytes=10_000):
@@ -41,10 +44,15 @@ def _assert_png(path, min_bytes=10_000):
   assert len(content) > min_bytes  # axes, curves and text, not a blank canvas
 
 
-@pytest.mark.parametrize("plot", [
-    plots.plot_curves, plots.plot_accuracy_vs_level,
-    plots.plot_flooded_fraction, plots.plot_overview,
-])
+@pytest.mark.parametrize(
+  "plot",
+  [
+    plots.plot_curves,
+    plots.plot_accuracy_vs_level,
+    plots.plot_flooded_fraction,
+    plots.plot_overview,
+  ],
+)
 def test_each_plot_writes_a_png_and_returns_its_path(plot, tmp_path):
   path = tmp_path / "sub" / "figure.png"  # the folder is made
   assert plot(_sweep_result(), path) == path
@@ -53,8 +61,12 @@ def test_each_plot_writes_a_png_and_returns_its_path(plot, tmp_path):
 
 def test_a_single_seed_and_a_single_level_plot(tmp_path):
   result = _sweep_result(levels=[0.0], seeds=(0,), epochs=2)
-  for plot in (plots.plot_curves, plots.plot_accuracy_vs_level,
-               plots.plot_flooded_fraction, plots.plot_overview):
+  for plot in (
+    plots.plot_curves,
+    plots.plot_accuracy_vs_level,
+    plots.plot_flooded_fraction,
+    plots.plot_overview,
+  ):
     _assert_png(plot(result, tmp_path / f"{plot.__name__}.png"), min_bytes=5_000)
 
 
@@ -92,11 +104,16 @@ def test_plots_leave_pyplot_alone(tmp_path):
 def test_a_sweep_with_a_hyperparameter_axis_is_drawn_at_its_best_value(tmp_path):
   base = _sweep_result()
   # Second learning rate: same curves, 0.1 lower accuracy, so the first wins.
-  history = {m: np.stack([v, v - (0.1 if "accuracy" in m else 0.0)], axis=1)
-             for m, v in base.history.items()}
-  result = fj.SweepResult(flood_levels=base.flood_levels, seeds=base.seeds, history=history,
-                          hyperparams={"learning_rate": np.array([0.01, 0.1], np.float32)},
-                          config=base.config)
+  history = {
+    m: np.stack([v, v - (0.1 if "accuracy" in m else 0.0)], axis=1) for m, v in base.history.items()
+  }
+  result = fj.SweepResult(
+    flood_levels=base.flood_levels,
+    seeds=base.seeds,
+    history=history,
+    hyperparams={"learning_rate": np.array([0.01, 0.1], np.float32)},
+    config=base.config,
+  )
   assert result.best()["learning_rate"] == pytest.approx(0.01)
   assert plots.default_curve_levels(result) == plots.default_curve_levels(base)
   path = plots.plot_overview(result, str(tmp_path / "overview.png"))

@@ -16,8 +16,9 @@ def _python_blocks(text):
 def test_quickstart_runs_in_a_fresh_interpreter():
   quickstart = README.split("## Quickstart", 1)[1]
   code = _python_blocks(quickstart)[0]
-  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                        timeout=600, cwd=ROOT)
+  proc = subprocess.run(
+    [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "best flood level" in proc.stdout
 
@@ -32,8 +33,9 @@ def test_readme_states_the_install_and_test_commands_ci_runs():
 def test_sweeps_section_examples_run_in_a_fresh_interpreter():
   section = README.split("## Sweeps", 1)[1].split("\n## ", 1)[0]
   code = _python_blocks(section)[0]
-  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                        timeout=600, cwd=ROOT)
+  proc = subprocess.run(
+    [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "('flood_level', 'learning_rate', 'weight_decay', 'seed')" in proc.stdout
   assert "Δ test acc vs b=0" in proc.stdout

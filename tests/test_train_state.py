@@ -13,7 +13,6 @@ import flood_jax as fj
 
 
 class _BNModel(nn.Module):
-
   @nn.compact
   def __call__(self, x, train: bool):
     x = nn.Dense(16)(x)
@@ -36,14 +35,16 @@ def test_flood_train_state_with_batchnorm_matches_manual_loop():
   assert state.batch_stats is not None
 
   def loss_fn(params, batch_stats):
-    preds, updates = model.apply({"params": params, "batch_stats": batch_stats},
-                                 x, train=True, mutable=["batch_stats"])
+    preds, updates = model.apply(
+      {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
+    )
     return jnp.mean((preds - y) ** 2), updates["batch_stats"]
 
   @jax.jit
   def step(state):
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.batch_stats)
+      state.params, state.batch_stats
+    )
     return state.apply_gradients(grads=grads, value=loss, batch_stats=stats), loss
 
   # Reference: plain optimizer on the flooded loss, linen's own TrainState.
@@ -53,9 +54,10 @@ def test_flood_train_state_with_batchnorm_matches_manual_loop():
 
   @jax.jit
   def ref_step(ref, stats):
-    (loss, new_stats), grads = jax.value_and_grad(
-        lambda p: (lambda l, s: (fj.flooded_loss(l, level), s))(*loss_fn(p, stats)),
-        has_aux=True)(ref.params)
+    (_loss, new_stats), grads = jax.value_and_grad(
+      lambda p: (lambda loss, s: (fj.flooded_loss(loss, level), s))(*loss_fn(p, stats)),
+      has_aux=True,
+    )(ref.params)
     return ref.apply_gradients(grads=grads), new_stats
 
   losses = []
@@ -65,19 +67,25 @@ def test_flood_train_state_with_batchnorm_matches_manual_loop():
     losses.append(float(loss))
   assert min(losses) < level < max(losses)  # crossed b
   assert int(state.step) == 40
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
-               state.params, ref.params)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
-               state.batch_stats, ref_stats)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), state.params, ref.params
+  )
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+    state.batch_stats,
+    ref_stats,
+  )
   assert 0 < float(fj.flooded_fraction(state.opt_state)) < 1
 
 
 def test_flood_train_state_without_value_says_how():
-  x, y = _data()
+  x, _y = _data()
   model = nn.Dense(1)
   state = fj.FloodTrainState.create(
-      apply_fn=model.apply, params=model.init(jax.random.key(0), x)["params"],
-      tx=optax.chain(fj.flood(0.1), optax.sgd(0.1)))
+    apply_fn=model.apply,
+    params=model.init(jax.random.key(0), x)["params"],
+    tx=optax.chain(fj.flood(0.1), optax.sgd(0.1)),
+  )
   grads = jax.tree.map(jnp.ones_like, state.params)
   with pytest.raises(TypeError, match="value=loss"):
     state.apply_gradients(grads=grads)
@@ -117,5 +125,7 @@ def test_nnx_optimizer_forwards_value():
     ref_optimizer.update(reference, ref_grads)
     losses.append(float(loss))
   assert min(losses) < level < max(losses)
-  np.testing.assert_allclose(model.linear.kernel[...], reference.linear.kernel[...], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    model.linear.kernel[...], reference.linear.kernel[...], rtol=1e-5, atol=1e-6
+  )
   assert int(optimizer.opt_state[0].flooded_count[...]) > 0

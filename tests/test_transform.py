@@ -1,7 +1,5 @@
 """The flood transform: equivalence with the flooded loss, Optax's shared checks, errors."""
 
-import functools
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -34,8 +32,7 @@ def _train(tx, use_transform, steps=60):
       loss, grads = jax.value_and_grad(_batch_loss)(params, i)
       updates, state = tx.update(grads, state, params, value=loss)
     else:
-      loss, grads = jax.value_and_grad(
-          lambda p: fj.flooded_loss(_batch_loss(p, i), _LEVEL))(params)
+      loss, grads = jax.value_and_grad(lambda p: fj.flooded_loss(_batch_loss(p, i), _LEVEL))(params)
       loss = _batch_loss(params, i)
       updates, state = tx.update(grads, state, params)
     return (optax.apply_updates(params, updates), state), loss
@@ -44,12 +41,16 @@ def _train(tx, use_transform, steps=60):
   return params, losses
 
 
-@pytest.mark.parametrize("make_opt", [
+@pytest.mark.parametrize(
+  "make_opt",
+  [
     lambda: optax.sgd(0.05),
     lambda: optax.sgd(0.05, momentum=0.9),
     lambda: optax.adam(0.05),
     lambda: optax.adamw(0.05, weight_decay=1e-2),
-], ids=["sgd", "sgd_momentum", "adam", "adamw"])
+  ],
+  ids=["sgd", "sgd_momentum", "adam", "adamw"],
+)
 def test_chain_equals_optimizer_on_flooded_loss(make_opt):
   flooded_params, losses = _train(optax.chain(fj.flood(_LEVEL), make_opt()), True)
   reference_params, reference_losses = _train(make_opt(), False)
@@ -69,7 +70,7 @@ def test_sign_at_and_around_the_level():
   grads = {"a": jnp.array([1.0, -2.0])}
   for value, sign in [(0.7, 1.0), (0.5, 1.0), (0.3, -1.0)]:
     updates, _ = tx.update(grads, state, value=value)
-    chex.assert_trees_all_equal(updates, jax.tree.map(lambda g: sign * g, grads))
+    chex.assert_trees_all_equal(updates, jax.tree.map(lambda g, sign=sign: sign * g, grads))
 
 
 def test_state_counts_flooded_steps():
@@ -109,8 +110,9 @@ def test_inject_hyperparams_matches_plain(level):
   params = [-jnp.ones((2, 3)), jnp.ones((2, 5, 2))]
   grads = [jnp.ones((2, 3)), -jnp.ones((2, 5, 2))]
   plain = optax.chain(fj.flood(level), optax.sgd(0.1, momentum=0.9))
-  injected = optax.chain(optax.inject_hyperparams(fj.flood)(flood_level=level),
-                         optax.sgd(0.1, momentum=0.9))
+  injected = optax.chain(
+    optax.inject_hyperparams(fj.flood)(flood_level=level), optax.sgd(0.1, momentum=0.9)
+  )
   for value in [0.5, 0.1]:
     updates, _ = jax.jit(plain.update)(grads, plain.init(params), params, value=value)
     updates_i, _ = jax.jit(injected.update)(grads, injected.init(params), params, value=value)
@@ -128,8 +130,7 @@ def test_inject_hyperparams_level_changes_without_recompiling():
 
   updates, state = step(state, 0.5)
   np.testing.assert_array_equal(updates, jnp.ones(3))
-  state.hyperparams["flood_level"] = jnp.asarray(
-      0.8, state.hyperparams["flood_level"].dtype)
+  state.hyperparams["flood_level"] = jnp.asarray(0.8, state.hyperparams["flood_level"].dtype)
   updates, state = step(state, 0.5)
   assert step._cache_size() == 1
   np.testing.assert_array_equal(updates, -jnp.ones(3))
@@ -142,8 +143,7 @@ def test_no_recompile_on_second_call_and_extra_args_ignored():
   @jax.jit
   def step(params, state):
     loss, grads = jax.value_and_grad(lambda p: jnp.sum((p["w"] - 1.0) ** 2))(params)
-    updates, state = tx.update(
-        grads, state, params, value=loss, unexpected_extra_arg_nobody_uses=1)
+    updates, state = tx.update(grads, state, params, value=loss, unexpected_extra_arg_nobody_uses=1)
     return optax.apply_updates(params, updates), state
 
   state = tx.init(params)
@@ -165,7 +165,8 @@ def test_dtype_preserved(dtype):
 def test_vmap_over_flood_levels():
   levels = jnp.array([0.0, 0.3, 0.6, 0.9])
   tx_update = lambda level: fj.flood(level).update(
-      jnp.ones(2), fj.flood(level).init(None), value=0.5)
+    jnp.ones(2), fj.flood(level).init(None), value=0.5
+  )
   updates, states = jax.jit(jax.vmap(tx_update))(levels)
   np.testing.assert_array_equal(updates[:, 0], [1.0, 1.0, -1.0, -1.0])
   np.testing.assert_array_equal(states.flooded_count, [0, 0, 1, 1])
