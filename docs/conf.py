@@ -44,6 +44,11 @@ napoleon_use_rtype = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
+# Show the aliases by name, not their expansion (ArrayLike is a union of 8 types).
+autodoc_type_aliases = {
+  "ArrayLike": "jax.typing.ArrayLike",
+  "FloodLevel": "float | jax.Array | optax.Schedule",
+}
 
 html_theme = "sphinx_book_theme"
 html_title = "flood_jax"
