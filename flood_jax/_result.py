@@ -49,6 +49,10 @@ class SweepResult:
     model: the model the sweep trained (not saved; used by :meth:`nnx_model`).
     epochs: the epoch (counted from 1) of each entry of ``history``: every
       ``eval_every``-th epoch and the last.
+    local_models: ``None``, except after a multi-process sweep with
+      ``gather_params=False``: the flat indices (seed-major) of the models
+      whose parameters this process holds; ``final_params`` and
+      ``final_batch_stats`` leaves then have one leading axis, these models.
 
   A *configuration* is a flood level with one value of each hyperparameter.
   The best one (:meth:`best`, :attr:`best_flood_level`) maximizes the
@@ -68,6 +72,7 @@ class SweepResult:
   hyperparams: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   model: Any = dataclasses.field(default=None, repr=False, compare=False)
   epochs: Optional[np.ndarray] = None
+  local_models: Optional[np.ndarray] = None
 
   def __post_init__(self):
     if self.epochs is None:
@@ -200,6 +205,11 @@ class SweepResult:
         kept[name] = values
     pick = lambda a: a[tuple(take)]
     fixed = {k: float(v) for k, v in hyperparams.items()}
+    if self.local_models is not None:  # a process's own models: not on the grid
+      return dataclasses.replace(
+          self, history={k: pick(v) for k, v in self.history.items()}, hyperparams=kept,
+          final_params=None, final_batch_stats=None, local_models=None,
+          config=dict(self.config, selected=dict(self.config.get("selected", {}), **fixed)))
     return dataclasses.replace(
         self,
         history={k: pick(v) for k, v in self.history.items()},
@@ -226,6 +236,12 @@ class SweepResult:
     """
     from flax import nnx
 
+    if self.local_models is not None:
+      raise ValueError(
+          "nnx_model needs every model's parameters; this result holds only this"
+          " process's (fj.sweep(..., gather_params=False)); rerun with the default"
+          " gather_params=True."
+      )
     if self.model is None or self.final_params is None or not isinstance(
         self.final_params, nnx.State):
       raise ValueError(

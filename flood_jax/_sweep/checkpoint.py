@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from flood_jax._dataset import Dataset
+from flood_jax._sweep import hosts
 
 VERSION = 3
 # A finished call is saved at once; the call in progress at most this often
@@ -46,9 +47,18 @@ class CheckpointStore:
     meta_path = os.path.join(self.directory, "sweep.json")
     # As JSON reads it back (tuples become lists), so the two compare fairly.
     fingerprint = json.loads(json.dumps(dict(fingerprint, version=VERSION)))
-    if os.path.exists(meta_path):
+    exists = os.path.exists(meta_path)
+    hosts.barrier("flood_jax_checkpoint_meta_read")  # all look before process 0 writes
+    if exists:
       with open(meta_path) as f:
         saved = json.load(f)
+      processes = saved.get("processes", 1)
+      if processes != fingerprint.get("processes", 1):
+        raise ValueError(
+            f"checkpoint_dir {directory} holds a sweep run on {processes} process(es);"
+            f" this one runs on {fingerprint.get('processes', 1)}; resume it on"
+            f" {processes} process(es), or pass a new directory."
+        )
       if saved != fingerprint:
         changed = sorted(
             k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k)
@@ -58,24 +68,36 @@ class CheckpointStore:
             f" {', '.join(changed)}); pass the same arguments to resume, or a new"
             " directory."
         )
-    else:
+    elif hosts.is_main():
       with open(meta_path + ".tmp", "w") as f:
         json.dump(fingerprint, f, indent=1)
       os.replace(meta_path + ".tmp", meta_path)
     self._checkpointer = ocp.StandardCheckpointer()
     self._last_save = time.monotonic()
 
-  def due(self) -> bool:
-    """Whether the call in progress is due a save (``EVERY_S``)."""
-    return time.monotonic() - self._last_save >= EVERY_S
+  def due(self, agree: bool = False) -> bool:
+    """Whether the call in progress is due a save (``EVERY_S``).
 
+    ``agree``: every process takes process 0's answer (a collective), so
+    that all save together.
+    """
+    due = time.monotonic() - self._last_save >= EVERY_S
+    return hosts.agree(due) if agree else due
+
+  # Under several processes every process calls save with the same (gathered)
+  # tree; Orbax writes it once, from process 0, and the directory moves are
+  # process 0's between barriers. The directory must be one they all see.
   def _save(self, path: str, tree: dict[str, Any]) -> None:
     tmp = path + ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
+    if hosts.is_main():
+      shutil.rmtree(tmp, ignore_errors=True)
+    hosts.barrier("flood_jax_checkpoint_clear")
     self._checkpointer.save(tmp, tree)
     self._checkpointer.wait_until_finished()
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    if hosts.is_main():
+      shutil.rmtree(path, ignore_errors=True)
+      os.replace(tmp, path)
+    hosts.barrier("flood_jax_checkpoint_saved")
     self._last_save = time.monotonic()
 
   def _restore(self, path: str) -> Optional[dict[str, Any]]:
@@ -102,7 +124,9 @@ class CheckpointStore:
     self._save(os.path.join(self.directory, f"done_{call:05d}"), {
         "leaves": _leaves_to_tree(leaves), "history": history,
     })
-    shutil.rmtree(os.path.join(self.directory, "current"), ignore_errors=True)
+    if hosts.is_main():
+      shutil.rmtree(os.path.join(self.directory, "current"), ignore_errors=True)
+    hosts.barrier("flood_jax_checkpoint_done")
 
   def load_done(self, call: int):
     tree = self._restore(os.path.join(self.directory, f"done_{call:05d}"))

@@ -32,7 +32,7 @@ from jax.sharding import PartitionSpec as P
 
 from flood_jax._dataset import Dataset
 from flood_jax._result import METRICS, SweepResult
-from flood_jax._sweep import checkpoint
+from flood_jax._sweep import checkpoint, hosts
 from flood_jax._sweep.adapters import Adapter, adapt
 from flood_jax._sweep.grid import Grid
 from flood_jax._sweep.layout import device_data, plan_layout, seed_slots
@@ -62,6 +62,7 @@ def sweep(
     eval_batch_size: int = 2048,
     checkpoint_dir: Optional[str | os.PathLike[str]] = None,
     progress: bool = True,
+    gather_params: bool = True,
 ) -> SweepResult:
   r"""Trains one model per (flood level, hyperparameters, seed), all at once.
 
@@ -152,7 +153,14 @@ def sweep(
       finished chunk at once, the chunk in progress every 30 s) and a later
       call with the same arguments resumes from it; the resumed sweep ends
       with exactly the results of an uninterrupted one.
-    progress: show a progress bar.
+    progress: show a progress bar (process 0's only, under several processes).
+    gather_params: under ``jax.distributed`` (several processes), gather every
+      model's trained parameters onto every process (default). ``False``
+      keeps each process's own: ``final_params`` and ``final_batch_stats``
+      leaves then have one leading axis, the models of this process, whose
+      flat indices (seed-major, as :meth:`SweepResult.configurations` with
+      seeds innermost) are ``result.local_models``. The history is always
+      gathered. Ignored with one process.
 
   Returns:
     A :class:`flood_jax.SweepResult`; ``history[metric]`` has shape
@@ -237,6 +245,7 @@ def sweep(
     epochs_per_call = max(d for d in range(1, target + 1) if epochs % d == 0)
   epochs_per_call = min(epochs_per_call, epochs)
 
+  multi_process = hosts.process_count() > 1
   settings = dict(
       model=model,
       loss_fn=loss_fn,
@@ -270,6 +279,7 @@ def sweep(
       "loss_fn": _name(loss_fn),
       "chunk_size": chunk_size,
       "devices": num_devices,
+      "processes": hosts.process_count(),
       "platform": devices[0].platform,
       "epochs_per_call": epochs_per_call,
       "eval_every": eval_every,
@@ -285,25 +295,28 @@ def sweep(
   # Per call, the leaves of (params, model_state): what the result keeps.
   final_leaves: list[Optional[list[Any]]] = [None] * num_calls
   start = time.perf_counter()
-  bar = _progress_bar(progress, num_calls * epochs, num_models, group)
+  bar = _progress_bar(progress and hosts.is_main(), num_calls * epochs, num_models, group)
   try:
     for call in range(num_calls):
       rows = slice(call * group, (call + 1) * group)
       done = store.load_done(call) if store else None
       if done is not None:
         history[rows], final_leaves[call] = done
+        if multi_process and not gather_params:
+          mine = hosts.local_indices(NamedSharding(run_mesh, P(AXIS)), group)
+          final_leaves[call] = [x[mine] for x in final_leaves[call]]
         bar.update(epochs)
         continue
       index = pad_index[rows]
       slot_seeds, model_slot = seed_slots(flat_seeds[index], num_devices)
-      chunk_levels, chunk_hparams, slot_seeds, model_slot = jax.device_put(
+      chunk_levels, chunk_hparams, slot_seeds, model_slot = hosts.put(
           (flat_levels[index], flat_hparams[index], slot_seeds, model_slot),
           NamedSharding(run_mesh, P(AXIS)),
       )
       resumed = store.load_current(call, program.carry_structure) if store else None
       if resumed is not None:
         carry, epoch, history[rows] = resumed
-        carry = jax.device_put(carry, NamedSharding(run_mesh, P(AXIS)))
+        carry = hosts.put_keys(carry, NamedSharding(run_mesh, P(AXIS)))
         bar.update(epoch)
       else:
         carry = program.init(chunk_levels, chunk_hparams, slot_seeds, model_slot,
@@ -313,26 +326,43 @@ def sweep(
         this = program if epochs - epoch >= epochs_per_call else tail_program
         carry, metrics = this.run(
             carry, chunk_levels, slot_seeds, model_slot, np.int32(epoch), run_data)
-        metrics = np.asarray(metrics)
+        metrics = hosts.to_host(metrics)  # every process gets every model's
         ran = metrics.shape[1]
         history[rows, epoch:epoch + ran] = metrics
         epoch += ran
-        if store is not None and epoch < epochs and store.due():
-          store.save_current(call, carry, epoch, history[rows])
+        if store is not None and epoch < epochs and store.due(agree=multi_process):
+          store.save_current(call, _checkpointed(carry), epoch, history[rows])
         bar.update(ran)
       kept = jax.tree.leaves(carry[:2])
       # Big weights of a one-call sweep stay where they are (no copy); else
       # each call's come home, so the devices hold one call's models at a time.
       on_device = num_calls == 1 and sum(x.nbytes for x in kept) > 2**26
-      final_leaves[call] = kept if on_device else [np.asarray(x) for x in kept]
-      if store is not None:
-        store.save_done(call, final_leaves[call], history[rows])
+      if multi_process:
+        if gather_params or store is not None:
+          gathered = [hosts.to_host(x) for x in kept]
+          if store is not None:
+            store.save_done(call, gathered, history[rows])
+        final_leaves[call] = (gathered if gather_params
+                              else [hosts.local_rows(x)[1] for x in kept])
+      else:
+        final_leaves[call] = kept if on_device else [np.asarray(x) for x in kept]
+        if store is not None:
+          store.save_done(call, final_leaves[call], history[rows])
   finally:
     bar.close()
   wall_time = time.perf_counter() - start
 
   history = history[:num_models][:, eval_epochs - 1]
-  if num_calls == 1:
+  local_models = None
+  if multi_process and not gather_params:
+    # This process's models, call after call (padding copies dropped).
+    mine = hosts.local_indices(NamedSharding(run_mesh, P(AXIS)), group)
+    flat = np.concatenate([call * group + mine for call in range(num_calls)])
+    keep = flat < num_models
+    local_models = flat[keep]
+    stacked = [np.concatenate([leaves[i] for leaves in final_leaves])[keep]
+               for i in range(len(final_leaves[0]))]
+  elif num_calls == 1:
     stacked = [x if padded == num_models else x[:num_models] for x in final_leaves[0]]
   else:
     stacked = [
@@ -343,20 +373,29 @@ def sweep(
   params, model_state = jax.tree.unflatten(structure, stacked)
   if not jax.tree.leaves(model_state):
     model_state = None
+  unflatten = grid.unflatten if local_models is None else (lambda x: x)
   return SweepResult(
       flood_levels=grid.flood_levels,
       seeds=grid.seeds,
       hyperparams=dict(grid.hyperparams),
       history={m: grid.unflatten(history[..., i]) for i, m in enumerate(METRICS)},
-      final_params=jax.tree.map(grid.unflatten, params),
+      final_params=jax.tree.map(unflatten, params),
       final_batch_stats=(
-          None if model_state is None else jax.tree.map(grid.unflatten, model_state)
+          None if model_state is None else jax.tree.map(unflatten, model_state)
       ),
+      local_models=local_models,
       config=config,
       wall_time=wall_time,
       model=model,
       epochs=eval_epochs,
   )
+
+
+def _checkpointed(carry: Any) -> Any:
+  """The carry as a checkpoint saves it: under several processes, gathered (a collective)."""
+  if hosts.process_count() == 1:
+    return carry
+  return jax.tree.map(hosts.to_host, carry)
 
 
 def auto_eval_every(num_eval: int, trained_per_epoch: int, epochs: int) -> int:

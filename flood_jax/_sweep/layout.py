@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from flood_jax._dataset import Dataset
+from flood_jax._sweep import hosts
 from flood_jax._sweep.adapters import adapt
 
 
@@ -149,7 +150,7 @@ def device_data(data: Dataset, mesh: Mesh, train_eval_size: Optional[int],
   if key not in _DEVICE_DATA:
     parts_x = [data.x_train[train_index], data.x_val] + ([data.x_test] if eval_test else [])
     parts_y = [data.y_train[train_index], data.y_val] + ([data.y_test] if eval_test else [])
-    _DEVICE_DATA[key] = jax.device_put(
+    _DEVICE_DATA[key] = hosts.put(
         (data.x_train, data.y_train, np.concatenate(parts_x), np.concatenate(parts_y)),
         NamedSharding(mesh, P()),
     )

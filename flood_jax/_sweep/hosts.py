@@ -1,0 +1,241 @@
+"""Sweeps across hosts: ``jax.distributed``, JAX's multi-controller runtime.
+
+Every process runs the same program and calls :func:`flood_jax.sweep` with
+the same arguments. The sweep axis is laid out over the *global* devices (all
+processes'); each process puts on its own devices only its share: its copy of
+the data, its models' levels and seeds, and (from the compiled program) their
+initial states, so no process holds another's models. What travels between
+processes is small: each call's metrics (``models x epochs x 6`` floats),
+gathered so that every process returns the same history, and, unless
+``gather_params=False``, the trained parameters once at the end of each call.
+
+This module holds the few operations that differ between one process and
+many; with one process each is the plain single-process operation, so the
+driver has one code path.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Optional, Sequence
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+
+# jax.distributed.initialize's default heartbeat timeout: a process that stops
+# answering for this long takes the others down.
+HEARTBEAT_TIMEOUT_S = 100
+
+
+def process_count() -> int:
+  """Processes in this JAX program (1 without ``jax.distributed``)."""
+  return jax.process_count()
+
+
+def is_main() -> bool:
+  """Whether this is process 0, the one that prints and writes files."""
+  return jax.process_index() == 0
+
+
+def initialize(
+    coordinator: Optional[str] = None,
+    num_processes: Optional[int] = None,
+    process_id: Optional[int] = None,
+    *,
+    heartbeat_timeout_seconds: int = HEARTBEAT_TIMEOUT_S,
+) -> None:
+  """Joins this process to a multi-process JAX program (``jax.distributed.initialize``).
+
+  With no arguments JAX detects the cluster (a TPU pod slice, SLURM, Open
+  MPI); otherwise all three are given. On a CPU, collectives between
+  processes go through gloo (JAX has no other CPU implementation). Must run
+  before anything touches a device.
+
+  Args:
+    coordinator: ``HOST:PORT`` of process 0's coordination service.
+    num_processes: how many processes take part.
+    process_id: this process's index, ``0 <= process_id < num_processes``.
+    heartbeat_timeout_seconds: how long a silent process is waited for
+      before the others stop with an error.
+  """
+  given = [coordinator is not None, num_processes is not None, process_id is not None]
+  if any(given) and not all(given):
+    raise ValueError(
+        "give all of coordinator, num_processes and process_id (explicit"
+        " launch), or none of them (JAX detects a TPU pod, SLURM or Open MPI)."
+    )
+  if num_processes is not None and not 0 <= process_id < num_processes:
+    raise ValueError(
+        f"process_id must be in [0, {num_processes}), got {process_id}."
+    )
+  platforms = os.environ.get("JAX_PLATFORMS", "") or jax.config.jax_platforms or ""
+  if platforms in ("", "cpu") and jax.config.jax_cpu_collectives_implementation in (
+      None, "", "none"):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(
+      coordinator, num_processes, process_id,
+      heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+  )
+
+
+def put(value: Any, sharding: NamedSharding) -> Any:
+  """Host arrays (the same on every process) onto ``sharding``'s devices.
+
+  Each process transfers only the pieces its own devices hold.
+  """
+  if sharding.is_fully_addressable:
+    return jax.device_put(value, sharding)
+
+  def one(x):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+  return jax.tree.map(one, value)
+
+
+def put_keys(value: Any, sharding: NamedSharding) -> Any:
+  """Like :func:`put`, for typed PRNG keys too (placed as raw data, then wrapped)."""
+  if sharding.is_fully_addressable:
+    return jax.device_put(value, sharding)
+
+  def one(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      impl = jax.random.key_impl(x)
+      return jax.random.wrap_key_data(put(np.asarray(jax.random.key_data(x)), sharding),
+                                      impl=impl)
+    return put(x, sharding)
+  return jax.tree.map(one, value)
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """The whole of a (possibly multi-process) array on this host, as NumPy.
+
+  Under several processes every process must call it (it is a collective).
+  """
+  if getattr(x, "is_fully_addressable", True):
+    return np.asarray(x)
+  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    return jax.random.wrap_key_data(
+        to_host(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def local_rows(x: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+  """The rows (models) of a sweep-axis-sharded array held by this process.
+
+  Returns ``(indices, values)``: their indices along the first axis, sorted,
+  and the rows themselves.
+  """
+  pieces = {}
+  for shard in x.addressable_shards:
+    start = shard.index[0].start or 0
+    pieces[start] = np.asarray(shard.data)
+  starts = sorted(pieces)
+  values = np.concatenate([pieces[s] for s in starts])
+  indices = np.concatenate([np.arange(s, s + len(pieces[s])) for s in starts])
+  return indices, values
+
+
+def local_indices(sharding: NamedSharding, num_rows: int) -> np.ndarray:
+  """Indices (sorted) of the rows of a ``(num_rows, ...)`` array that this process's devices hold."""
+  rows = set()
+  for index in sharding.addressable_devices_indices_map((num_rows,)).values():
+    rows.update(range(num_rows)[index[0]])
+  return np.array(sorted(rows), np.int64)
+
+
+def agree(flag: bool) -> bool:
+  """Process 0's ``flag``, on every process (a collective; ``flag`` with one process)."""
+  if process_count() == 1:
+    return flag
+  return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
+
+
+def barrier(name: str) -> None:
+  """Waits until every process gets here (nothing with one process)."""
+  if process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+def free_port() -> int:
+  """A TCP port on localhost that nothing listens on now."""
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def run_local_processes(
+    args: Sequence[str],
+    num_processes: int,
+    devices_per_process: int,
+    *,
+    timeout: float,
+    env: Optional[dict[str, str]] = None,
+) -> list[subprocess.CompletedProcess]:
+  """Runs ``python args...`` as ``num_processes`` processes on this machine, joined.
+
+  Each process gets ``devices_per_process`` CPU devices and the environment
+  variables ``FLOOD_JAX_COORDINATOR``, ``FLOOD_JAX_NUM_PROCESSES`` and
+  ``FLOOD_JAX_PROCESS_ID`` (a free localhost port), which the script passes
+  to :func:`initialize` (one process is left alone: a plain JAX program).
+  For tests and benchmarks: a stand-in for a cluster.
+  All processes are killed if any fails or ``timeout`` seconds pass.
+
+  Returns:
+    Each process's completed run (stdout and stderr captured as text).
+  """
+  coordinator = f"127.0.0.1:{free_port()}"
+  base = dict(os.environ if env is None else env)
+  base.update(
+      JAX_PLATFORMS="cpu",
+      XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
+      FLOOD_JAX_COORDINATOR=coordinator if num_processes > 1 else "",
+      FLOOD_JAX_NUM_PROCESSES=str(num_processes),
+  )
+  procs, files = [], []
+  try:
+    for i in range(num_processes):
+      out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+      files.append((out, err))
+      procs.append(subprocess.Popen(
+          [sys.executable, *args], env=dict(base, FLOOD_JAX_PROCESS_ID=str(i)),
+          stdout=out, stderr=err, text=True))
+    deadline = time.monotonic() + timeout
+    # Poll all: one that fails takes the others down at once.
+    while any(p.poll() is None for p in procs):
+      if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
+        break
+      time.sleep(0.05)
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+      proc.wait()
+  results = []
+  for proc, (out, err) in zip(procs, files):
+    out.seek(0)
+    err.seek(0)
+    results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out.read(),
+                                               err.read()))
+    out.close()
+    err.close()
+  return results
+
+
+def initialize_from_env() -> bool:
+  """:func:`initialize` from ``FLOOD_JAX_COORDINATOR`` & co. if set (see :func:`run_local_processes`)."""
+  coordinator = os.environ.get("FLOOD_JAX_COORDINATOR")
+  if not coordinator:
+    return False
+  initialize(coordinator, int(os.environ["FLOOD_JAX_NUM_PROCESSES"]),
+             int(os.environ["FLOOD_JAX_PROCESS_ID"]),
+             heartbeat_timeout_seconds=int(
+                 os.environ.get("FLOOD_JAX_HEARTBEAT_S", HEARTBEAT_TIMEOUT_S)))
+  return True
