@@ -50,9 +50,11 @@ class SweepResult:
     epochs: the epoch (counted from 1) of each entry of ``history``: every
       ``eval_every``-th epoch and the last.
     local_models: ``None``, except after a multi-process sweep with
-      ``gather_params=False``: the flat indices (seed-major) of the models
-      whose parameters this process holds; ``final_params`` and
-      ``final_batch_stats`` leaves then have one leading axis, these models.
+      ``gather_params=False``: the flat indices of the models whose
+      parameters this process holds (model ``i`` has seed ``seeds[i // C]``
+      and configuration ``configurations()[i % C]``, ``C`` configurations);
+      ``final_params`` and ``final_batch_stats`` leaves then have one leading
+      axis, these models.
 
   A *configuration* is a flood level with one value of each hyperparameter.
   The best one (:meth:`best`, :attr:`best_flood_level`) maximizes the

@@ -158,9 +158,10 @@ def sweep(
       model's trained parameters onto every process (default). ``False``
       keeps each process's own: ``final_params`` and ``final_batch_stats``
       leaves then have one leading axis, the models of this process, whose
-      flat indices (seed-major, as :meth:`SweepResult.configurations` with
-      seeds innermost) are ``result.local_models``. The history is always
-      gathered. Ignored with one process.
+      flat indices are ``result.local_models`` (model ``i`` has seed
+      ``seeds[i // C]`` and configuration ``result.configurations()[i % C]``,
+      ``C`` configurations). The history is always gathered. Ignored with one
+      process.
 
   Returns:
     A :class:`flood_jax.SweepResult`; ``history[metric]`` has shape
