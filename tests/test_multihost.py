@@ -103,3 +103,33 @@ def test_killed_process_resumes_bitwise_on_the_same_processes(two_processes, tmp
   assert runs[0].returncode != 0
   message = runs[0].stderr.strip().splitlines()[-1]
   assert "ValueError" in message and "2 process(es)" in message and "runs on 1" in message
+
+
+def test_command_line_on_two_processes_prints_and_writes_once(tmp_path):
+  out = tmp_path / "run"
+  args = ["-m", "flood_jax", "sweep", "--dataset", "two_gaussians", "--levels", "0,0.3",
+          "--seeds", "2", "--epochs", "3", "--batch-size", "20", "--hidden", "8",
+          "--depth", "1", "--devices", "2", "--chunk-size", "1", "--no-progress",
+          "--no-plots", "--no-compile-cache", "--out", str(out),
+          "--coordinator", "{coordinator}", "--num-processes", "2",
+          "--process-id", "{process_id}"]
+  env = dict(_env(), FLOOD_JAX_COORDINATOR="")  # the command line's options, not these
+  runs = hosts.run_local_processes(args, 2, 2, timeout=TIMEOUT, env=env)
+  _check_ok(runs)
+  first, second = runs
+  assert "; 4 cpu devices on 2 processes" in first.stdout
+  assert first.stdout.count("best flood level") == 1 and "wrote to" in first.stdout
+  # Process 1 prints nothing of its own (gloo's C++ logs its connections).
+  assert [l for l in second.stdout.splitlines() if not l.startswith("[Gloo]")] == []
+  assert (out / "results.json").exists() and (out / "history.csv").exists()
+  assert not (out / "checkpoint").exists()
+  with open(out / "results.json") as f:
+    saved = json.load(f)
+  assert saved["config"]["processes"] == 2 and saved["config"]["devices"] == 4
+
+
+def test_command_line_host_options_go_together(tmp_path):
+  from flood_jax import cli
+
+  code = cli.main(["sweep", "--coordinator", "127.0.0.1:1234", "--out", str(tmp_path)])
+  assert code == 2

@@ -184,7 +184,8 @@ def run_local_processes(
   Each process gets ``devices_per_process`` CPU devices and the environment
   variables ``FLOOD_JAX_COORDINATOR``, ``FLOOD_JAX_NUM_PROCESSES`` and
   ``FLOOD_JAX_PROCESS_ID`` (a free localhost port), which the script passes
-  to :func:`initialize` (one process is left alone: a plain JAX program).
+  to :func:`initialize` (one process is left alone: a plain JAX program);
+  ``{coordinator}`` and ``{process_id}`` in ``args`` are replaced by them.
   For tests and benchmarks: a stand-in for a cluster.
   All processes are killed if any fails or ``timeout`` seconds pass.
 
@@ -204,8 +205,10 @@ def run_local_processes(
     for i in range(num_processes):
       out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
       files.append((out, err))
+      argv = [a.replace("{coordinator}", coordinator).replace("{process_id}", str(i))
+              for a in args]
       procs.append(subprocess.Popen(
-          [sys.executable, *args], env=dict(base, FLOOD_JAX_PROCESS_ID=str(i)),
+          [sys.executable, *argv], env=dict(base, FLOOD_JAX_PROCESS_ID=str(i)),
           stdout=out, stderr=err, text=True))
     deadline = time.monotonic() + timeout
     # Poll all: one that fails takes the others down at once.

@@ -27,6 +27,7 @@ import textwrap
 import time
 from typing import Any, Optional, Sequence
 
+from flood_jax.cli import hosts as hosts_cli
 from flood_jax.cli.args import (
     OPTIMIZERS, fraction, non_negative_float_list, parse_levels, parse_seeds,
     positive_float_list, positive_int, snake_name)
@@ -197,7 +198,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       "--devices", type=positive_int, metavar="N",
       help="devices to shard the sweep over; on a CPU, the number of XLA CPU"
       " devices to create, which must happen before JAX starts (default: all;"
-      " on a CPU one per core)")
+      " on a CPU one per core); with several processes, each process's CPU"
+      " devices, and the sweep spans all processes' devices")
   running.add_argument(
       "--eval-every", type=positive_int, metavar="N",
       help="evaluate every N epochs and after the last (default: as often as"
@@ -208,6 +210,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   running.add_argument(
       "--no-plots", action="store_true",
       help="write results.json, history.csv and params.npz but no plots")
+  hosts_cli.add_arguments(parser)
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -215,8 +218,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
   given = _given(args)
   config: Optional[dict[str, Any]] = None
   try:
+    if hosts_cli.requested(args) and "out" not in given:
+      raise UsageError("several processes write to one directory: give --out DIR,"
+                       " the same on every host (shared storage)")
     config = _sweep_config(given, resume=args.resume)
     request_cpu_devices(config["devices"] or default_devices())
+    hosts_cli.join(args)  # before JAX starts; all processes have checked --out
     use_compile_cache(args)
     return _sweep_and_write(config, args, argv)
   except UsageError as err:
@@ -345,6 +352,9 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
 
   out = config["out"]
   checkpoint = os.path.join(out, "checkpoint")
+  processes = jax.process_count()
+  main = jax.process_index() == 0  # process 0 alone prints and writes
+  say = print if main else (lambda *a, **k: None)
   try:
     data = data_lib.load(config["dataset"], label_noise=config["label_noise"])
     kwargs = {k: config[k] for k in ("hidden", "depth") if config[k] is not None}
@@ -357,18 +367,21 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
   num_models = math.prod([len(config["levels"]), len(config["seeds"]),
                           *(len(v) for v in hyperparams.values())])
   count = min(config["devices"] or len(devices), len(devices))
+  if processes > 1:  # --devices counts each process's; the sweep spans all
+    count = len(devices)
   mesh = Mesh(np.asarray(devices[:count]), ("models",))
   try:  # builds the model once: a model that does not fit the data fails here
     count_params(model, data)
   except (ValueError, TypeError) as err:
     raise UsageError(one_line(err)) from None
-  print(
+  say(
       f"{PROG} sweep: {data.name} ({data.num_train} train, {len(data.y_val)} val,"
       f" {len(data.y_test)} test), {_describe_model(config)},"
       f" {_describe_optimizer(config)}{_describe_training(config)};"
       f" {_describe_grid(config)} = {num_models} models, {config['epochs']}"
       f" epochs, batch size {config['batch_size']}; {count}"
       f" {devices[0].platform} device{'s' if count != 1 else ''}"
+      + (f" on {processes} processes" if processes > 1 else "")
       + (f" (asked for {config['devices']}; JAX had already started with"
          f" {len(devices)})" if count < (config["devices"] or 0) and
          devices[0].platform == "cpu" else ""),
@@ -378,7 +391,7 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
     os.makedirs(checkpoint, exist_ok=True)
   except OSError as err:
     raise UsageError(f"cannot write to --out {out}: {err.strerror}") from None
-  if not args.resume:
+  if not args.resume and main:
     write_json(os.path.join(checkpoint, "command.json"), {"config": config})
   try:
     result = fj.sweep(
@@ -392,11 +405,21 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
         progress=not args.no_progress,
     )
   except (ValueError, TypeError) as err:
-    if not args.resume:  # Bad input trained nothing: leave no checkpoint behind.
+    if not args.resume and main:  # Bad input trained nothing: leave no checkpoint behind.
       shutil.rmtree(checkpoint, ignore_errors=True)
       _remove_if_empty(out)
     raise UsageError(one_line(err)) from None
+  except jax.errors.JaxRuntimeError as err:
+    if processes == 1:
+      raise
+    # Another process died or stopped answering (JAX's heartbeat noticed).
+    print(f"{PROG}: error: process {jax.process_index()} of {processes}: the sweep"
+          f" stopped ({one_line(err)}); progress is saved in {checkpoint}: rerun the"
+          f" same command with --resume on {processes} processes", file=sys.stderr)
+    return 1
 
+  if not main:
+    return 0
   print()
   print(result.summary())
   effect = _flooding_effect(result)

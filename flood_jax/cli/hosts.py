@@ -1,0 +1,86 @@
+"""Options to run a command on several hosts at once (``jax.distributed``).
+
+Every host runs the same command; the processes join before JAX starts, the
+sweep spans all their devices, and process 0 alone prints and writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from flood_jax.cli.args import positive_int
+from flood_jax.cli.common import UsageError
+
+
+def _address(text: str) -> str:
+  if not re.fullmatch(r"[^\s:]+:\d{1,5}", text):
+    raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+  return text
+
+
+def _index(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    value = -1
+  if value < 0:
+    raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+  return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """``--distributed``, ``--coordinator``, ``--num-processes``, ``--process-id``."""
+  group = parser.add_argument_group(
+      "several hosts (jax.distributed; run the same command on every host)")
+  group.add_argument(
+      "--distributed", action="store_true",
+      help="join the other hosts' processes; JAX finds them on a TPU pod"
+      " slice, under SLURM (srun) or Open MPI (mpirun)")
+  group.add_argument(
+      "--coordinator", type=_address, metavar="HOST:PORT",
+      help="anywhere else: process 0's address and a free port, the same on"
+      " every host (with --num-processes and --process-id)")
+  group.add_argument(
+      "--num-processes", type=positive_int, metavar="N",
+      help="with --coordinator: how many processes take part")
+  group.add_argument(
+      "--process-id", type=_index, metavar="I",
+      help="with --coordinator: this process's index, 0 to N-1")
+
+
+def requested(args: Any) -> bool:
+  """Whether the command line asks to join several processes."""
+  return bool(args.distributed or args.coordinator or args.num_processes is not None
+              or args.process_id is not None)
+
+
+def join(args: Any) -> None:
+  """Joins the other processes (``jax.distributed.initialize``) if asked; before JAX starts.
+
+  Raises:
+    UsageError: an incomplete or inconsistent set of options, or a failed join.
+  """
+  if not requested(args):
+    return
+  explicit = [args.coordinator, args.num_processes, args.process_id]
+  if any(v is not None for v in explicit) and any(v is None for v in explicit):
+    raise UsageError(
+        "--coordinator, --num-processes and --process-id go together; give all"
+        " three, or --distributed alone to let JAX find the cluster")
+  if args.process_id is not None and args.process_id >= args.num_processes:
+    raise UsageError(
+        f"--process-id {args.process_id} is out of range for --num-processes"
+        f" {args.num_processes} (0 to {args.num_processes - 1})")
+  from flood_jax._sweep import hosts
+
+  try:
+    hosts.initialize(args.coordinator, args.num_processes, args.process_id)
+  except (ValueError, RuntimeError) as err:
+    lines = str(err).strip().splitlines()
+    raise UsageError(
+        "could not join the other processes (jax.distributed.initialize):"
+        f" {lines[0] if lines else type(err).__name__}"
+        + ("" if args.coordinator else "; outside a TPU pod, SLURM or Open MPI, give"
+           " --coordinator HOST:PORT --num-processes N --process-id I")) from None
