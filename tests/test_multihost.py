@@ -29,11 +29,11 @@ def _env():
   return env
 
 
-def _run(spec, out_dir, processes, devices):
+def _run(spec, out_dir, processes, devices, **kwargs):
   os.makedirs(out_dir, exist_ok=True)
-  runs = hosts.run_local_processes([WORKER, json.dumps(spec), str(out_dir)], processes,
-                                   devices, timeout=TIMEOUT, env=_env())
-  return runs
+  env = dict(_env(), FLOOD_JAX_HEARTBEAT_S="5")  # a dead process is noticed in 5 s
+  return hosts.run_local_processes([WORKER, json.dumps(spec), str(out_dir)], processes,
+                                   devices, timeout=TIMEOUT, env=env, **kwargs)
 
 
 def _results(out_dir, processes):
@@ -73,11 +73,14 @@ def test_two_processes_equal_one_process_with_the_same_devices(two_processes, tm
 def test_killed_process_resumes_bitwise_on_the_same_processes(two_processes, tmp_path):
   ckpt = str(tmp_path / "ckpt")
   # Process 1 dies (os._exit) after its 3rd checkpoint save (mid first call:
-  # saves follow every epoch here); the harness then ends process 0, as
-  # JAX's heartbeat would on a real cluster.
-  runs = _run(dict(SPEC, checkpoint_dir=ckpt, die_after_saves=3), tmp_path / "dead", 2, 2)
+  # saves follow every epoch here); process 0 stops with a clear message.
+  runs = _run(dict(SPEC, checkpoint_dir=ckpt, die_after_saves=3), tmp_path / "dead", 2, 2,
+              wait_for_all=True)
   assert runs[1].returncode == 17, runs[1].stderr[-3000:]
   assert runs[0].returncode != 0
+  assert "process 0 of 2: the sweep lost contact with another process" in runs[0].stderr
+  assert f"rerun the same sweep on 2 processes to continue from the checkpoint in {ckpt}" \
+      in runs[0].stderr
   assert os.path.exists(os.path.join(ckpt, "current"))
 
   # The rerun continues from the checkpoint; each process keeps its own models.

@@ -349,6 +349,10 @@ def sweep(
         final_leaves[call] = kept if on_device else [np.asarray(x) for x in kept]
         if store is not None:
           store.save_done(call, final_leaves[call], history[rows])
+  except jax.errors.JaxRuntimeError as err:
+    if not multi_process:
+      raise
+    raise hosts.lost_process(err, checkpoint_dir) from err
   finally:
     bar.close()
   wall_time = time.perf_counter() - start

@@ -158,6 +158,24 @@ def agree(flag: bool) -> bool:
   return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
 
 
+def lost_process(err: BaseException, checkpoint_dir: Any) -> RuntimeError:
+  """The error a process raises when a collective fails: most likely another process died.
+
+  JAX's coordination service notices a silent process after
+  ``heartbeat_timeout_seconds`` and ends the others too; a collective in
+  flight usually fails sooner (its connection drops).
+  """
+  lines = str(err).strip().splitlines()
+  resume = (f"rerun the same sweep on {process_count()} processes to continue from"
+            f" the checkpoint in {os.fspath(checkpoint_dir)}" if checkpoint_dir is not None
+            else "pass checkpoint_dir so that a rerun can continue")
+  return RuntimeError(
+      f"process {jax.process_index()} of {process_count()}: the sweep lost contact"
+      f" with another process (most likely it died; see its log): "
+      f"{lines[0] if lines else type(err).__name__}; {resume}."
+  )
+
+
 def barrier(name: str) -> None:
   """Waits until every process gets here (nothing with one process)."""
   if process_count() > 1:
@@ -178,6 +196,7 @@ def run_local_processes(
     *,
     timeout: float,
     env: Optional[dict[str, str]] = None,
+    wait_for_all: bool = False,
 ) -> list[subprocess.CompletedProcess]:
   """Runs ``python args...`` as ``num_processes`` processes on this machine, joined.
 
@@ -187,7 +206,9 @@ def run_local_processes(
   to :func:`initialize` (one process is left alone: a plain JAX program);
   ``{coordinator}`` and ``{process_id}`` in ``args`` are replaced by them.
   For tests and benchmarks: a stand-in for a cluster.
-  All processes are killed if any fails or ``timeout`` seconds pass.
+  All processes are killed after ``timeout`` seconds, or as soon as one fails
+  unless ``wait_for_all`` (then the others end on their own, as they would
+  on a cluster).
 
   Returns:
     Each process's completed run (stdout and stderr captured as text).
@@ -201,6 +222,7 @@ def run_local_processes(
       FLOOD_JAX_NUM_PROCESSES=str(num_processes),
   )
   procs, files = [], []
+  healthy = lambda p: wait_for_all or p.poll() in (None, 0)
   try:
     for i in range(num_processes):
       out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
@@ -213,7 +235,7 @@ def run_local_processes(
     deadline = time.monotonic() + timeout
     # Poll all: one that fails takes the others down at once.
     while any(p.poll() is None for p in procs):
-      if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
+      if time.monotonic() > deadline or not all(healthy(p) for p in procs):
         break
       time.sleep(0.05)
   finally:

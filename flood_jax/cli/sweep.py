@@ -409,13 +409,13 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
       shutil.rmtree(checkpoint, ignore_errors=True)
       _remove_if_empty(out)
     raise UsageError(one_line(err)) from None
-  except jax.errors.JaxRuntimeError as err:
+  except RuntimeError as err:
     if processes == 1:
       raise
-    # Another process died or stopped answering (JAX's heartbeat noticed).
-    print(f"{PROG}: error: process {jax.process_index()} of {processes}: the sweep"
-          f" stopped ({one_line(err)}); progress is saved in {checkpoint}: rerun the"
-          f" same command with --resume on {processes} processes", file=sys.stderr)
+    # Another process died (fj.sweep says so): how to continue.
+    print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
+    print(f"{PROG}: to continue, run the same command with --resume on {processes}"
+          " processes", file=sys.stderr)
     return 1
 
   if not main:
