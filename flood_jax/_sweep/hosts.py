@@ -176,6 +176,17 @@ def lost_process(err: BaseException, checkpoint_dir: Any) -> RuntimeError:
   )
 
 
+def check_every_process(devices: Sequence[Any]) -> None:
+  """Raises unless ``devices`` include some of every process's (a sweep needs all of them)."""
+  missing = sorted(set(range(process_count())) - {d.process_index for d in devices})
+  if missing:
+    raise ValueError(
+        f"the mesh has no device of process(es) {missing}; under jax.distributed"
+        " every process takes part in the sweep: build the mesh from jax.devices()"
+        " (all processes'), or leave mesh=None."
+    )
+
+
 def barrier(name: str) -> None:
   """Waits until every process gets here (nothing with one process)."""
   if process_count() > 1:

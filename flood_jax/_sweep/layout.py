@@ -37,7 +37,7 @@ def plan_layout(
   """How a sweep of ``num_models`` runs: (devices, devices used, chunk size).
 
   Uses every device of ``mesh`` (default: all) but no more than there are
-  models. The automatic chunk size is at most the models per device, evened
+  models (with several processes, all: each process runs its share). The automatic chunk size is at most the models per device, evened
   out over the calls it needs (12 models on 2 devices with a preferred chunk
   of 4: two calls of 3 per device, not 4 + 2 and padding). A ``chunk_size``
   given explicitly is kept even when it exceeds the models per device (the
@@ -45,6 +45,11 @@ def plan_layout(
   """
   devices = mesh_devices(mesh)
   num_devices = min(len(devices), num_models)
+  if jax.process_count() > 1:
+    # Every process takes part in every call, so each needs its devices in
+    # the mesh: all of them, padded with copies if there are fewer models.
+    hosts.check_every_process(devices)
+    num_devices = len(devices)
   if chunk_size is None:
     per_device = math.ceil(num_models / num_devices)
     preferred = auto_chunk_size(model, data, batch_size, devices[0].platform)
