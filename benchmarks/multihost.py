@@ -6,7 +6,8 @@ joined by ``jax.distributed`` on localhost (gloo collectives): the second
 stands in for two hosts. The models are independent, so the difference is
 the multi-process machinery: each call's metrics gathered from both
 processes, the parameters gathered at the end, and the processes' start and
-join. Each layout runs the sweep once to compile, then ``--repeats`` times
+join. The gathers are also timed on their own (after the computation has
+finished). Each layout runs the sweep once to compile, then ``--repeats`` times
 warm; the per-epoch time is a warm run's wall time over its epochs. The two
 layouts alternate (A, B, A, B) so machine noise hits both alike.
 
@@ -45,6 +46,20 @@ def worker(spec: dict, out: str) -> None:
   from flood_jax._sweep import checkpoint
 
   width = spec["width"]
+  # The multi-process machinery's own cost: time in the driver's gathers
+  # (metrics each call, parameters each chunk), after the computation is done.
+  gather = {"s": 0.0, "n": 0}
+  to_host = hosts.to_host
+
+  def timed_to_host(x):
+    jax.block_until_ready(x)
+    start = time.perf_counter()
+    out = to_host(x)
+    gather["s"] += time.perf_counter() - start
+    gather["n"] += 1
+    return out
+
+  hosts.to_host = timed_to_host
 
   class MLP(nn.Module):
 
@@ -65,8 +80,10 @@ def worker(spec: dict, out: str) -> None:
                 epochs_per_call=spec["epochs_per_call"], eval_every=1, progress=False)
   times, ckpt_times = [], []
   fj.sweep(MLP(), data, **kwargs)  # compile
+  gather.update(s=0.0, n=0)
   for _ in range(spec["repeats"]):
     times.append(fj.sweep(MLP(), data, **kwargs).wall_time)
+  gather_s = gather["s"] / spec["repeats"]
   checkpoint.EVERY_S = 0.0  # a save after every call
   # Every process names the same directory (the driver's temporary one).
   directory = os.path.join(spec["ckpt_root"], f"run{jax.process_count()}")
@@ -75,7 +92,7 @@ def worker(spec: dict, out: str) -> None:
   params = sum(np.prod(l.shape[len(result.axes):]) for l in jax.tree.leaves(result.final_params))
   if jax.process_index() == 0:
     with open(out, "w") as f:
-      json.dump(dict(times=times, ckpt_times=ckpt_times, processes=jax.process_count(),
+      json.dump(dict(times=times, ckpt_times=ckpt_times, gather_s=gather_s, processes=jax.process_count(),
                      devices=len(jax.devices()), params_per_model=int(params),
                      models=len(levels) * 2), f)
 
@@ -106,6 +123,7 @@ def main() -> None:
   per_epoch = {name: [] for name in layouts}
   per_epoch_ckpt = {name: [] for name in layouts}
   starts = {name: [] for name in layouts}
+  gathers = {name: [] for name in layouts}
   info = {}
   with tempfile.TemporaryDirectory() as tmp:
     for round_ in range(args.rounds):
@@ -126,19 +144,21 @@ def main() -> None:
           info = json.load(f)
         per_epoch[name] += [t / args.epochs for t in info["times"]]
         per_epoch_ckpt[name] += [t / args.epochs for t in info["ckpt_times"]]
+        gathers[name].append(info["gather_s"] / args.epochs)
 
   print(f"machine: {platform.machine()}, {os.cpu_count()} cores; "
         f"{info['models']} models of a 2 x {args.width} MLP ({info['params_per_model']}"
         f" parameters each), 2,000 training examples, batch 100, {args.epochs} epochs,"
         f" {args.epochs_per_call} per call, chunk {args.models // 2} per device;"
         f" {args.rounds} rounds x {args.repeats} warm runs per layout")
-  print("| layout | s/epoch, warm (median, min-max) | s/epoch with a checkpoint per call |"
-        " whole run incl. start, compile (median) |")
-  print("|---|---|---|---|")
+  print("| layout | s/epoch, warm (median, min-max) | of which gathering results |"
+        " s/epoch with a checkpoint per call | whole run incl. start, compile (median) |")
+  print("|---|---|---|---|---|")
   for name in layouts:
     t, c = np.array(per_epoch[name]), np.array(per_epoch_ckpt[name])
     print(f"| {name} | {np.median(t):.4f} ({t.min():.4f}-{t.max():.4f}) |"
-          f" {np.median(c):.4f} | {np.median(starts[name]):.1f} s |")
+          f" {np.median(gathers[name]):.5f} | {np.median(c):.4f} |"
+          f" {np.median(starts[name]):.1f} s |")
   one, two = (np.array(per_epoch[n]) for n in layouts)
   print(f"overhead per epoch, 2 processes over 1: {np.median(two) / np.median(one) - 1:+.1%}"
         f" ({np.median(two) - np.median(one):+.4f} s/epoch)")
