@@ -106,6 +106,16 @@ def sweep(
   digit. Fix ``chunk_size`` (and the device count) for bitwise-repeatable
   comparisons.
 
+  **Several hosts.** Under ``jax.distributed`` (every process calls
+  ``jax.distributed.initialize()``, then this function with the same
+  arguments) the sweep axis spans all processes' devices; each process
+  places and initializes only its own models, every process returns the same
+  history (gathered after each call; bitwise what one process with the same
+  devices and ``chunk_size`` returns), and only process 0 shows progress and
+  writes the checkpoint (gathered state, in a directory all processes see).
+  A resume needs the same number of processes. If a process dies, the others
+  raise a ``RuntimeError`` saying so; rerun to continue from the checkpoint.
+
   Args:
     model: a linen module, an NNX factory ``lambda rngs: Net(rngs=rngs)``, or
       ``fj.Model(init, apply)``; see above.
