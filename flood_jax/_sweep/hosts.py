@@ -11,7 +11,19 @@ gathered so that every process returns the same history, and, unless
 
 This module holds the few operations that differ between one process and
 many; with one process each is the plain single-process operation, so the
-driver has one code path.
+driver has one code path:
+
+>>> import jax, numpy as np
+>>> from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+>>> from flood_jax._sweep import hosts
+>>> sharding = NamedSharding(Mesh(np.array(jax.devices()[:1]), ("models",)), P("models"))
+>>> x = hosts.put(np.arange(4.0, dtype=np.float32), sharding)
+>>> hosts.to_host(x), hosts.local_indices(sharding, 4)
+(array([0., 1., 2., 3.], dtype=float32), array([0, 1, 2, 3]))
+
+References:
+  JAX, `Multi-process environments
+  <https://docs.jax.dev/en/latest/multi_process.html>`_.
 """
 
 from __future__ import annotations
