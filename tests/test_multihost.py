@@ -9,6 +9,8 @@ results; a checkpoint is refused on a different number of processes.
 
 import json
 import os
+import random
+import socket
 
 import numpy as np
 import pytest
@@ -108,15 +110,40 @@ def test_killed_process_resumes_bitwise_on_the_same_processes(two_processes, tmp
   assert "ValueError" in message and "2 process(es)" in message and "runs on 1" in message
 
 
-def test_command_line_on_two_processes_prints_and_writes_once(tmp_path):
+def _slurm_job_env():
+  """A SLURM job step of 2 tasks on localhost, as srun would describe it to each task.
+
+  JAX's cluster detection puts the coordinator at port ``61440 + job_id %
+  4096`` of the first node: the job id is picked so that the port is free.
+  """
+  port = next(p for p in random.Random().sample(range(61440, 65536), 200) if _free(p))
+  return dict(SLURM_JOB_ID=str(port - 61440), SLURM_STEP_NODELIST="localhost",
+              SLURM_NTASKS="2", SLURM_PROCID="{process_id}", SLURM_LOCALID="{process_id}")
+
+
+def _free(port):
+  with socket.socket() as s:
+    try:
+      s.bind(("127.0.0.1", port))
+    except OSError:
+      return False
+  return True
+
+
+@pytest.mark.parametrize("launch", ["explicit", "slurm"])
+def test_command_line_on_two_processes_prints_and_writes_once(tmp_path, launch):
   out = tmp_path / "run"
   args = ["-m", "flood_jax", "sweep", "--dataset", "two_gaussians", "--levels", "0,0.3",
           "--seeds", "2", "--epochs", "3", "--batch-size", "20", "--hidden", "8",
           "--depth", "1", "--devices", "2", "--chunk-size", "1", "--no-progress",
-          "--no-plots", "--no-compile-cache", "--out", str(out),
-          "--coordinator", "{coordinator}", "--num-processes", "2",
-          "--process-id", "{process_id}"]
+          "--no-plots", "--no-compile-cache", "--out", str(out)]
   env = dict(_env(), FLOOD_JAX_COORDINATOR="")  # the command line's options, not these
+  if launch == "explicit":
+    args += ["--coordinator", "{coordinator}", "--num-processes", "2",
+             "--process-id", "{process_id}"]
+  else:  # JAX's cluster detection (jax.distributed.initialize() with no arguments)
+    args += ["--distributed"]
+    env.update(_slurm_job_env())
   runs = hosts.run_local_processes(args, 2, 2, timeout=TIMEOUT, env=env)
   _check_ok(runs)
   first, second = runs
@@ -131,8 +158,13 @@ def test_command_line_on_two_processes_prints_and_writes_once(tmp_path):
   assert saved["config"]["processes"] == 2 and saved["config"]["devices"] == 4
 
 
-def test_command_line_host_options_go_together(tmp_path):
+@pytest.mark.parametrize("args, message", [
+    (["--coordinator", "127.0.0.1:1234"], "--coordinator, --num-processes and --process-id go"),
+    (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"], "out of range"),
+    (["--coordinator", "nohost"], "expected HOST:PORT"),
+])
+def test_command_line_host_options_are_checked(tmp_path, capsys, args, message):
   from flood_jax import cli
 
-  code = cli.main(["sweep", "--coordinator", "127.0.0.1:1234", "--out", str(tmp_path)])
-  assert code == 2
+  code = cli.main(["sweep", *args, "--out", str(tmp_path / "run")])
+  assert code == 2 and message in capsys.readouterr().err

@@ -227,7 +227,8 @@ def run_local_processes(
   variables ``FLOOD_JAX_COORDINATOR``, ``FLOOD_JAX_NUM_PROCESSES`` and
   ``FLOOD_JAX_PROCESS_ID`` (a free localhost port), which the script passes
   to :func:`initialize` (one process is left alone: a plain JAX program);
-  ``{coordinator}`` and ``{process_id}`` in ``args`` are replaced by them.
+  ``{coordinator}`` and ``{process_id}`` in ``args`` are replaced by them
+  (and ``{process_id}`` in the values of ``env``).
   For tests and benchmarks: a stand-in for a cluster.
   All processes are killed after ``timeout`` seconds, or as soon as one fails
   unless ``wait_for_all`` (then the others end on their own, as they would
@@ -252,8 +253,9 @@ def run_local_processes(
       files.append((out, err))
       argv = [a.replace("{coordinator}", coordinator).replace("{process_id}", str(i))
               for a in args]
+      env_i = {k: v.replace("{process_id}", str(i)) for k, v in base.items()}
       procs.append(subprocess.Popen(
-          [sys.executable, *argv], env=dict(base, FLOOD_JAX_PROCESS_ID=str(i)),
+          [sys.executable, *argv], env=dict(env_i, FLOOD_JAX_PROCESS_ID=str(i)),
           stdout=out, stderr=err, text=True))
     deadline = time.monotonic() + timeout
     # Poll all: one that fails takes the others down at once.
