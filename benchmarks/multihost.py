@@ -62,7 +62,6 @@ def worker(spec: dict, out: str) -> None:
   hosts.to_host = timed_to_host
 
   class MLP(nn.Module):
-
     @nn.compact
     def __call__(self, x, train: bool):
       for _ in range(2):
@@ -72,12 +71,27 @@ def worker(spec: dict, out: str) -> None:
   rng = np.random.default_rng(0)
   x = rng.normal(size=(3000, 16)).astype(np.float32)
   y = (np.sin(2 * x[:, 0]) > x[:, 1]).astype(np.int32)
-  data = fj.Dataset(x_train=x[:2000], y_train=y[:2000], x_val=x[2000:2500],
-                    y_val=y[2000:2500], x_test=x[2500:], y_test=y[2500:], name="bench")
+  data = fj.Dataset(
+    x_train=x[:2000],
+    y_train=y[:2000],
+    x_val=x[2000:2500],
+    y_val=y[2000:2500],
+    x_test=x[2500:],
+    y_test=y[2500:],
+    name="bench",
+  )
   levels = np.linspace(0, 0.3, spec["models"] // 2).tolist()
-  kwargs = dict(flood_levels=levels, seeds=[0, 1], optimizer=optax.sgd(0.05, momentum=0.9),
-                epochs=spec["epochs"], batch_size=100, chunk_size=spec["chunk_size"],
-                epochs_per_call=spec["epochs_per_call"], eval_every=1, progress=False)
+  kwargs = dict(
+    flood_levels=levels,
+    seeds=[0, 1],
+    optimizer=optax.sgd(0.05, momentum=0.9),
+    epochs=spec["epochs"],
+    batch_size=100,
+    chunk_size=spec["chunk_size"],
+    epochs_per_call=spec["epochs_per_call"],
+    eval_every=1,
+    progress=False,
+  )
   times, ckpt_times = [], []
   fj.sweep(MLP(), data, **kwargs)  # compile
   gather.update(s=0.0, n=0)
@@ -89,12 +103,23 @@ def worker(spec: dict, out: str) -> None:
   directory = os.path.join(spec["ckpt_root"], f"run{jax.process_count()}")
   result = fj.sweep(MLP(), data, checkpoint_dir=directory, **kwargs)
   ckpt_times.append(result.wall_time)
-  params = sum(np.prod(l.shape[len(result.axes):]) for l in jax.tree.leaves(result.final_params))
+  params = sum(
+    np.prod(leaf.shape[len(result.axes) :]) for leaf in jax.tree.leaves(result.final_params)
+  )
   if jax.process_index() == 0:
     with open(out, "w") as f:
-      json.dump(dict(times=times, ckpt_times=ckpt_times, gather_s=gather_s, processes=jax.process_count(),
-                     devices=len(jax.devices()), params_per_model=int(params),
-                     models=len(levels) * 2), f)
+      json.dump(
+        dict(
+          times=times,
+          ckpt_times=ckpt_times,
+          gather_s=gather_s,
+          processes=jax.process_count(),
+          devices=len(jax.devices()),
+          params_per_model=int(params),
+          models=len(levels) * 2,
+        ),
+        f,
+      )
 
 
 def main() -> None:
@@ -128,14 +153,20 @@ def main() -> None:
   with tempfile.TemporaryDirectory() as tmp:
     for round_ in range(args.rounds):
       for name, (processes, devices) in layouts.items():
-        spec = dict(width=args.width, models=args.models, epochs=args.epochs,
-                    epochs_per_call=args.epochs_per_call, repeats=args.repeats,
-                    chunk_size=args.models // 2, ckpt_root=os.path.join(tmp, f"c{round_}"))
+        spec = dict(
+          width=args.width,
+          models=args.models,
+          epochs=args.epochs,
+          epochs_per_call=args.epochs_per_call,
+          repeats=args.repeats,
+          chunk_size=args.models // 2,
+          ckpt_root=os.path.join(tmp, f"c{round_}"),
+        )
         out = os.path.join(tmp, f"{processes}-{round_}.json")
         start = time.perf_counter()
         runs = hosts.run_local_processes(
-            [__file__, "--worker", json.dumps(spec), out], processes, devices,
-            timeout=600, env=env)
+          [__file__, "--worker", json.dumps(spec), out], processes, devices, timeout=600, env=env
+        )
         starts[name].append(time.perf_counter() - start)
         for i, run in enumerate(runs):
           if run.returncode != 0:
@@ -146,30 +177,40 @@ def main() -> None:
         per_epoch_ckpt[name] += [t / args.epochs for t in info["ckpt_times"]]
         gathers[name].append(info["gather_s"] / args.epochs)
 
-  print(f"machine: {platform.machine()}, {os.cpu_count()} cores; "
-        f"{info['models']} models of a 2 x {args.width} MLP ({info['params_per_model']}"
-        f" parameters each), 2,000 training examples, batch 100, {args.epochs} epochs,"
-        f" {args.epochs_per_call} per call, chunk {args.models // 2} per device;"
-        f" {args.rounds} rounds x {args.repeats} warm runs per layout")
-  print("| layout | s/epoch, warm (median, min-max) | of which gathering results |"
-        " s/epoch with a checkpoint per call | whole run incl. start, compile (median) |")
+  print(
+    f"machine: {platform.machine()}, {os.cpu_count()} cores; "
+    f"{info['models']} models of a 2 x {args.width} MLP ({info['params_per_model']}"
+    f" parameters each), 2,000 training examples, batch 100, {args.epochs} epochs,"
+    f" {args.epochs_per_call} per call, chunk {args.models // 2} per device;"
+    f" {args.rounds} rounds x {args.repeats} warm runs per layout"
+  )
+  print(
+    "| layout | s/epoch, warm (median, min-max) | of which gathering results |"
+    " s/epoch with a checkpoint per call | whole run incl. start, compile (median) |"
+  )
   print("|---|---|---|---|---|")
   for name in layouts:
     t, c = np.array(per_epoch[name]), np.array(per_epoch_ckpt[name])
-    print(f"| {name} | {np.median(t):.4f} ({t.min():.4f}-{t.max():.4f}) |"
-          f" {np.median(gathers[name]):.5f} | {np.median(c):.4f} |"
-          f" {np.median(starts[name]):.1f} s |")
+    print(
+      f"| {name} | {np.median(t):.4f} ({t.min():.4f}-{t.max():.4f}) |"
+      f" {np.median(gathers[name]):.5f} | {np.median(c):.4f} |"
+      f" {np.median(starts[name]):.1f} s |"
+    )
   one, two = (np.array(per_epoch[n]) for n in layouts)
-  print(f"overhead per epoch, 2 processes over 1: {np.median(two) / np.median(one) - 1:+.1%}"
-        f" ({np.median(two) - np.median(one):+.4f} s/epoch)")
+  print(
+    f"overhead per epoch, 2 processes over 1: {np.median(two) / np.median(one) - 1:+.1%}"
+    f" ({np.median(two) - np.median(one):+.4f} s/epoch)"
+  )
   calls = args.epochs // args.epochs_per_call
   models = info["models"]
   metric_bytes = models * args.epochs_per_call * 6 * 4
   param_bytes = models * info["params_per_model"] * 4
-  print(f"gathered per call: {metric_bytes:,} bytes of metrics ({calls} calls);"
-        f" parameters at the end: {param_bytes:,} bytes; a checkpoint of the"
-        f" call in progress gathers the carry, about {2 * param_bytes:,} bytes"
-        " (parameters and SGD momentum)")
+  print(
+    f"gathered per call: {metric_bytes:,} bytes of metrics ({calls} calls);"
+    f" parameters at the end: {param_bytes:,} bytes; a checkpoint of the"
+    f" call in progress gathers the carry, about {2 * param_bytes:,} bytes"
+    " (parameters and SGD momentum)"
+  )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ def main(spec: dict, out_dir: str) -> None:
   from flood_jax._sweep import checkpoint
 
   class SmallMLP(nn.Module):
-
     @nn.compact
     def __call__(self, x, train: bool):
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(nn.Dense(16)(x))
@@ -33,8 +32,15 @@ def main(spec: dict, out_dir: str) -> None:
   rng = np.random.default_rng(0)
   x = rng.normal(size=(200, 2)).astype(np.float32)
   y = (np.sin(2 * x[:, 0]) > x[:, 1]).astype(np.int32)
-  data = fj.Dataset(x_train=x[:100], y_train=y[:100], x_val=x[100:150], y_val=y[100:150],
-                    x_test=x[150:], y_test=y[150:], name="toy")
+  data = fj.Dataset(
+    x_train=x[:100],
+    y_train=y[:100],
+    x_val=x[100:150],
+    y_val=y[100:150],
+    x_test=x[150:],
+    y_test=y[150:],
+    name="toy",
+  )
 
   die_after = spec.pop("die_after_saves", None)
   if die_after is not None:
@@ -51,19 +57,30 @@ def main(spec: dict, out_dir: str) -> None:
 
       checkpoint.CheckpointStore._save = save_then_die
 
-  result = fj.sweep(SmallMLP(), data, optimizer=optax.sgd(0.05, momentum=0.9),
-                    batch_size=20, eval_every=1, progress=False, **spec)
+  result = fj.sweep(
+    SmallMLP(),
+    data,
+    optimizer=optax.sgd(0.05, momentum=0.9),
+    batch_size=20,
+    eval_every=1,
+    progress=False,
+    **spec,
+  )
   arrays = {f"history/{k}": v for k, v in result.history.items()}
-  for prefix, tree in [("params", result.final_params),
-                       ("batch_stats", result.final_batch_stats)]:
+  for prefix, tree in [("params", result.final_params), ("batch_stats", result.final_batch_stats)]:
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
       arrays[prefix + jax.tree_util.keystr(path)] = np.asarray(leaf)
   if result.local_models is not None:
     arrays["local_models"] = result.local_models
-  info = dict(processes=jax.process_count(), devices=len(jax.devices()),
-              local_devices=len(jax.local_devices()), joined=joined)
-  np.savez(os.path.join(out_dir, f"result_{jax.process_index()}.npz"),
-           info=json.dumps(info), **arrays)
+  info = dict(
+    processes=jax.process_count(),
+    devices=len(jax.devices()),
+    local_devices=len(jax.local_devices()),
+    joined=joined,
+  )
+  np.savez(
+    os.path.join(out_dir, f"result_{jax.process_index()}.npz"), info=json.dumps(info), **arrays
+  )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,9 @@ def _env():
 def _run(spec, out_dir, processes, devices, **kwargs):
   os.makedirs(out_dir, exist_ok=True)
   env = dict(_env(), FLOOD_JAX_HEARTBEAT_S="5")  # a dead process is noticed in 5 s
-  return hosts.run_local_processes([WORKER, json.dumps(spec), str(out_dir)], processes,
-                                   devices, timeout=TIMEOUT, env=env, **kwargs)
+  return hosts.run_local_processes(
+    [WORKER, json.dumps(spec), str(out_dir)], processes, devices, timeout=TIMEOUT, env=env, **kwargs
+  )
 
 
 def _results(out_dir, processes):
@@ -58,8 +59,9 @@ def test_two_processes_equal_one_process_with_the_same_devices(two_processes, tm
   _check_ok(_run(SPEC, tmp_path, 1, 4))
   (alone,) = _results(tmp_path, 1)
   first, second = two_processes
-  assert json.loads(str(first["info"])) == dict(processes=2, devices=4, local_devices=2,
-                                                joined=True)
+  assert json.loads(str(first["info"])) == dict(
+    processes=2, devices=4, local_devices=2, joined=True
+  )
   assert json.loads(str(alone["info"]))["processes"] == 1
   assert set(first) == set(alone)
   for name in alone:
@@ -76,18 +78,20 @@ def test_killed_process_resumes_bitwise_on_the_same_processes(two_processes, tmp
   ckpt = str(tmp_path / "ckpt")
   # Process 1 dies (os._exit) after its 3rd checkpoint save (mid first call:
   # saves follow every epoch here); process 0 stops with a clear message.
-  runs = _run(dict(SPEC, checkpoint_dir=ckpt, die_after_saves=3), tmp_path / "dead", 2, 2,
-              wait_for_all=True)
+  runs = _run(
+    dict(SPEC, checkpoint_dir=ckpt, die_after_saves=3), tmp_path / "dead", 2, 2, wait_for_all=True
+  )
   assert runs[1].returncode == 17, runs[1].stderr[-3000:]
   assert runs[0].returncode != 0
   assert "process 0 of 2: the sweep lost contact with another process" in runs[0].stderr
-  assert f"rerun the same sweep on 2 processes to continue from the checkpoint in {ckpt}" \
-      in runs[0].stderr
+  assert (
+    f"rerun the same sweep on 2 processes to continue from the checkpoint in {ckpt}"
+    in runs[0].stderr
+  )
   assert os.path.exists(os.path.join(ckpt, "current"))
 
   # The rerun continues from the checkpoint; each process keeps its own models.
-  _check_ok(_run(dict(SPEC, checkpoint_dir=ckpt, gather_params=False), tmp_path / "rerun",
-                 2, 2))
+  _check_ok(_run(dict(SPEC, checkpoint_dir=ckpt, gather_params=False), tmp_path / "rerun", 2, 2))
   resumed = _results(tmp_path / "rerun", 2)
   reference = two_processes[0]
   held = []
@@ -99,7 +103,7 @@ def test_killed_process_resumes_bitwise_on_the_same_processes(two_processes, tmp
         np.testing.assert_array_equal(result[name], reference[name], err_msg=name)
       elif name != "info":
         # Flat, seed-major: model i has seed i // 3 and level i % 3.
-        flat = np.swapaxes(reference[name], 0, 1).reshape((-1,) + reference[name].shape[2:])
+        flat = np.swapaxes(reference[name], 0, 1).reshape((-1, *reference[name].shape[2:]))
         np.testing.assert_array_equal(result[name], flat[local], err_msg=name)
   assert sorted(held) == list(range(6))
 
@@ -117,8 +121,13 @@ def _slurm_job_env():
   4096`` of the first node: the job id is picked so that the port is free.
   """
   port = next(p for p in random.Random().sample(range(61440, 65536), 200) if _free(p))
-  return dict(SLURM_JOB_ID=str(port - 61440), SLURM_STEP_NODELIST="localhost",
-              SLURM_NTASKS="2", SLURM_PROCID="{process_id}", SLURM_LOCALID="{process_id}")
+  return dict(
+    SLURM_JOB_ID=str(port - 61440),
+    SLURM_STEP_NODELIST="localhost",
+    SLURM_NTASKS="2",
+    SLURM_PROCID="{process_id}",
+    SLURM_LOCALID="{process_id}",
+  )
 
 
 def _free(port):
@@ -133,14 +142,44 @@ def _free(port):
 @pytest.mark.parametrize("launch", ["explicit", "slurm"])
 def test_command_line_on_two_processes_prints_and_writes_once(tmp_path, launch):
   out = tmp_path / "run"
-  args = ["-m", "flood_jax", "sweep", "--dataset", "two_gaussians", "--levels", "0,0.3",
-          "--seeds", "2", "--epochs", "3", "--batch-size", "20", "--hidden", "8",
-          "--depth", "1", "--devices", "2", "--chunk-size", "1", "--no-progress",
-          "--no-plots", "--no-compile-cache", "--out", str(out)]
+  args = [
+    "-m",
+    "flood_jax",
+    "sweep",
+    "--dataset",
+    "two_gaussians",
+    "--levels",
+    "0,0.3",
+    "--seeds",
+    "2",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "20",
+    "--hidden",
+    "8",
+    "--depth",
+    "1",
+    "--devices",
+    "2",
+    "--chunk-size",
+    "1",
+    "--no-progress",
+    "--no-plots",
+    "--no-compile-cache",
+    "--out",
+    str(out),
+  ]
   env = dict(_env(), FLOOD_JAX_COORDINATOR="")  # the command line's options, not these
   if launch == "explicit":
-    args += ["--coordinator", "{coordinator}", "--num-processes", "2",
-             "--process-id", "{process_id}"]
+    args += [
+      "--coordinator",
+      "{coordinator}",
+      "--num-processes",
+      "2",
+      "--process-id",
+      "{process_id}",
+    ]
   else:  # JAX's cluster detection (jax.distributed.initialize() with no arguments)
     args += ["--distributed"]
     env.update(_slurm_job_env())
@@ -150,7 +189,7 @@ def test_command_line_on_two_processes_prints_and_writes_once(tmp_path, launch):
   assert "; 4 cpu devices on 2 processes" in first.stdout
   assert first.stdout.count("best flood level") == 1 and "wrote to" in first.stdout
   # Process 1 prints nothing of its own (gloo's C++ logs its connections).
-  assert [l for l in second.stdout.splitlines() if not l.startswith("[Gloo]")] == []
+  assert [line for line in second.stdout.splitlines() if not line.startswith("[Gloo]")] == []
   assert (out / "results.json").exists() and (out / "history.csv").exists()
   assert not (out / "checkpoint").exists()
   with open(out / "results.json") as f:
@@ -158,11 +197,14 @@ def test_command_line_on_two_processes_prints_and_writes_once(tmp_path, launch):
   assert saved["config"]["processes"] == 2 and saved["config"]["devices"] == 4
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     (["--coordinator", "127.0.0.1:1234"], "--coordinator, --num-processes and --process-id go"),
     (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"], "out of range"),
     (["--coordinator", "nohost"], "expected HOST:PORT"),
-])
+  ],
+)
 def test_command_line_host_options_are_checked(tmp_path, capsys, args, message):
   from flood_jax import cli
 

@@ -354,7 +354,7 @@ def sweep(
           if store is not None:
             store.save_done(call, gathered, history[rows])
         final_leaves[call] = (gathered if gather_params
-                              else [hosts.local_rows(x)[1] for x in kept])
+                              else [hosts.local_rows(x) for x in kept])
       else:
         final_leaves[call] = kept if on_device else [np.asarray(x) for x in kept]
         if store is not None:

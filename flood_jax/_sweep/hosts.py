@@ -28,15 +28,18 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
@@ -57,11 +60,11 @@ def is_main() -> bool:
 
 
 def initialize(
-    coordinator: Optional[str] = None,
-    num_processes: Optional[int] = None,
-    process_id: Optional[int] = None,
-    *,
-    heartbeat_timeout_seconds: int = HEARTBEAT_TIMEOUT_S,
+  coordinator: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+  *,
+  heartbeat_timeout_seconds: int = HEARTBEAT_TIMEOUT_S,
 ) -> None:
   """Joins this process to a multi-process JAX program (``jax.distributed.initialize``).
 
@@ -80,20 +83,22 @@ def initialize(
   given = [coordinator is not None, num_processes is not None, process_id is not None]
   if any(given) and not all(given):
     raise ValueError(
-        "give all of coordinator, num_processes and process_id (explicit"
-        " launch), or none of them (JAX detects a TPU pod, SLURM or Open MPI)."
+      "give all of coordinator, num_processes and process_id (explicit"
+      " launch), or none of them (JAX detects a TPU pod, SLURM or Open MPI)."
     )
-  if num_processes is not None and not 0 <= process_id < num_processes:
-    raise ValueError(
-        f"process_id must be in [0, {num_processes}), got {process_id}."
-    )
-  platforms = os.environ.get("JAX_PLATFORMS", "") or jax.config.jax_platforms or ""
-  if platforms in ("", "cpu") and jax.config.jax_cpu_collectives_implementation in (
-      None, "", "none"):
+  if num_processes is not None and process_id is not None and not 0 <= process_id < num_processes:
+    raise ValueError(f"process_id must be in [0, {num_processes}), got {process_id}.")
+  platforms = (
+    os.environ.get("JAX_PLATFORMS", "") or getattr(jax.config, "jax_platforms", None) or ""
+  )
+  collectives = getattr(jax.config, "jax_cpu_collectives_implementation", None)
+  if platforms in ("", "cpu") and collectives in (None, "", "none"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(
-      coordinator, num_processes, process_id,
-      heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+    coordinator,
+    num_processes,
+    process_id,
+    heartbeat_timeout_seconds=heartbeat_timeout_seconds,
   )
 
 
@@ -118,48 +123,46 @@ def put_keys(value: Any, sharding: NamedSharding) -> Any:
     return jax.device_put(value, sharding)
 
   def one(x):
-    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    if _is_key(x):
       impl = jax.random.key_impl(x)
-      return jax.random.wrap_key_data(put(np.asarray(jax.random.key_data(x)), sharding),
-                                      impl=impl)
+      return jax.random.wrap_key_data(put(np.asarray(jax.random.key_data(x)), sharding), impl=impl)
     return put(x, sharding)
+
   return jax.tree.map(one, value)
 
 
-def to_host(x: jax.Array) -> np.ndarray:
+def to_host(x: jax.Array) -> Any:
   """The whole of a (possibly multi-process) array on this host, as NumPy.
 
-  Under several processes every process must call it (it is a collective).
+  Typed PRNG keys come back as keys (of their gathered raw data). Under
+  several processes every process must call it (it is a collective).
   """
   if getattr(x, "is_fully_addressable", True):
     return np.asarray(x)
-  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-    return jax.random.wrap_key_data(
-        to_host(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+  if _is_key(x):
+    data = jnp.asarray(to_host(jax.random.key_data(x)))
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def local_rows(x: jax.Array) -> tuple[np.ndarray, np.ndarray]:
-  """The rows (models) of a sweep-axis-sharded array held by this process.
-
-  Returns ``(indices, values)``: their indices along the first axis, sorted,
-  and the rows themselves.
-  """
+def local_rows(x: jax.Array) -> np.ndarray:
+  """The rows (models) of a sweep-axis-sharded array that this process holds, in order."""
   pieces = {}
   for shard in x.addressable_shards:
-    start = shard.index[0].start or 0
+    start = getattr(shard.index[0], "start", None) or 0
     pieces[start] = np.asarray(shard.data)
-  starts = sorted(pieces)
-  values = np.concatenate([pieces[s] for s in starts])
-  indices = np.concatenate([np.arange(s, s + len(pieces[s])) for s in starts])
-  return indices, values
+  return np.concatenate([pieces[s] for s in sorted(pieces)])
+
+
+def _is_key(x: Any) -> bool:
+  return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def local_indices(sharding: NamedSharding, num_rows: int) -> np.ndarray:
-  """Indices (sorted) of the rows of a ``(num_rows, ...)`` array that this process's devices hold."""
+  """Sorted indices of the rows of a ``(num_rows, ...)`` array on this process's devices."""
   rows = set()
   for index in sharding.addressable_devices_indices_map((num_rows,)).values():
-    rows.update(range(num_rows)[index[0]])
+    rows.update(range(num_rows)[index[0] if index else slice(None)])
   return np.array(sorted(rows), np.int64)
 
 
@@ -178,13 +181,16 @@ def lost_process(err: BaseException, checkpoint_dir: Any) -> RuntimeError:
   flight usually fails sooner (its connection drops).
   """
   lines = str(err).strip().splitlines()
-  resume = (f"rerun the same sweep on {process_count()} processes to continue from"
-            f" the checkpoint in {os.fspath(checkpoint_dir)}" if checkpoint_dir is not None
-            else "pass checkpoint_dir so that a rerun can continue")
+  resume = (
+    f"rerun the same sweep on {process_count()} processes to continue from"
+    f" the checkpoint in {os.fspath(checkpoint_dir)}"
+    if checkpoint_dir is not None
+    else "pass checkpoint_dir so that a rerun can continue"
+  )
   return RuntimeError(
-      f"process {jax.process_index()} of {process_count()}: the sweep lost contact"
-      f" with another process (most likely it died; see its log): "
-      f"{lines[0] if lines else type(err).__name__}; {resume}."
+    f"process {jax.process_index()} of {process_count()}: the sweep lost contact"
+    f" with another process (most likely it died; see its log): "
+    f"{lines[0] if lines else type(err).__name__}; {resume}."
   )
 
 
@@ -193,9 +199,9 @@ def check_every_process(devices: Sequence[Any]) -> None:
   missing = sorted(set(range(process_count())) - {d.process_index for d in devices})
   if missing:
     raise ValueError(
-        f"the mesh has no device of process(es) {missing}; under jax.distributed"
-        " every process takes part in the sweep: build the mesh from jax.devices()"
-        " (all processes'), or leave mesh=None."
+      f"the mesh has no device of process(es) {missing}; under jax.distributed"
+      " every process takes part in the sweep: build the mesh from jax.devices()"
+      " (all processes'), or leave mesh=None."
     )
 
 
@@ -213,13 +219,13 @@ def free_port() -> int:
 
 
 def run_local_processes(
-    args: Sequence[str],
-    num_processes: int,
-    devices_per_process: int,
-    *,
-    timeout: float,
-    env: Optional[dict[str, str]] = None,
-    wait_for_all: bool = False,
+  args: Sequence[str],
+  num_processes: int,
+  devices_per_process: int,
+  *,
+  timeout: float,
+  env: dict[str, str] | None = None,
+  wait_for_all: bool = False,
 ) -> list[subprocess.CompletedProcess]:
   """Runs ``python args...`` as ``num_processes`` processes on this machine, joined.
 
@@ -240,52 +246,69 @@ def run_local_processes(
   coordinator = f"127.0.0.1:{free_port()}"
   base = dict(os.environ if env is None else env)
   base.update(
-      JAX_PLATFORMS="cpu",
-      XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
-      FLOOD_JAX_COORDINATOR=coordinator if num_processes > 1 else "",
-      FLOOD_JAX_NUM_PROCESSES=str(num_processes),
+    JAX_PLATFORMS="cpu",
+    XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
+    FLOOD_JAX_COORDINATOR=coordinator if num_processes > 1 else "",
+    FLOOD_JAX_NUM_PROCESSES=str(num_processes),
   )
-  procs, files = [], []
+  procs: list[subprocess.Popen] = []
   healthy = lambda p: wait_for_all or p.poll() in (None, 0)
-  try:
-    for i in range(num_processes):
-      out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-      files.append((out, err))
-      argv = [a.replace("{coordinator}", coordinator).replace("{process_id}", str(i))
-              for a in args]
-      env_i = {k: v.replace("{process_id}", str(i)) for k, v in base.items()}
-      procs.append(subprocess.Popen(
-          [sys.executable, *argv], env=dict(env_i, FLOOD_JAX_PROCESS_ID=str(i)),
-          stdout=out, stderr=err, text=True))
-    deadline = time.monotonic() + timeout
-    # Poll all: one that fails takes the others down at once.
-    while any(p.poll() is None for p in procs):
-      if time.monotonic() > deadline or not all(healthy(p) for p in procs):
-        break
-      time.sleep(0.05)
-  finally:
-    for proc in procs:
-      if proc.poll() is None:
-        proc.kill()
-      proc.wait()
-  results = []
-  for proc, (out, err) in zip(procs, files):
-    out.seek(0)
-    err.seek(0)
-    results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out.read(),
-                                               err.read()))
-    out.close()
-    err.close()
+  with contextlib.ExitStack() as stack:
+    files = [
+      (
+        stack.enter_context(tempfile.TemporaryFile("w+")),
+        stack.enter_context(tempfile.TemporaryFile("w+")),
+      )
+      for _ in range(num_processes)
+    ]
+    try:
+      for i, (out, err) in enumerate(files):
+        argv = [
+          a.replace("{coordinator}", coordinator).replace("{process_id}", str(i)) for a in args
+        ]
+        env_i = {k: v.replace("{process_id}", str(i)) for k, v in base.items()}
+        procs.append(
+          subprocess.Popen(
+            [sys.executable, *argv],
+            env=dict(env_i, FLOOD_JAX_PROCESS_ID=str(i)),
+            stdout=out,
+            stderr=err,
+            text=True,
+          )
+        )
+      deadline = time.monotonic() + timeout
+      # Poll all: one that fails takes the others down at once.
+      while any(p.poll() is None for p in procs):
+        if time.monotonic() > deadline or not all(healthy(p) for p in procs):
+          break
+        time.sleep(0.05)
+    finally:
+      for proc in procs:
+        if proc.poll() is None:
+          proc.kill()
+        proc.wait()
+    results = []
+    for proc, (out, err) in zip(procs, files, strict=True):
+      out.seek(0)
+      err.seek(0)
+      results.append(
+        subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+      )
   return results
 
 
 def initialize_from_env() -> bool:
-  """:func:`initialize` from ``FLOOD_JAX_COORDINATOR`` & co. if set (see :func:`run_local_processes`)."""
+  """:func:`initialize` from ``FLOOD_JAX_COORDINATOR`` & co., if set.
+
+  See :func:`run_local_processes`. Returns whether it joined.
+  """
   coordinator = os.environ.get("FLOOD_JAX_COORDINATOR")
   if not coordinator:
     return False
-  initialize(coordinator, int(os.environ["FLOOD_JAX_NUM_PROCESSES"]),
-             int(os.environ["FLOOD_JAX_PROCESS_ID"]),
-             heartbeat_timeout_seconds=int(
-                 os.environ.get("FLOOD_JAX_HEARTBEAT_S", HEARTBEAT_TIMEOUT_S)))
+  initialize(
+    coordinator,
+    int(os.environ["FLOOD_JAX_NUM_PROCESSES"]),
+    int(os.environ["FLOOD_JAX_PROCESS_ID"]),
+    heartbeat_timeout_seconds=int(os.environ.get("FLOOD_JAX_HEARTBEAT_S", HEARTBEAT_TIMEOUT_S)),
+  )
   return True

@@ -33,27 +33,43 @@ def _index(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   """``--distributed``, ``--coordinator``, ``--num-processes``, ``--process-id``."""
   group = parser.add_argument_group(
-      "several hosts (jax.distributed; run the same command on every host)")
+    "several hosts (jax.distributed; run the same command on every host)"
+  )
   group.add_argument(
-      "--distributed", action="store_true",
-      help="join the other hosts' processes; JAX finds them on a TPU pod"
-      " slice, under SLURM (srun) or Open MPI (mpirun)")
+    "--distributed",
+    action="store_true",
+    help="join the other hosts' processes; JAX finds them on a TPU pod"
+    " slice, under SLURM (srun) or Open MPI (mpirun)",
+  )
   group.add_argument(
-      "--coordinator", type=_address, metavar="HOST:PORT",
-      help="anywhere else: process 0's address and a free port, the same on"
-      " every host (with --num-processes and --process-id)")
+    "--coordinator",
+    type=_address,
+    metavar="HOST:PORT",
+    help="anywhere else: process 0's address and a free port, the same on"
+    " every host (with --num-processes and --process-id)",
+  )
   group.add_argument(
-      "--num-processes", type=positive_int, metavar="N",
-      help="with --coordinator: how many processes take part")
+    "--num-processes",
+    type=positive_int,
+    metavar="N",
+    help="with --coordinator: how many processes take part",
+  )
   group.add_argument(
-      "--process-id", type=_index, metavar="I",
-      help="with --coordinator: this process's index, 0 to N-1")
+    "--process-id",
+    type=_index,
+    metavar="I",
+    help="with --coordinator: this process's index, 0 to N-1",
+  )
 
 
 def requested(args: Any) -> bool:
   """Whether the command line asks to join several processes."""
-  return bool(args.distributed or args.coordinator or args.num_processes is not None
-              or args.process_id is not None)
+  return bool(
+    args.distributed
+    or args.coordinator
+    or args.num_processes is not None
+    or args.process_id is not None
+  )
 
 
 def join(args: Any) -> None:
@@ -67,12 +83,14 @@ def join(args: Any) -> None:
   explicit = [args.coordinator, args.num_processes, args.process_id]
   if any(v is not None for v in explicit) and any(v is None for v in explicit):
     raise UsageError(
-        "--coordinator, --num-processes and --process-id go together; give all"
-        " three, or --distributed alone to let JAX find the cluster")
+      "--coordinator, --num-processes and --process-id go together; give all"
+      " three, or --distributed alone to let JAX find the cluster"
+    )
   if args.process_id is not None and args.process_id >= args.num_processes:
     raise UsageError(
-        f"--process-id {args.process_id} is out of range for --num-processes"
-        f" {args.num_processes} (0 to {args.num_processes - 1})")
+      f"--process-id {args.process_id} is out of range for --num-processes"
+      f" {args.num_processes} (0 to {args.num_processes - 1})"
+    )
   from flood_jax._sweep import hosts
 
   try:
@@ -80,7 +98,12 @@ def join(args: Any) -> None:
   except (ValueError, RuntimeError) as err:
     lines = str(err).strip().splitlines()
     raise UsageError(
-        "could not join the other processes (jax.distributed.initialize):"
-        f" {lines[0] if lines else type(err).__name__}"
-        + ("" if args.coordinator else "; outside a TPU pod, SLURM or Open MPI, give"
-           " --coordinator HOST:PORT --num-processes N --process-id I")) from None
+      "could not join the other processes (jax.distributed.initialize):"
+      f" {lines[0] if lines else type(err).__name__}"
+      + (
+        ""
+        if args.coordinator
+        else "; outside a TPU pod, SLURM or Open MPI, give"
+        " --coordinator HOST:PORT --num-processes N --process-id I"
+      )
+    ) from None
