@@ -11,6 +11,7 @@ from flood_jax._dataset import Dataset  # noqa: E402
 from flood_jax._loss import flooded_loss, iflooded_loss  # noqa: E402
 from flood_jax._result import SweepResult  # noqa: E402
 from flood_jax._sweep import Model, sweep  # noqa: E402
+from flood_jax._sweep.prune import Halving  # noqa: E402
 from flood_jax._train_state import FloodTrainState  # noqa: E402
 from flood_jax._transform import FloodState, flood, flooded_fraction  # noqa: E402
 
@@ -20,6 +21,7 @@ __all__ = [
   "Dataset",
   "FloodState",
   "FloodTrainState",
+  "Halving",
   "Model",
   "SweepResult",
   "data",

@@ -48,7 +48,13 @@ class SweepResult:
       order of their axes; empty without.
     model: the model the sweep trained (not saved; used by :meth:`nnx_model`).
     epochs: the epoch (counted from 1) of each entry of ``history``: every
-      ``eval_every``-th epoch and the last.
+      ``eval_every``-th epoch and the last (and a pruned sweep's rungs).
+    pruned_at: ``(levels, *hyperparameters)`` integers: the epoch after which
+      successive halving (``fj.sweep(..., prune=fj.Halving(...))``) stopped
+      each configuration, 0 for one that trained to the end (all 0 without
+      pruning). A pruned configuration's ``history`` is NaN after that epoch,
+      its ``final_params`` are those of that epoch, it is never chosen as the
+      best and is not counted as diverged.
     local_models: ``None``, except after a multi-process sweep with
       ``gather_params=False``: the flat indices of the models whose
       parameters this process holds (model ``i`` has seed ``seeds[i // C]``
@@ -75,11 +81,15 @@ class SweepResult:
   model: Any = dataclasses.field(default=None, repr=False, compare=False)
   epochs: Optional[np.ndarray] = None
   local_models: Optional[np.ndarray] = None
+  pruned_at: Optional[np.ndarray] = None
 
   def __post_init__(self):
     if self.epochs is None:
       self.epochs = np.arange(1, self.history["val_accuracy"].shape[-1] + 1)
     self.epochs = np.asarray(self.epochs, np.int64)
+    if self.pruned_at is None:
+      self.pruned_at = np.zeros(self.history["val_accuracy"].shape[:-2], np.int64)
+    self.pruned_at = np.asarray(self.pruned_at, np.int64)
 
   @property
   def axes(self) -> tuple[str, ...]:
@@ -111,8 +121,8 @@ class SweepResult:
     ]
 
   def diverged(self) -> np.ndarray:
-    """Whether each run diverged (non-finite final validation loss), ``(..., seeds)``."""
-    return ~np.isfinite(self.history["val_loss"][..., -1])
+    """Whether each run diverged (non-finite final validation loss, not pruned), ``(..., seeds)``."""
+    return ~np.isfinite(self.history["val_loss"][..., -1]) & (self.pruned_at == 0)[..., None]
 
   def best(self, rule: str = "final") -> dict[str, float]:
     """The best configuration by mean validation accuracy over seeds.
@@ -123,7 +133,8 @@ class SweepResult:
 
     Returns:
       ``{"flood_level": b, **hyperparameters}`` of the winner (ties: the
-      first). A configuration with a diverged seed is never chosen.
+      first). A configuration with a diverged seed, or a pruned one, is
+      never chosen.
 
     Raises:
       ValueError: if every configuration diverged.
@@ -140,11 +151,12 @@ class SweepResult:
   def val_score(self, rule: str = "final") -> np.ndarray:
     """Validation accuracy per run, ``(levels, *hyperparameters, seeds)``, under ``rule``.
 
-    Diverged runs (and epochs with a non-finite validation loss) score NaN.
+    Diverged and pruned runs (and epochs with a non-finite validation loss)
+    score NaN.
     """
     _check_rule(rule)
-    val = np.where(np.isfinite(self.history["val_loss"]),
-                   self.history["val_accuracy"], np.nan)
+    kept = np.isfinite(self.history["val_loss"]) & (self.pruned_at == 0)[..., None, None]
+    val = np.where(kept, self.history["val_accuracy"], np.nan)
     if rule == "final":
       return val[..., -1]
     best = np.max(np.where(np.isnan(val), -np.inf, val), axis=-1)
@@ -220,6 +232,7 @@ class SweepResult:
         final_batch_stats=(None if self.final_batch_stats is None
                            else jax.tree.map(pick, self.final_batch_stats)),
         config=dict(self.config, selected=dict(self.config.get("selected", {}), **fixed)),
+        pruned_at=self.pruned_at[tuple(take[:self.pruned_at.ndim])],
     )
 
   def at_best_hyperparams(self) -> "SweepResult":
@@ -261,7 +274,9 @@ class SweepResult:
   def table(self) -> list[dict[str, Any]]:
     """One row per configuration: mean and std over seeds of the key final metrics.
 
-    Diverged runs are counted in ``diverged`` and left out of the means.
+    Diverged runs are counted in ``diverged`` and left out of the means. A
+    pruned configuration's row reads its metrics at the epoch it was pruned
+    after (``pruned_at``; 0 for one that trained to the end).
     ``d_test_acc`` and ``d_test_loss`` are the paired differences from
     ``b = 0`` (same seed, same hyperparameters), mean and std over seeds:
     an effect of flooding shows as a mean larger than its spread (NaN when
@@ -273,30 +288,35 @@ class SweepResult:
     rows = []
     for config, index in zip(self.configurations(), np.ndindex(*self.config_shape)):
       row: dict[str, Any] = dict(config)
-      ok = ~diverged[index]
+      # The last evaluation a configuration had: the end, or its rung.
+      last = (int(np.searchsorted(self.epochs, self.pruned_at[index]))
+              if self.pruned_at[index] else -1)
+      ok = ~diverged[index] & np.isfinite(self.history["val_loss"][index][:, last])
       # Paired by seed against b = 0 at the same hyperparameters.
       base = (int(zero[0]), *index[1:]) if zero.size else None
       for name, metric in [("d_test_acc", "test_accuracy"), ("d_test_loss", "test_loss")]:
         if base is None:
           row[name] = row[name + "_std"] = math.nan
           continue
-        pair = ok & ~diverged[base]
-        diff = (self.history[metric][index][:, -1] - self.history[metric][base][:, -1])[pair]
+        pair = ok & np.isfinite(self.history["val_loss"][base][:, last])
+        diff = (self.history[metric][index][:, last]
+                - self.history[metric][base][:, last])[pair]
         row[name] = float(np.mean(diff)) if diff.size else math.nan
         row[name + "_std"] = float(np.std(diff)) if diff.size else math.nan
       for name, values in [
-          ("val_acc", self.history["val_accuracy"][index][:, -1]),
+          ("val_acc", self.history["val_accuracy"][index][:, last]),
           ("best_val_acc", np.nanmax(self.history["val_accuracy"][index], -1)),
-          ("test_acc", self.history["test_accuracy"][index][:, -1]),
+          ("test_acc", self.history["test_accuracy"][index][:, last]),
           ("test_acc_es", test_es[index]),
-          ("train_loss", self.history["train_loss"][index][:, -1]),
-          ("test_loss", self.history["test_loss"][index][:, -1]),
-          ("flooded", self.history["flooded_fraction"][index][:, -1]),
+          ("train_loss", self.history["train_loss"][index][:, last]),
+          ("test_loss", self.history["test_loss"][index][:, last]),
+          ("flooded", self.history["flooded_fraction"][index][:, last]),
       ]:
         kept = values[ok]
         row[name] = float(np.mean(kept)) if kept.size else math.nan
         row[name + "_std"] = float(np.std(kept)) if kept.size else math.nan
-      row["diverged"] = int(np.sum(~ok))
+      row["diverged"] = int(np.sum(diverged[index]))
+      row["pruned_at"] = int(self.pruned_at[index])
       rows.append(row)
     return rows
 
@@ -319,6 +339,7 @@ class SweepResult:
       best = None
     rows = self.table()
     show_diverged = any(row["diverged"] for row in rows)
+    show_pruned = bool(np.any(self.pruned_at))
     show_paired = len(self.flood_levels) > 1 and any(
         np.isfinite(row["d_test_acc"]) for row in rows)
     names = list(self.hyperparams)
@@ -328,6 +349,8 @@ class SweepResult:
       header += ["Δ test acc vs b=0", "Δ test loss vs b=0"]
     if show_diverged:
       header.append("diverged")
+    if show_pruned:
+      header.append("pruned")
     lines = []
     for row in rows:
       mark = "*" if best is not None and all(row[k] == v for k, v in best.items()) else " "
@@ -352,6 +375,8 @@ class SweepResult:
             cells.append(f"{row[key]:+.4f}")
       if show_diverged:
         cells.append(f"{row['diverged']}/{len(self.seeds)}")
+      if show_pruned:
+        cells.append(f"epoch {row['pruned_at']}" if row["pruned_at"] else "")
       lines.append(cells)
     widths = [max(len(h), *(len(c[j]) for c in lines)) for j, h in enumerate(header)]
     out = [
@@ -398,6 +423,7 @@ class SweepResult:
         },
         "table": self.table(),
         "history": {k: np.asarray(v).tolist() for k, v in self.history.items()},
+        "pruned_at": self.pruned_at.tolist(),
     }
 
   def save(self, directory: str | os.PathLike[str], with_params: bool = True) -> str:
@@ -446,6 +472,7 @@ class SweepResult:
         hyperparams={k: np.asarray(v, np.float32)
                      for k, v in raw.get("hyperparams", {}).items()},
         epochs=raw.get("epochs"),
+        pruned_at=raw.get("pruned_at"),
     )
 
   def __repr__(self) -> str:

@@ -8,6 +8,7 @@ Each concern has a module of its own:
   one place with arithmetic);
 - ``layout``: devices, chunk sizes, the data on the devices;
 - ``checkpoint``: Orbax checkpoints and resuming;
+- ``prune``: successive halving (rungs, survivors, re-packing them);
 - ``driver``: ``sweep()``, which ties them together.
 """
 

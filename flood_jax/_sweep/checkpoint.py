@@ -134,6 +134,14 @@ class CheckpointStore:
       return None
     return tree["history"], _tree_to_leaves(tree["leaves"])
 
+  def save_tree(self, name: str, tree: dict[str, Any]) -> None:
+    """Saves a dict of arrays under ``name`` (a pruned sweep's state between calls)."""
+    self._save(os.path.join(self.directory, name), tree)
+
+  def load_tree(self, name: str) -> Optional[dict[str, Any]]:
+    """What :meth:`save_tree` saved under ``name``, or ``None``."""
+    return self._restore(os.path.join(self.directory, name))
+
 
 # Orbax restores plain dicts, not NamedTuples (optimizer states): a carry is
 # saved as its flat leaves, keyed by position, and rebuilt from its structure.

@@ -36,6 +36,7 @@ from flood_jax._sweep import checkpoint, hosts
 from flood_jax._sweep.adapters import Adapter, adapt
 from flood_jax._sweep.grid import Grid
 from flood_jax._sweep.layout import device_data, plan_layout, seed_slots
+from flood_jax._sweep.prune import Halving, run_pruned
 from flood_jax._sweep.program import (
     AXIS, OBJECTIVES, Augment, LossFn, get_program, injected_hyperparams)
 
@@ -63,6 +64,7 @@ def sweep(
     checkpoint_dir: Optional[str | os.PathLike[str]] = None,
     progress: bool = True,
     gather_params: bool = True,
+    prune: Optional[Halving] = None,
 ) -> SweepResult:
   r"""Trains one model per (flood level, hyperparameters, seed), all at once.
 
@@ -172,6 +174,15 @@ def sweep(
       ``seeds[i // C]`` and configuration ``result.configurations()[i % C]``,
       ``C`` configurations). The history is always gathered. Ignored with one
       process.
+    prune: ``fj.Halving(min_epochs, factor)`` for successive halving: after
+      ``min_epochs * factor**k`` epochs, only the best ``1/factor`` of the
+      configurations (by mean validation accuracy over seeds at that epoch,
+      seeds kept or dropped together) train on, re-packed into fewer calls.
+      With a fixed ``chunk_size`` every surviving model ends bitwise as in
+      the unpruned sweep; ``result.pruned_at`` says which configurations
+      stopped when (their ``history`` is NaN after it). The rungs are
+      always evaluated; one process only, for now. See
+      :class:`flood_jax.Halving`.
 
   Returns:
     A :class:`flood_jax.SweepResult`; ``history[metric]`` has shape
@@ -248,7 +259,8 @@ def sweep(
   steps = data.num_train // batch_size
   if eval_every is None:
     eval_every = auto_eval_every(sum(eval_sizes), steps * batch_size, epochs)
-  eval_epochs = evaluated_epochs(epochs, eval_every)
+  rungs = _check_prune(prune, epochs)
+  eval_epochs = np.union1d(evaluated_epochs(epochs, eval_every), rungs).astype(np.int64)
   if epochs_per_call is None:
     # Results do not depend on it (tested); only the feedback does. A divisor
     # of the epochs, so every call runs the same program.
@@ -273,6 +285,8 @@ def sweep(
       mesh=run_mesh,
       chunk_size=chunk_size,
   )
+  if rungs:
+    settings["also_evaluate"] = rungs
   program = get_program(epochs_per_call=epochs_per_call, **settings)
   # A last call with fewer epochs (only when epochs_per_call, given, does
   # not divide the epochs) runs a program of its own.
@@ -297,11 +311,18 @@ def sweep(
       "train_eval_size": eval_sizes[0],
       "eval_test": bool(eval_test),
   }
+  if prune is not None:
+    config["prune"] = {"min_epochs": int(prune.min_epochs), "factor": int(prune.factor)}
   store = None
   if checkpoint_dir is not None:
     fingerprint = dict(config, data_checksum=checkpoint.checksum(data))
     store = checkpoint.CheckpointStore(os.fspath(checkpoint_dir), fingerprint)
 
+  if prune is not None:
+    return _sweep_pruned(
+        prune, model=model, settings=settings, grid=grid, mesh=run_mesh, data=run_data,
+        num_devices=num_devices, epochs_per_call=epochs_per_call, store=store,
+        progress=progress, config=config, eval_epochs=eval_epochs)
   history = np.full((padded, epochs, len(METRICS)), np.nan, np.float32)
   # Per call, the leaves of (params, model_state): what the result keeps.
   final_leaves: list[Optional[list[Any]]] = [None] * num_calls
@@ -572,4 +593,63 @@ def _progress_bar(enabled: bool, total: int, num_models: int, group: int):
       desc=f"sweep: {num_models} models, {group} per call",
       unit="epoch",
       dynamic_ncols=True,
+  )
+
+
+def _check_prune(prune: Optional[Halving], epochs: int) -> tuple[int, ...]:
+  """The rungs of a pruned sweep (none without pruning); one-line errors on bad input."""
+  if prune is None:
+    return ()
+  if not isinstance(prune, Halving):
+    raise TypeError(
+        f"prune must be fj.Halving(min_epochs=..., factor=...), got {type(prune).__name__}."
+    )
+  if hosts.process_count() > 1:
+    raise ValueError(
+        "prune= does not run across several processes yet; run the pruned sweep"
+        " in one process (all its local devices), or leave prune out."
+    )
+  return prune.check(epochs)
+
+
+def _sweep_pruned(prune: Halving, *, model, settings, grid: Grid, mesh: Mesh, data,
+                  num_devices: int, epochs_per_call: int, store, progress: bool,
+                  config: dict[str, Any], eval_epochs: np.ndarray) -> SweepResult:
+  """``sweep`` with successive halving: :func:`flood_jax._sweep.prune.run_pruned` runs it."""
+  chunk_size, epochs = settings["chunk_size"], settings["epochs"]
+  group = chunk_size * num_devices
+  stops = [*prune.rungs(epochs), epochs]
+  alive = [grid.num_configs] + prune.survivors_per_rung(grid.num_configs, epochs)
+  total = sum(math.ceil(n * len(grid.seeds) / group) * (stop - first)
+              for n, first, stop in zip(alive, [0, *stops[:-1]], stops))
+  start = time.perf_counter()
+  bar = _progress_bar(progress, total, grid.num_models, group)
+  try:
+    history, stacked, pruned_at = run_pruned(
+        prune, grid=grid, program_for=lambda n: get_program(epochs_per_call=n, **settings),
+        mesh=mesh, data=data, num_devices=num_devices, chunk_size=chunk_size,
+        epochs=epochs, epochs_per_call=epochs_per_call, store=store, bar=bar)
+  finally:
+    bar.close()
+  wall_time = time.perf_counter() - start
+  history = history[:, eval_epochs - 1]
+  structure = jax.tree.structure(get_program(epochs_per_call=epochs_per_call, **settings)
+                                 .carry_structure[:2])
+  params, model_state = jax.tree.unflatten(structure, stacked)
+  if not jax.tree.leaves(model_state):
+    model_state = None
+  return SweepResult(
+      flood_levels=grid.flood_levels,
+      seeds=grid.seeds,
+      hyperparams=dict(grid.hyperparams),
+      history={m: grid.unflatten(history[..., i]) for i, m in enumerate(METRICS)},
+      final_params=jax.tree.map(grid.unflatten, params),
+      final_batch_stats=(
+          None if model_state is None else jax.tree.map(grid.unflatten, model_state)
+      ),
+      config=config,
+      wall_time=wall_time,
+      model=model,
+      epochs=eval_epochs,
+      pruned_at=pruned_at.reshape(grid.config_shape),
   )

@@ -178,6 +178,8 @@ class Program:
   eval_batch_size: int
   mesh: Mesh
   chunk_size: int
+  # Epochs (from 1) evaluated besides the schedule: the rungs of a pruned sweep.
+  also_evaluate: tuple[int, ...] = ()
 
   def __post_init__(self):
     object.__setattr__(self, "adapter", adapt(self.model))
@@ -267,7 +269,8 @@ class Program:
       digest.update(np.ascontiguousarray(array).tobytes())
     return (digest.hexdigest(), self.objective, self.hyperparams, self.input_shape,
             self.batch_size, self.epochs, self.epochs_per_call, self.eval_every,
-            self.eval_sizes, self.eval_batch_size, self.mesh, self.chunk_size)
+            self.eval_sizes, self.eval_batch_size, self.mesh, self.chunk_size,
+            self.also_evaluate)
 
   def _epoch_one(self, carry, batches, level, seed, epoch, x_train, y_train):
     """One epoch of mini-batch steps for one model; returns its flooded fraction."""
@@ -399,6 +402,8 @@ class Program:
         metrics = evaluated(carry)
       else:
         due = ((epoch + 1) % self.eval_every == 0) | (epoch == self.epochs - 1)
+        for extra in self.also_evaluate:
+          due = due | (epoch + 1 == extra)
         metrics = jax.lax.cond(
             due, evaluated, lambda _: jnp.full((levels.shape[0], 5), jnp.nan), carry)
       return carry, jnp.concatenate([metrics, flooded[:, None]], axis=-1)
