@@ -1,0 +1,138 @@
+"""Successive halving inside a sweep (``fj.sweep(..., prune=fj.Halving(...))``)."""
+
+import math
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import flood_jax as fj
+from flood_jax import _sweep
+from flood_jax._sweep.program import Program
+from test_sweep import SmallMLP, _Interrupt, assert_bitwise_equal, data  # noqa: F401
+
+LEVELS = [0.0, 0.2, 0.4]
+LRS = [0.02, 0.1]
+SEEDS = [0, 3]
+HALVING = fj.Halving(min_epochs=2, factor=2)
+KW = dict(optimizer=optax.inject_hyperparams(optax.sgd)(learning_rate=0.05, momentum=0.9),
+          hyperparams={"learning_rate": LRS}, epochs=8, batch_size=20, eval_every=1,
+          chunk_size=2, progress=False)
+
+
+@pytest.fixture(scope="module")
+def unpruned(data):
+  return fj.sweep(SmallMLP(), data, flood_levels=LEVELS, seeds=SEEDS, **KW)
+
+
+@pytest.fixture(scope="module")
+def pruned(data):
+  return fj.sweep(SmallMLP(), data, flood_levels=LEVELS, seeds=SEEDS, prune=HALVING, **KW)
+
+
+def expected_pruned_at(result: fj.SweepResult, halving: fj.Halving) -> np.ndarray:
+  """The rule, applied to an unpruned sweep's history: per configuration, its rung or 0."""
+  val = result.history["val_accuracy"]
+  shape = val.shape[:-2]
+  alive = np.arange(math.prod(shape))
+  pruned_at = np.zeros(len(alive), np.int64)
+  for rung in halving.rungs(result.num_epochs):
+    at = int(np.flatnonzero(result.epochs == rung)[0])
+    scores = val[..., at].mean(-1).reshape(-1)[alive]
+    keep = math.ceil(len(alive) / halving.factor)
+    kept = alive[np.sort(np.argsort(-scores, kind="stable")[:keep])]
+    pruned_at[np.setdiff1d(alive, kept)] = rung
+    alive = kept
+  return pruned_at.reshape(shape)
+
+
+def test_rungs_and_bad_halving():
+  assert fj.Halving(min_epochs=10).rungs(100) == (10, 30, 90)
+  assert fj.Halving(min_epochs=4, factor=2).rungs(16) == (4, 8)
+  assert fj.Halving(min_epochs=5).survivors_per_rung(27, 100) == [9, 3, 1]
+  for kwargs in [dict(min_epochs=0), dict(min_epochs=2.5), dict(min_epochs=3, factor=1),
+                 dict(min_epochs=True)]:
+    with pytest.raises(ValueError, match="Halving"):
+      fj.Halving(**kwargs)
+
+
+def test_bad_prune_arguments(data):
+  with pytest.raises(ValueError, match="never prunes"):
+    fj.sweep(SmallMLP(), data, flood_levels=LEVELS, prune=fj.Halving(8), **KW)
+  with pytest.raises(TypeError, match="fj.Halving"):
+    fj.sweep(SmallMLP(), data, flood_levels=LEVELS, prune=3, **KW)
+
+
+def test_survivors_equal_the_unpruned_sweep_bitwise(pruned, unpruned):
+  np.testing.assert_array_equal(pruned.pruned_at, expected_pruned_at(unpruned, HALVING))
+  assert pruned.pruned_at.shape == (len(LEVELS), len(LRS))
+  assert sorted(np.unique(pruned.pruned_at)) == [0, 2, 4]
+  assert np.sum(pruned.pruned_at == 0) == 2  # 6 configurations -> 3 -> 2
+  np.testing.assert_array_equal(pruned.epochs, unpruned.epochs)
+  for index in np.ndindex(pruned.pruned_at.shape):
+    rung = pruned.pruned_at[index]
+    stop = len(pruned.epochs) if rung == 0 else rung
+    for name in pruned.history:
+      np.testing.assert_array_equal(pruned.history[name][index][:, :stop],
+                                    unpruned.history[name][index][:, :stop])
+      assert np.all(np.isnan(pruned.history[name][index][:, stop:]))
+    if rung == 0:  # trained to the end: the same parameters, bit for bit
+      jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[index], b[index]),
+                   pruned.final_params, unpruned.final_params)
+
+
+def test_best_never_picks_a_pruned_configuration(pruned):
+  for rule in ("final", "best_val"):
+    best = pruned.best(rule)
+    where = pruned.index(best["flood_level"], learning_rate=best["learning_rate"])
+    assert pruned.pruned_at[where] == 0
+  assert not pruned.diverged().any()
+  text = pruned.summary()
+  assert "pruned" in text.splitlines()[0] and "epoch 2" in text and "epoch 4" in text
+  chosen = pruned.select(learning_rate=LRS[0])
+  np.testing.assert_array_equal(chosen.pruned_at, pruned.pruned_at[:, 0])
+
+
+def test_save_and_load_keep_pruned_at(pruned, tmp_path):
+  pruned.save(tmp_path, with_params=False)
+  np.testing.assert_array_equal(fj.SweepResult.load(tmp_path).pruned_at, pruned.pruned_at)
+
+
+def test_pruning_runs_fewer_calls(data, monkeypatch):
+  """The survivors are re-packed: later segments run fewer chunk-epochs."""
+  ran = []
+  run = Program.run
+  monkeypatch.setattr(Program, "run", lambda self, *args: ran.append(self.epochs_per_call)
+                      or run(self, *args))
+  one_device = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("models",))
+  fj.sweep(SmallMLP(), data, flood_levels=LEVELS, seeds=SEEDS, prune=HALVING,
+           **dict(KW, mesh=one_device))
+  # 12 models in calls of 2: 6 calls to epoch 2, then 6 models (3 calls) to
+  # epoch 4, then 4 models (2 calls) to epoch 8; unpruned: 6 calls x 8 epochs.
+  assert sum(ran) == 6 * 2 + 3 * 2 + 2 * 4
+
+
+@pytest.mark.parametrize("after", [2, 5])
+def test_resumed_pruned_sweep_equals_uninterrupted(data, tmp_path, monkeypatch, after):
+  one_device = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("models",))
+  kw = dict(KW, epochs_per_call=2, eval_every=3, mesh=one_device, hyperparams=None,
+            optimizer=optax.adam(1e-2))
+  run = lambda d: fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=[0.0, 0.1, 0.2, 0.3],
+                           seeds=[0], prune=HALVING, checkpoint_dir=d, **kw)
+  monkeypatch.setattr(_sweep.checkpoint, "EVERY_S", 0.0)  # save after every call
+  full = run(tmp_path / "a")
+  assert set(full.epochs.tolist()) >= {2, 3, 4, 6, 8}  # the rungs are evaluated
+  with monkeypatch.context() as patch:
+    # 4 configurations in calls of 2: after 2 updates, in the first segment's
+    # second call; after 5, past both rungs, in the last segment.
+    patch.setattr(_sweep.driver, "_progress_bar", lambda *args: _Interrupt(after=after))
+    with pytest.raises(KeyboardInterrupt):
+      run(tmp_path / "b")
+  assert (tmp_path / "b" / "halving").is_dir()
+  resumed = run(tmp_path / "b")
+  assert_bitwise_equal(resumed, full)
+  np.testing.assert_array_equal(resumed.pruned_at, full.pruned_at)
+  with pytest.raises(ValueError, match="differs in: prune"):
+    fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=[0.0, 0.1, 0.2, 0.3], seeds=[0],
+             prune=fj.Halving(2, 3), checkpoint_dir=tmp_path / "b", **kw)
