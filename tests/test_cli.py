@@ -124,6 +124,9 @@ def test_devices_flag_creates_cpu_devices_before_jax_starts(tmp_path):
     (["--weight-decay", "0,0"], "values must be distinct"),
     (["--objective", "nope"], "invalid choice: 'nope'"),
     (["--augment"], "--augment (random crops and flips) applies to the image data sets"),
+    (["--prune", "0"], "--prune needs MIN_EPOCHS >= 1 and FACTOR >= 2"),
+    (["--prune", "2,x"], "malformed --prune"),
+    (["--prune", "9"], "never prunes a sweep of 4 epochs"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, capsys):
   code, _, err = _run([*TINY, "--out", str(tmp_path / "bad"), *args], capsys)
@@ -277,3 +280,17 @@ def test_a_repeated_sweep_reads_its_programs_from_the_compile_cache(tmp_path):
   # Nothing new compiled the second time, and the programs read back compute the same.
   assert sorted(p.name for p in cache.iterdir()) == entries
   assert histories[0] == histories[1]
+
+
+def test_prune_stops_configurations_and_marks_them(tmp_path, capsys):
+  out_dir = tmp_path / "pruned"
+  code, out, err = _run([*TINY, "--levels", "0,0.2,0.4,0.6", "--prune", "2,2",
+                         "--out", str(out_dir)], capsys)
+  assert code == 0, err
+  results = json.loads((out_dir / "results.json").read_text())
+  pruned_at = np.asarray(results["pruned_at"])
+  assert sorted(pruned_at.tolist()) == [0, 0, 2, 2]  # 4 configurations, half kept at epoch 2
+  assert results["config"]["prune"] == {"min_epochs": 2, "factor": 2}
+  assert pruned_at[results["flood_levels"].index(results["best_flood_level"])] == 0
+  table = out.split("best flood level")[0]
+  assert "pruned" in table and table.count("epoch 2") == 2

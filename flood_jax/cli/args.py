@@ -194,3 +194,36 @@ def optimizer_list(text: str) -> tuple[str, ...]:
     raise argparse.ArgumentTypeError(
         f"unknown optimizer {unknown[0]!r}; use {', '.join(OPTIMIZERS)}")
   return names
+
+
+def parse_prune(text: str) -> list[int]:
+  """Parses ``--prune``: ``MIN_EPOCHS`` or ``MIN_EPOCHS,FACTOR`` of successive halving.
+
+  Args:
+    text: e.g. ``"10"`` (factor 3) or ``"10,2"``.
+
+  Returns:
+    ``[min_epochs, factor]``.
+
+  Raises:
+    argparse.ArgumentTypeError: malformed, or ``min_epochs < 1`` or ``factor < 2``.
+
+  Examples:
+    >>> parse_prune("10")
+    [10, 3]
+    >>> parse_prune("4,2")
+    [4, 2]
+  """
+  parts = [part.strip() for part in text.split(",")]
+  try:
+    values = [int(part) for part in parts]
+  except ValueError:
+    values = []
+  if len(values) not in (1, 2):
+    raise argparse.ArgumentTypeError(
+        f"malformed --prune {text!r}; give MIN_EPOCHS or MIN_EPOCHS,FACTOR such as 10 or 10,3")
+  min_epochs, factor = (values + [3])[:2]
+  if min_epochs < 1 or factor < 2:
+    raise argparse.ArgumentTypeError(
+        f"--prune needs MIN_EPOCHS >= 1 and FACTOR >= 2, got {text!r}")
+  return [min_epochs, factor]

@@ -29,8 +29,8 @@ from typing import Any, Optional, Sequence
 
 from flood_jax.cli import hosts as hosts_cli
 from flood_jax.cli.args import (
-    OPTIMIZERS, fraction, non_negative_float_list, parse_levels, parse_seeds,
-    positive_float_list, positive_int, snake_name)
+    OPTIMIZERS, fraction, non_negative_float_list, parse_levels, parse_prune,
+    parse_seeds, positive_float_list, positive_int, snake_name)
 from flood_jax.cli.common import (
     OUT_ROOT, PROG, Command, UsageError, add_compile_cache_arguments,
     default_devices, fail, one_line, request_cpu_devices, use_compile_cache,
@@ -73,6 +73,7 @@ CONFIG_KEYS = (
     "dataset", "model", "hidden", "depth", "levels", "seeds", "epochs",
     "batch_size", "optimizer", "lr", "momentum", "weight_decay", "objective",
     "augment", "label_noise", "eval_every", "chunk_size", "devices", "out",
+    "prune",
 )
 
 # Options that take a comma list: one value is a fixed setting of the
@@ -204,6 +205,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       "--eval-every", type=positive_int, metavar="N",
       help="evaluate every N epochs and after the last (default: as often as"
       " costs about 10%% of training, at least 5 times a run)")
+  running.add_argument(
+      "--prune", type=parse_prune, metavar="MIN_EPOCHS[,FACTOR]",
+      help="successive halving: after MIN_EPOCHS * FACTOR**k epochs keep only"
+      " the best 1/FACTOR of the configurations (by mean validation accuracy"
+      " over seeds) and stop the rest (default FACTOR: 3; default: no pruning)")
   add_compile_cache_arguments(running)
   running.add_argument(
       "--no-progress", action="store_true", help="do not show a progress bar")
@@ -335,6 +341,7 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
       "chunk_size": given.get("chunk_size"),
       "devices": given.get("devices"),
       "out": out,
+      "prune": given.get("prune"),
   }
 
 
@@ -403,6 +410,7 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
         eval_every=config.get("eval_every"),
         chunk_size=config["chunk_size"], mesh=mesh, checkpoint_dir=checkpoint,
         progress=not args.no_progress,
+        prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
     )
   except (ValueError, TypeError) as err:
     if not args.resume and main:  # Bad input trained nothing: leave no checkpoint behind.
