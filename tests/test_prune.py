@@ -1,6 +1,10 @@
 """Successive halving inside a sweep (``fj.sweep(..., prune=fj.Halving(...))``)."""
 
 import math
+import pathlib
+import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -136,3 +140,13 @@ def test_resumed_pruned_sweep_equals_uninterrupted(data, tmp_path, monkeypatch, 
   with pytest.raises(ValueError, match="differs in: prune"):
     fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=[0.0, 0.1, 0.2, 0.3], seeds=[0],
              prune=fj.Halving(2, 3), checkpoint_dir=tmp_path / "b", **kw)
+
+
+def test_readme_pruning_example_runs_in_a_fresh_interpreter():
+  root = pathlib.Path(__file__).resolve().parents[1]
+  section = (root / "README.md").read_text().split("**Pruning.**", 1)[1].split("\n## ", 1)[0]
+  code = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=600, cwd=root)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "pruned" in proc.stdout and "epoch 3" in proc.stdout and "epoch 9" in proc.stdout

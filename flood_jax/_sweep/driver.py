@@ -266,6 +266,8 @@ def sweep(
     # of the epochs, so every call runs the same program.
     target = math.ceil(epochs / 20) if progress or checkpoint_dir is not None else epochs
     epochs_per_call = max(d for d in range(1, target + 1) if epochs % d == 0)
+    # Calls end at the rungs: with a common divisor, one program serves all.
+    epochs_per_call = math.gcd(epochs_per_call, *rungs)
   epochs_per_call = min(epochs_per_call, epochs)
 
   multi_process = hosts.process_count() > 1
