@@ -150,3 +150,31 @@ def test_readme_pruning_example_runs_in_a_fresh_interpreter():
                         timeout=600, cwd=root)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "pruned" in proc.stdout and "epoch 3" in proc.stdout and "epoch 9" in proc.stdout
+
+
+def test_nnx_survivors_with_dropout_keep_their_random_streams(data):
+  """An NNX model's random streams (typed keys) pass through the re-packing intact."""
+  from flax import nnx
+
+  class Net(nnx.Module):
+    def __init__(self, rngs):
+      self.hidden = nnx.Linear(2, 16, rngs=rngs)
+      self.norm = nnx.BatchNorm(16, rngs=rngs)
+      self.drop = nnx.Dropout(0.2, rngs=rngs)
+      self.out = nnx.Linear(16, 2, rngs=rngs)
+
+    def __call__(self, x):
+      return self.out(self.drop(nnx.relu(self.norm(self.hidden(x)))))
+
+  run = lambda prune: fj.sweep(lambda rngs: Net(rngs), data, flood_levels=[0.0, 0.1, 0.2, 0.3],
+                               seeds=[1], optimizer=optax.adam(1e-2), epochs=4, batch_size=20,
+                               eval_every=1, chunk_size=2, progress=False, prune=prune)
+  full, pruned = run(None), run(HALVING)
+  np.testing.assert_array_equal(pruned.pruned_at, expected_pruned_at(full, HALVING))
+  survivors = np.flatnonzero(pruned.pruned_at == 0)
+  assert len(survivors) == 2  # 4 levels, one rung at epoch 2
+  for name in full.history:
+    np.testing.assert_array_equal(pruned.history[name][survivors], full.history[name][survivors])
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[survivors], b[survivors]),
+               (pruned.final_params, pruned.final_batch_stats),
+               (full.final_params, full.final_batch_stats))

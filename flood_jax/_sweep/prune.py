@@ -41,9 +41,18 @@ class Halving:
   epoch, and the best :math:`\lceil n / \eta \rceil` of the :math:`n` are
   kept (at least one; a configuration with a non-finite validation loss
   scores lowest; ties go to the first in the grid's order). The rest stop
-  training there. With :math:`C` configurations, the models train for about
-  :math:`m + (m\eta - m)/\eta + \dots` epochs each on average instead of all of
-  them: with ``factor=3`` and rungs at 1/9 and 1/3 of the run, about 30%.
+  training there. With :math:`n_0 = C` configurations, :math:`n_{k+1} =
+  \lceil n_k / \eta \rceil` and :math:`S` seeds, the sweep trains
+
+  .. math:: S \sum_k n_k (r_k - r_{k-1}), \quad r_{-1} = 0,
+
+  model-epochs (the last :math:`r` being ``epochs``) instead of :math:`S C
+  \cdot` ``epochs``: 11 levels for 100 epochs with ``Halving(10)`` train
+  :math:`11 \cdot 10 + 4 \cdot 20 + 2 \cdot 60 + 1 \cdot 10 = 320` of 1,100
+  epochs per seed (29%). The ranking reads one epoch's validation accuracy,
+  so a small validation set makes it noisy: choose ``min_epochs`` where the
+  levels have parted (``benchmarks/RESULTS.md`` measures how often it
+  changes the chosen level).
 
   Args:
     min_epochs: epochs before the first rung, a positive integer below the
