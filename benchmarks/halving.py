@@ -67,8 +67,10 @@ def replay(result: fj.SweepResult, halving: fj.Halving) -> np.ndarray:
   for rung in halving.rungs(result.num_epochs):
     hits = np.flatnonzero(result.epochs == rung)
     if not hits.size:
-      raise SystemExit(f"epoch {rung} (a rung) was not evaluated in this sweep;"
-                       " choose --min-epochs on its evaluation schedule.")
+      raise SystemExit(
+        f"epoch {rung} (a rung) was not evaluated in this sweep;"
+        " choose --min-epochs on its evaluation schedule."
+      )
     at = hits[0]
     acc = np.where(np.isfinite(loss[..., at]), val[..., at], np.nan)
     scores = acc.mean(-1).reshape(-1)[alive]
@@ -92,9 +94,11 @@ def chunk_epochs(result: fj.SweepResult, halving: fj.Halving | None) -> int:
   if halving is None:
     return math.ceil(configs * seeds / group) * epochs
   stops = [*halving.rungs(epochs), epochs]
-  alive = [configs] + halving.survivors_per_rung(configs, epochs)
-  return sum(math.ceil(n * seeds / group) * (stop - first)
-             for n, first, stop in zip(alive, [0, *stops[:-1]], stops))
+  alive = [configs, *halving.survivors_per_rung(configs, epochs)]
+  return sum(
+    math.ceil(n * seeds / group) * (stop - first)
+    for n, first, stop in zip(alive, [0, *stops[:-1]], stops, strict=False)
+  )
 
 
 def compare(name: str, run, halving: fj.Halving) -> dict:
@@ -112,23 +116,32 @@ def _row(name: str, full: fj.SweepResult, pruned: fj.SweepResult, halving: fj.Ha
   diff = float(at(chosen_pruned).mean() - at(chosen).mean())
   spread = float(at(chosen).std())
   row = {
-      "setting": name,
-      "chosen": chosen, "chosen_pruned": chosen_pruned,
-      "same": chosen == chosen_pruned,
-      "test_acc": float(at(chosen).mean()), "test_acc_pruned": float(at(chosen_pruned).mean()),
-      "test_acc_diff": diff, "seed_spread": spread,
-      "within_spread": chosen == chosen_pruned or abs(diff) <= spread,
-      # One-sided: the pruned choice is not worse by more than the spread.
-      "not_worse": chosen == chosen_pruned or diff >= -spread,
-      "model_epochs": model_epochs(full), "model_epochs_pruned": model_epochs(pruned),
-      "chunk_epochs": chunk_epochs(full, None), "chunk_epochs_pruned": chunk_epochs(pruned, halving),
-      "wall_s": full.wall_time, "wall_s_pruned": pruned.wall_time,
+    "setting": name,
+    "chosen": chosen,
+    "chosen_pruned": chosen_pruned,
+    "same": chosen == chosen_pruned,
+    "test_acc": float(at(chosen).mean()),
+    "test_acc_pruned": float(at(chosen_pruned).mean()),
+    "test_acc_diff": diff,
+    "seed_spread": spread,
+    "within_spread": chosen == chosen_pruned or abs(diff) <= spread,
+    # One-sided: the pruned choice is not worse by more than the spread.
+    "not_worse": chosen == chosen_pruned or diff >= -spread,
+    "model_epochs": model_epochs(full),
+    "model_epochs_pruned": model_epochs(pruned),
+    "chunk_epochs": chunk_epochs(full, None),
+    "chunk_epochs_pruned": chunk_epochs(pruned, halving),
+    "wall_s": full.wall_time,
+    "wall_s_pruned": pruned.wall_time,
   }
-  print(f"{name}: b {_b(chosen)} -> {_b(chosen_pruned)}, test acc {row['test_acc']:.4f}"
-        f" -> {row['test_acc_pruned']:.4f} (spread {spread:.4f}); model-epochs"
-        f" {row['model_epochs_pruned'] / row['model_epochs']:.2f}, chunk-epochs"
-        f" {row['chunk_epochs_pruned'] / row['chunk_epochs']:.2f}, wall"
-        f" {row['wall_s']:.1f} -> {row['wall_s_pruned']:.1f} s", flush=True)
+  print(
+    f"{name}: b {_b(chosen)} -> {_b(chosen_pruned)}, test acc {row['test_acc']:.4f}"
+    f" -> {row['test_acc_pruned']:.4f} (spread {spread:.4f}); model-epochs"
+    f" {row['model_epochs_pruned'] / row['model_epochs']:.2f}, chunk-epochs"
+    f" {row['chunk_epochs_pruned'] / row['chunk_epochs']:.2f}, wall"
+    f" {row['wall_s']:.1f} -> {row['wall_s_pruned']:.1f} s",
+    flush=True,
+  )
   return row
 
 
@@ -146,15 +159,30 @@ def synthetic_runs(args):
   levels = [float(b) for b in reproduce.SYNTHETIC_CPU["flood_levels"]]
   for dataset in args.datasets.split(","):
     for noise in [float(r) for r in args.noise.split(",")]:
-      ds = data_lib.load(dataset, n_train=100, n_val=100,
-                         n_test=reproduce.SYNTHETIC_CPU["n_test"], label_noise=noise, seed=0)
+      ds = data_lib.load(
+        dataset,
+        n_train=100,
+        n_val=100,
+        n_test=reproduce.SYNTHETIC_CPU["n_test"],
+        label_noise=noise,
+        seed=0,
+      )
       for opt in args.optimizers.split(","):
+
         def run(prune, ds=ds, opt=opt):
-          return fj.sweep(models_lib.MLP(num_classes=2, hidden=500, depth=4), ds,
-                          flood_levels=levels, seeds=list(range(reproduce.SYNTHETIC_CPU["seeds"])),
-                          optimizer=reproduce.make_optimizer(opt),
-                          epochs=reproduce.SYNTHETIC_CPU["epochs"], batch_size=100,
-                          eval_every=2, progress=False, prune=prune)
+          return fj.sweep(
+            models_lib.MLP(num_classes=2, hidden=500, depth=4),
+            ds,
+            flood_levels=levels,
+            seeds=list(range(reproduce.SYNTHETIC_CPU["seeds"])),
+            optimizer=reproduce.make_optimizer(opt),
+            epochs=reproduce.SYNTHETIC_CPU["epochs"],
+            batch_size=100,
+            eval_every=2,
+            progress=False,
+            prune=prune,
+          )
+
         yield f"{dataset}, noise {noise:g}, {opt}", run
 
 
@@ -163,18 +191,30 @@ def sweep_runs(args):
   ds = data_lib.load("mnist1d")
 
   def run(prune):
-    return fj.sweep(models_lib.get_model("mlp", ds.num_classes, hidden=500, depth=2), ds,
-                    flood_levels=[0.0, 0.05, 0.1, 0.15, 0.2, 0.3], seeds=[0, 1],
-                    optimizer=optax.sgd(0.1, momentum=0.9), epochs=150, batch_size=100,
-                    progress=False, prune=prune)
+    return fj.sweep(
+      models_lib.get_model("mlp", ds.num_classes, hidden=500, depth=2),
+      ds,
+      flood_levels=[0.0, 0.05, 0.1, 0.15, 0.2, 0.3],
+      seeds=[0, 1],
+      optimizer=optax.sgd(0.1, momentum=0.9),
+      epochs=150,
+      batch_size=100,
+      progress=False,
+      prune=prune,
+    )
+
   yield "flood-jax sweep defaults (mnist1d)", run
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--suite", choices=("synthetic", "sweep"))
-  parser.add_argument("--replay", nargs="+", metavar="DIR",
-                      help="saved unpruned sweeps (directories with results.json)")
+  parser.add_argument(
+    "--replay",
+    nargs="+",
+    metavar="DIR",
+    help="saved unpruned sweeps (directories with results.json)",
+  )
   parser.add_argument("--datasets", default="two_gaussians,sinusoid,spiral")
   parser.add_argument("--noise", default="0.05,0.1")
   parser.add_argument("--optimizers", default="sgd,adam")
@@ -183,23 +223,30 @@ def main() -> None:
   parser.add_argument("--out", default=None, help="JSON file for the rows")
   args = parser.parse_args()
   halving = fj.Halving(args.min_epochs, args.factor)
-  print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
-        f" python {sys.version.split()[0]}; {halving}", flush=True)
+  print(
+    f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
+    f" python {sys.version.split()[0]}; {halving}",
+    flush=True,
+  )
   if args.replay:
     rows = [_replayed(d, halving) for d in args.replay]
   else:
     runs = synthetic_runs(args) if args.suite == "synthetic" else sweep_runs(args)
     rows = [compare(name, run, halving) for name, run in runs]
   total = lambda key: sum(r[key] for r in rows)
-  print(f"settings: {len(rows)}; same choice: {sum(r['same'] for r in rows)};"
-        f" same or within the seed spread: {sum(r['within_spread'] for r in rows)}"
-        f" ({100 * sum(r['within_spread'] for r in rows) / len(rows):.0f}%);"
-        f" not worse by more than the spread: {sum(r['not_worse'] for r in rows)}")
-  print(f"model-epochs: {total('model_epochs_pruned')} / {total('model_epochs')}"
-        f" = {total('model_epochs_pruned') / total('model_epochs'):.3f}; chunk-epochs:"
-        f" {total('chunk_epochs_pruned') / total('chunk_epochs'):.3f}; wall:"
-        f" {total('wall_s_pruned'):.1f} / {total('wall_s'):.1f} s ="
-        f" {total('wall_s_pruned') / total('wall_s'):.3f}")
+  print(
+    f"settings: {len(rows)}; same choice: {sum(r['same'] for r in rows)};"
+    f" same or within the seed spread: {sum(r['within_spread'] for r in rows)}"
+    f" ({100 * sum(r['within_spread'] for r in rows) / len(rows):.0f}%);"
+    f" not worse by more than the spread: {sum(r['not_worse'] for r in rows)}"
+  )
+  print(
+    f"model-epochs: {total('model_epochs_pruned')} / {total('model_epochs')}"
+    f" = {total('model_epochs_pruned') / total('model_epochs'):.3f}; chunk-epochs:"
+    f" {total('chunk_epochs_pruned') / total('chunk_epochs'):.3f}; wall:"
+    f" {total('wall_s_pruned'):.1f} / {total('wall_s'):.1f} s ="
+    f" {total('wall_s_pruned') / total('wall_s'):.3f}"
+  )
   if args.out:
     with open(args.out, "w") as f:
       json.dump(rows, f, indent=1)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -81,12 +82,12 @@ class Halving:
     for name, value, low in [("min_epochs", self.min_epochs, 1), ("factor", self.factor, 2)]:
       if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(
-            f"Halving {name} must be an integer >= {low}, got {value!r}; e.g."
-            " fj.Halving(min_epochs=10, factor=3)."
+          f"Halving {name} must be an integer >= {low}, got {value!r}; e.g."
+          " fj.Halving(min_epochs=10, factor=3)."
         )
 
   def rungs(self, epochs: int) -> tuple[int, ...]:
-    """The epochs (counted from 1) after which configurations are pruned: ``min_epochs * factor**k < epochs``."""
+    """The epochs (from 1) that end a rung: ``min_epochs * factor**k``, below ``epochs``."""
     out = []
     rung = int(self.min_epochs)
     while rung < epochs:
@@ -99,8 +100,8 @@ class Halving:
     rungs = self.rungs(epochs)
     if not rungs:
       raise ValueError(
-          f"prune=Halving(min_epochs={self.min_epochs}) never prunes a sweep of"
-          f" {epochs} epochs; use min_epochs < {epochs} (e.g. {max(1, epochs // 9)})."
+        f"prune=Halving(min_epochs={self.min_epochs}) never prunes a sweep of"
+        f" {epochs} epochs; use min_epochs < {epochs} (e.g. {max(1, epochs // 9)})."
       )
     return rungs
 
@@ -114,14 +115,18 @@ class Halving:
 
 
 def select(scores: np.ndarray, factor: int) -> np.ndarray:
-  """Indices (sorted) of the ``ceil(n / factor)`` best of ``scores`` (higher is better; NaN lowest; ties to the first)."""
+  """Indices (sorted) of the ``ceil(n / factor)`` best ``scores``.
+
+  Higher is better, NaN lowest, ties go to the first.
+  """
   keep = max(1, math.ceil(len(scores) / factor))
   ranked = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
   return np.sort(ranked[:keep])
 
 
-def config_scores(history: np.ndarray, alive_configs: np.ndarray, num_configs: int,
-                  num_seeds: int, epoch: int) -> np.ndarray:
+def config_scores(
+  history: np.ndarray, alive_configs: np.ndarray, num_configs: int, num_seeds: int, epoch: int
+) -> np.ndarray:
   """Mean validation accuracy over seeds at ``epoch`` (from 1) of each alive configuration.
 
   ``history`` is ``(models, epochs, metrics)`` in the grid's seed-major flat
@@ -135,18 +140,18 @@ def config_scores(history: np.ndarray, alive_configs: np.ndarray, num_configs: i
 
 
 def run_pruned(
-    halving: Halving,
-    *,
-    grid: Grid,
-    program_for: Callable[[int], Any],
-    mesh: Mesh,
-    data: Any,
-    num_devices: int,
-    chunk_size: int,
-    epochs: int,
-    epochs_per_call: int,
-    store: Optional[checkpoint.CheckpointStore],
-    bar: Any,
+  halving: Halving,
+  *,
+  grid: Grid,
+  program_for: Callable[[int], Any],
+  mesh: Mesh,
+  data: Any,
+  num_devices: int,
+  chunk_size: int,
+  epochs: int,
+  epochs_per_call: int,
+  store: checkpoint.CheckpointStore | None,
+  bar: Any,
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
   """Trains the sweep segment by segment, pruning at every rung.
 
@@ -172,7 +177,7 @@ def run_pruned(
   history = np.full((grid.num_models, epochs, len(METRICS)), np.nan, np.float32)
   pruned_at = np.zeros(num_configs, np.int64)
   alive_configs = np.arange(num_configs)
-  leaves: Optional[list[np.ndarray]] = None  # per carry leaf, (models, ...) on the host
+  leaves: list[np.ndarray] | None = None  # per carry leaf, (models, ...) on the host
   segment, call_start = 0, 0
   saved = store.load_tree("halving") if store is not None else None
   if saved is not None:
@@ -186,8 +191,14 @@ def run_pruned(
       bar.update(math.ceil(alive / group) * (stops[s] - (stops[s - 1] if s else 0)))
 
   def save(segment: int, call: int) -> None:
-    tree = {"segment": np.asarray(segment, np.int32), "call": np.asarray(call, np.int32),
-            "history": history, "pruned_at": pruned_at, "alive": alive_configs}
+    assert store is not None
+    tree = {
+      "segment": np.asarray(segment, np.int32),
+      "call": np.asarray(call, np.int32),
+      "history": history,
+      "pruned_at": pruned_at,
+      "alive": alive_configs,
+    }
     if leaves is not None:
       tree["leaves"] = {str(i): x for i, x in enumerate(leaves)}
     store.save_tree("halving", tree)
@@ -200,35 +211,39 @@ def run_pruned(
     if call_start:
       bar.update(call_start * (stop - first))
     for call in range(call_start, num_calls):
-      index = models[call * group:(call + 1) * group]
+      index = models[call * group : (call + 1) * group]
       index = np.concatenate([index, np.full(group - len(index), index[-1])])
       slot_seeds, model_slot = seed_slots(flat_seeds[index], num_devices)
       levels, hparams, slot_seeds, model_slot = jax.device_put(
-          (flat_levels[index], flat_hparams[index], slot_seeds, model_slot), sharded)
+        (flat_levels[index], flat_hparams[index], slot_seeds, model_slot), sharded
+      )
       program = program_for(epochs_per_call)
       if first == 0:
         carry = program.init(levels, hparams, slot_seeds, model_slot, data)
       else:
+        assert leaves is not None  # the first segment filled them
         carry = jax.tree.unflatten(
-            jax.tree.structure(structure),
-            checkpoint._tree_to_leaves({str(i): x[index] for i, x in enumerate(leaves)}, like))
+          jax.tree.structure(structure),
+          checkpoint._tree_to_leaves({str(i): x[index] for i, x in enumerate(leaves)}, like),
+        )
         carry = jax.device_put(carry, sharded)
       epoch = first
       while epoch < stop:
         length = min(epochs_per_call, stop - epoch)
         carry, metrics = program_for(length).run(
-            carry, levels, slot_seeds, model_slot, np.int32(epoch), data)
-        metrics = np.asarray(metrics)[:len(models) - call * group]
-        real = index[:len(metrics)]
-        history[real, epoch:epoch + length] = metrics
+          carry, levels, slot_seeds, model_slot, np.int32(epoch), data
+        )
+        metrics = np.asarray(metrics)[: len(models) - call * group]
+        real = index[: len(metrics)]
+        history[real, epoch : epoch + length] = metrics
         epoch += length
         bar.update(length)
-      real = index[:min(group, len(models) - call * group)]
+      real = index[: min(group, len(models) - call * group)]
       done = [np.asarray(checkpoint.raw_key_data(x)) for x in jax.tree.leaves(carry)]
       if leaves is None:
-        leaves = [np.zeros((grid.num_models,) + x.shape[1:], x.dtype) for x in done]
-      for stacked, x in zip(leaves, done):
-        stacked[real] = x[:len(real)]
+        leaves = [np.zeros((grid.num_models, *x.shape[1:]), x.dtype) for x in done]
+      for stacked, x in zip(leaves, done, strict=True):
+        stacked[real] = x[: len(real)]
       if store is not None and call + 1 < num_calls and store.due():
         save(segment, call + 1)
     call_start = 0
@@ -242,8 +257,9 @@ def run_pruned(
       save(segment, 0)
   # The result keeps (params, model state): the first two parts of the carry.
   num_kept = len(jax.tree.leaves(structure[:2]))
+  assert leaves is not None
   return history, leaves[:num_kept], pruned_at
 
 
 def _num_alive(halving: Halving, num_configs: int, epochs: int, segment: int) -> int:
-  return ([num_configs] + halving.survivors_per_rung(num_configs, epochs))[segment]
+  return [num_configs, *halving.survivors_per_rung(num_configs, epochs)][segment]
