@@ -53,8 +53,8 @@ import time
 _T_START = time.perf_counter()
 
 CASES = {  # name: (hidden widths, default Ks)
-    "mlp32x2": ((32, 32), (16, 64)),
-    "mlp500x3": ((500, 500, 500), (16,)),
+  "mlp32x2": ((32, 32), (16, 64)),
+  "mlp500x3": ((500, 500, 500), (16,)),
 }
 INPUTS, CLASSES = 40, 10
 N_TRAIN, N_VAL, N_TEST = 2000, 1000, 1000
@@ -62,9 +62,9 @@ LR, MOMENTUM = 0.01, 0.9
 MAX_LEVEL = 0.5
 MARK = "COLD_RESULT "
 COMPILE_EVENTS = {
-    "/jax/core/compile/backend_compile_duration": "backend_compile",
-    "/jax/core/compile/jaxpr_trace_duration": "jaxpr_trace",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration": "to_mlir",
+  "/jax/core/compile/backend_compile_duration": "backend_compile",
+  "/jax/core/compile/jaxpr_trace_duration": "jaxpr_trace",
+  "/jax/core/compile/jaxpr_to_mlir_module_duration": "to_mlir",
 }
 
 
@@ -96,7 +96,8 @@ class _CompileLog:
       out[f"{name}_s"] = sum(durations)
       out[f"{name}_count"] = len(durations)
     out["backend_compile_each_s"] = [
-        round(d, 4) for n, d in self.events[mark:] if n == "backend_compile"]
+      round(d, 4) for n, d in self.events[mark:] if n == "backend_compile"
+    ]
     return out
 
 
@@ -117,8 +118,16 @@ def make_data(seed: int = 0):
     return x, y.astype(np.int32)
 
   (xtr, ytr), (xv, yv), (xte, yte) = split(N_TRAIN), split(N_VAL), split(N_TEST)
-  return fj.Dataset(x_train=xtr, y_train=ytr, x_val=xv, y_val=yv, x_test=xte,
-                    y_test=yte, num_classes=CLASSES, name="linear-teacher")
+  return fj.Dataset(
+    x_train=xtr,
+    y_train=ytr,
+    x_val=xv,
+    y_val=yv,
+    x_test=xte,
+    y_test=yte,
+    num_classes=CLASSES,
+    name="linear-teacher",
+  )
 
 
 _MLP = None
@@ -179,25 +188,47 @@ def worker_sweep(widths, k, epochs, batch_size):
     optimizer = optax.sgd(LR, momentum=MOMENTUM)
     mark = log.mark()
     start = time.perf_counter()
-    result = fj.sweep(model, data, flood_levels=levels, seeds=[0], optimizer=optimizer,
-                      epochs=epochs, batch_size=batch_size, progress=False)
+    result = fj.sweep(
+      model,
+      data,
+      flood_levels=levels,
+      seeds=[0],
+      optimizer=optimizer,
+      epochs=epochs,
+      batch_size=batch_size,
+      progress=False,
+    )
     wall = time.perf_counter() - start
     val_acc = np.asarray(result.history["val_accuracy"])
-    calls.append(dict(wall_s=wall, **log.since(mark),
-                      final_val_acc_mean=float(val_acc[..., -1].mean()),
-                      chunk_size=result.config.get("chunk_size"),
-                      devices=result.config.get("devices")))
+    calls.append(
+      dict(
+        wall_s=wall,
+        **log.since(mark),
+        final_val_acc_mean=float(val_acc[..., -1].mean()),
+        chunk_size=result.config.get("chunk_size"),
+        devices=result.config.get("devices"),
+      )
+    )
   evaluated = getattr(result, "epochs", None)
   schedule = dict(
-      eval_epochs=[int(e) for e in (evaluated if evaluated is not None
-                                    else np.arange(1, epochs + 1))],
-      train_eval_size=int(result.config.get("train_eval_size") or data.num_train),
-      eval_test=bool(result.config.get("eval_test", True)))
-  return dict(arm="sweep", import_s=t_import, setup_s=t_setup, first=calls[0],
-              second=calls[1], schedule=schedule,
-              compile_cache_dir=jax.config.jax_compilation_cache_dir,
-              jax_version=jax.__version__,
-              device_count=jax.device_count(), platform=jax.devices()[0].platform)
+    eval_epochs=[
+      int(e) for e in (evaluated if evaluated is not None else np.arange(1, epochs + 1))
+    ],
+    train_eval_size=int(result.config.get("train_eval_size") or data.num_train),
+    eval_test=bool(result.config.get("eval_test", True)),
+  )
+  return dict(
+    arm="sweep",
+    import_s=t_import,
+    setup_s=t_setup,
+    first=calls[0],
+    second=calls[1],
+    schedule=schedule,
+    compile_cache_dir=jax.config.jax_compilation_cache_dir,
+    jax_version=jax.__version__,
+    device_count=jax.device_count(),
+    platform=jax.devices()[0].platform,
+  )
 
 
 def sweep_schedule(data, epochs, batch_size):
@@ -250,8 +281,10 @@ def worker_loop(widths, k, epochs, batch_size):
   start = time.perf_counter()
   # ---- what the user writes by hand, all inside the timed region ----
   x_tr, y_tr = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-  splits = [(jnp.asarray(data.x_train[train_index]), jnp.asarray(data.y_train[train_index])),
-            (jnp.asarray(data.x_val), jnp.asarray(data.y_val))]
+  splits = [
+    (jnp.asarray(data.x_train[train_index]), jnp.asarray(data.y_train[train_index])),
+    (jnp.asarray(data.x_val), jnp.asarray(data.y_val)),
+  ]
   if eval_test:
     splits.append((jnp.asarray(data.x_test), jnp.asarray(data.y_test)))
   evaluate_after = np.zeros(epochs, bool)
@@ -268,8 +301,10 @@ def worker_loop(widths, k, epochs, batch_size):
     out = []
     for x, y in splits:
       logits = model.apply({"params": params}, x, train=False)
-      out += [optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(),
-              jnp.mean(jnp.argmax(logits, -1) == y)]
+      out += [
+        optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(),
+        jnp.mean(jnp.argmax(logits, -1) == y),
+      ]
     out += [jnp.float32(jnp.nan)] * (6 - len(out))
     return jnp.stack(out)  # train loss, train acc, val loss, val acc, test loss, test acc
 
@@ -284,7 +319,7 @@ def worker_loop(widths, k, epochs, batch_size):
       params, opt_state = carry
       flooded_before = opt_state[0].flooded_count
       perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
-      batches = perm[:steps * batch_size].reshape(steps, batch_size)
+      batches = perm[: steps * batch_size].reshape(steps, batch_size)
 
       def step(carry, idx):
         params, opt_state = carry
@@ -293,8 +328,9 @@ def worker_loop(widths, k, epochs, batch_size):
         return (optax.apply_updates(params, updates), opt_state), loss
 
       (params, opt_state), _ = jax.lax.scan(step, (params, opt_state), batches)
-      metrics = jax.lax.cond(evaluate_after[epoch], evaluate,
-                             lambda p: jnp.full((6,), jnp.nan, jnp.float32), params)
+      metrics = jax.lax.cond(
+        evaluate_after[epoch], evaluate, lambda p: jnp.full((6,), jnp.nan, jnp.float32), params
+      )
       flooded = ((opt_state[0].flooded_count - flooded_before) / steps).astype(jnp.float32)
       return (params, opt_state), jnp.append(metrics, flooded)
 
@@ -305,14 +341,23 @@ def worker_loop(widths, k, epochs, batch_size):
   histories = np.stack([h for _, h in results])  # (K, epochs, 7)
   # --------------------------------------------------------------------
   wall = time.perf_counter() - start
-  return dict(arm="loop", import_s=t_import, setup_s=t_setup,
-              first=dict(wall_s=wall, **log.since(mark),
-                         final_val_acc_mean=float(histories[:, -1, 3].mean())),
-              schedule=dict(eval_epochs=[int(e) for e in eval_epochs],
-                            train_eval_size=int(len(train_index)), eval_test=bool(eval_test)),
-              compile_cache_dir=jax.config.jax_compilation_cache_dir,
-              jax_version=jax.__version__, device_count=jax.device_count(),
-              platform=jax.devices()[0].platform)
+  return dict(
+    arm="loop",
+    import_s=t_import,
+    setup_s=t_setup,
+    first=dict(
+      wall_s=wall, **log.since(mark), final_val_acc_mean=float(histories[:, -1, 3].mean())
+    ),
+    schedule=dict(
+      eval_epochs=[int(e) for e in eval_epochs],
+      train_eval_size=len(train_index),
+      eval_test=bool(eval_test),
+    ),
+    compile_cache_dir=jax.config.jax_compilation_cache_dir,
+    jax_version=jax.__version__,
+    device_count=jax.device_count(),
+    platform=jax.devices()[0].platform,
+  )
 
 
 def engine_fingerprint() -> str:
@@ -347,8 +392,9 @@ def worker_main(args) -> None:
 
 def worker_env(devices):
   env = dict(os.environ)
-  flags = [f for f in env.get("XLA_FLAGS", "").split()
-           if "xla_force_host_platform_device_count" not in f]
+  flags = [
+    f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f
+  ]
   if devices:
     flags.append(f"--xla_force_host_platform_device_count={devices}")
   if flags:
@@ -359,28 +405,48 @@ def worker_env(devices):
 
 
 def launch(arm, case, k, args):
-  cmd = [sys.executable, os.path.abspath(__file__), "--worker", arm, "--case", case,
-         "--k", str(k), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
+  cmd = [
+    sys.executable,
+    os.path.abspath(__file__),
+    "--worker",
+    arm,
+    "--case",
+    case,
+    "--k",
+    str(k),
+    "--epochs",
+    str(args.epochs),
+    "--batch-size",
+    str(args.batch_size),
+  ]
   start = time.perf_counter()
-  proc = subprocess.run(cmd, env=worker_env(args.devices), capture_output=True, text=True,
-                        timeout=args.timeout)
+  proc = subprocess.run(
+    cmd, env=worker_env(args.devices), capture_output=True, text=True, timeout=args.timeout
+  )
   process_wall = time.perf_counter() - start
-  lines = [l for l in proc.stdout.splitlines() if l.startswith(MARK)]
+  lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
   if proc.returncode != 0 or not lines:
     sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
     raise SystemExit(f"worker {arm} {case} K={k} failed (exit {proc.returncode})")
-  out = json.loads(lines[-1][len(MARK):])
+  out = json.loads(lines[-1][len(MARK) :])
   out["process_wall_s"] = process_wall
   return out
 
 
 def git_head() -> str | None:
   try:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "flood_jax"],
-                           capture_output=True, text=True,
-                           cwd=os.path.dirname(os.path.abspath(__file__)))
+    head = subprocess.run(
+      ["git", "rev-parse", "--short", "HEAD"],
+      capture_output=True,
+      text=True,
+      cwd=os.path.dirname(os.path.abspath(__file__)),
+    )
+    dirty = subprocess.run(
+      ["git", "status", "--porcelain", "--", "flood_jax"],
+      capture_output=True,
+      text=True,
+      cwd=os.path.dirname(os.path.abspath(__file__)),
+    )
     return head.stdout.strip() + (" (flood_jax modified)" if dirty.stdout.strip() else "")
   except OSError:
     return None
@@ -396,39 +462,46 @@ def summarize(case, k, runs):
   sweep_s = med([r["first"]["wall_s"] for r in sweeps])
   loop_s = med([r["first"]["wall_s"] for r in loops])
   return dict(
-      case=case, k=k, repeats=len(sweeps),
-      sweep_s_per_model=sweep_s / k,
-      loop_s_per_model=loop_s / k,
-      cold_speedup=loop_s / sweep_s,
-      sweep_second_s_per_model=med([r["second"]["wall_s"] for r in sweeps]) / k,
-      compile_s_sweep=med([r["first"]["backend_compile_s"] for r in sweeps]),
-      compile_s_loop=med([r["first"]["backend_compile_s"] for r in loops]),
-      compiles_sweep=med([r["first"]["backend_compile_count"] for r in sweeps]),
-      compiles_loop=med([r["first"]["backend_compile_count"] for r in loops]),
-      compile_s_sweep_second=med([r["second"]["backend_compile_s"] for r in sweeps]),
-      compiles_sweep_second=med([r["second"]["backend_compile_count"] for r in sweeps]),
-      sweep_s=sweep_s, loop_s=loop_s,
-      import_s=med([r["import_s"] for r in runs]),
-      setup_s=med([r["setup_s"] for r in runs]),
-      process_wall_sweep_s=med([r["process_wall_s"] for r in sweeps]),
-      process_wall_loop_s=med([r["process_wall_s"] for r in loops]),
-      layout=f"{sweeps[0]['first']['chunk_size']}x{sweeps[0]['first']['devices']}",
-      val_acc_sweep=med([r["first"]["final_val_acc_mean"] for r in sweeps]),
-      val_acc_loop=med([r["first"]["final_val_acc_mean"] for r in loops]),
+    case=case,
+    k=k,
+    repeats=len(sweeps),
+    sweep_s_per_model=sweep_s / k,
+    loop_s_per_model=loop_s / k,
+    cold_speedup=loop_s / sweep_s,
+    sweep_second_s_per_model=med([r["second"]["wall_s"] for r in sweeps]) / k,
+    compile_s_sweep=med([r["first"]["backend_compile_s"] for r in sweeps]),
+    compile_s_loop=med([r["first"]["backend_compile_s"] for r in loops]),
+    compiles_sweep=med([r["first"]["backend_compile_count"] for r in sweeps]),
+    compiles_loop=med([r["first"]["backend_compile_count"] for r in loops]),
+    compile_s_sweep_second=med([r["second"]["backend_compile_s"] for r in sweeps]),
+    compiles_sweep_second=med([r["second"]["backend_compile_count"] for r in sweeps]),
+    sweep_s=sweep_s,
+    loop_s=loop_s,
+    import_s=med([r["import_s"] for r in runs]),
+    setup_s=med([r["setup_s"] for r in runs]),
+    process_wall_sweep_s=med([r["process_wall_s"] for r in sweeps]),
+    process_wall_loop_s=med([r["process_wall_s"] for r in loops]),
+    layout=f"{sweeps[0]['first']['chunk_size']}x{sweeps[0]['first']['devices']}",
+    val_acc_sweep=med([r["first"]["final_val_acc_mean"] for r in sweeps]),
+    val_acc_loop=med([r["first"]["final_val_acc_mean"] for r in loops]),
   )
 
 
-HEADER = (f"{'case':<9} {'K':>4} {'sweep s/model':>13} {'loop s/model':>12} {'speed-up':>8}"
-          f" {'2nd call s/model':>16} {'compile s sweep':>15} {'compile s loop':>14}"
-          f" {'layout':>6} {'import+setup s':>14}")
+HEADER = (
+  f"{'case':<9} {'K':>4} {'sweep s/model':>13} {'loop s/model':>12} {'speed-up':>8}"
+  f" {'2nd call s/model':>16} {'compile s sweep':>15} {'compile s loop':>14}"
+  f" {'layout':>6} {'import+setup s':>14}"
+)
 
 
 def row_line(r):
-  return (f"{r['case']:<9} {r['k']:>4} {r['sweep_s_per_model']:>13.4f} {r['loop_s_per_model']:>12.4f}"
-          f" {r['cold_speedup']:>7.2f}x {r['sweep_second_s_per_model']:>16.4f}"
-          f" {r['compile_s_sweep']:>9.2f} ({r['compiles_sweep']:>3g})"
-          f" {r['compile_s_loop']:>8.2f} ({r['compiles_loop']:>3g})"
-          f" {r['layout']:>6} {r['import_s'] + r['setup_s']:>14.2f}")
+  return (
+    f"{r['case']:<9} {r['k']:>4} {r['sweep_s_per_model']:>13.4f} {r['loop_s_per_model']:>12.4f}"
+    f" {r['cold_speedup']:>7.2f}x {r['sweep_second_s_per_model']:>16.4f}"
+    f" {r['compile_s_sweep']:>9.2f} ({r['compiles_sweep']:>3g})"
+    f" {r['compile_s_loop']:>8.2f} ({r['compiles_loop']:>3g})"
+    f" {r['layout']:>6} {r['import_s'] + r['setup_s']:>14.2f}"
+  )
 
 
 def driver_main(args) -> None:
@@ -437,13 +510,18 @@ def driver_main(args) -> None:
     if c not in CASES:
       raise SystemExit(f"unknown case {c!r}; choose from {', '.join(CASES)}")
   when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-  print(f"cold benchmark, {when}; {platform.machine()} {os.cpu_count()} cores,"
-        f" python {sys.version.split()[0]}; XLA_FLAGS device count: "
-        + (f"{args.devices}" if args.devices else "not set (a plain script)"))
-  print(f"data: linear teacher, {INPUTS} inputs, {CLASSES} classes, {N_TRAIN}/{N_VAL}/{N_TEST}"
-        f" train/val/test; {args.epochs} epochs x {N_TRAIN // args.batch_size} steps of batch"
-        f" {args.batch_size}; sgd({LR}, momentum={MOMENTUM}); levels linspace(0, {MAX_LEVEL}, K);"
-        f" median of {args.repeats} fresh processes per arm, interleaved", flush=True)
+  print(
+    f"cold benchmark, {when}; {platform.machine()} {os.cpu_count()} cores,"
+    f" python {sys.version.split()[0]}; XLA_FLAGS device count: "
+    + (f"{args.devices}" if args.devices else "not set (a plain script)")
+  )
+  print(
+    f"data: linear teacher, {INPUTS} inputs, {CLASSES} classes, {N_TRAIN}/{N_VAL}/{N_TEST}"
+    f" train/val/test; {args.epochs} epochs x {N_TRAIN // args.batch_size} steps of batch"
+    f" {args.batch_size}; sgd({LR}, momentum={MOMENTUM}); levels linspace(0, {MAX_LEVEL}, K);"
+    f" median of {args.repeats} fresh processes per arm, interleaved",
+    flush=True,
+  )
   plan = []
   for c in cases:
     ks = [int(k) for k in args.ks.split(",")] if args.ks else list(CASES[c][1])
@@ -458,42 +536,61 @@ def driver_main(args) -> None:
         out = launch(arm, case, k, args)
         out.update(case=case, k=k, round=rnd)
         runs.append(out)
-        extra = (f", second call {out['second']['wall_s']:.2f} s"
-                 f" ({out['second']['backend_compile_count']} compiles)" if arm == "sweep" else "")
-        print(f"  {case} K={k} round {rnd} {arm:<5}: {out['first']['wall_s']:.2f} s,"
-              f" compile {out['first']['backend_compile_s']:.2f} s"
-              f" ({out['first']['backend_compile_count']} compiles){extra};"
-              f" import {out['import_s']:.2f} s, process {out['process_wall_s']:.2f} s",
-              flush=True)
+        extra = (
+          f", second call {out['second']['wall_s']:.2f} s"
+          f" ({out['second']['backend_compile_count']} compiles)"
+          if arm == "sweep"
+          else ""
+        )
+        print(
+          f"  {case} K={k} round {rnd} {arm:<5}: {out['first']['wall_s']:.2f} s,"
+          f" compile {out['first']['backend_compile_s']:.2f} s"
+          f" ({out['first']['backend_compile_count']} compiles){extra};"
+          f" import {out['import_s']:.2f} s, process {out['process_wall_s']:.2f} s",
+          flush=True,
+        )
     raw += runs
     rows.append(summarize(case, k, runs))
 
   print()
-  print("s/model = wall time of the timed call / K; compile s = XLA backend compile seconds"
-        " (compiles) in it, median")
+  print(
+    "s/model = wall time of the timed call / K; compile s = XLA backend compile seconds"
+    " (compiles) in it, median"
+  )
   print(HEADER)
   for r in rows:
     print(row_line(r))
-  print("2nd call: fj.sweep again in the same process with freshly built, equal arguments;"
-        " its compiles (median): " + ", ".join(
-            f"{r['case']} K={r['k']}: {r['compiles_sweep_second']:g}" for r in rows))
+  print(
+    "2nd call: fj.sweep again in the same process with freshly built, equal arguments;"
+    " its compiles (median): "
+    + ", ".join(f"{r['case']} K={r['k']}: {r['compiles_sweep_second']:g}" for r in rows)
+  )
   seen = sorted({(r["arm"], r["device_count"]) for r in raw})
-  print("XLA devices the processes saw (jax.device_count()): "
-        + ", ".join(f"{arm} {count}" for arm, count in seen)
-        + "; the hand loop runs on the first")
+  print(
+    "XLA devices the processes saw (jax.device_count()): "
+    + ", ".join(f"{arm} {count}" for arm, count in seen)
+    + "; the hand loop runs on the first"
+  )
   schedules = {json.dumps(r["schedule"], sort_keys=True) for r in raw}
   if len(schedules) > 1:
-    print("warning: the two arms did not evaluate the same epochs/examples: "
-          + " | ".join(sorted(schedules)))
+    print(
+      "warning: the two arms did not evaluate the same epochs/examples: "
+      + " | ".join(sorted(schedules))
+    )
   else:
     sched = json.loads(schedules.pop())
-    print(f"both arms evaluate after epochs {sched['eval_epochs']}: plain loss on"
-          f" {sched['train_eval_size']} training examples, val"
-          + (" and test" if sched["eval_test"] else "") + " loss and accuracy")
+    print(
+      f"both arms evaluate after epochs {sched['eval_epochs']}: plain loss on"
+      f" {sched['train_eval_size']} training examples, val"
+      + (" and test" if sched["eval_test"] else "")
+      + " loss and accuracy"
+    )
   for r in rows:
     if abs(r["val_acc_sweep"] - r["val_acc_loop"]) > 0.02:
-      print(f"warning: {r['case']} K={r['k']}: final val accuracy (mean over levels) differs:"
-            f" sweep {r['val_acc_sweep']:.3f}, loop {r['val_acc_loop']:.3f}")
+      print(
+        f"warning: {r['case']} K={r['k']}: final val accuracy (mean over levels) differs:"
+        f" sweep {r['val_acc_sweep']:.3f}, loop {r['val_acc_loop']:.3f}"
+      )
   if any(r.get("compile_cache_dir") for r in raw):
     print("warning: a persistent compilation cache was on in a worker: not cold")
   engines = sorted({r["engine_sha"] for r in raw})
@@ -501,31 +598,51 @@ def driver_main(args) -> None:
     print(f"warning: flood_jax changed during the run (source hashes {', '.join(engines)})")
   if args.out:
     with open(args.out, "w") as f:
-      json.dump(dict(date=when, git_head=git_head(), engine_sha=engines, machine=platform.machine(), cores=os.cpu_count(),
-                     python=sys.version.split()[0], devices=args.devices,
-                     jax=raw[0].get("jax_version") if raw else None,
-                     epochs=args.epochs, batch_size=args.batch_size,
-                     data=dict(inputs=INPUTS, classes=CLASSES, train=N_TRAIN, val=N_VAL,
-                               test=N_TEST),
-                     rows=rows, raw=raw), f, indent=1)
+      json.dump(
+        dict(
+          date=when,
+          git_head=git_head(),
+          engine_sha=engines,
+          machine=platform.machine(),
+          cores=os.cpu_count(),
+          python=sys.version.split()[0],
+          devices=args.devices,
+          jax=raw[0].get("jax_version") if raw else None,
+          epochs=args.epochs,
+          batch_size=args.batch_size,
+          data=dict(inputs=INPUTS, classes=CLASSES, train=N_TRAIN, val=N_VAL, test=N_TEST),
+          rows=rows,
+          raw=raw,
+        ),
+        f,
+        indent=1,
+      )
     print(f"raw timings: {args.out}")
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--cases", default=",".join(CASES), help="of: " + ", ".join(CASES))
-  parser.add_argument("--ks", default=None,
-                      help="comma-separated K for every case (default: 16,64 for mlp32x2,"
-                           " 16 for mlp500x3)")
+  parser.add_argument(
+    "--ks",
+    default=None,
+    help="comma-separated K for every case (default: 16,64 for mlp32x2, 16 for mlp500x3)",
+  )
   parser.add_argument("--repeats", type=int, default=2, help="rounds of fresh processes per arm")
   parser.add_argument("--epochs", type=int, default=30)
   parser.add_argument("--batch-size", type=int, default=100)
-  parser.add_argument("--devices", type=int, default=None,
-                      help="set XLA_FLAGS=--xla_force_host_platform_device_count=N in both"
-                           " arms (default: not set, one CPU device)")
-  parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                    "cold.json"),
-                      help="raw timings as JSON ('' for none)")
+  parser.add_argument(
+    "--devices",
+    type=int,
+    default=None,
+    help="set XLA_FLAGS=--xla_force_host_platform_device_count=N in both"
+    " arms (default: not set, one CPU device)",
+  )
+  parser.add_argument(
+    "--out",
+    default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "cold.json"),
+    help="raw timings as JSON ('' for none)",
+  )
   parser.add_argument("--timeout", type=float, default=3600, help="seconds per worker")
   # worker-only
   parser.add_argument("--worker", choices=("sweep", "loop"), help=argparse.SUPPRESS)

@@ -29,9 +29,9 @@ import time
 import jax
 import numpy as np
 import optax
+from cold import make_data, make_model  # the data and MLP of benchmarks/cold.py
 
 import flood_jax as fj
-from cold import make_data, make_model  # the data and MLP of benchmarks/cold.py
 
 _FINISHED = re.compile(r"Finished XLA compilation of jit\((\w+)\) in ([0-9.e-]+) sec")
 
@@ -41,8 +41,8 @@ class _Compiles(logging.Handler):
 
   def __init__(self):
     super().__init__(logging.DEBUG)
-    self.seconds: "collections.Counter[str]" = collections.Counter()
-    self.count: "collections.Counter[str]" = collections.Counter()
+    self.seconds: collections.Counter[str] = collections.Counter()
+    self.count: collections.Counter[str] = collections.Counter()
 
   def emit(self, record):
     match = _FINISHED.search(record.getMessage())
@@ -56,8 +56,6 @@ class _Compiles(logging.Handler):
     self.seconds.clear()
     self.count.clear()
     return out
-
-
 
 
 def main() -> None:
@@ -79,23 +77,39 @@ def main() -> None:
 
   def run(**kwargs):
     start = time.perf_counter()
-    fj.sweep(make_model([args.width] * args.depth), data, flood_levels=levels, seeds=[0],
-             optimizer=optax.sgd(0.01, momentum=0.9), epochs=30, batch_size=100,
-             progress=False, **kwargs)
+    fj.sweep(
+      make_model([args.width] * args.depth),
+      data,
+      flood_levels=levels,
+      seeds=[0],
+      optimizer=optax.sgd(0.01, momentum=0.9),
+      epochs=30,
+      batch_size=100,
+      progress=False,
+      **kwargs,
+    )
     return time.perf_counter() - start
 
   first = run()
   seconds, count = handler.take()
   second = run()
   seconds2, count2 = handler.take()
-  print(f"{len(jax.devices())} {jax.devices()[0].platform} device(s), jax {jax.__version__};"
-        f" MLP 40-{'-'.join([str(args.width)] * args.depth)}-10, K = {args.k}, 30 epochs")
-  print(f"first call: {first:.2f} s; compiled: "
-        + ", ".join(f"{name} {seconds.get(name, 0):.2f} s ({count.get(name, 0)})"
-                    for name in ("_init_local", "_run_local", "other"))
-        + f"; all {sum(seconds.values()):.2f} s")
-  print(f"second call, fresh equal arguments: {second:.2f} s; compiled"
-        f" {sum(count2.values())} programs ({sum(seconds2.values()):.2f} s)")
+  print(
+    f"{len(jax.devices())} {jax.devices()[0].platform} device(s), jax {jax.__version__};"
+    f" MLP 40-{'-'.join([str(args.width)] * args.depth)}-10, K = {args.k}, 30 epochs"
+  )
+  print(
+    f"first call: {first:.2f} s; compiled: "
+    + ", ".join(
+      f"{name} {seconds.get(name, 0):.2f} s ({count.get(name, 0)})"
+      for name in ("_init_local", "_run_local", "other")
+    )
+    + f"; all {sum(seconds.values()):.2f} s"
+  )
+  print(
+    f"second call, fresh equal arguments: {second:.2f} s; compiled"
+    f" {sum(count2.values())} programs ({sum(seconds2.values()):.2f} s)"
+  )
 
   schedules = {"default": {}, "every epoch": {"eval_every": 1}, "once": {"eval_every": 30}}
   for kwargs in schedules.values():
@@ -103,13 +117,15 @@ def main() -> None:
   handler.take()
   times = {name: [] for name in schedules}
   for r in range(args.rounds):
-    for name in (list(schedules) if r % 2 == 0 else list(schedules)[::-1]):
+    for name in list(schedules) if r % 2 == 0 else list(schedules)[::-1]:
       times[name].append(run(**schedules[name]))
   once = statistics.median(times["once"])
   for name in ("default", "every epoch"):
     t = statistics.median(times[name])
-    print(f"evaluation schedule {name!r}: {t:.3f} s warm; evaluation share of the run"
-          f" ~{(t - once) / t:.0%} (against evaluating once: {once:.3f} s)")
+    print(
+      f"evaluation schedule {name!r}: {t:.3f} s warm; evaluation share of the run"
+      f" ~{(t - once) / t:.0%} (against evaluating once: {once:.3f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -22,11 +22,9 @@ import time
 import jax
 import numpy as np
 import optax
-
-import flood_jax as fj
 from cold import make_data, make_model  # the data and MLP of benchmarks/cold.py
 
-
+import flood_jax as fj
 
 
 def main() -> None:
@@ -39,12 +37,13 @@ def main() -> None:
 
   data = make_data()
   optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=0.01, momentum=0.9)
-  common = dict(seeds=[0], optimizer=optimizer, epochs=args.epochs, batch_size=100,
-                progress=False)
+  common = dict(seeds=[0], optimizer=optimizer, epochs=args.epochs, batch_size=100, progress=False)
   arms = {
-      "levels": dict(flood_levels=np.linspace(0, 0.5, args.k)),
-      "levels x lr": dict(flood_levels=np.linspace(0, 0.5, args.k // 4),
-                          hyperparams={"learning_rate": [0.003, 0.01, 0.03, 0.1]}),
+    "levels": dict(flood_levels=np.linspace(0, 0.5, args.k)),
+    "levels x lr": dict(
+      flood_levels=np.linspace(0, 0.5, args.k // 4),
+      hyperparams={"learning_rate": [0.003, 0.01, 0.03, 0.1]},
+    ),
   }
   model = make_model([args.width] * 2)
   for kwargs in arms.values():  # compile
@@ -52,21 +51,25 @@ def main() -> None:
   times: dict[str, list[float]] = {name: [] for name in arms}
   order = list(arms)
   for r in range(args.rounds):
-    for name in (order if r % 2 == 0 else order[::-1]):
+    for name in order if r % 2 == 0 else order[::-1]:
       start = time.perf_counter()
       result = fj.sweep(model, data, **common, **arms[name])
       times[name].append((time.perf_counter() - start) / args.k)
       assert result.history["val_loss"][..., -1].size == args.k
-  ratios = [b / a for a, b in zip(times["levels"], times["levels x lr"])]
-  print(f"{platform.machine()}, {len(jax.devices())} {jax.devices()[0].platform} device(s),"
-        f" jax {jax.__version__}; MLP 40-{args.width}-{args.width}-10, K = {args.k},"
-        f" {args.epochs} epochs, {args.rounds} rounds")
+  ratios = [b / a for a, b in zip(times["levels"], times["levels x lr"], strict=True)]
+  print(
+    f"{platform.machine()}, {len(jax.devices())} {jax.devices()[0].platform} device(s),"
+    f" jax {jax.__version__}; MLP 40-{args.width}-{args.width}-10, K = {args.k},"
+    f" {args.epochs} epochs, {args.rounds} rounds"
+  )
   print("| sweep | s/model (median) |")
   print("|---|---|")
   for name in arms:
     print(f"| {name} | {statistics.median(times[name]):.4f} |")
-  print(f"levels x lr / levels, per model: median {statistics.median(ratios):.3f}"
-        f" (range {min(ratios):.3f} to {max(ratios):.3f})")
+  print(
+    f"levels x lr / levels, per model: median {statistics.median(ratios):.3f}"
+    f" (range {min(ratios):.3f} to {max(ratios):.3f})"
+  )
 
 
 if __name__ == "__main__":

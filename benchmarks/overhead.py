@@ -15,7 +15,6 @@ import time
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -66,8 +65,8 @@ def main() -> None:
   n_params = sum(p.size for p in jax.tree.leaves(params))
   # b = 10 floods every step, so the sign flip is really taken.
   variants = {
-      "sgd": (optax.sgd(0.01), False),
-      "flood+sgd": (optax.chain(fj.flood(10.0), optax.sgd(0.01)), True),
+    "sgd": (optax.sgd(0.01), False),
+    "flood+sgd": (optax.chain(fj.flood(10.0), optax.sgd(0.01)), True),
   }
   runners = {}
   for name, (tx, with_value) in variants.items():
@@ -93,15 +92,21 @@ def main() -> None:
   flooded = np.asarray(samples["flood+sgd"])
   ratios = flooded / plain  # paired, same round
   q1, med, q3 = np.percentile(ratios, [25, 50, 75])
-  print(f"machine: {platform.processor() or platform.machine()}, {jax.devices()[0].platform},"
-        f" jax {jax.__version__}")
-  print(f"MLP {args.inputs}-{'-'.join([str(args.width)] * args.depth)}-10"
-        f" ({n_params:,} params), batch {args.batch},"
-        f" {args.rounds} rounds x {args.steps_per_sample} steps, interleaved")
+  print(
+    f"machine: {platform.processor() or platform.machine()}, {jax.devices()[0].platform},"
+    f" jax {jax.__version__}"
+  )
+  print(
+    f"MLP {args.inputs}-{'-'.join([str(args.width)] * args.depth)}-10"
+    f" ({n_params:,} params), batch {args.batch},"
+    f" {args.rounds} rounds x {args.steps_per_sample} steps, interleaved"
+  )
   print(f"  sgd        median step {np.median(plain) * 1e3:8.3f} ms")
   print(f"  flood+sgd  median step {np.median(flooded) * 1e3:8.3f} ms")
-  print(f"  ratio flood+sgd / sgd: median {med:.4f} (IQR {q1:.4f} to {q3:.4f});"
-        f" overhead {100 * (med - 1):+.2f}% (target <= +1%)")
+  print(
+    f"  ratio flood+sgd / sgd: median {med:.4f} (IQR {q1:.4f} to {q3:.4f});"
+    f" overhead {100 * (med - 1):+.2f}% (target <= +1%)"
+  )
 
 
 if __name__ == "__main__":

@@ -32,19 +32,20 @@ import time
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
   _devices = int(os.environ.get("FLOOD_JAX_BENCH_DEVICES", os.cpu_count() or 1))
   os.environ["XLA_FLAGS"] = (
-      os.environ.get("XLA_FLAGS", "")
-      + f" --xla_force_host_platform_device_count={_devices}"
+    os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={_devices}"
   ).strip()
 
-import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import itertools
 
-import flood_jax as fj  # noqa: E402
-from flood_jax import data as fj_data  # noqa: E402
-from flood_jax._sweep import plan_layout  # noqa: E402
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import flood_jax as fj
+from flood_jax import data as fj_data
+from flood_jax._sweep import plan_layout
 
 
 class PlainMLP(nn.Module):
@@ -65,8 +66,10 @@ class PlainMLP(nn.Module):
 def hand_loop_run(model, data, tx, epochs, batch_size):
   """The single-model whole run a JAX user writes; jitted once, called per model."""
   x_tr, y_tr = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-  splits = [(jnp.asarray(data.x_val), jnp.asarray(data.y_val)),
-            (jnp.asarray(data.x_test), jnp.asarray(data.y_test))]
+  splits = [
+    (jnp.asarray(data.x_val), jnp.asarray(data.y_val)),
+    (jnp.asarray(data.x_test), jnp.asarray(data.y_test)),
+  ]
   n = x_tr.shape[0]
   steps = n // batch_size
 
@@ -88,17 +91,20 @@ def hand_loop_run(model, data, tx, epochs, batch_size):
     def epoch_fn(carry, epoch):
       params, opt_state = carry
       perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
-      batches = perm[:steps * batch_size].reshape(steps, batch_size)
+      batches = perm[: steps * batch_size].reshape(steps, batch_size)
 
       def step(carry, idx):
         params, opt_state = carry
         loss, grads = jax.value_and_grad(
-            lambda p: fj.flooded_loss(loss_fn(p, x_tr[idx], y_tr[idx]), level))(params)
+          lambda p: fj.flooded_loss(loss_fn(p, x_tr[idx], y_tr[idx]), level)
+        )(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), loss
 
       (params, opt_state), _ = jax.lax.scan(step, (params, opt_state), batches)
-      metrics = [evaluate(params, x_tr, y_tr)[0]] + [m for s in splits for m in evaluate(params, *s)]
+      metrics = [evaluate(params, x_tr, y_tr)[0]] + [
+        m for s in splits for m in evaluate(params, *s)
+      ]
       return (params, opt_state), jnp.stack(metrics)
 
     (params, _), history = jax.lax.scan(epoch_fn, (params, opt_state), jnp.arange(epochs))
@@ -113,8 +119,10 @@ def torch_loop(width, depth, data, epochs, batch_size, levels, lr):
   torch.manual_seed(0)
   x_tr = torch.from_numpy(data.x_train)
   y_tr = torch.from_numpy(data.y_train).long()
-  evals = [(torch.from_numpy(x), torch.from_numpy(y).long()) for x, y in
-           [(data.x_train, data.y_train), (data.x_val, data.y_val), (data.x_test, data.y_test)]]
+  evals = [
+    (torch.from_numpy(x), torch.from_numpy(y).long())
+    for x, y in [(data.x_train, data.y_train), (data.x_val, data.y_val), (data.x_test, data.y_test)]
+  ]
   n = x_tr.shape[0]
   start = time.perf_counter()
   for level in levels:
@@ -129,7 +137,7 @@ def torch_loop(width, depth, data, epochs, batch_size, levels, lr):
       net.train()
       perm = torch.randperm(n)
       for i in range(n // batch_size):
-        idx = perm[i * batch_size:(i + 1) * batch_size]
+        idx = perm[i * batch_size : (i + 1) * batch_size]
         opt.zero_grad()
         loss = criterion(net(x_tr[idx]), y_tr[idx])
         flood = (loss - level).abs() + level  # the official code's line
@@ -161,7 +169,7 @@ def matmul_flops_per_s(size=1024, repeats=20):
 def model_flops(width, depth, inputs, classes, data, steps, epochs, batch_size):
   """Matmul FLOPs of one model's run: 6 per weight per training example, 2 per evaluated one."""
   dims = [inputs] + [width] * depth + [classes]
-  weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+  weights = sum(a * b for a, b in itertools.pairwise(dims))
   evaluated = data.num_train + len(data.x_val) + len(data.x_test)
   return epochs * (6 * weights * steps * batch_size + 2 * weights * evaluated)
 
@@ -190,11 +198,15 @@ def main() -> None:
   optimizer = optax.sgd(lr, momentum=0.9)
   # The best of two sizes; measured again at the end (the machine is shared).
   peak = max(matmul_flops_per_s(1024), matmul_flops_per_s(2048, repeats=10))
-  print(f"machine: {platform.machine()} {os.cpu_count()} cores, {jax.devices()[0].platform},"
-        f" {jax.device_count()} XLA devices, jax {jax.__version__}, python {sys.version.split()[0]}")
-  print(f"data: spiral, {data.num_train} train / {len(data.x_val)} val / {len(data.x_test)} test;"
-        f" {args.epochs} epochs x {steps} steps of batch {args.batch_size} = {args.epochs * steps}"
-        " steps per model, evaluation every epoch")
+  print(
+    f"machine: {platform.machine()} {os.cpu_count()} cores, {jax.devices()[0].platform},"
+    f" {jax.device_count()} XLA devices, jax {jax.__version__}, python {sys.version.split()[0]}"
+  )
+  print(
+    f"data: spiral, {data.num_train} train / {len(data.x_val)} val / {len(data.x_test)} test;"
+    f" {args.epochs} epochs x {steps} steps of batch {args.batch_size} = {args.epochs * steps}"
+    " steps per model, evaluation every epoch"
+  )
   print(f"f32 matmul throughput (jit, 1024^3 and 2048^3, best): {peak / 1e9:.1f} GFLOP/s")
   rows = []
   for width in [int(w) for w in args.widths.split(",")]:
@@ -203,16 +215,25 @@ def main() -> None:
     run = hand_loop_run(model, data, optax.chain(optimizer), args.epochs, args.batch_size)
     jax.block_until_ready(run(0, 0.0))  # compile
     print(f"\nMLP 2-{'-'.join([str(width)] * args.depth)}-2, SGD momentum 0.9, lr {lr}")
-    print(f"{'K':>5} {'sweep s/model':>14} {'loop s/model':>13} {'speed-up':>9}"
-          f" {'chunk':>6} {'% matmul peak':>14} {'peak RSS MB':>12}")
+    print(
+      f"{'K':>5} {'sweep s/model':>14} {'loop s/model':>13} {'speed-up':>9}"
+      f" {'chunk':>6} {'% matmul peak':>14} {'peak RSS MB':>12}"
+    )
     for k in [int(k) for k in args.ks.split(",")]:
       levels = np.linspace(0.0, 0.5, k)
       sweep_times, loop_times = [], []
       # Compile: one call's worth of models runs the same program as the sweep.
       _, used, chunk = plan_layout(model, data, k, args.batch_size, chunk_size=args.chunk_size)
-      fj.sweep(model, data, flood_levels=levels[:used * chunk], optimizer=optimizer,
-               epochs=args.epochs, batch_size=args.batch_size, chunk_size=chunk,
-               progress=False)
+      fj.sweep(
+        model,
+        data,
+        flood_levels=levels[: used * chunk],
+        optimizer=optimizer,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        chunk_size=chunk,
+        progress=False,
+      )
       repeats = args.repeats if k <= 16 else 1
       for _ in range(repeats):  # interleaved: loop, sweep, loop, sweep
         loop_k = min(k, args.loop_models)
@@ -221,41 +242,77 @@ def main() -> None:
           jax.block_until_ready(run(0, float(level)))
         loop_times.append((time.perf_counter() - start) / loop_k)
         start = time.perf_counter()
-        result = fj.sweep(model, data, flood_levels=levels, optimizer=optimizer,
-                          epochs=args.epochs, batch_size=args.batch_size,
-                          chunk_size=chunk, progress=False)
+        result = fj.sweep(
+          model,
+          data,
+          flood_levels=levels,
+          optimizer=optimizer,
+          epochs=args.epochs,
+          batch_size=args.batch_size,
+          chunk_size=chunk,
+          progress=False,
+        )
         sweep_times.append((time.perf_counter() - start) / k)
       sweep_t, loop_t = min(sweep_times), min(loop_times)
       achieved = flops / sweep_t
-      row = dict(width=width, k=k, sweep_s_per_model=sweep_t, loop_s_per_model=loop_t,
-                 speedup=loop_t / sweep_t, chunk=result.config["chunk_size"],
-                 devices=result.config["devices"], pct_peak=100 * achieved / peak,
-                 peak_rss_mb=peak_rss_mb())
+      row = dict(
+        width=width,
+        k=k,
+        sweep_s_per_model=sweep_t,
+        loop_s_per_model=loop_t,
+        speedup=loop_t / sweep_t,
+        chunk=result.config["chunk_size"],
+        devices=result.config["devices"],
+        pct_peak=100 * achieved / peak,
+        peak_rss_mb=peak_rss_mb(),
+      )
       rows.append(row)
-      print(f"{k:>5} {sweep_t:>14.4f} {loop_t:>13.4f} {row['speedup']:>8.2f}x"
-            f" {row['chunk']:>3}x{row['devices']:<2} {row['pct_peak']:>13.1f}%"
-            f" {row['peak_rss_mb']:>12.0f}")
+      print(
+        f"{k:>5} {sweep_t:>14.4f} {loop_t:>13.4f} {row['speedup']:>8.2f}x"
+        f" {row['chunk']:>3}x{row['devices']:<2} {row['pct_peak']:>13.1f}%"
+        f" {row['peak_rss_mb']:>12.0f}"
+      )
     if args.torch:
       try:
-        import torch  # noqa: F401
+        import torch
       except ImportError:
         print("torch not installed: pip install torch==2.13.0 to compare (CPU build)")
       else:
         levels = np.linspace(0.0, 0.5, 16)
-        torch_t = torch_loop(width, args.depth, data, args.epochs, args.batch_size,
-                             levels[:args.loop_models], lr)
+        torch_t = torch_loop(
+          width, args.depth, data, args.epochs, args.batch_size, levels[: args.loop_models], lr
+        )
         start = time.perf_counter()
-        fj.sweep(model, data, flood_levels=levels, optimizer=optimizer, epochs=args.epochs,
-                 batch_size=args.batch_size, chunk_size=args.chunk_size, progress=False)
+        fj.sweep(
+          model,
+          data,
+          flood_levels=levels,
+          optimizer=optimizer,
+          epochs=args.epochs,
+          batch_size=args.batch_size,
+          chunk_size=args.chunk_size,
+          progress=False,
+        )
         sweep_t = (time.perf_counter() - start) / 16
-        rows.append(dict(width=width, k=16, torch_s_per_model=torch_t, sweep_s_per_model=sweep_t,
-                         speedup_vs_torch=torch_t / sweep_t))
-        print(f"   16 vs PyTorch {torch.__version__} loop (torch threads {torch.get_num_threads()}):"
-              f" torch {torch_t:.4f} s/model, sweep {sweep_t:.4f} s/model,"
-              f" {torch_t / sweep_t:.2f}x")
+        rows.append(
+          dict(
+            width=width,
+            k=16,
+            torch_s_per_model=torch_t,
+            sweep_s_per_model=sweep_t,
+            speedup_vs_torch=torch_t / sweep_t,
+          )
+        )
+        print(
+          f"   16 vs PyTorch {torch.__version__} loop (torch threads {torch.get_num_threads()}):"
+          f" torch {torch_t:.4f} s/model, sweep {sweep_t:.4f} s/model,"
+          f" {torch_t / sweep_t:.2f}x"
+        )
   peak_end = max(matmul_flops_per_s(1024), matmul_flops_per_s(2048, repeats=10))
-  print(f"\nf32 matmul throughput again at the end: {peak_end / 1e9:.1f} GFLOP/s"
-        " (the % column uses the first)")
+  print(
+    f"\nf32 matmul throughput again at the end: {peak_end / 1e9:.1f} GFLOP/s"
+    " (the % column uses the first)"
+  )
   if args.json:
     with open(args.json, "w") as f:
       json.dump(rows, f, indent=1)

@@ -19,9 +19,26 @@ from flood_jax._sweep import driver
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EPOCHS = 4
 TINY = [
-    "sweep", "--dataset", "two_gaussians", "--label-noise", "0.1", "--levels", "0,0.3",
-    "--seeds", "2", "--epochs", str(EPOCHS), "--batch-size", "20", "--hidden", "8",
-    "--depth", "1", "--devices", "1", "--no-progress",
+  "sweep",
+  "--dataset",
+  "two_gaussians",
+  "--label-noise",
+  "0.1",
+  "--levels",
+  "0,0.3",
+  "--seeds",
+  "2",
+  "--epochs",
+  str(EPOCHS),
+  "--batch-size",
+  "20",
+  "--hidden",
+  "8",
+  "--depth",
+  "1",
+  "--devices",
+  "1",
+  "--no-progress",
 ]
 
 
@@ -80,7 +97,8 @@ def test_sweep_end_to_end(finished):
   assert {(r[0], r[1]) for r in rows[1:]} == {("0", "0"), ("0", "1"), ("0.3", "0"), ("0.3", "1")}
   first = rows[1]
   assert float(first[3 + METRICS.index("test_accuracy")]) == pytest.approx(
-      results["history"]["test_accuracy"][0][0][0])
+    results["history"]["test_accuracy"][0][0][0]
+  )
 
   for name in ("curves", "accuracy_vs_level", "flooded_fraction", "overview"):
     content = (out_dir / f"{name}.png").read_bytes()
@@ -89,8 +107,12 @@ def test_sweep_end_to_end(finished):
 
 
 def test_help_runs_as_a_module():
-  proc = subprocess.run([sys.executable, "-m", "flood_jax", "sweep", "--help"],
-                        capture_output=True, text=True, timeout=120)
+  proc = subprocess.run(
+    [sys.executable, "-m", "flood_jax", "sweep", "--help"],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert proc.returncode == 0, proc.stderr
   assert "--levels" in proc.stdout and "--resume" in proc.stdout
   assert f"default: {cli.DEFAULTS.dataset}" in proc.stdout
@@ -99,15 +121,28 @@ def test_help_runs_as_a_module():
 def test_devices_flag_creates_cpu_devices_before_jax_starts(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env["JAX_PLATFORMS"] = "cpu"
-  args = [*TINY, "--seeds", "1", "--epochs", "1", "--devices", "2", "--no-plots",
-          "--out", str(tmp_path / "d")]
-  proc = subprocess.run([sys.executable, "-m", "flood_jax", *args],
-                        capture_output=True, text=True, timeout=300, env=env)
+  args = [
+    *TINY,
+    "--seeds",
+    "1",
+    "--epochs",
+    "1",
+    "--devices",
+    "2",
+    "--no-plots",
+    "--out",
+    str(tmp_path / "d"),
+  ]
+  proc = subprocess.run(
+    [sys.executable, "-m", "flood_jax", *args], capture_output=True, text=True, timeout=300, env=env
+  )
   assert proc.returncode == 0, proc.stderr
   assert "; 2 cpu devices" in proc.stdout
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     (["--dataset", "nope"], "unknown data set 'nope'; known: two_gaussians"),
     (["--model", "nope"], "unknown model 'nope'; known: mlp"),
     (["--levels", "0:0.2"], "malformed levels"),
@@ -127,7 +162,8 @@ def test_devices_flag_creates_cpu_devices_before_jax_starts(tmp_path):
     (["--prune", "0"], "--prune needs MIN_EPOCHS >= 1 and FACTOR >= 2"),
     (["--prune", "2,x"], "malformed --prune"),
     (["--prune", "9"], "never prunes a sweep of 4 epochs"),
-])
+  ],
+)
 def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, capsys):
   code, _, err = _run([*TINY, "--out", str(tmp_path / "bad"), *args], capsys)
   assert code == 2
@@ -162,8 +198,7 @@ class _InterruptingBar:
     pass
 
 
-def test_resume_after_ctrl_c_ends_as_an_uninterrupted_run(finished, tmp_path, capsys,
-                                                         monkeypatch):
+def test_resume_after_ctrl_c_ends_as_an_uninterrupted_run(finished, tmp_path, capsys, monkeypatch):
   cut = tmp_path / "cut"
   with monkeypatch.context() as patch:
     patch.setattr(driver, "_progress_bar", lambda *a, **k: _InterruptingBar(2))
@@ -182,7 +217,7 @@ def test_resume_after_ctrl_c_ends_as_an_uninterrupted_run(finished, tmp_path, ca
     code, _, err = _run(["sweep", "--out", str(cut), "--resume"], capsys)
     assert code == 130, err
 
-  code, out, err = _run(command[1:], capsys)  # the first printed command, as printed
+  code, _out, err = _run(command[1:], capsys)  # the first printed command, as printed
   assert code == 0, err
   assert not list(cut.glob("*.png"))  # --no-plots
   whole = json.loads((finished[0] / "results.json").read_text())
@@ -194,8 +229,9 @@ def test_resume_after_ctrl_c_ends_as_an_uninterrupted_run(finished, tmp_path, ca
 
 def test_lr_list_adds_a_learning_rate_axis(tmp_path, capsys):
   out_dir = tmp_path / "lr"
-  code, out, err = _run([*TINY, "--seeds", "1", "--epochs", "2", "--lr", "0.05,0.1",
-                         "--out", str(out_dir)], capsys)
+  code, out, err = _run(
+    [*TINY, "--seeds", "1", "--epochs", "2", "--lr", "0.05,0.1", "--out", str(out_dir)], capsys
+  )
   assert code == 0, err
   assert "2 levels x 2 lr x 1 seeds = 4 models" in out and "learning_rate" in out
   results = json.loads((out_dir / "results.json").read_text())
@@ -208,14 +244,31 @@ def test_lr_list_adds_a_learning_rate_axis(tmp_path, capsys):
   assert rows[0][:4] == ["flood_level", "learning_rate", "seed", "epoch"]
   assert len(rows) - 1 == 2 * 2 * 1 * 2
   assert {(r[0], r[1]) for r in rows[1:]} == {
-      ("0", "0.05"), ("0", "0.1"), ("0.3", "0.05"), ("0.3", "0.1")}
+    ("0", "0.05"),
+    ("0", "0.1"),
+    ("0.3", "0.05"),
+    ("0.3", "0.1"),
+  }
   assert (out_dir / "overview.png").read_bytes()[:8] == PNG_SIGNATURE  # at the best lr
 
 
 def test_objective_iflood(tmp_path, capsys):
   out_dir = tmp_path / "iflood"
-  code, out, err = _run([*TINY, "--seeds", "1", "--epochs", "1", "--objective", "iflood",
-                         "--no-plots", "--out", str(out_dir)], capsys)
+  code, out, err = _run(
+    [
+      *TINY,
+      "--seeds",
+      "1",
+      "--epochs",
+      "1",
+      "--objective",
+      "iflood",
+      "--no-plots",
+      "--out",
+      str(out_dir),
+    ],
+    capsys,
+  )
   assert code == 0, err
   assert "momentum 0.9, iflood;" in out
   results = json.loads((out_dir / "results.json").read_text())
@@ -224,8 +277,9 @@ def test_objective_iflood(tmp_path, capsys):
 
 def test_every_model_diverged_still_writes_results(tmp_path, capsys):
   out_dir = tmp_path / "nan"
-  code, out, err = _run([*TINY, "--seeds", "1", "--epochs", "1", "--lr", "1e7",
-                         "--out", str(out_dir)], capsys)
+  code, out, err = _run(
+    [*TINY, "--seeds", "1", "--epochs", "1", "--lr", "1e7", "--out", str(out_dir)], capsys
+  )
   assert code == 0, err
   assert "every configuration diverged" in out
   assert (out_dir / "results.json").exists() and not list(out_dir.glob("*.png"))
@@ -239,13 +293,44 @@ def test_augment_on_images(tmp_path, capsys, monkeypatch):
   rng = np.random.default_rng(0)
   images = lambda n: rng.normal(size=(n, 8, 8, 1)).astype(np.float32)
   labels = lambda n: rng.integers(0, 2, size=n).astype(np.int32)
-  tiny = fj.Dataset(x_train=images(16), y_train=labels(16), x_val=images(8), y_val=labels(8),
-                    x_test=images(8), y_test=labels(8), num_classes=2, name="mnist")
+  tiny = fj.Dataset(
+    x_train=images(16),
+    y_train=labels(16),
+    x_val=images(8),
+    y_val=labels(8),
+    x_test=images(8),
+    y_test=labels(8),
+    num_classes=2,
+    name="mnist",
+  )
   monkeypatch.setattr(data_lib, "load", lambda name, **options: tiny)
-  code, out, err = _run(["sweep", "--dataset", "mnist", "--hidden", "4", "--depth", "1",
-                         "--augment", "--levels", "0,0.1", "--seeds", "1", "--epochs", "1",
-                         "--batch-size", "8", "--devices", "1", "--no-progress", "--no-plots",
-                         "--out", str(tmp_path / "aug")], capsys)
+  code, out, err = _run(
+    [
+      "sweep",
+      "--dataset",
+      "mnist",
+      "--hidden",
+      "4",
+      "--depth",
+      "1",
+      "--augment",
+      "--levels",
+      "0,0.1",
+      "--seeds",
+      "1",
+      "--epochs",
+      "1",
+      "--batch-size",
+      "8",
+      "--devices",
+      "1",
+      "--no-progress",
+      "--no-plots",
+      "--out",
+      str(tmp_path / "aug"),
+    ],
+    capsys,
+  )
   assert code == 0, err
   assert "random crops and flips" in out
 
@@ -265,10 +350,14 @@ def test_a_repeated_sweep_reads_its_programs_from_the_compile_cache(tmp_path):
   cache = tmp_path / "xla"
   histories = []
   for run in ("a", "b"):
-    args = [*TINY, "--out", str(tmp_path / run), "--compile-cache", str(cache),
-            "--eval-every", "2"]
-    done = subprocess.run([sys.executable, "-m", "flood_jax", *args], capture_output=True,
-                          text=True, timeout=300, env=env)
+    args = [*TINY, "--out", str(tmp_path / run), "--compile-cache", str(cache), "--eval-every", "2"]
+    done = subprocess.run(
+      [sys.executable, "-m", "flood_jax", *args],
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env=env,
+    )
     assert done.returncode == 0, done.stderr
     if run == "a":
       entries = sorted(p.name for p in cache.iterdir())
@@ -284,8 +373,9 @@ def test_a_repeated_sweep_reads_its_programs_from_the_compile_cache(tmp_path):
 
 def test_prune_stops_configurations_and_marks_them(tmp_path, capsys):
   out_dir = tmp_path / "pruned"
-  code, out, err = _run([*TINY, "--levels", "0,0.2,0.4,0.6", "--prune", "2,2",
-                         "--out", str(out_dir)], capsys)
+  code, out, err = _run(
+    [*TINY, "--levels", "0,0.2,0.4,0.6", "--prune", "2,2", "--out", str(out_dir)], capsys
+  )
   assert code == 0, err
   results = json.loads((out_dir / "results.json").read_text())
   pruned_at = np.asarray(results["pruned_at"])

@@ -42,25 +42,40 @@ def _spiral_like(n=240, noise=0.1, seed=0):
 @pytest.fixture(scope="module")
 def data():
   x, y = _spiral_like()
-  return fj.Dataset(x_train=x[:120], y_train=y[:120], x_val=x[120:180],
-                    y_val=y[120:180], x_test=x[180:], y_test=y[180:], name="toy")
+  return fj.Dataset(
+    x_train=x[:120],
+    y_train=y[:120],
+    x_val=x[120:180],
+    y_val=y[120:180],
+    x_test=x[180:],
+    y_test=y[180:],
+    name="toy",
+  )
 
 
-KW = dict(optimizer=optax.sgd(0.05, momentum=0.9), epochs=12, batch_size=20, eval_every=1,
-          progress=False)
+KW = dict(
+  optimizer=optax.sgd(0.05, momentum=0.9), epochs=12, batch_size=20, eval_every=1, progress=False
+)
 LEVELS = [0.0, 0.2, 0.4]
 SEEDS = [0, 3]
 
 
 @pytest.fixture(scope="module")
 def grid(data):
-  return fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=LEVELS,
-                  seeds=SEEDS, chunk_size=2, **KW)
+  return fj.sweep(
+    SmallMLP(batch_norm=True), data, flood_levels=LEVELS, seeds=SEEDS, chunk_size=2, **KW
+  )
 
 
 def test_history_shapes_and_ranges(grid):
-  assert set(grid.history) == {"train_loss", "val_loss", "val_accuracy",
-                               "test_loss", "test_accuracy", "flooded_fraction"}
+  assert set(grid.history) == {
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "flooded_fraction",
+  }
   for values in grid.history.values():
     assert values.shape == (3, 2, 12)
     assert np.all(np.isfinite(values))
@@ -86,12 +101,16 @@ def test_models_inside_the_sweep_equal_models_trained_alone(data, grid):
   """Same chunk_size: the same compiled program, so bitwise the same model."""
   for i, level in enumerate(LEVELS):
     for j, seed in enumerate(SEEDS):
-      alone = fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=[level],
-                       seeds=[seed], chunk_size=2, **KW)
+      alone = fj.sweep(
+        SmallMLP(batch_norm=True), data, flood_levels=[level], seeds=[seed], chunk_size=2, **KW
+      )
       for name in grid.history:
         np.testing.assert_array_equal(alone.history[name][0, 0], grid.history[name][i, j])
-      jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[0, 0], b[i, j]),
-                   alone.final_params, grid.final_params)
+      jax.tree.map(
+        lambda a, b: np.testing.assert_array_equal(a[0, 0], b[i, j]),  # noqa: B023 (called now)
+        alone.final_params,
+        grid.final_params,
+      )
       if (i, j) == (1, 1):
         break  # two models are enough to pin the contract; each costs a compile
 
@@ -102,23 +121,29 @@ def test_default_layout_alone_matches_to_float_tolerance(data, grid):
   On a small MLP over a few epochs the runs stay within float tolerance.
   """
   alone = fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=[0.2], seeds=[3], **KW)
-  np.testing.assert_allclose(alone.history["train_loss"][0, 0],
-                             grid.history["train_loss"][1, 1], rtol=1e-4, atol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0, 0], b[1, 1], rtol=1e-3, atol=1e-4),
-               alone.final_params, grid.final_params)
+  np.testing.assert_allclose(
+    alone.history["train_loss"][0, 0], grid.history["train_loss"][1, 1], rtol=1e-4, atol=1e-5
+  )
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a[0, 0], b[1, 1], rtol=1e-3, atol=1e-4),
+    alone.final_params,
+    grid.final_params,
+  )
 
 
 def test_results_do_not_depend_on_chunk_size(data, grid):
-  whole = fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=LEVELS, seeds=SEEDS,
-                   chunk_size=6, **KW)
+  whole = fj.sweep(
+    SmallMLP(batch_norm=True), data, flood_levels=LEVELS, seeds=SEEDS, chunk_size=6, **KW
+  )
   for name in grid.history:
     np.testing.assert_allclose(whole.history[name], grid.history[name], rtol=1e-5, atol=1e-6)
 
 
 def test_levels_sharing_a_seed_share_init_and_batch_order(data):
   """Two levels that never flood train identically: pairing by seed."""
-  result = fj.sweep(SmallMLP(), data, flood_levels=[0.0, 1e-6], seeds=[0, 1], chunk_size=4,
-                    **dict(KW, epochs=3))
+  result = fj.sweep(
+    SmallMLP(), data, flood_levels=[0.0, 1e-6], seeds=[0, 1], chunk_size=4, **dict(KW, epochs=3)
+  )
   for name in ("train_loss", "val_loss", "test_accuracy"):
     np.testing.assert_array_equal(result.history[name][0], result.history[name][1])
   assert not np.array_equal(result.history["train_loss"][:, 0], result.history["train_loss"][:, 1])
@@ -128,8 +153,9 @@ def test_custom_loss_fn(data):
   def squared_error(logits, labels):
     return ((jax.nn.softmax(logits) - jax.nn.one_hot(labels, 2)) ** 2).sum(-1)
 
-  result = fj.sweep(SmallMLP(), data, flood_levels=[0.0, 0.3], loss_fn=squared_error,
-                    **dict(KW, epochs=4))
+  result = fj.sweep(
+    SmallMLP(), data, flood_levels=[0.0, 0.3], loss_fn=squared_error, **dict(KW, epochs=4)
+  )
   assert result.config["loss_fn"] == "squared_error"
   assert result.history["train_loss"][0, 0, -1] < 0.5
 
@@ -161,8 +187,9 @@ def test_resumed_sweep_equals_uninterrupted(data, tmp_path, monkeypatch):
   # One device, so the run takes the calls (and interruptions) counted below.
   one_device = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("models",))
   kw = dict(KW, optimizer=optax.adam(1e-2), epochs_per_call=5, chunk_size=2, mesh=one_device)
-  run = lambda d: fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=LEVELS,
-                           seeds=[0], checkpoint_dir=d, **kw)
+  run = lambda d: fj.sweep(
+    SmallMLP(batch_norm=True), data, flood_levels=LEVELS, seeds=[0], checkpoint_dir=d, **kw
+  )
   monkeypatch.setattr(_sweep.checkpoint, "EVERY_S", 0.0)  # save after every call
   full = run(tmp_path / "a")
   with monkeypatch.context() as patch:
@@ -207,7 +234,9 @@ def test_save_and_load(grid, tmp_path):
   assert any("kernel" in k for k in params.files)
 
 
-@pytest.mark.parametrize("kwargs,match", [
+@pytest.mark.parametrize(
+  "kwargs,match",
+  [
     (dict(flood_levels=[]), "non-empty"),
     (dict(flood_levels=[0.1, -0.2]), "finite number >= 0"),
     (dict(flood_levels=[float("nan")]), "finite number >= 0"),
@@ -217,7 +246,8 @@ def test_save_and_load(grid, tmp_path):
     (dict(seeds=[]), "seeds"),
     (dict(seeds=[1, 1]), "distinct"),
     (dict(chunk_size=0), "positive integer"),
-])
+  ],
+)
 def test_bad_arguments(data, kwargs, match):
   args = dict(KW, flood_levels=[0.0])
   args.update(kwargs)
@@ -226,22 +256,26 @@ def test_bad_arguments(data, kwargs, match):
 
 
 def test_bad_data_and_optimizer(data):
-  with pytest.raises(TypeError, match="flood_jax.Dataset"):
+  with pytest.raises(TypeError, match=r"flood_jax\.Dataset"):
     fj.sweep(SmallMLP(), {"x": 1}, flood_levels=[0.0], **KW)
   with pytest.raises(TypeError, match="Optax"):
     fj.sweep(SmallMLP(), data, flood_levels=[0.0], **dict(KW, optimizer="sgd"))
 
 
-@pytest.mark.parametrize("change,match", [
+@pytest.mark.parametrize(
+  "change,match",
+  [
     (dict(y_train=np.zeros(7, np.int32)), "120 examples but y_train has 7"),
     (dict(y_val=np.full(60, 5)), r"labels in \[5, 5\] but num_classes is 2"),
     (dict(x_test=np.full((60, 2), np.nan)), "NaN"),
     (dict(x_val=np.zeros((60, 3))), "differ in shape"),
     (dict(y_train=np.zeros((120, 2))), "1-D"),
-])
+  ],
+)
 def test_bad_dataset(data, change, match):
-  arrays = {k: getattr(data, k) for k in
-            ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+  arrays = {
+    k: getattr(data, k) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+  }
   arrays.update(change)
   with pytest.raises(ValueError, match=match):
     fj.Dataset(num_classes=2, **arrays)
@@ -269,11 +303,11 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
 
 
 def test_results_do_not_depend_on_the_number_of_devices():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   script = _MULTI_DEVICE_SCRIPT.format(tests=os.path.dirname(__file__))
-  proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                        text=True, timeout=600)
+  proc = subprocess.run(
+    [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   assert out["1_devices"] == 1 and out["8_devices"] == 8
@@ -283,9 +317,18 @@ def test_results_do_not_depend_on_the_number_of_devices():
 
 def test_results_do_not_depend_on_epochs_per_call(data):
   """Progress bars and checkpoints split the run into calls; the numbers stay put."""
-  runs = [fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=[0.0, 0.4], seeds=[1],
-                   chunk_size=2, epochs_per_call=k, **dict(KW, epochs=6))
-          for k in (1, 4, None)]
+  runs = [
+    fj.sweep(
+      SmallMLP(batch_norm=True),
+      data,
+      flood_levels=[0.0, 0.4],
+      seeds=[1],
+      chunk_size=2,
+      epochs_per_call=k,
+      **dict(KW, epochs=6),
+    )
+    for k in (1, 4, None)
+  ]
   for other in runs[1:]:
     for name in runs[0].history:
       np.testing.assert_array_equal(other.history[name], runs[0].history[name])

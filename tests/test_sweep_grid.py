@@ -5,16 +5,14 @@ never chosen, bad grids are refused in one line; NNX state resumes bitwise."""
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import nnx
+from test_sweep import _Interrupt, assert_bitwise_equal
+from test_sweep_models import _plain_model, _toy, make_nnx
 
 import flood_jax as fj
 from flood_jax import _sweep
-from test_sweep import _Interrupt, assert_bitwise_equal
-from test_sweep_models import _plain_model, _toy, make_nnx
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +27,15 @@ LRS = [0.03, 0.3]
 
 @pytest.fixture(scope="module")
 def lr_grid(data):
-  return fj.sweep(_plain_model(), data, flood_levels=[0.0, 0.2], seeds=[0, 4],
-                  optimizer=SGD, hyperparams={"learning_rate": LRS}, **KW)
+  return fj.sweep(
+    _plain_model(),
+    data,
+    flood_levels=[0.0, 0.2],
+    seeds=[0, 4],
+    optimizer=SGD,
+    hyperparams={"learning_rate": LRS},
+    **KW,
+  )
 
 
 def test_a_hyperparameter_axis_equals_separate_sweeps(data, lr_grid):
@@ -38,22 +43,36 @@ def test_a_hyperparameter_axis_equals_separate_sweeps(data, lr_grid):
   assert lr_grid.history["test_loss"].shape == (2, 2, 2, 5)
   assert lr_grid.final_params["w1"].shape == (2, 2, 2, 4, 16)
   for j, lr in enumerate(LRS):
-    alone = fj.sweep(_plain_model(), data, flood_levels=[0.0, 0.2], seeds=[0, 4],
-                     optimizer=optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=0.9),
-                     **KW)
+    alone = fj.sweep(
+      _plain_model(),
+      data,
+      flood_levels=[0.0, 0.2],
+      seeds=[0, 4],
+      optimizer=optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=0.9),
+      **KW,
+    )
     for name in alone.history:
       np.testing.assert_array_equal(lr_grid.history[name][:, j], alone.history[name])
-    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[:, j], b),
-                 lr_grid.final_params, alone.final_params)
+    jax.tree.map(
+      lambda a, b: np.testing.assert_array_equal(a[:, j], b),  # noqa: B023 (called now)
+      lr_grid.final_params,
+      alone.final_params,
+    )
   # The learning rate matters: the two columns differ.
   assert not np.allclose(lr_grid.history["train_loss"][:, 0], lr_grid.history["train_loss"][:, 1])
 
 
 def test_two_hyperparameters_keep_the_given_order(data):
   adamw = optax.inject_hyperparams(optax.adamw)(learning_rate=1e-2, weight_decay=1e-4)
-  result = fj.sweep(_plain_model(), data, flood_levels=[0.0], seeds=[1], optimizer=adamw,
-                    hyperparams={"weight_decay": [0.0, 0.5, 5.0], "learning_rate": [1e-2, 3e-2]},
-                    **KW)
+  result = fj.sweep(
+    _plain_model(),
+    data,
+    flood_levels=[0.0],
+    seeds=[1],
+    optimizer=adamw,
+    hyperparams={"weight_decay": [0.0, 0.5, 5.0], "learning_rate": [1e-2, 3e-2]},
+    **KW,
+  )
   assert result.axes == ("flood_level", "weight_decay", "learning_rate", "seed")
   assert result.history["val_loss"].shape == (1, 3, 2, 1, 5)
   # Stronger decay shrinks the weights, whatever the learning rate.
@@ -65,11 +84,15 @@ def test_best_configuration_and_tables(lr_grid, tmp_path):
   scores = lr_grid.history["val_accuracy"][..., -1].mean(-1)  # (levels, lrs)
   i, j = np.unravel_index(np.argmax(scores), scores.shape)
   best = lr_grid.best()
-  assert best == {"flood_level": pytest.approx([0.0, 0.2][i]), "learning_rate": pytest.approx(LRS[j])}
+  assert best == {
+    "flood_level": pytest.approx([0.0, 0.2][i]),
+    "learning_rate": pytest.approx(LRS[j]),
+  }
   assert lr_grid.best_flood_level == best["flood_level"]
   rows = lr_grid.table()
   assert [v for r in rows for v in (r["flood_level"], r["learning_rate"])] == pytest.approx(
-      [0.0, 0.03, 0.0, 0.3, 0.2, 0.03, 0.2, 0.3])
+    [0.0, 0.03, 0.0, 0.3, 0.2, 0.03, 0.2, 0.3]
+  )
   text = lr_grid.summary()
   assert "learning_rate" in text.splitlines()[0] and "best configuration" in text
   assert sum("*" in line for line in text.splitlines()[2:-1]) == 1
@@ -88,8 +111,15 @@ def test_best_configuration_and_tables(lr_grid, tmp_path):
 
 
 def test_diverged_models_are_never_chosen(data):
-  result = fj.sweep(_plain_model(), data, flood_levels=[0.0], seeds=[0], optimizer=SGD,
-                    hyperparams={"learning_rate": [0.1, 1e12]}, **KW)
+  result = fj.sweep(
+    _plain_model(),
+    data,
+    flood_levels=[0.0],
+    seeds=[0],
+    optimizer=SGD,
+    hyperparams={"learning_rate": [0.1, 1e12]},
+    **KW,
+  )
   assert np.isnan(result.history["val_loss"][0, 1, 0, -1])
   assert result.best()["learning_rate"] == pytest.approx(0.1)
   assert "diverged" in result.summary().splitlines()[0]
@@ -101,7 +131,7 @@ def test_a_sweep_where_every_model_diverged_says_so():
   history.update(val_accuracy=np.full((2, 1, 3), 0.5), test_accuracy=np.full((2, 1, 3), 0.5))
   result = fj.SweepResult(flood_levels=np.array([0.0, 0.1]), seeds=np.array([0]), history=history)
   with pytest.raises(ValueError, match="every configuration of the sweep diverged"):
-    result.best_flood_level
+    _ = result.best_flood_level
   text = result.summary()
   assert "every configuration diverged" in text and "1/1" in text
   assert "all diverged" in repr(result)
@@ -109,29 +139,54 @@ def test_a_sweep_where_every_model_diverged_says_so():
 
 def test_bad_hyperparameter_grids_are_refused(data):
   model = _plain_model()
-  with pytest.raises(ValueError, match=r"exposes no hyperparameter 'lr'.*\['learning_rate', 'momentum'\]"):
+  with pytest.raises(
+    ValueError, match=r"exposes no hyperparameter 'lr'.*\['learning_rate', 'momentum'\]"
+  ):
     fj.sweep(model, data, flood_levels=[0.0], optimizer=SGD, hyperparams={"lr": [0.1]}, **KW)
-  with pytest.raises(ValueError, match="optax.inject_hyperparams"):
-    fj.sweep(model, data, flood_levels=[0.0], optimizer=optax.sgd(0.1),
-             hyperparams={"learning_rate": [0.1]}, **KW)
+  with pytest.raises(ValueError, match=r"optax\.inject_hyperparams"):
+    fj.sweep(
+      model,
+      data,
+      flood_levels=[0.0],
+      optimizer=optax.sgd(0.1),
+      hyperparams={"learning_rate": [0.1]},
+      **KW,
+    )
   scheduled = optax.inject_hyperparams(optax.sgd)(learning_rate=optax.linear_schedule(0.1, 0.0, 10))
   with pytest.raises(ValueError, match="is a schedule"):
-    fj.sweep(model, data, flood_levels=[0.0], optimizer=scheduled,
-             hyperparams={"learning_rate": [0.1]}, **KW)
+    fj.sweep(
+      model,
+      data,
+      flood_levels=[0.0],
+      optimizer=scheduled,
+      hyperparams={"learning_rate": [0.1]},
+      **KW,
+    )
   with pytest.raises(ValueError, match="non-empty list of numbers"):
-    fj.sweep(model, data, flood_levels=[0.0], optimizer=SGD,
-             hyperparams={"learning_rate": []}, **KW)
+    fj.sweep(
+      model, data, flood_levels=[0.0], optimizer=SGD, hyperparams={"learning_rate": []}, **KW
+    )
   with pytest.raises(ValueError, match="cannot name 'seed'"):
     fj.sweep(model, data, flood_levels=[0.0], optimizer=SGD, hyperparams={"seed": [1]}, **KW)
 
 
 def test_nnx_with_dropout_and_hyperparams_resumes_bitwise(data, tmp_path, monkeypatch):
   """The carry holds NNX random streams (typed keys): they survive a checkpoint."""
-  run = lambda d: fj.sweep(make_nnx, data, flood_levels=[0.0, 0.3], seeds=[0], optimizer=SGD,
-                           hyperparams={"learning_rate": [0.05, 0.2]}, checkpoint_dir=d,
-                           epochs=6, batch_size=16, progress=False, chunk_size=2,
-                           epochs_per_call=2, mesh=jax.sharding.Mesh(
-                               np.array(jax.devices()[:1]), ("models",)))
+  run = lambda d: fj.sweep(
+    make_nnx,
+    data,
+    flood_levels=[0.0, 0.3],
+    seeds=[0],
+    optimizer=SGD,
+    hyperparams={"learning_rate": [0.05, 0.2]},
+    checkpoint_dir=d,
+    epochs=6,
+    batch_size=16,
+    progress=False,
+    chunk_size=2,
+    epochs_per_call=2,
+    mesh=jax.sharding.Mesh(np.array(jax.devices()[:1]), ("models",)),
+  )
   monkeypatch.setattr(_sweep.checkpoint, "EVERY_S", 0.0)
   full = run(tmp_path / "a")
   with monkeypatch.context() as patch:

@@ -16,11 +16,18 @@ import flood_jax as fj
 def _toy(n=160, seed=0, classes=2):
   rng = np.random.default_rng(seed)
   x = rng.normal(size=(n, 4)).astype(np.float32)
-  y = ((np.sin(2 * x[:, 0]) > x[:, 1]).astype(np.int32) + (x[:, 2] > 1) * (classes - 2))
+  y = (np.sin(2 * x[:, 0]) > x[:, 1]).astype(np.int32) + (x[:, 2] > 1) * (classes - 2)
   y = np.where(rng.random(n) < 0.1, (y + 1) % classes, y).astype(np.int32)
   a, b = n // 2, 3 * n // 4
-  return fj.Dataset(x_train=x[:a], y_train=y[:a], x_val=x[a:b], y_val=y[a:b],
-                    x_test=x[b:], y_test=y[b:], num_classes=classes)
+  return fj.Dataset(
+    x_train=x[:a],
+    y_train=y[:a],
+    x_val=x[a:b],
+    y_val=y[a:b],
+    x_test=x[b:],
+    y_test=y[b:],
+    num_classes=classes,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +35,12 @@ def data():
   return _toy()
 
 
-KW = dict(optimizer=optax.sgd(0.1, momentum=0.9), epochs=6, batch_size=16, progress=False,
-          eval_every=1)
+KW = dict(
+  optimizer=optax.sgd(0.1, momentum=0.9), epochs=6, batch_size=16, progress=False, eval_every=1
+)
 
 
 class NNXNet(nnx.Module):
-
   def __init__(self, rngs, dropout=0.0, outputs=2):
     self.hidden = nnx.Linear(4, 16, rngs=rngs)
     self.norm = nnx.BatchNorm(16, momentum=0.9, rngs=rngs)
@@ -51,8 +58,11 @@ def make_nnx(rngs):
 def _assert_same_models(result, other, where, where_other):
   for name in result.history:
     np.testing.assert_array_equal(result.history[name][where], other.history[name][where_other])
-  jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[where], b[where_other]),
-               result.final_params, other.final_params)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_array_equal(a[where], b[where_other]),
+    result.final_params,
+    other.final_params,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +111,11 @@ def test_dropout_masks_are_paired_across_levels_and_differ_across_seeds(nnx_grid
 def _plain_model(dropout=False):
   def init(key, x):
     k1, k2 = jax.random.split(key)
-    return {"w1": jax.random.normal(k1, (x.shape[-1], 16)) * 0.5, "b1": jnp.zeros(16),
-            "w2": jax.random.normal(k2, (16, 2)) * 0.25}
+    return {
+      "w1": jax.random.normal(k1, (x.shape[-1], 16)) * 0.5,
+      "b1": jnp.zeros(16),
+      "w2": jax.random.normal(k2, (16, 2)) * 0.25,
+    }
 
   def apply(params, x, train):
     return jax.nn.relu(x @ params["w1"] + params["b1"]) @ params["w2"]
@@ -137,16 +150,24 @@ def test_plain_model_dropout_key_is_per_step_and_paired(data):
 def test_identity_augmentation_equals_none_and_a_real_one_stays_paired(data):
   model = _plain_model()
   none = fj.sweep(model, data, flood_levels=[0.0, 1e-6], seeds=[0, 1], chunk_size=2, **KW)
-  same = fj.sweep(model, data, flood_levels=[0.0, 1e-6], seeds=[0, 1], chunk_size=2,
-                  augment=lambda key, x: x, **KW)
+  same = fj.sweep(
+    model,
+    data,
+    flood_levels=[0.0, 1e-6],
+    seeds=[0, 1],
+    chunk_size=2,
+    augment=lambda key, x: x,
+    **KW,
+  )
   for name in none.history:
     np.testing.assert_array_equal(none.history[name], same.history[name])
 
   def jitter(key, x):
     return x + 0.3 * jax.random.normal(key, x.shape)
 
-  noisy = fj.sweep(model, data, flood_levels=[0.0, 1e-6], seeds=[0, 1], chunk_size=2,
-                   augment=jitter, **KW)
+  noisy = fj.sweep(
+    model, data, flood_levels=[0.0, 1e-6], seeds=[0, 1], chunk_size=2, augment=jitter, **KW
+  )
   assert not np.allclose(noisy.history["train_loss"], none.history["train_loss"])
   # Same seed, same augmentation keys: the two never-flooding levels agree.
   np.testing.assert_array_equal(noisy.history["train_loss"][0], noisy.history["train_loss"][1])
@@ -156,11 +177,13 @@ def test_identity_augmentation_equals_none_and_a_real_one_stays_paired(data):
 def test_iflood_at_zero_equals_plain_training_and_floods_per_example(data):
   model = _plain_model()
   flood = fj.sweep(model, data, flood_levels=[0.0], seeds=[0], chunk_size=1, **KW)
-  iflood = fj.sweep(model, data, flood_levels=[0.0, 0.4], seeds=[0], chunk_size=1,
-                    objective="iflood", **KW)
+  iflood = fj.sweep(
+    model, data, flood_levels=[0.0, 0.4], seeds=[0], chunk_size=1, objective="iflood", **KW
+  )
   for name in flood.history:
-    np.testing.assert_allclose(iflood.history[name][0], flood.history[name][0],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+      iflood.history[name][0], flood.history[name][0], rtol=1e-5, atol=1e-6
+    )
   assert iflood.config["objective"] == "iflood"
   # With b = 0.4 some examples sit below the level: a fraction strictly in (0, 1).
   fraction = iflood.history["flooded_fraction"][1, 0, -1]
@@ -168,14 +191,12 @@ def test_iflood_at_zero_equals_plain_training_and_floods_per_example(data):
 
 
 class NoTrainArg(nn.Module):
-
   @nn.compact
   def __call__(self, x):
     return nn.Dense(2)(x)
 
 
 class ThreeOutputs(nn.Module):
-
   @nn.compact
   def __call__(self, x, train):
     return nn.Dense(2)(x)

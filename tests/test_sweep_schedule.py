@@ -2,16 +2,15 @@
 and never a stale one; the evaluation schedule changes what is recorded, not
 what is trained."""
 
+import flax.linen as nn
 import jax
 import numpy as np
 import optax
 import pytest
+from test_sweep_models import _plain_model, _toy
 
 import flood_jax as fj
 from flood_jax._sweep import program as program_lib
-from test_sweep_models import _plain_model, _toy
-
-import flax.linen as nn
 
 
 class Net(nn.Module):
@@ -27,10 +26,7 @@ def data():
   return _toy()
 
 
-KW = dict(flood_levels=[0.0, 0.2], seeds=[0], epochs=6, batch_size=16, progress=False,
-          chunk_size=2)
-
-
+KW = dict(flood_levels=[0.0, 0.2], seeds=[0], epochs=6, batch_size=16, progress=False, chunk_size=2)
 
 
 def test_equal_fresh_arguments_reuse_the_compiled_program(data):
@@ -38,8 +34,9 @@ def test_equal_fresh_arguments_reuse_the_compiled_program(data):
   program = next(reversed(program_lib._PROGRAMS.values()))  # the one just used
   # A new model object, a new optimizer, a new loss function: all equal.
   loss = lambda logits, y: optax.softmax_cross_entropy_with_integer_labels(logits, y)
-  again = fj.sweep(Net(), data, optimizer=optax.sgd(0.05, momentum=0.9), eval_every=1,
-                   loss_fn=loss, **KW)
+  again = fj.sweep(
+    Net(), data, optimizer=optax.sgd(0.05, momentum=0.9), eval_every=1, loss_fn=loss, **KW
+  )
   assert next(reversed(program_lib._PROGRAMS.values())) is program  # served, not rebuilt
   for name in first.history:
     np.testing.assert_array_equal(first.history[name], again.history[name])
@@ -49,8 +46,9 @@ def test_a_changed_hyperparameter_is_never_served_a_stale_program(data):
   computations = []
 
   def sweep(model, learning_rate):
-    result = fj.sweep(model, data, optimizer=optax.sgd(learning_rate, momentum=0.9),
-                      eval_every=1, **KW)
+    result = fj.sweep(
+      model, data, optimizer=optax.sgd(learning_rate, momentum=0.9), eval_every=1, **KW
+    )
     computations.append(next(reversed(program_lib._PROGRAMS.values())).computation_key())
     return result
 
@@ -78,19 +76,29 @@ def test_eval_every_records_the_evaluated_epochs_and_changes_nothing_else(data):
 
 def test_epochs_per_call_that_does_not_divide_the_epochs(data):
   whole = fj.sweep(_plain_model(), data, optimizer=optax.sgd(0.1), eval_every=1, **KW)
-  pieces = fj.sweep(_plain_model(), data, optimizer=optax.sgd(0.1), eval_every=1,
-                    epochs_per_call=4, **KW)
+  pieces = fj.sweep(
+    _plain_model(), data, optimizer=optax.sgd(0.1), eval_every=1, epochs_per_call=4, **KW
+  )
   for name in whole.history:
     np.testing.assert_array_equal(whole.history[name], pieces.history[name])
 
 
 def test_what_is_evaluated(data):
-  full = fj.sweep(_plain_model(), data, optimizer=optax.sgd(0.1), eval_every=1,
-                  train_eval_size=None, **KW)
-  sub = fj.sweep(_plain_model(), data, optimizer=optax.sgd(0.1), eval_every=1,
-                 train_eval_size=20, eval_test=False, **KW)
-  none = fj.sweep(_plain_model(), data, optimizer=optax.sgd(0.1), eval_every=1,
-                  train_eval_size=0, **KW)
+  full = fj.sweep(
+    _plain_model(), data, optimizer=optax.sgd(0.1), eval_every=1, train_eval_size=None, **KW
+  )
+  sub = fj.sweep(
+    _plain_model(),
+    data,
+    optimizer=optax.sgd(0.1),
+    eval_every=1,
+    train_eval_size=20,
+    eval_test=False,
+    **KW,
+  )
+  none = fj.sweep(
+    _plain_model(), data, optimizer=optax.sgd(0.1), eval_every=1, train_eval_size=0, **KW
+  )
   assert np.all(np.isnan(sub.history["test_loss"])) and np.all(np.isnan(none.history["train_loss"]))
   np.testing.assert_allclose(sub.history["val_loss"], full.history["val_loss"], rtol=1e-6)
   assert not np.allclose(sub.history["train_loss"], full.history["train_loss"])
@@ -104,6 +112,7 @@ def test_what_is_evaluated(data):
 
 def test_default_schedule_keeps_evaluation_cheap():
   from flood_jax._sweep.driver import auto_eval_every, evaluated_epochs
+
   # 2,000 training examples, 1,000 + 1,000 + 1,000 evaluated: every 5th epoch.
   assert auto_eval_every(3000, 2000, 30) == 5
   assert auto_eval_every(3000, 2000, 10) == 2  # but at least 5 evaluations

@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -72,8 +73,8 @@ class Model:
   def __post_init__(self):
     if not callable(self.init) or not callable(self.apply):
       raise TypeError(
-          "fj.Model needs two functions: init(key, x) -> params and"
-          " apply(params, x, train) -> logits."
+        "fj.Model needs two functions: init(key, x) -> params and"
+        " apply(params, x, train) -> logits."
       )
 
 
@@ -85,8 +86,16 @@ class Adapter:
   def init(self, key: jax.Array, x: jax.Array) -> tuple[Params, Any, Any]:
     raise NotImplementedError
 
-  def apply(self, params: Params, model_state: Any, rng_state: Any, x: jax.Array,
-            *, train: bool, key: Optional[jax.Array]) -> tuple[jax.Array, Any, Any]:
+  def apply(
+    self,
+    params: Params,
+    model_state: Any,
+    rng_state: Any,
+    x: jax.Array,
+    *,
+    train: bool,
+    key: jax.Array | None,
+  ) -> tuple[jax.Array, Any, Any]:
     raise NotImplementedError
 
   def describe(self) -> str:
@@ -113,7 +122,8 @@ class LinenAdapter(Adapter):
       variables["batch_stats"] = model_state
       if train:
         logits, updates = self.module.apply(
-            variables, x, train=True, mutable=["batch_stats"], rngs=rngs)
+          variables, x, train=True, mutable=["batch_stats"], rngs=rngs
+        )
         return logits, updates["batch_stats"], rng_state
     return self.module.apply(variables, x, train=train, rngs=rngs), model_state, rng_state
 
@@ -138,8 +148,8 @@ class NNXAdapter(Adapter):
     abstract = nnx.eval_shape(lambda: make(nnx.Rngs(0)))
     if not isinstance(abstract, nnx.Module):
       raise TypeError(
-          "an NNX model factory must return an nnx.Module, got"
-          f" {type(abstract).__name__}; pass lambda rngs: MyNet(..., rngs=rngs)."
+        "an NNX model factory must return an nnx.Module, got"
+        f" {type(abstract).__name__}; pass lambda rngs: MyNet(..., rngs=rngs)."
       )
     abstract.train()
     self.graph_train = nnx.split(abstract)[0]
@@ -199,8 +209,10 @@ class PlainAdapter(Adapter):
     return logits, model_state, rng_state
 
   def describe(self):
-    return (f"Model(init={getattr(self.model.init, '__qualname__', '?')},"
-            f" apply={getattr(self.model.apply, '__qualname__', '?')})")
+    return (
+      f"Model(init={getattr(self.model.init, '__qualname__', '?')},"
+      f" apply={getattr(self.model.apply, '__qualname__', '?')})"
+    )
 
 
 def adapt(model: Any) -> Adapter:
@@ -233,13 +245,13 @@ def _adapt(model: Any) -> Adapter:
     nnx = None
   if nnx is not None and isinstance(model, nnx.Module):
     raise TypeError(
-        f"pass an NNX model as a factory, not an instance: lambda rngs:"
-        f" {type(model).__name__}(..., rngs=rngs), so each seed gets its own"
-        " initialization."
+      f"pass an NNX model as a factory, not an instance: lambda rngs:"
+      f" {type(model).__name__}(..., rngs=rngs), so each seed gets its own"
+      " initialization."
     )
   if callable(model) and not hasattr(model, "apply"):
     return NNXAdapter(model)
   raise TypeError(
-      f"model must be a Flax linen module, an NNX factory (lambda rngs:"
-      f" MyNet(rngs=rngs)) or fj.Model(init, apply); got {type(model).__name__}."
+    f"model must be a Flax linen module, an NNX factory (lambda rngs:"
+    f" MyNet(rngs=rngs)) or fj.Model(init, apply); got {type(model).__name__}."
   )

@@ -13,9 +13,11 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from flood_jax._dataset import Dataset
@@ -55,18 +57,18 @@ class CheckpointStore:
       processes = saved.get("processes", 1)
       if processes != fingerprint.get("processes", 1):
         raise ValueError(
-            f"checkpoint_dir {directory} holds a sweep run on {processes} process(es);"
-            f" this one runs on {fingerprint.get('processes', 1)}; resume it on"
-            f" {processes} process(es), or pass a new directory."
+          f"checkpoint_dir {directory} holds a sweep run on {processes} process(es);"
+          f" this one runs on {fingerprint.get('processes', 1)}; resume it on"
+          f" {processes} process(es), or pass a new directory."
         )
       if saved != fingerprint:
         changed = sorted(
-            k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k)
+          k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k)
         )
         raise ValueError(
-            f"checkpoint_dir {directory} holds a different sweep (differs in:"
-            f" {', '.join(changed)}); pass the same arguments to resume, or a new"
-            " directory."
+          f"checkpoint_dir {directory} holds a different sweep (differs in:"
+          f" {', '.join(changed)}); pass the same arguments to resume, or a new"
+          " directory."
         )
     elif hosts.is_main():
       with open(meta_path + ".tmp", "w") as f:
@@ -100,16 +102,21 @@ class CheckpointStore:
     hosts.barrier("flood_jax_checkpoint_saved")
     self._last_save = time.monotonic()
 
-  def _restore(self, path: str) -> Optional[dict[str, Any]]:
+  def _restore(self, path: str) -> dict[str, Any] | None:
     if not os.path.isdir(path):
       return None
     return self._checkpointer.restore(path)
 
   def save_current(self, call: int, carry, epoch: int, history: np.ndarray) -> None:
-    self._save(os.path.join(self.directory, "current"), {
-        "call": np.asarray(call, np.int32), "epoch": np.asarray(epoch, np.int32),
-        "carry": _leaves_to_tree(jax.tree.leaves(carry)), "history": history,
-    })
+    self._save(
+      os.path.join(self.directory, "current"),
+      {
+        "call": np.asarray(call, np.int32),
+        "epoch": np.asarray(epoch, np.int32),
+        "carry": _leaves_to_tree(jax.tree.leaves(carry)),
+        "history": history,
+      },
+    )
 
   def load_current(self, call: int, structure):
     tree = self._restore(os.path.join(self.directory, "current"))
@@ -121,9 +128,13 @@ class CheckpointStore:
 
   def save_done(self, call: int, leaves: list[Any], history: np.ndarray) -> None:
     """Keeps a finished call: its models' (params, model state) and history."""
-    self._save(os.path.join(self.directory, f"done_{call:05d}"), {
-        "leaves": _leaves_to_tree(leaves), "history": history,
-    })
+    self._save(
+      os.path.join(self.directory, f"done_{call:05d}"),
+      {
+        "leaves": _leaves_to_tree(leaves),
+        "history": history,
+      },
+    )
     if hosts.is_main():
       shutil.rmtree(os.path.join(self.directory, "current"), ignore_errors=True)
     hosts.barrier("flood_jax_checkpoint_done")
@@ -138,7 +149,7 @@ class CheckpointStore:
     """Saves a dict of arrays under ``name`` (a pruned sweep's state between calls)."""
     self._save(os.path.join(self.directory, name), tree)
 
-  def load_tree(self, name: str) -> Optional[dict[str, Any]]:
+  def load_tree(self, name: str) -> dict[str, Any] | None:
     """What :meth:`save_tree` saved under ``name``, or ``None``."""
     return self._restore(os.path.join(self.directory, name))
 
@@ -150,20 +161,20 @@ def _leaves_to_tree(leaves: Sequence[Any]) -> dict[str, np.ndarray]:
   return {str(i): np.asarray(raw_key_data(x)) for i, x in enumerate(leaves)}
 
 
-def _tree_to_leaves(tree: dict[str, Any], like: Optional[Sequence[Any]] = None) -> list[Any]:
+def _tree_to_leaves(tree: dict[str, Any], like: Sequence[Any] | None = None) -> list[Any]:
   leaves = [tree[str(i)] for i in range(len(tree))]
   if like is None:
     return leaves
   return [
-      jax.random.wrap_key_data(x, impl=jax.random.key_impl(_example_key(ref)))
-      if is_key(ref) else x
-      for x, ref in zip(leaves, like)
+    jax.random.wrap_key_data(x, impl=jax.random.key_impl(_example_key(ref))) if is_key(ref) else x
+    for x, ref in zip(leaves, like, strict=True)
   ]
 
 
 def is_key(x: Any) -> bool:
   """Whether ``x`` (an array or a ``ShapeDtypeStruct``) holds typed PRNG keys."""
-  return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
+  dtype = getattr(x, "dtype", None)
+  return dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
 
 
 def raw_key_data(x: Any) -> Any:

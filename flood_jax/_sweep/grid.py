@@ -10,7 +10,8 @@ mini-batches, the dropout masks and the augmentation, then sit side by side.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,23 +36,26 @@ class Grid:
 
   @classmethod
   def build(
-      cls,
-      flood_levels: Sequence[float] | np.ndarray,
-      hyperparams: Mapping[str, Sequence[float]] | None,
-      seeds: Sequence[int] | np.ndarray,
-  ) -> "Grid":
+    cls,
+    flood_levels: Sequence[float] | np.ndarray,
+    hyperparams: Mapping[str, Sequence[float]] | None,
+    seeds: Sequence[int] | np.ndarray,
+  ) -> Grid:
     """Checks the three axes and builds the grid; one-line errors on bad input."""
     levels = np.asarray(flood_levels, dtype=np.float64)
     if levels.ndim != 1 or levels.size == 0:
       raise ValueError(
-          "flood_levels must be a non-empty list of numbers, e.g. [0.0, 0.05, 0.1];"
-          f" got {flood_levels!r}."
+        "flood_levels must be a non-empty list of numbers, e.g. [0.0, 0.05, 0.1];"
+        f" got {flood_levels!r}."
       )
     for level in levels:
       check_flood_level(float(level), name="every flood level")
     seed_array = np.asarray(seeds)
-    if seed_array.ndim != 1 or seed_array.size == 0 or not np.issubdtype(
-        seed_array.dtype, np.integer):
+    if (
+      seed_array.ndim != 1
+      or seed_array.size == 0
+      or not np.issubdtype(seed_array.dtype, np.integer)
+    ):
       raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}.")
     if len(set(seed_array.tolist())) != seed_array.size:
       raise ValueError(f"seeds must be distinct, got {seeds!r}.")
@@ -61,14 +65,14 @@ class Grid:
     if hyperparams is not None:
       if not isinstance(hyperparams, Mapping):
         raise TypeError(
-            "hyperparams must be a dict of name -> list of values, e.g."
-            f" {{'learning_rate': [0.01, 0.1]}}; got {type(hyperparams).__name__}."
+          "hyperparams must be a dict of name -> list of values, e.g."
+          f" {{'learning_rate': [0.01, 0.1]}}; got {type(hyperparams).__name__}."
         )
       for name, values in hyperparams.items():
         if name in ("flood_level", "seed"):
           raise ValueError(
-              f"hyperparams cannot name {name!r}: it is an axis of every sweep;"
-              " pass flood_levels= or seeds= instead."
+            f"hyperparams cannot name {name!r}: it is an axis of every sweep;"
+            " pass flood_levels= or seeds= instead."
           )
         try:
           array = np.asarray(values, dtype=np.float64)
@@ -76,8 +80,7 @@ class Grid:
           array = None
         if array is None or array.ndim != 1 or array.size == 0:
           raise ValueError(
-              f"hyperparams[{name!r}] must be a non-empty list of numbers, got"
-              f" {values!r}."
+            f"hyperparams[{name!r}] must be a non-empty list of numbers, got {values!r}."
           )
         if not np.all(np.isfinite(array)):
           raise ValueError(f"hyperparams[{name!r}] must be finite numbers, got {values!r}.")
@@ -111,20 +114,24 @@ class Grid:
     """Per model, in the flat order: levels ``(M,)``, hyperparameters ``(M, H)``, seeds ``(M,)``."""
     index = np.indices(self.config_shape).reshape(len(self.config_shape), -1)
     levels = self.flood_levels[index[0]]
-    hparams = np.stack(
+    hparams = (
+      np.stack(
         [values[index[i + 1]] for i, values in enumerate(self.hyperparams.values())],
         axis=-1,
-    ) if self.hyperparams else np.zeros((self.num_configs, 0), np.float32)
+      )
+      if self.hyperparams
+      else np.zeros((self.num_configs, 0), np.float32)
+    )
     num_seeds = len(self.seeds)
     return (
-        np.tile(levels, num_seeds).astype(np.float32),
-        np.tile(hparams, (num_seeds, 1)).astype(np.float32),
-        np.repeat(self.seeds, self.num_configs),
+      np.tile(levels, num_seeds).astype(np.float32),
+      np.tile(hparams, (num_seeds, 1)).astype(np.float32),
+      np.repeat(self.seeds, self.num_configs),
     )
 
-  def unflatten(self, flat: np.ndarray) -> np.ndarray:
+  def unflatten(self, flat: Any) -> Any:
     """``(models, ...)`` in the flat order to ``(levels, *hyperparameters, seeds, ...)``."""
-    seeds_first = flat.reshape((len(self.seeds), *self.config_shape) + flat.shape[1:])
+    seeds_first = flat.reshape((len(self.seeds), *self.config_shape, *flat.shape[1:]))
     # Weights left on the device stay there (jnp), host arrays stay NumPy.
     xp = jnp if isinstance(flat, jax.Array) else np
     return xp.moveaxis(seeds_first, 0, len(self.config_shape))
@@ -133,7 +140,8 @@ class Grid:
     """The axes as JSON-ready lists (``hyperparams`` only when there are some)."""
     out: dict[str, Any] = {"flood_levels": [float(b) for b in self.flood_levels]}
     if self.hyperparams:
-      out["hyperparams"] = {name: [float(v) for v in values]
-                            for name, values in self.hyperparams.items()}
+      out["hyperparams"] = {
+        name: [float(v) for v in values] for name, values in self.hyperparams.items()
+      }
     out["seeds"] = [int(s) for s in self.seeds]
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import weakref
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,19 +26,20 @@ from flood_jax._sweep.adapters import adapt
 
 
 def plan_layout(
-    model: Any,
-    data: Dataset,
-    num_models: int,
-    batch_size: int,
-    *,
-    chunk_size: Optional[int] = None,
-    mesh: Optional[Mesh] = None,
+  model: Any,
+  data: Dataset,
+  num_models: int,
+  batch_size: int,
+  *,
+  chunk_size: int | None = None,
+  mesh: Mesh | None = None,
 ) -> tuple[list[Any], int, int]:
   """How a sweep of ``num_models`` runs: (devices, devices used, chunk size).
 
   Uses every device of ``mesh`` (default: all) but no more than there are
-  models (with several processes, all: each process runs its share). The automatic chunk size is at most the models per device, evened
-  out over the calls it needs (12 models on 2 devices with a preferred chunk
+  models (with several processes, all: each process runs its share). The
+  automatic chunk size is at most the models per device, evened out over the
+  calls it needs (12 models on 2 devices with a preferred chunk
   of 4: two calls of 3 per device, not 4 + 2 and padding). A ``chunk_size``
   given explicitly is kept even when it exceeds the models per device (the
   chunk is padded), so every model runs the same program.
@@ -58,9 +59,7 @@ def plan_layout(
   return devices, num_devices, chunk_size
 
 
-def auto_chunk_size(
-    model: Any, data: Dataset, batch_size: int, platform: str
-) -> int:
+def auto_chunk_size(model: Any, data: Dataset, batch_size: int, platform: str) -> int:
   """Models per device trained together, from the model's size and the platform.
 
   On a CPU, vmapping many models helps only while a step is too small to keep
@@ -90,19 +89,19 @@ def count_params(model: Any, data: Dataset) -> int:
 @functools.lru_cache(maxsize=32)
 def _count_params(model: Any, input_shape: tuple[int, ...]) -> int:
   adapter = adapt(model)
-  x = jax.ShapeDtypeStruct((1,) + input_shape, jnp.float32)
+  x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
   params, _, _ = jax.eval_shape(lambda x: adapter.init(jax.random.key(0), x), x)
   return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
 
 
-def mesh_devices(mesh: Optional[Mesh]) -> list[Any]:
+def mesh_devices(mesh: Mesh | None) -> list[Any]:
   """The devices of a 1-D ``mesh``, or all devices."""
   if mesh is None:
     return list(jax.devices())
   if len(mesh.axis_names) != 1:
     raise ValueError(
-        f"mesh must be 1-D (one axis for the sweep), got axes {mesh.axis_names};"
-        " build one with jax.make_mesh((n,), ('models',))."
+      f"mesh must be 1-D (one axis for the sweep), got axes {mesh.axis_names};"
+      " build one with jax.make_mesh((n,), ('models',))."
     )
   return list(np.asarray(mesh.devices).ravel())
 
@@ -118,7 +117,7 @@ def seed_slots(chunk_seeds: np.ndarray, num_devices: int) -> tuple[np.ndarray, n
   slots = max(len(d) for d in distinct)
   slot_seeds = np.array([d + [d[-1]] * (slots - len(d)) for d in distinct], np.int32)
   model_slot = np.concatenate(
-      [[d.index(s) for s in seeds.tolist()] for d, seeds in zip(distinct, per_device)]
+    [[d.index(s) for s in seeds.tolist()] for d, seeds in zip(distinct, per_device, strict=True)]
   ).astype(np.int32)
   return slot_seeds, model_slot
 
@@ -126,7 +125,7 @@ def seed_slots(chunk_seeds: np.ndarray, num_devices: int) -> tuple[np.ndarray, n
 _DEVICE_DATA: dict[tuple[Any, ...], tuple[jax.Array, ...]] = {}
 
 
-def eval_subsample(num_train: int, size: Optional[int]) -> np.ndarray:
+def eval_subsample(num_train: int, size: int | None) -> np.ndarray:
   """Indices of the fixed training subsample whose loss is evaluated.
 
   The first ``size`` of a permutation drawn with NumPy seed 0 (sorted), the
@@ -138,8 +137,9 @@ def eval_subsample(num_train: int, size: Optional[int]) -> np.ndarray:
   return np.sort(np.random.default_rng(0).permutation(num_train)[:size])
 
 
-def device_data(data: Dataset, mesh: Mesh, train_eval_size: Optional[int],
-                eval_test: bool) -> tuple[tuple[jax.Array, ...], tuple[int, int, int]]:
+def device_data(
+  data: Dataset, mesh: Mesh, train_eval_size: int | None, eval_test: bool
+) -> tuple[tuple[jax.Array, ...], tuple[int, int, int]]:
   """The arrays a sweep reads, on every device of ``mesh``, kept while ``data`` lives.
 
   Returns ``(x_train, y_train, x_eval, y_eval)`` and the sizes of the
@@ -148,16 +148,17 @@ def device_data(data: Dataset, mesh: Mesh, train_eval_size: Optional[int],
   off). A sweep shares one copy per device among all its models, and later
   sweeps on the same ``Dataset`` object skip the transfer.
   """
-  train_index = eval_subsample(data.num_train, train_eval_size) if train_eval_size != 0 \
-      else np.arange(0)
+  train_index = (
+    eval_subsample(data.num_train, train_eval_size) if train_eval_size != 0 else np.arange(0)
+  )
   sizes = (len(train_index), len(data.y_val), len(data.y_test) if eval_test else 0)
   key = (id(data), mesh, sizes)
   if key not in _DEVICE_DATA:
     parts_x = [data.x_train[train_index], data.x_val] + ([data.x_test] if eval_test else [])
     parts_y = [data.y_train[train_index], data.y_val] + ([data.y_test] if eval_test else [])
     _DEVICE_DATA[key] = hosts.put(
-        (data.x_train, data.y_train, np.concatenate(parts_x), np.concatenate(parts_y)),
-        NamedSharding(mesh, P()),
+      (data.x_train, data.y_train, np.concatenate(parts_x), np.concatenate(parts_y)),
+      NamedSharding(mesh, P()),
     )
     weakref.finalize(data, _DEVICE_DATA.pop, key, None)
   return _DEVICE_DATA[key], sizes

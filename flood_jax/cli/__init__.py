@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn, Optional, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from flood_jax.cli import reproduce, sweep
 from flood_jax.cli.args import parse_levels, parse_seeds
@@ -34,22 +35,22 @@ from flood_jax.cli.common import PROG, Command, UsageError
 from flood_jax.cli.sweep import DEFAULTS, SweepDefaults, write_history_csv
 
 __all__ = [
-    "COMMANDS",
-    "Command",
-    "DEFAULTS",
-    "PROG",
-    "SweepDefaults",
-    "UsageError",
-    "build_parser",
-    "main",
-    "parse_levels",
-    "parse_seeds",
-    "write_history_csv",
+  "COMMANDS",
+  "DEFAULTS",
+  "PROG",
+  "Command",
+  "SweepDefaults",
+  "UsageError",
+  "build_parser",
+  "main",
+  "parse_levels",
+  "parse_seeds",
+  "write_history_csv",
 ]
 
 COMMANDS: dict[str, Command] = {
-    "sweep": sweep.COMMAND,
-    "reproduce": reproduce.COMMAND,
+  "sweep": sweep.COMMAND,
+  "reproduce": reproduce.COMMAND,
 }
 """The subcommands by name; a new subcommand is a new entry."""
 
@@ -61,7 +62,7 @@ class _Parser(argparse.ArgumentParser):
     self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
   """Runs ``flood-jax`` with ``argv`` (default ``sys.argv[1:]``).
 
   Args:
@@ -82,14 +83,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
   """The ``flood-jax`` parser with one subparser per entry of :data:`COMMANDS`."""
   parser = _Parser(
-      prog=PROG,
-      description="Flooding (Ishida et al., 2020) for JAX: train and compare flood levels.",
+    prog=PROG,
+    description="Flooding (Ishida et al., 2020) for JAX: train and compare flood levels.",
   )
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   for name, command in COMMANDS.items():
     child = sub.add_parser(
-        name, help=command.help, description=command.description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+      name,
+      help=command.help,
+      description=command.description,
+      formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     command.add_arguments(child)
   return parser

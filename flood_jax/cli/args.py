@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+from collections.abc import Callable
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -48,7 +48,8 @@ def parse_levels(text: str) -> list[float]:
   for level in levels:
     if not math.isfinite(level) or level < 0:
       raise argparse.ArgumentTypeError(
-          f"flood levels must be finite and >= 0 (b = 0 is no flooding), got {level:g}")
+        f"flood levels must be finite and >= 0 (b = 0 is no flooding), got {level:g}"
+      )
   if len(set(levels)) != len(levels):
     raise argparse.ArgumentTypeError(f"flood levels must be distinct, got {text!r}")
   return levels
@@ -82,7 +83,7 @@ def parse_seeds(text: str) -> list[int]:
       seeds = list(range(count))
   except ValueError:
     raise argparse.ArgumentTypeError(
-        f"malformed seeds {text!r}; give a count such as 3 or a comma list such as 0,5,7"
+      f"malformed seeds {text!r}; give a count such as 3 or a comma list such as 0,5,7"
     ) from None
   if not seeds or any(s < 0 or s >= 2**31 for s in seeds):
     raise argparse.ArgumentTypeError(f"seeds must be integers in [0, 2**31), got {text!r}")
@@ -159,7 +160,8 @@ def number_list(item: Callable[[str], float]) -> Callable[[str], list[float]]:
     values = [item(part) for part in text.split(",") if part.strip()]
     if not values:
       raise argparse.ArgumentTypeError(
-          f"expected a number or a comma list such as 0.01,0.1, got {text!r}")
+        f"expected a number or a comma list such as 0.01,0.1, got {text!r}"
+      )
     if len(set(values)) != len(values):
       raise argparse.ArgumentTypeError(f"values must be distinct, got {text!r}")
     return values
@@ -192,7 +194,8 @@ def optimizer_list(text: str) -> tuple[str, ...]:
   unknown = [n for n in names if n not in OPTIMIZERS]
   if unknown:
     raise argparse.ArgumentTypeError(
-        f"unknown optimizer {unknown[0]!r}; use {', '.join(OPTIMIZERS)}")
+      f"unknown optimizer {unknown[0]!r}; use {', '.join(OPTIMIZERS)}"
+    )
   return names
 
 
@@ -221,9 +224,9 @@ def parse_prune(text: str) -> list[int]:
     values = []
   if len(values) not in (1, 2):
     raise argparse.ArgumentTypeError(
-        f"malformed --prune {text!r}; give MIN_EPOCHS or MIN_EPOCHS,FACTOR such as 10 or 10,3")
-  min_epochs, factor = (values + [3])[:2]
+      f"malformed --prune {text!r}; give MIN_EPOCHS or MIN_EPOCHS,FACTOR such as 10 or 10,3"
+    )
+  min_epochs, factor = ([*values, 3])[:2]
   if min_epochs < 1 or factor < 2:
-    raise argparse.ArgumentTypeError(
-        f"--prune needs MIN_EPOCHS >= 1 and FACTOR >= 2, got {text!r}")
+    raise argparse.ArgumentTypeError(f"--prune needs MIN_EPOCHS >= 1 and FACTOR >= 2, got {text!r}")
   return [min_epochs, factor]

@@ -9,7 +9,8 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 PROG = "flood-jax"
 OUT_ROOT = "runs"  # where outputs go unless --out says otherwise
@@ -60,12 +61,14 @@ def write_json(path: str, value: Any) -> None:
 def add_compile_cache_arguments(group: Any) -> None:
   """``--compile-cache DIR`` and ``--no-compile-cache``."""
   group.add_argument(
-      "--compile-cache", metavar="DIR",
-      help="keep compiled programs here, so a repeated run skips compiling"
-      " (default: $FLOOD_JAX_COMPILE_CACHE or ~/.cache/flood_jax/xla)")
+    "--compile-cache",
+    metavar="DIR",
+    help="keep compiled programs here, so a repeated run skips compiling"
+    " (default: $FLOOD_JAX_COMPILE_CACHE or ~/.cache/flood_jax/xla)",
+  )
   group.add_argument(
-      "--no-compile-cache", action="store_true",
-      help="do not use JAX's persistent compilation cache")
+    "--no-compile-cache", action="store_true", help="do not use JAX's persistent compilation cache"
+  )
 
 
 def use_compile_cache(args: Any) -> None:

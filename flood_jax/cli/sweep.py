@@ -15,6 +15,7 @@ The options are resolved into a config (:data:`CONFIG_KEYS`), saved in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import json
@@ -25,16 +26,34 @@ import shutil
 import sys
 import textwrap
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from flood_jax.cli import hosts as hosts_cli
 from flood_jax.cli.args import (
-    OPTIMIZERS, fraction, non_negative_float_list, parse_levels, parse_prune,
-    parse_seeds, positive_float_list, positive_int, snake_name)
+  OPTIMIZERS,
+  fraction,
+  non_negative_float_list,
+  parse_levels,
+  parse_prune,
+  parse_seeds,
+  positive_float_list,
+  positive_int,
+  snake_name,
+)
 from flood_jax.cli.common import (
-    OUT_ROOT, PROG, Command, UsageError, add_compile_cache_arguments,
-    default_devices, fail, one_line, request_cpu_devices, use_compile_cache,
-    write_json)
+  OUT_ROOT,
+  PROG,
+  Command,
+  UsageError,
+  add_compile_cache_arguments,
+  default_devices,
+  fail,
+  one_line,
+  request_cpu_devices,
+  use_compile_cache,
+  write_json,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +89,26 @@ DEFAULTS = SweepDefaults()
 
 # Options recorded in the config (and compared on --resume), in order.
 CONFIG_KEYS = (
-    "dataset", "model", "hidden", "depth", "levels", "seeds", "epochs",
-    "batch_size", "optimizer", "lr", "momentum", "weight_decay", "objective",
-    "augment", "label_noise", "eval_every", "chunk_size", "devices", "out",
-    "prune",
+  "dataset",
+  "model",
+  "hidden",
+  "depth",
+  "levels",
+  "seeds",
+  "epochs",
+  "batch_size",
+  "optimizer",
+  "lr",
+  "momentum",
+  "weight_decay",
+  "objective",
+  "augment",
+  "label_noise",
+  "eval_every",
+  "chunk_size",
+  "devices",
+  "out",
+  "prune",
 )
 
 # Options that take a comma list: one value is a fixed setting of the
@@ -101,13 +136,17 @@ accuracy_vs_level.png, flooded_fraction.png, overview.png; at the best
 learning rate and weight decay). While it runs, progress is checkpointed in
 OUT/checkpoint: after an interruption, run the same command with --resume.
 
-{textwrap.fill(
+{
+  textwrap.fill(
     f"Defaults: MNIST-1D and the paper's MLP ({DEFAULTS.hidden} wide, BatchNorm), with"
     f" {DEFAULTS.depth} hidden layers rather than the official code's 4 so that"
     f" it takes about two minutes on a 2-core CPU; levels"
     f" {_format_levels(DEFAULTS.levels)}; {DEFAULTS.seeds} seeds;"
     f" {DEFAULTS.epochs} epochs; batch size {DEFAULTS.batch_size}; SGD (lr"
-    f" {DEFAULTS.sgd_lr:g}, momentum {DEFAULTS.momentum:g}).", width=79)}
+    f" {DEFAULTS.sgd_lr:g}, momentum {DEFAULTS.momentum:g}).",
+    width=79,
+  )
+}
 
 examples:
   flood-jax sweep
@@ -123,110 +162,173 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   d = DEFAULTS
   data = parser.add_argument_group("data and model")
   data.add_argument(
-      "--dataset", type=snake_name, metavar="NAME",
-      help=f"data set, one of {', '.join(_datasets())} (default: {d.dataset})")
+    "--dataset",
+    type=snake_name,
+    metavar="NAME",
+    help=f"data set, one of {', '.join(_datasets())} (default: {d.dataset})",
+  )
   data.add_argument(
-      "--label-noise", type=fraction, metavar="P",
-      help="fraction of training and validation labels replaced by a wrong"
-      f" class; the test set stays clean (default: {d.label_noise:g})")
+    "--label-noise",
+    type=fraction,
+    metavar="P",
+    help="fraction of training and validation labels replaced by a wrong"
+    f" class; the test set stays clean (default: {d.label_noise:g})",
+  )
   data.add_argument(
-      "--model", type=snake_name, metavar="NAME",
-      help=f"model, one of {', '.join(_models())} (default: {d.model})")
+    "--model",
+    type=snake_name,
+    metavar="NAME",
+    help=f"model, one of {', '.join(_models())} (default: {d.model})",
+  )
   data.add_argument(
-      "--hidden", type=positive_int, metavar="WIDTH",
-      help=f"hidden width of the mlp or cnn (default: {d.hidden} for the mlp,"
-      " the model's own for the cnn)")
+    "--hidden",
+    type=positive_int,
+    metavar="WIDTH",
+    help=f"hidden width of the mlp or cnn (default: {d.hidden} for the mlp,"
+    " the model's own for the cnn)",
+  )
   data.add_argument(
-      "--depth", type=positive_int, metavar="LAYERS",
-      help=f"hidden layers of the mlp (default: {d.depth})")
+    "--depth",
+    type=positive_int,
+    metavar="LAYERS",
+    help=f"hidden layers of the mlp (default: {d.depth})",
+  )
   data.add_argument(
-      "--augment", action="store_true", default=None,
-      help="augment the training images with random crops (4 pixels of"
-      " padding) and horizontal flips; image data sets only")
+    "--augment",
+    action="store_true",
+    default=None,
+    help="augment the training images with random crops (4 pixels of"
+    " padding) and horizontal flips; image data sets only",
+  )
 
   grid = parser.add_argument_group("sweep")
   grid.add_argument(
-      "--levels", type=parse_levels, metavar="LEVELS",
-      help="flood levels: START:STOP:COUNT (COUNT levels from START to STOP"
-      " inclusive, like numpy.linspace) or a comma list such as 0,0.02,0.05"
-      f" (default: {_format_levels(d.levels)})")
+    "--levels",
+    type=parse_levels,
+    metavar="LEVELS",
+    help="flood levels: START:STOP:COUNT (COUNT levels from START to STOP"
+    " inclusive, like numpy.linspace) or a comma list such as 0,0.02,0.05"
+    f" (default: {_format_levels(d.levels)})",
+  )
   grid.add_argument(
-      "--objective", choices=_OBJECTIVES, type=str.lower,
-      help="flood: flood the mini-batch loss, |J - b| + b (Ishida et al., 2020);"
-      " iflood: flood each example's loss (Xie et al., 2022)"
-      f" (default: {d.objective})")
+    "--objective",
+    choices=_OBJECTIVES,
+    type=str.lower,
+    help="flood: flood the mini-batch loss, |J - b| + b (Ishida et al., 2020);"
+    " iflood: flood each example's loss (Xie et al., 2022)"
+    f" (default: {d.objective})",
+  )
   grid.add_argument(
-      "--seeds", type=parse_seeds, metavar="SEEDS",
-      help="a count N (seeds 0..N-1) or a comma list such as 0,5,7"
-      f" (default: {d.seeds})")
+    "--seeds",
+    type=parse_seeds,
+    metavar="SEEDS",
+    help=f"a count N (seeds 0..N-1) or a comma list such as 0,5,7 (default: {d.seeds})",
+  )
   grid.add_argument(
-      "--epochs", type=positive_int, metavar="N",
-      help=f"training epochs per model (default: {d.epochs})")
+    "--epochs",
+    type=positive_int,
+    metavar="N",
+    help=f"training epochs per model (default: {d.epochs})",
+  )
   grid.add_argument(
-      "--batch-size", type=positive_int, metavar="B",
-      help=f"mini-batch size (default: {d.batch_size})")
+    "--batch-size",
+    type=positive_int,
+    metavar="B",
+    help=f"mini-batch size (default: {d.batch_size})",
+  )
 
   opt = parser.add_argument_group("optimizer")
   opt.add_argument(
-      "--optimizer", choices=OPTIMIZERS, type=str.lower,
-      help=f"sgd (with momentum) or adam (default: {d.optimizer})")
+    "--optimizer",
+    choices=OPTIMIZERS,
+    type=str.lower,
+    help=f"sgd (with momentum) or adam (default: {d.optimizer})",
+  )
   opt.add_argument(
-      "--lr", type=positive_float_list, metavar="LR[,LR...]",
-      help="learning rate; a comma list sweeps it as an axis of the grid"
-      f" (default: {d.sgd_lr:g} for sgd, {d.adam_lr:g} for adam)")
+    "--lr",
+    type=positive_float_list,
+    metavar="LR[,LR...]",
+    help="learning rate; a comma list sweeps it as an axis of the grid"
+    f" (default: {d.sgd_lr:g} for sgd, {d.adam_lr:g} for adam)",
+  )
   opt.add_argument(
-      "--momentum", type=fraction, metavar="M",
-      help=f"SGD momentum, sgd only (default: {d.momentum:g})")
+    "--momentum",
+    type=fraction,
+    metavar="M",
+    help=f"SGD momentum, sgd only (default: {d.momentum:g})",
+  )
   opt.add_argument(
-      "--weight-decay", type=non_negative_float_list, metavar="WD[,WD...]",
-      help="decoupled weight decay: adamw for adam, add_decayed_weights before"
-      " sgd; a comma list sweeps it as an axis of the grid"
-      f" (default: {d.weight_decay:g})")
+    "--weight-decay",
+    type=non_negative_float_list,
+    metavar="WD[,WD...]",
+    help="decoupled weight decay: adamw for adam, add_decayed_weights before"
+    " sgd; a comma list sweeps it as an axis of the grid"
+    f" (default: {d.weight_decay:g})",
+  )
 
   running = parser.add_argument_group("running")
   running.add_argument(
-      "--out", metavar="DIR",
-      help="directory for results, plots and the checkpoint (default:"
-      f" {d.out_root}/sweep-DATASET-YYYYmmdd-HHMMSS)")
+    "--out",
+    metavar="DIR",
+    help="directory for results, plots and the checkpoint (default:"
+    f" {d.out_root}/sweep-DATASET-YYYYmmdd-HHMMSS)",
+  )
   running.add_argument(
-      "--resume", action="store_true",
-      help="continue the interrupted sweep in --out from its checkpoint")
+    "--resume",
+    action="store_true",
+    help="continue the interrupted sweep in --out from its checkpoint",
+  )
   running.add_argument(
-      "--chunk-size", type=positive_int, metavar="K",
-      help="models trained together per device (default: chosen from the"
-      " model's size and the platform)")
+    "--chunk-size",
+    type=positive_int,
+    metavar="K",
+    help="models trained together per device (default: chosen from the"
+    " model's size and the platform)",
+  )
   running.add_argument(
-      "--devices", type=positive_int, metavar="N",
-      help="devices to shard the sweep over; on a CPU, the number of XLA CPU"
-      " devices to create, which must happen before JAX starts (default: all;"
-      " on a CPU one per core); with several processes, each process's CPU"
-      " devices, and the sweep spans all processes' devices")
+    "--devices",
+    type=positive_int,
+    metavar="N",
+    help="devices to shard the sweep over; on a CPU, the number of XLA CPU"
+    " devices to create, which must happen before JAX starts (default: all;"
+    " on a CPU one per core); with several processes, each process's CPU"
+    " devices, and the sweep spans all processes' devices",
+  )
   running.add_argument(
-      "--eval-every", type=positive_int, metavar="N",
-      help="evaluate every N epochs and after the last (default: as often as"
-      " costs about 10%% of training, at least 5 times a run)")
+    "--eval-every",
+    type=positive_int,
+    metavar="N",
+    help="evaluate every N epochs and after the last (default: as often as"
+    " costs about 10%% of training, at least 5 times a run)",
+  )
   running.add_argument(
-      "--prune", type=parse_prune, metavar="MIN_EPOCHS[,FACTOR]",
-      help="successive halving: after MIN_EPOCHS * FACTOR**k epochs keep only"
-      " the best 1/FACTOR of the configurations (by mean validation accuracy"
-      " over seeds) and stop the rest (default FACTOR: 3; default: no pruning)")
+    "--prune",
+    type=parse_prune,
+    metavar="MIN_EPOCHS[,FACTOR]",
+    help="successive halving: after MIN_EPOCHS * FACTOR**k epochs keep only"
+    " the best 1/FACTOR of the configurations (by mean validation accuracy"
+    " over seeds) and stop the rest (default FACTOR: 3; default: no pruning)",
+  )
   add_compile_cache_arguments(running)
+  running.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
   running.add_argument(
-      "--no-progress", action="store_true", help="do not show a progress bar")
-  running.add_argument(
-      "--no-plots", action="store_true",
-      help="write results.json, history.csv and params.npz but no plots")
+    "--no-plots",
+    action="store_true",
+    help="write results.json, history.csv and params.npz but no plots",
+  )
   hosts_cli.add_arguments(parser)
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
   """``flood-jax sweep``: returns the exit code."""
   given = _given(args)
-  config: Optional[dict[str, Any]] = None
+  config: dict[str, Any] | None = None
   try:
     if hosts_cli.requested(args) and "out" not in given:
-      raise UsageError("several processes write to one directory: give --out DIR,"
-                       " the same on every host (shared storage)")
+      raise UsageError(
+        "several processes write to one directory: give --out DIR,"
+        " the same on every host (shared storage)"
+      )
     config = _sweep_config(given, resume=args.resume)
     request_cpu_devices(config["devices"] or default_devices())
     hosts_cli.join(args)  # before JAX starts; all processes have checked --out
@@ -271,22 +373,30 @@ def _sweep_config(given: dict[str, Any], resume: bool) -> dict[str, Any]:
     if not os.path.exists(saved_path):
       finished = os.path.exists(os.path.join(out, "results.json"))
       raise UsageError(
-          f"--resume: no checkpoint in {os.path.join(out, 'checkpoint')}"
-          + ("; the sweep there has finished (results.json)" if finished else
-             "; run without --resume to start a sweep")
+        f"--resume: no checkpoint in {os.path.join(out, 'checkpoint')}"
+        + (
+          "; the sweep there has finished (results.json)"
+          if finished
+          else "; run without --resume to start a sweep"
+        )
       )
     with open(saved_path) as f:
       # Checkpoints written before --objective and --augment existed lack them.
-      saved = {"objective": DEFAULTS.objective, "augment": DEFAULTS.augment,
-               "eval_every": None, **json.load(f)["config"]}
+      saved = {
+        "objective": DEFAULTS.objective,
+        "augment": DEFAULTS.augment,
+        "eval_every": None,
+        **json.load(f)["config"],
+      }
     changed = [
-        f"--{k.replace('_', '-')} {_show(v)} (was {_show(saved.get(k))})"
-        for k, v in given.items() if k != "out" and v != saved.get(k)
+      f"--{k.replace('_', '-')} {_show(v)} (was {_show(saved.get(k))})"
+      for k, v in given.items()
+      if k != "out" and v != saved.get(k)
     ]
     if changed:
       raise UsageError(
-          f"--resume: options differ from the interrupted sweep in {out}:"
-          f" {'; '.join(changed)}; leave them out to resume, or choose another --out"
+        f"--resume: options differ from the interrupted sweep in {out}:"
+        f" {'; '.join(changed)}; leave them out to resume, or choose another --out"
       )
     return dict(saved, out=out)
   return _resolve(given)
@@ -310,43 +420,45 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
     raise UsageError("--momentum applies to --optimizer sgd only")
   if given.get("augment") and dataset not in _image_sets():
     raise UsageError(
-        f"--augment (random crops and flips) applies to the image data sets"
-        f" ({', '.join(_image_sets())}) only, not {dataset}")
+      f"--augment (random crops and flips) applies to the image data sets"
+      f" ({', '.join(_image_sets())}) only, not {dataset}"
+    )
   out = given.get("out") or os.path.join(
-      d.out_root, f"sweep-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    d.out_root, f"sweep-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+  )
   if os.path.exists(os.path.join(out, "checkpoint")):
     raise UsageError(
-        f"{out} holds an interrupted sweep (checkpoint/); pass --resume to continue"
-        " it, or choose another --out")
+      f"{out} holds an interrupted sweep (checkpoint/); pass --resume to continue"
+      " it, or choose another --out"
+    )
   if os.path.exists(os.path.join(out, "results.json")):
     raise UsageError(f"{out} already holds results (results.json); choose another --out")
   seeds = given.get("seeds", list(range(d.seeds)))
   return {
-      "dataset": dataset,
-      "model": model,
-      "hidden": given.get("hidden", d.hidden if model == "mlp" else None),
-      "depth": given.get("depth", d.depth) if model == "mlp" else None,
-      "levels": list(given.get("levels", d.levels)),
-      "seeds": seeds,
-      "epochs": given.get("epochs", d.epochs),
-      "batch_size": given.get("batch_size", d.batch_size),
-      "optimizer": optimizer,
-      "lr": given.get("lr", d.sgd_lr if optimizer == "sgd" else d.adam_lr),
-      "momentum": given.get("momentum", d.momentum) if optimizer == "sgd" else None,
-      "weight_decay": given.get("weight_decay", d.weight_decay),
-      "objective": given.get("objective", d.objective),
-      "augment": given.get("augment", d.augment),
-      "label_noise": given.get("label_noise", d.label_noise),
-      "eval_every": given.get("eval_every"),
-      "chunk_size": given.get("chunk_size"),
-      "devices": given.get("devices"),
-      "out": out,
-      "prune": given.get("prune"),
+    "dataset": dataset,
+    "model": model,
+    "hidden": given.get("hidden", d.hidden if model == "mlp" else None),
+    "depth": given.get("depth", d.depth) if model == "mlp" else None,
+    "levels": list(given.get("levels", d.levels)),
+    "seeds": seeds,
+    "epochs": given.get("epochs", d.epochs),
+    "batch_size": given.get("batch_size", d.batch_size),
+    "optimizer": optimizer,
+    "lr": given.get("lr", d.sgd_lr if optimizer == "sgd" else d.adam_lr),
+    "momentum": given.get("momentum", d.momentum) if optimizer == "sgd" else None,
+    "weight_decay": given.get("weight_decay", d.weight_decay),
+    "objective": given.get("objective", d.objective),
+    "augment": given.get("augment", d.augment),
+    "label_noise": given.get("label_noise", d.label_noise),
+    "eval_every": given.get("eval_every"),
+    "chunk_size": given.get("chunk_size"),
+    "devices": given.get("devices"),
+    "out": out,
+    "prune": given.get("prune"),
   }
 
 
-def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
-                     argv: Sequence[str]) -> int:
+def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Sequence[str]) -> int:
   """Loads the data, runs the sweep, prints the table and writes the files."""
   import jax
   import numpy as np
@@ -365,14 +477,16 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
   try:
     data = data_lib.load(config["dataset"], label_noise=config["label_noise"])
     kwargs = {k: config[k] for k in ("hidden", "depth") if config[k] is not None}
+    assert data.num_classes is not None  # Dataset infers it on construction
     model = models.get_model(config["model"], data.num_classes, **kwargs)
   except (ValueError, TypeError, ImportError) as err:
     raise UsageError(one_line(err)) from None
 
   devices = jax.devices()
   hyperparams = _swept_hyperparams(config)
-  num_models = math.prod([len(config["levels"]), len(config["seeds"]),
-                          *(len(v) for v in hyperparams.values())])
+  num_models = math.prod(
+    [len(config["levels"]), len(config["seeds"]), *(len(v) for v in hyperparams.values())]
+  )
   count = min(config["devices"] or len(devices), len(devices))
   if processes > 1:  # --devices counts each process's; the sweep spans all
     count = len(devices)
@@ -382,17 +496,19 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
   except (ValueError, TypeError) as err:
     raise UsageError(one_line(err)) from None
   say(
-      f"{PROG} sweep: {data.name} ({data.num_train} train, {len(data.y_val)} val,"
-      f" {len(data.y_test)} test), {_describe_model(config)},"
-      f" {_describe_optimizer(config)}{_describe_training(config)};"
-      f" {_describe_grid(config)} = {num_models} models, {config['epochs']}"
-      f" epochs, batch size {config['batch_size']}; {count}"
-      f" {devices[0].platform} device{'s' if count != 1 else ''}"
-      + (f" on {processes} processes" if processes > 1 else "")
-      + (f" (asked for {config['devices']}; JAX had already started with"
-         f" {len(devices)})" if count < (config["devices"] or 0) and
-         devices[0].platform == "cpu" else ""),
-      flush=True,
+    f"{PROG} sweep: {data.name} ({data.num_train} train, {len(data.y_val)} val,"
+    f" {len(data.y_test)} test), {_describe_model(config)},"
+    f" {_describe_optimizer(config)}{_describe_training(config)};"
+    f" {_describe_grid(config)} = {num_models} models, {config['epochs']}"
+    f" epochs, batch size {config['batch_size']}; {count}"
+    f" {devices[0].platform} device{'s' if count != 1 else ''}"
+    + (f" on {processes} processes" if processes > 1 else "")
+    + (
+      f" (asked for {config['devices']}; JAX had already started with {len(devices)})"
+      if count < (config["devices"] or 0) and devices[0].platform == "cpu"
+      else ""
+    ),
+    flush=True,
   )
   try:
     os.makedirs(checkpoint, exist_ok=True)
@@ -402,15 +518,22 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
     write_json(os.path.join(checkpoint, "command.json"), {"config": config})
   try:
     result = fj.sweep(
-        model, data, flood_levels=config["levels"], seeds=config["seeds"],
-        optimizer=_optimizer(config), hyperparams=hyperparams or None,
-        objective=config["objective"],
-        augment=data_lib.random_crop_flip(padding=4) if config["augment"] else None,
-        epochs=config["epochs"], batch_size=config["batch_size"],
-        eval_every=config.get("eval_every"),
-        chunk_size=config["chunk_size"], mesh=mesh, checkpoint_dir=checkpoint,
-        progress=not args.no_progress,
-        prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
+      model,
+      data,
+      flood_levels=config["levels"],
+      seeds=config["seeds"],
+      optimizer=_optimizer(config),
+      hyperparams=hyperparams or None,
+      objective=config["objective"],
+      augment=data_lib.random_crop_flip(padding=4) if config["augment"] else None,
+      epochs=config["epochs"],
+      batch_size=config["batch_size"],
+      eval_every=config.get("eval_every"),
+      chunk_size=config["chunk_size"],
+      mesh=mesh,
+      checkpoint_dir=checkpoint,
+      progress=not args.no_progress,
+      prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
     )
   except (ValueError, TypeError) as err:
     if not args.resume and main:  # Bad input trained nothing: leave no checkpoint behind.
@@ -422,8 +545,10 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace,
       raise
     # Another process died (fj.sweep says so): how to continue.
     print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
-    print(f"{PROG}: to continue, run the same command with --resume on {processes}"
-          " processes", file=sys.stderr)
+    print(
+      f"{PROG}: to continue, run the same command with --resume on {processes} processes",
+      file=sys.stderr,
+    )
     return 1
 
   if not main:
@@ -454,10 +579,12 @@ def _write_outputs(result: Any, out: str, plot: bool = True) -> list[str]:
     written.append(os.path.join(out, "params.npz"))
   written.append(write_history_csv(result, os.path.join(out, "history.csv")))
   if plot and _has_best(result):
-    for name, plot_fn in [("curves", plots.plot_curves),
-                          ("accuracy_vs_level", plots.plot_accuracy_vs_level),
-                          ("flooded_fraction", plots.plot_flooded_fraction),
-                          ("overview", plots.plot_overview)]:
+    for name, plot_fn in [
+      ("curves", plots.plot_curves),
+      ("accuracy_vs_level", plots.plot_accuracy_vs_level),
+      ("flooded_fraction", plots.plot_flooded_fraction),
+      ("overview", plots.plot_overview),
+    ]:
       written.append(plot_fn(result, os.path.join(out, f"{name}.png")))
   return [os.fspath(p) for p in written]
 
@@ -485,21 +612,24 @@ def write_history_csv(result: Any, path: str) -> str:
     writer = csv.writer(f)
     writer.writerow([*result.axes, "epoch", *metrics])
     for index in np.ndindex(*result.config_shape):
-      configuration = [f"{float(v[i]):.6g}" for v, i in zip(values, index)]
+      configuration = [f"{float(v[i]):.6g}" for v, i in zip(values, index, strict=True)]
       for j, seed in enumerate(result.seeds):
         for entry, epoch in enumerate(result.epochs):
-          writer.writerow([
-              *configuration, int(seed), int(epoch),
+          writer.writerow(
+            [
+              *configuration,
+              int(seed),
+              int(epoch),
               *(repr(float(result.history[m][(*index, j, entry)])) for m in metrics),
-          ])
+            ]
+          )
   os.replace(tmp, path)
   return path
 
 
 def _swept_hyperparams(config: dict[str, Any]) -> dict[str, list[float]]:
   """The hyperparameter axes: ``{optax name: values}`` for each option given a list."""
-  return {name: config[key] for key, name in _HYPERPARAMS.items()
-          if isinstance(config[key], list)}
+  return {name: config[key] for key, name in _HYPERPARAMS.items() if isinstance(config[key], list)}
 
 
 def _optimizer(config: dict[str, Any]):
@@ -514,8 +644,10 @@ def _optimizer(config: dict[str, Any]):
   lr, decay = config["lr"], config["weight_decay"]
   momentum = config["momentum"] or None
   if _swept_hyperparams(config):
-    start = {name: config[key][0] if isinstance(config[key], list) else config[key]
-             for key, name in _HYPERPARAMS.items()}
+    start = {
+      name: config[key][0] if isinstance(config[key], list) else config[key]
+      for key, name in _HYPERPARAMS.items()
+    }
     if config["optimizer"] == "adam":
       return optax.inject_hyperparams(optax.adamw)(**start)
     return optax.inject_hyperparams(_sgd, static_args=("momentum",))(momentum=momentum, **start)
@@ -525,15 +657,16 @@ def _optimizer(config: dict[str, Any]):
   return optax.chain(optax.add_decayed_weights(decay), sgd) if decay else sgd
 
 
-def _sgd(learning_rate: float, weight_decay: float, momentum: Optional[float]):
+def _sgd(learning_rate: float, weight_decay: float, momentum: float | None):
   """SGD with decoupled weight decay, for ``optax.inject_hyperparams``."""
   import optax
 
-  return optax.chain(optax.add_decayed_weights(weight_decay),
-                     optax.sgd(learning_rate, momentum=momentum))
+  return optax.chain(
+    optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate, momentum=momentum)
+  )
 
 
-def _flooding_effect(result: Any) -> Optional[str]:
+def _flooding_effect(result: Any) -> str | None:
   """One line comparing the best level with no flooding (b = 0), if both were swept.
 
   With a grid of hyperparameters, both at the best configuration's values.
@@ -551,8 +684,8 @@ def _flooding_effect(result: Any) -> Optional[str]:
   acc = result.history["test_accuracy"][..., -1].mean(axis=1)
   loss = result.history["test_loss"][..., -1].mean(axis=1)
   return (
-      f"at the best level, b = {best:g}: final test accuracy {acc[i]:.4f} vs"
-      f" {acc[j]:.4f} without flooding, test loss {loss[i]:.4f} vs {loss[j]:.4f}"
+    f"at the best level, b = {best:g}: final test accuracy {acc[i]:.4f} vs"
+    f" {acc[j]:.4f} without flooding, test loss {loss[i]:.4f} vs {loss[j]:.4f}"
   )
 
 
@@ -565,8 +698,9 @@ def _has_best(result: Any) -> bool:
   return True
 
 
-def _interrupted_message(config: Optional[dict[str, Any]], given: dict[str, Any],
-                         argv: Sequence[str]) -> str:
+def _interrupted_message(
+  config: dict[str, Any] | None, given: dict[str, Any], argv: Sequence[str]
+) -> str:
   """What to print on Ctrl-C: how to resume, if there is anything to resume."""
   if config is None or not os.path.isdir(os.path.join(config["out"], "checkpoint")):
     return f"{PROG}: interrupted before the sweep started; nothing to resume"
@@ -622,8 +756,11 @@ def _describe_training(config: dict[str, Any]) -> str:
 def _describe_grid(config: dict[str, Any]) -> str:
   """The axes of the grid and their sizes, e.g. ``"2 levels x 3 lr x 2 seeds"``."""
   axes = [f"{len(config['levels'])} levels"]
-  axes += [f"{len(config[key])} {key.replace('_', ' ')}" for key in _HYPERPARAMS
-           if isinstance(config[key], list)]
+  axes += [
+    f"{len(config[key])} {key.replace('_', ' ')}"
+    for key in _HYPERPARAMS
+    if isinstance(config[key], list)
+  ]
   return " x ".join([*axes, f"{len(config['seeds'])} seeds"])
 
 
@@ -640,15 +777,13 @@ def _g(value: float | list[float]) -> str:
 
 
 def _remove_if_empty(directory: str) -> None:
-  try:
+  with contextlib.suppress(OSError):  # not empty, or gone
     os.rmdir(directory)
-  except OSError:
-    pass  # not empty, or gone
 
 
 COMMAND = Command(
-    help="train a grid of flood levels and seeds at once; print and save the results",
-    description=DESCRIPTION,
-    add_arguments=add_arguments,
-    run=run,
+  help="train a grid of flood levels and seeds at once; print and save the results",
+  description=DESCRIPTION,
+  add_arguments=add_arguments,
+  run=run,
 )
