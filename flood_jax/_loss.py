@@ -1,4 +1,5 @@
-"""The flooded objectives: flooding (Ishida et al., 2020) and iFlood (Xie et al., 2022)."""
+"""The flooded objectives: flooding (Ishida et al., 2020), iFlood (Xie et al., 2022) and
+its per-example levels (AdaFlood, Bae et al., 2024)."""
 
 from __future__ import annotations
 
@@ -58,20 +59,29 @@ def iflooded_loss(
 
   .. math::
 
-    \tilde J(\theta) = \frac{1}{n} \sum_{i=1}^n \left(|\ell_i(\theta) - b| + b\right)
+    \tilde J(\theta) = \frac{1}{n} \sum_{i=1}^n \left(|\ell_i(\theta) - b_i| + b_i\right)
 
   Unlike :func:`flooded_loss`, which floods the batch mean, each example is
-  flooded on its own: examples already fitted below ``b`` are pushed back up
-  while the others keep descending, which avoids over-fitting individual
-  (often mislabeled) examples.
+  flooded on its own: examples already fitted below their level are pushed
+  back up while the others keep descending, which avoids over-fitting
+  individual (often mislabeled) examples. With one level ``b`` for all
+  examples this is iFlood (Xie et al., 2022); with a level ``b_i`` per
+  example it is the objective of AdaFlood (Bae et al., 2024), whose levels
+  :func:`flood_jax.adaflood_levels` computes. Its gradient is
+  :math:`\frac{1}{n}\sum_i s_i \nabla \ell_i` with :math:`s_i = +1` if
+  :math:`\ell_i \ge b_i` else :math:`-1`.
 
   Args:
     per_example_losses: losses ``l_i``, reduced over the last axis (shape
       ``(..., n)``).
-    flood_level: the flood level ``b``, broadcastable against the result.
+    flood_level: the flood level. Of lower rank than ``per_example_losses``
+      (a scalar ``b``, or one level per row ``(...)``) it is one level for all
+      examples of a row, broadcast against the result; of the same rank (e.g.
+      ``(n,)`` for losses ``(n,)``) it is one level per example, broadcast
+      against ``per_example_losses``.
 
   Returns:
-    ``mean_i(|l_i - b| + b)`` over the last axis.
+    ``mean_i(|l_i - b_i| + b_i)`` over the last axis.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -79,9 +89,18 @@ def iflooded_loss(
     >>> round(float(fj.iflooded_loss(jnp.array([0.0, 0.4]), 0.1)), 6)
     0.3
 
+    One level per example (AdaFlood): the first example is flooded at 0.2,
+    the second (above its level 0.1) is left alone:
+
+    >>> round(float(fj.iflooded_loss(jnp.array([0.0, 0.4]), jnp.array([0.2, 0.1]))), 6)
+    0.4
+
   References:
     Xie et al., `iFlood: A Stable and Effective Regularizer
     <https://openreview.net/forum?id=MsHnJPaBUZE>`_, ICLR 2022.
+
+    Bae et al., `AdaFlood: Adaptive Flood Regularization
+    <https://arxiv.org/abs/2311.02891>`_, TMLR 2024.
   """
   per_example_losses = jnp.asarray(per_example_losses)
   if per_example_losses.ndim == 0:
@@ -90,5 +109,13 @@ def iflooded_loss(
         " scalar; for a batch mean loss use flooded_loss instead."
     )
   flood_level = jnp.asarray(flood_level)
-  flooded = jnp.abs(per_example_losses - flood_level[..., None]) + flood_level[..., None]
+  if flood_level.ndim > per_example_losses.ndim:
+    raise ValueError(
+        f"iflooded_loss got flood levels of shape {flood_level.shape} for losses of"
+        f" shape {per_example_losses.shape}; give one level, one per row"
+        " (losses.shape[:-1]) or one per example (losses.shape)."
+    )
+  if flood_level.ndim < per_example_losses.ndim:
+    flood_level = flood_level[..., None]  # one level per row: the same for its examples
+  flooded = jnp.abs(per_example_losses - flood_level) + flood_level
   return jnp.mean(flooded, axis=-1)

@@ -77,3 +77,39 @@ def test_iflooded_loss_vmap_over_levels():
 def test_iflooded_loss_rejects_a_scalar():
   with pytest.raises(ValueError, match="flooded_loss"):
     fj.iflooded_loss(0.3, 0.1)
+
+
+def test_iflooded_loss_per_example_levels_gradient():
+  """grad mean_i(|l_i - b_i| + b_i) = mean_i s_i grad l_i, s_i = +1 iff l_i >= b_i (ties: +1)."""
+  x = jax.random.normal(jax.random.key(1), (6, 3))
+  w = jnp.array([0.4, -0.3, 0.2])
+
+  def losses(w):
+    return (x @ w) ** 2
+
+  l = losses(w)
+  # Each example gets a level of its own: half below their loss, one equal, the rest above.
+  levels = jnp.where(jnp.arange(6) % 2 == 0, l / 2, 2 * l + 0.1).at[1].set(l[1])
+  signs = jnp.where(l >= levels, 1.0, -1.0)
+  assert float(signs[1]) == 1.0
+  grad = jax.jit(jax.grad(lambda w: fj.iflooded_loss(losses(w), levels)))(w)
+  per_example = jax.jacobian(losses)(w)  # (n, 3)
+  expected = jnp.mean(signs[:, None] * per_example, axis=0)
+  np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_iflooded_loss_equal_per_example_levels_is_iflood():
+  losses = jax.random.uniform(jax.random.key(2), (4, 16))
+  b = 0.3
+  chex.assert_trees_all_equal(fj.iflooded_loss(losses, jnp.full((4, 16), b)),
+                              fj.iflooded_loss(losses, b))
+  # One level per row (lower rank) keeps its old meaning.
+  rows = jnp.array([0.0, 0.1, 0.3, 0.9])
+  chex.assert_trees_all_equal(
+      fj.iflooded_loss(losses, rows),
+      jnp.stack([fj.iflooded_loss(losses[i], rows[i]) for i in range(4)]))
+
+
+def test_iflooded_loss_rejects_levels_of_higher_rank():
+  with pytest.raises(ValueError, match="one per example"):
+    fj.iflooded_loss(jnp.zeros(3), jnp.zeros((2, 3)))
