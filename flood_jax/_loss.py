@@ -119,3 +119,27 @@ def iflooded_loss(
     flood_level = flood_level[..., None]  # one level per row: the same for its examples
   flooded = jnp.abs(per_example_losses - flood_level) + flood_level
   return jnp.mean(flooded, axis=-1)
+
+
+def adaflood_level(heldout_loss: ArrayLike, gamma: ArrayLike) -> jax.Array:
+  r"""AdaFlood's flood level of an example from its held-out loss, corrected toward its label.
+
+  .. math::
+
+    \theta_i = -\log\left((1 - \gamma)\, e^{-\ell^{aux}_i} + \gamma\right)
+
+  computed as ``-logaddexp(log1p(-gamma) - l, log(gamma))``, exact at both
+  ends: ``gamma = 0`` gives the held-out loss itself, ``gamma = 1`` gives 0
+  (no flooding). The correction composes: correcting by ``g2`` the levels
+  corrected by ``g1`` gives the levels corrected by ``1 - (1 - g1)(1 - g2)``.
+
+  Args:
+    heldout_loss: held-out cross-entropy losses ``l_aux >= 0``, any shape.
+    gamma: the correction, in ``[0, 1]``, broadcastable against ``heldout_loss``.
+
+  Returns:
+    The levels ``theta``, with the broadcast shape.
+  """
+  heldout_loss = jnp.asarray(heldout_loss)
+  gamma = jnp.asarray(gamma, heldout_loss.dtype)
+  return -jnp.logaddexp(jnp.log1p(-gamma) - heldout_loss, jnp.log(gamma))

@@ -61,6 +61,9 @@ class SweepResult:
       and configuration ``configurations()[i % C]``, ``C`` configurations);
       ``final_params`` and ``final_batch_stats`` leaves then have one leading
       axis, these models.
+    level_name: the name of the first axis: ``"flood_level"``, or
+      ``"gamma"`` for an AdaFlood sweep (its ``flood_levels`` then hold the
+      values of ``gamma``, and "no flooding" is ``gamma = 1``, not ``b = 0``).
 
   A *configuration* is a flood level with one value of each hyperparameter.
   The best one (:meth:`best`, :attr:`best_flood_level`) maximizes the
@@ -82,6 +85,7 @@ class SweepResult:
   epochs: Optional[np.ndarray] = None
   local_models: Optional[np.ndarray] = None
   pruned_at: Optional[np.ndarray] = None
+  level_name: str = "flood_level"
 
   def __post_init__(self):
     if self.epochs is None:
@@ -94,7 +98,7 @@ class SweepResult:
   @property
   def axes(self) -> tuple[str, ...]:
     """Names of the leading axes of ``history``: ``("flood_level", *hyperparameters, "seed")``."""
-    return ("flood_level", *self.hyperparams, "seed")
+    return (self.level_name, *self.hyperparams, "seed")
 
   @property
   def num_epochs(self) -> int:
@@ -109,12 +113,12 @@ class SweepResult:
   @property
   def best_flood_level(self) -> float:
     """Level of the best configuration (:meth:`best`)."""
-    return self.best()["flood_level"]
+    return self.best()[self.level_name]
 
   def configurations(self) -> list[dict[str, float]]:
     """Every configuration, in the order of ``history``'s leading axes."""
     values = [self.flood_levels, *self.hyperparams.values()]
-    names = ["flood_level", *self.hyperparams]
+    names = [self.level_name, *self.hyperparams]
     return [
         {name: _shortest(values[k][i]) for k, (name, i) in enumerate(zip(names, index))}
         for index in np.ndindex(*self.config_shape)
@@ -192,7 +196,7 @@ class SweepResult:
           f"name every swept hyperparameter, {sorted(self.hyperparams)};"
           f" got {sorted(hyperparams)}."
       )
-    out = [_find("flood_level", self.flood_levels, flood_level)]
+    out = [_find(self.level_name, self.flood_levels, flood_level)]
     out += [_find(name, self.hyperparams[name], hyperparams[name]) for name in self.hyperparams]
     if seed is not None:
       out.append(_find("seed", self.seeds, seed))
@@ -240,7 +244,7 @@ class SweepResult:
     if not self.hyperparams:
       return self
     best = self.best()
-    return self.select(**{k: v for k, v in best.items() if k != "flood_level"})
+    return self.select(**{k: v for k, v in best.items() if k != self.level_name})
 
   def nnx_model(self, flood_level: float, seed: int, **hyperparams: float) -> Any:
     """Rebuilds one trained ``nnx.Module`` of an NNX sweep.
@@ -284,7 +288,7 @@ class SweepResult:
     """
     test_es = self.at_stopping("test_accuracy", "best_val")
     diverged = self.diverged()
-    zero = np.flatnonzero(np.asarray(self.flood_levels) == 0)
+    zero = np.flatnonzero(np.asarray(self.flood_levels) == self._no_flooding)
     rows = []
     for config, index in zip(self.configurations(), np.ndindex(*self.config_shape)):
       row: dict[str, Any] = dict(config)
@@ -343,10 +347,11 @@ class SweepResult:
     show_paired = len(self.flood_levels) > 1 and any(
         np.isfinite(row["d_test_acc"]) for row in rows)
     names = list(self.hyperparams)
-    header = ["level", *names, "val acc", "best val acc", "test acc",
+    header = ["gamma" if self.level_name == "gamma" else "level", *names, "val acc", "best val acc", "test acc",
               "test acc (ES)", "train loss", "test loss", "flooded"]
     if show_paired:
-      header += ["Δ test acc vs b=0", "Δ test loss vs b=0"]
+      baseline = "gamma=1" if self.level_name == "gamma" else "b=0"
+      header += [f"Δ test acc vs {baseline}", f"Δ test loss vs {baseline}"]
     if show_diverged:
       header.append("diverged")
     if show_pruned:
@@ -354,7 +359,7 @@ class SweepResult:
     lines = []
     for row in rows:
       mark = "*" if best is not None and all(row[k] == v for k, v in best.items()) else " "
-      cells = [f"{row['flood_level']:.4g}{mark}"]
+      cells = [f"{row[self.level_name]:.4g}{mark}"]
       cells += [f"{row[name]:.4g}" for name in names]
       for key, digits in [
           ("val_acc", 4), ("best_val_acc", 4), ("test_acc", 4),
@@ -367,7 +372,7 @@ class SweepResult:
           cells.append(f"{row[key]:.{digits}f}")
       if show_paired:
         for key in ("d_test_acc", "d_test_loss"):
-          if row["flood_level"] == 0:
+          if row[self.level_name] == self._no_flooding:
             cells.append("")
           elif len(self.seeds) > 1:
             cells.append(f"{row[key]:+.4f} ± {row[key + '_std']:.4f}")
@@ -388,9 +393,9 @@ class SweepResult:
       out.append("best configuration: none, every configuration diverged.")
     elif not names:
       out.append(
-          f"best flood level (final val acc, mean over {len(self.seeds)} seed(s)):"
-          f" {best['flood_level']:.4g}; by early stopping:"
-          f" {self.best('best_val')['flood_level']:.4g}"
+          f"best {self.level_name.replace('_', ' ')} (final val acc, mean over"
+          f" {len(self.seeds)} seed(s)): {best[self.level_name]:.4g}; by early stopping:"
+          f" {self.best('best_val')[self.level_name]:.4g}"
       )
     else:
       out.append(
@@ -413,8 +418,8 @@ class SweepResult:
         "seeds": [int(s) for s in self.seeds],
         "best": best,
         "best_early_stopping": best_es,
-        "best_flood_level": None if best is None else best["flood_level"],
-        "best_flood_level_early_stopping": None if best_es is None else best_es["flood_level"],
+        "best_flood_level": None if best is None else best[self.level_name],
+        "best_flood_level_early_stopping": None if best_es is None else best_es[self.level_name],
         "wall_time": self.wall_time,
         "epochs": [int(e) for e in self.epochs],
         "config": self.config,
@@ -473,7 +478,13 @@ class SweepResult:
                      for k, v in raw.get("hyperparams", {}).items()},
         epochs=raw.get("epochs"),
         pruned_at=raw.get("pruned_at"),
+        level_name=raw.get("axes", ["flood_level"])[0],
     )
+
+  @property
+  def _no_flooding(self) -> float:
+    """The value of the first axis that trains without flooding: ``b = 0``, or ``gamma = 1``."""
+    return 1.0 if self.level_name == "gamma" else 0.0
 
   def __repr__(self) -> str:
     try:

@@ -18,6 +18,7 @@ epoch, not one per model.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -38,20 +39,22 @@ from flood_jax._sweep.grid import Grid
 from flood_jax._sweep.layout import device_data, plan_layout, seed_slots
 from flood_jax._sweep.prune import Halving, run_pruned
 from flood_jax._sweep.program import (
-    AXIS, OBJECTIVES, Augment, LossFn, get_program, injected_hyperparams)
+    AXIS, HELDOUT, OBJECTIVES, Augment, LossFn, get_program, injected_hyperparams)
 
 
 def sweep(
     model: Any,
     data: Dataset,
     *,
-    flood_levels: Sequence[float] | np.ndarray,
+    flood_levels: Optional[Sequence[float] | np.ndarray] = None,
     seeds: Sequence[int] = (0,),
     optimizer: optax.GradientTransformation,
     epochs: int,
     batch_size: int,
     hyperparams: Optional[Mapping[str, Sequence[float]]] = None,
     objective: str = "flood",
+    per_example_levels: Optional[np.ndarray] = None,
+    gamma: Optional[Sequence[float] | np.ndarray] = None,
     augment: Optional[Augment] = None,
     loss_fn: Optional[LossFn] = None,
     chunk_size: Optional[int] = None,
@@ -65,6 +68,7 @@ def sweep(
     progress: bool = True,
     gather_params: bool = True,
     prune: Optional[Halving] = None,
+    _fold_sets: Optional[np.ndarray] = None,  # private: flood_jax.adaflood_levels' fold models
 ) -> SweepResult:
   r"""Trains one model per (flood level, hyperparameters, seed), all at once.
 
@@ -95,6 +99,22 @@ def sweep(
   optimizer built by ``optax.inject_hyperparams`` adds one axis per name:
   every combination is one model of the same compiled program (the values are
   traced into the optimizer state, not compiled in).
+
+  **AdaFlood.** With ``objective="adaflood"`` (Bae et al., 2024) every
+  training example ``i`` has a level of its own, read off its held-out loss
+  ``l_i = per_example_levels[i]`` and corrected toward its label by
+  ``gamma``: :math:`\theta_i = -\log((1-\gamma)e^{-l_i} + \gamma)`, and
+  the model trains on :math:`\frac{1}{B}\sum_i (|\ell_i - \theta_i| +
+  \theta_i)` (:func:`flood_jax.iflooded_loss`). ``gamma`` is swept like a
+  flood level (``gamma=[...]``, the first axis of the result, named
+  ``"gamma"``), so choosing it by validation costs one sweep; the
+  correction is computed in the program from the held-out losses, which are
+  an input (a second sweep with other levels compiles nothing). ``gamma = 1``
+  is plain training; ``gamma = 0`` floods at the held-out losses. The
+  correction composes (``g2`` on levels corrected by ``g1`` is
+  ``1 - (1 - g1)(1 - g2)``), so levels already corrected by
+  ``adaflood_levels(..., gamma=g)`` are used as given with the default
+  ``gamma=[0.0]``.
 
   **Reproducibility.** With a given layout (``chunk_size`` and number of
   devices) the model for ``(b, seed)`` gets the same numbers whatever else is
@@ -130,8 +150,15 @@ def sweep(
     batch_size: mini-batch size, at most the number of training examples.
     hyperparams: optional ``{name: [values]}`` of numeric hyperparameters of an
       ``optax.inject_hyperparams`` optimizer to sweep alongside the levels.
-    objective: ``"flood"`` (batch-level flooding) or ``"iflood"``
-      (per-example flooding).
+    objective: ``"flood"`` (batch-level flooding), ``"iflood"``
+      (per-example flooding) or ``"adaflood"`` (per-example flooding at
+      per-example levels; see **AdaFlood** below).
+    per_example_levels: with ``objective="adaflood"`` only: ``(n_train,)``
+      held-out losses of the training examples, from
+      :func:`flood_jax.adaflood_levels`.
+    gamma: with ``objective="adaflood"`` only: the corrections ``gamma`` in
+      ``[0, 1]`` to train, the sweep's first axis in place of the flood
+      levels (default ``[0.0]``: the levels as given).
     augment: optional ``augment(key, x_batch) -> x_batch`` applied on device
       to every training mini-batch, with a key per seed and step (paired
       across levels), e.g. :func:`flood_jax.data.random_crop_flip`.
@@ -237,7 +264,9 @@ def sweep(
   _check_arguments(data, optimizer, epochs, batch_size, chunk_size,
                    epochs_per_call, eval_batch_size, objective, augment, loss_fn,
                    eval_every, train_eval_size)
-  grid = Grid.build(flood_levels, hyperparams, seeds)
+  level_name, levels, extra = _level_axis(
+      data, objective, flood_levels, per_example_levels, gamma, _fold_sets)
+  grid = Grid.build(levels, hyperparams, seeds)
   adapter = adapt(model)
   loss_fn = loss_fn or optax.softmax_cross_entropy_with_integer_labels
   abstract_params = _check_model_output(
@@ -256,7 +285,15 @@ def sweep(
   )
   run_mesh = Mesh(np.asarray(devices[:num_devices]), (AXIS,))
   run_data, eval_sizes = device_data(data, run_mesh, train_eval_size, bool(eval_test))
-  steps = data.num_train // batch_size
+  trained = data.num_train if _fold_sets is None else extra.shape[1]
+  if extra is not None:
+    if batch_size > trained:
+      raise ValueError(
+          f"batch_size {batch_size} is larger than a fold model's training set"
+          f" ({trained} examples); use batch_size <= {trained} or fewer folds."
+      )
+    run_data = run_data + (hosts.put(extra, NamedSharding(run_mesh, P())),)
+  steps = trained // batch_size
   if eval_every is None:
     eval_every = auto_eval_every(sum(eval_sizes), steps * batch_size, epochs)
   rungs = _check_prune(prune, epochs)
@@ -315,6 +352,9 @@ def sweep(
   }
   if prune is not None:
     config["prune"] = {"min_epochs": int(prune.min_epochs), "factor": int(prune.factor)}
+  if extra is not None:  # what the models train on, so a checkpoint of other levels is not resumed
+    config["per_example_levels_sha256" if _fold_sets is None else "fold_sets_sha256"] = (
+        hashlib.sha256(np.ascontiguousarray(extra).tobytes()).hexdigest())
   store = None
   if checkpoint_dir is not None:
     fingerprint = dict(config, data_checksum=checkpoint.checksum(data))
@@ -324,7 +364,7 @@ def sweep(
     return _sweep_pruned(
         prune, model=model, settings=settings, grid=grid, mesh=run_mesh, data=run_data,
         num_devices=num_devices, epochs_per_call=epochs_per_call, store=store,
-        progress=progress, config=config, eval_epochs=eval_epochs)
+        progress=progress, config=config, eval_epochs=eval_epochs, level_name=level_name)
   history = np.full((padded, epochs, len(METRICS)), np.nan, np.float32)
   # Per call, the leaves of (params, model_state): what the result keeps.
   final_leaves: list[Optional[list[Any]]] = [None] * num_calls
@@ -426,6 +466,7 @@ def sweep(
       wall_time=wall_time,
       model=model,
       epochs=eval_epochs,
+      level_name=level_name,
   )
 
 
@@ -492,11 +533,61 @@ def _check_arguments(data, optimizer, epochs, batch_size, chunk_size,
         f"batch_size {batch_size} is larger than the training set"
         f" ({data.num_train} examples); use batch_size <= {data.num_train}."
     )
-  if objective not in OBJECTIVES:
+  if objective not in OBJECTIVES and objective != HELDOUT:
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
   for name, fn in [("augment", augment), ("loss_fn", loss_fn)]:
     if fn is not None and not callable(fn):
       raise TypeError(f"{name} must be a function, got {type(fn).__name__}.")
+
+
+def _level_axis(data, objective, flood_levels, per_example_levels, gamma, fold_sets):
+  """The first axis of the grid: ``(name, values, per-example array or None)``.
+
+  ``flood_levels`` for flooding and iFlood; ``gamma`` for AdaFlood, whose
+  ``per_example_levels`` the program reads; fold numbers for the fold models
+  of ``adaflood_levels``, whose training sets (``fold_sets``) it reads.
+  """
+  if objective == HELDOUT or fold_sets is not None:
+    if objective != HELDOUT or fold_sets is None:
+      raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
+    return "fold", np.arange(len(fold_sets)), np.asarray(fold_sets, np.int32)
+  if objective != "adaflood":
+    for name, value in [("per_example_levels", per_example_levels), ("gamma", gamma)]:
+      if value is not None:
+        raise ValueError(
+            f"{name} is AdaFlood's; pass objective='adaflood' with it, or drop it"
+            f" for objective={objective!r}."
+        )
+    if flood_levels is None:
+      raise TypeError("sweep() needs flood_levels=[...], e.g. [0.0, 0.05, 0.1].")
+    return "flood_level", flood_levels, None
+  if flood_levels is not None:
+    raise ValueError(
+        "with objective='adaflood' the levels are per example: pass"
+        " per_example_levels=fj.adaflood_levels(...) and gamma=[...] instead of"
+        " flood_levels."
+    )
+  if per_example_levels is None:
+    raise ValueError(
+        "objective='adaflood' needs per_example_levels=, the held-out losses from"
+        " fj.adaflood_levels(model, data, folds=..., ...)."
+    )
+  levels = np.asarray(per_example_levels)
+  if levels.shape != (data.num_train,) or not np.issubdtype(levels.dtype, np.number):
+    raise ValueError(
+        f"per_example_levels must be numbers of shape (n_train,) = ({data.num_train},),"
+        f" one per training example; got shape {levels.shape}."
+    )
+  if not np.all(np.isfinite(levels)) or np.any(levels < 0):
+    raise ValueError("per_example_levels must be finite losses >= 0; some are not.")
+  gammas = np.asarray([0.0] if gamma is None else gamma, np.float64)
+  if gammas.ndim != 1 or gammas.size == 0 or np.any(~np.isfinite(gammas)) or np.any(
+      (gammas < 0) | (gammas > 1)):
+    raise ValueError(
+        f"gamma must be a non-empty list of numbers in [0, 1], e.g. [0.0, 0.5, 0.9];"
+        f" got {gamma!r}."
+    )
+  return "gamma", gammas, levels.astype(np.float32)
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -616,7 +707,8 @@ def _check_prune(prune: Optional[Halving], epochs: int) -> tuple[int, ...]:
 
 def _sweep_pruned(prune: Halving, *, model, settings, grid: Grid, mesh: Mesh, data,
                   num_devices: int, epochs_per_call: int, store, progress: bool,
-                  config: dict[str, Any], eval_epochs: np.ndarray) -> SweepResult:
+                  config: dict[str, Any], eval_epochs: np.ndarray,
+                  level_name: str = "flood_level") -> SweepResult:
   """``sweep`` with successive halving: :func:`flood_jax._sweep.prune.run_pruned` runs it."""
   chunk_size, epochs = settings["chunk_size"], settings["epochs"]
   group = chunk_size * num_devices
@@ -654,4 +746,5 @@ def _sweep_pruned(prune: Halving, *, model, settings, grid: Grid, mesh: Mesh, da
       model=model,
       epochs=eval_epochs,
       pruned_at=pruned_at.reshape(grid.config_shape),
+      level_name=level_name,
   )

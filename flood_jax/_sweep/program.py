@@ -30,13 +30,16 @@ import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from flood_jax._loss import iflooded_loss
+from flood_jax._loss import adaflood_level, iflooded_loss
 from flood_jax._sweep.adapters import Adapter, adapt
 from flood_jax._sweep.checkpoint import raw_key_data
 from flood_jax._transform import flood
 
 AXIS = "models"
-OBJECTIVES = ("flood", "iflood")
+OBJECTIVES = ("flood", "iflood", "adaflood")
+# The fold models of flood_jax.adaflood_levels: plain training, each model on
+# the training set minus one fold (its level input is the fold's number).
+HELDOUT = "heldout"
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 Augment = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -252,16 +255,18 @@ class Program:
     y = jax.ShapeDtypeStruct((self.batch_size,), jnp.int32)
     x_eval = jax.ShapeDtypeStruct((max(sum(self.eval_sizes), 1),) + self.input_shape, jnp.float32)
     y_eval = jax.ShapeDtypeStruct(x_eval.shape[:1], jnp.int32)
+    example_levels = (jax.ShapeDtypeStruct((self.batch_size,), jnp.float32)
+                      if self.objective == "adaflood" else None)
 
-    def one_model(seed, level, hparams, x, y, x_eval, y_eval):
+    def one_model(seed, level, hparams, x, y, x_eval, y_eval, example_levels):
       carry = self._init_one(seed, level, hparams, x)
       batches = jnp.arange(self.batch_size)[None]
-      carry, flooded = self._epoch_one(carry, batches, level, seed, 0, x, y)
+      carry, flooded = self._epoch_one(carry, batches, level, seed, 0, x, y, example_levels)
       return carry, flooded, self._evaluate_one(*carry[:3], x_eval, y_eval)
 
     with jax.threefry_partitionable(False):
       closed = jax.make_jaxpr(one_model)(
-          *_abstract_scalars(len(self.hyperparams)), x, y, x_eval, y_eval)
+          *_abstract_scalars(len(self.hyperparams)), x, y, x_eval, y_eval, example_levels)
     digest = hashlib.sha256(str(closed.jaxpr).encode())
     for const in closed.consts:
       array = np.asarray(raw_key_data(const))
@@ -272,8 +277,14 @@ class Program:
             self.eval_sizes, self.eval_batch_size, self.mesh, self.chunk_size,
             self.also_evaluate)
 
-  def _epoch_one(self, carry, batches, level, seed, epoch, x_train, y_train):
-    """One epoch of mini-batch steps for one model; returns its flooded fraction."""
+  def _epoch_one(self, carry, batches, level, seed, epoch, x_train, y_train,
+                 example_levels=None):
+    """One epoch of mini-batch steps for one model; returns its flooded fraction.
+
+    With ``objective="adaflood"``, ``level`` is the model's ``gamma`` and
+    ``example_levels`` the held-out losses of the training examples (an input
+    of the program, not a constant in it), corrected per mini-batch.
+    """
     tx = self._tx(level)
     seed_key = jax.random.key(seed)
     dropout_key = jax.random.fold_in(jax.random.fold_in(seed_key, _DROPOUT), epoch)
@@ -294,9 +305,16 @@ class Program:
         if self.objective == "flood":
           value = jnp.mean(losses)
           flooded = value < level
+        elif self.objective == HELDOUT:
+          value = jnp.mean(losses)
+          flooded = jnp.float32(0)
         else:
-          value = iflooded_loss(losses, level)
-          flooded = jnp.mean((losses < level).astype(jnp.float32))
+          if self.objective == "adaflood":
+            level_i = adaflood_level(example_levels[idx], level)
+          else:
+            level_i = level
+          value = iflooded_loss(losses, level_i)
+          flooded = jnp.mean((losses < level_i).astype(jnp.float32))
         return value, (new_state, new_rngs, flooded)
 
       (loss, (model_state, rng_state, flooded)), grads = jax.value_and_grad(
@@ -374,8 +392,11 @@ class Program:
     return params, model_state, rng_state, opt_state
 
   def _run_local(self, carry, levels, slot_seeds, model_slot, first_epoch, data):
-    x_train, y_train, x_eval, y_eval = data
-    n = x_train.shape[0]
+    x_train, y_train, x_eval, y_eval = data[:4]
+    # A fifth array: AdaFlood's per-example levels, or the fold models'
+    # training sets (fold k's model trains on train_sets[k], its level is k).
+    per_example = data[4] if len(data) > 4 else None
+    n = per_example.shape[1] if self.objective == HELDOUT else x_train.shape[0]
     steps = n // self.batch_size
     seeds = slot_seeds[0][model_slot]
     shuffle_keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s))[1])(
@@ -396,8 +417,12 @@ class Program:
       )(shuffle_keys)
       batches = perms[:, :steps * self.batch_size].reshape(
           perms.shape[0], steps, self.batch_size)[model_slot]
-      carry, flooded = self._vmap(self._epoch_one, (0, 0, 0, 0, None, None, None))(
-          carry, batches, levels, seeds, epoch, x_train, y_train)
+      if self.objective == HELDOUT:  # positions in a model's own training set -> examples
+        batches = jax.vmap(lambda rows, b: rows[b])(
+            per_example[levels.astype(jnp.int32)], batches)
+      example_levels = per_example if self.objective == "adaflood" else None
+      carry, flooded = self._vmap(self._epoch_one, (0, 0, 0, 0, None, None, None, None))(
+          carry, batches, levels, seeds, epoch, x_train, y_train, example_levels)
       if self.eval_every == 1:
         metrics = evaluated(carry)
       else:
