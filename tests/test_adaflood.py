@@ -103,3 +103,73 @@ def test_gamma_axis_and_new_levels_compile_nothing(data):
 def test_bad_adaflood_arguments(data, kwargs, match):
   with pytest.raises(ValueError, match=match):
     fj.sweep(SmallMLP(), data, **dict(KW, **kwargs))
+
+
+def test_fold_training_sets_exclude_their_fold():
+  from flood_jax import _adaflood
+  fold_of = _adaflood.fold_assignment(103, 4)
+  assert sorted(np.bincount(fold_of).tolist()) == [25, 26, 26, 26]
+  sets = _adaflood.fold_training_sets(fold_of, 4)
+  assert sets.shape == (4, 103 - 26)
+  for k in range(4):
+    assert not np.any(fold_of[sets[k]] == k)
+    assert len(set(sets[k].tolist())) == sets.shape[1]
+
+
+def _fold_sweep(data, seeds=(0,)):
+  from flood_jax import _adaflood
+  return _adaflood.fold_models(SmallMLP(batch_norm=True), data, folds=2, seeds=seeds,
+                               optimizer=optax.sgd(0.05, momentum=0.9), epochs=4,
+                               batch_size=20, chunk_size=2)
+
+
+def test_a_fold_model_never_sees_its_fold(data):
+  """Every step's gradient of fold k's model is blind to fold k's examples.
+
+  Replacing fold 0's inputs and labels by noise leaves fold 0's model bit for
+  bit (its gradients, its BatchNorm statistics, all its steps), while fold 1's
+  model, which trains on them, changes.
+  """
+  result, fold_of = _fold_sweep(data)
+  assert result.axes == ("fold", "seed")
+  rng = np.random.default_rng(5)
+  x, y = data.x_train.copy(), data.y_train.copy()
+  in_fold = fold_of == 0
+  x[in_fold] = rng.normal(size=x[in_fold].shape) * 10
+  y[in_fold] = 1 - y[in_fold]
+  changed = fj.Dataset(x_train=x, y_train=y, x_val=data.x_val, y_val=data.y_val,
+                       x_test=data.x_test, y_test=data.y_test, name="toy")
+  other, same_folds = _fold_sweep(changed)
+  np.testing.assert_array_equal(fold_of, same_folds)
+  for tree in ("final_params", "final_batch_stats"):
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[0], b[0]),
+                 getattr(result, tree), getattr(other, tree))
+  kernel = lambda r: r.final_params["Dense_0"]["kernel"]
+  assert not np.array_equal(kernel(result)[1], kernel(other)[1])
+
+
+def test_adaflood_levels_are_held_out_losses_corrected_by_gamma(data):
+  kw = dict(folds=2, optimizer=optax.sgd(0.05, momentum=0.9), epochs=4, batch_size=20,
+            chunk_size=2)
+  raw = fj.adaflood_levels(SmallMLP(batch_norm=True), data, gamma=0.0, **kw)
+  assert raw.shape == (data.num_train,) and raw.dtype == np.float32
+  result, fold_of = _fold_sweep(data)
+  # The loss of each example under the model of its fold (evaluation mode), by hand.
+  for i in [int(np.flatnonzero(fold_of == 0)[0]), int(np.flatnonzero(fold_of == 1)[0])]:
+    k = fold_of[i]
+    variables = {"params": jax.tree.map(lambda a: a[k, 0], result.final_params),
+                 "batch_stats": jax.tree.map(lambda a: a[k, 0], result.final_batch_stats)}
+    logits = SmallMLP(batch_norm=True).apply(variables, data.x_train[i:i + 1], train=False)
+    expected = optax.softmax_cross_entropy_with_integer_labels(logits, data.y_train[i:i + 1])
+    np.testing.assert_allclose(raw[i], expected[0], rtol=1e-5, atol=1e-6)
+  half = fj.adaflood_levels(SmallMLP(batch_norm=True), data, gamma=0.5, **kw)
+  np.testing.assert_allclose(half, fj._loss.adaflood_level(raw, 0.5), rtol=1e-6)
+  assert np.all(half <= raw + 1e-6) and np.all(half >= 0)
+  np.testing.assert_array_equal(
+      fj.adaflood_levels(SmallMLP(batch_norm=True), data, gamma=1.0, **kw), 0.0)
+  with pytest.raises(ValueError, match="gamma"):
+    fj.adaflood_levels(SmallMLP(), data, gamma=2.0, **kw)
+  with pytest.raises(ValueError, match="folds"):
+    fj.adaflood_levels(SmallMLP(), data, **dict(kw, folds=1))
+  with pytest.raises(ValueError, match="fold model's training set"):
+    fj.adaflood_levels(SmallMLP(), data, **dict(kw, batch_size=60))
