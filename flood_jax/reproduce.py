@@ -9,6 +9,9 @@ and seeds of a setting trained at once):
   and Adam (lr 0.001), 100 training and 100 validation examples.
 * :func:`builtin`: the same analysis on the offline benchmark sets
   (``mnist1d``, ``digits``), with the double descent of the test loss.
+* :func:`adaflood`: flooding vs iFlood vs AdaFlood (Bae et al., 2024) on the
+  synthetic sets with label noise, each method's level chosen per seed by
+  validation, with the cost of AdaFlood's fold models.
 * :func:`benchmark`: the paper's benchmark protocol (Sec. 4.2) on the image
   sets (MNIST family with the MLP, CIFAR/SVHN with a ResNet), with and without
   weight decay; these need the ``datasets`` extra and a network once.
@@ -415,3 +418,215 @@ def _slug(setting: Setting) -> str:
   if setting.weight_decay:
     text += f"_wd{setting.weight_decay:g}"
   return text
+
+
+# -- AdaFlood against flooding and iFlood (issue 12) ----------------------------
+
+# Cut to fit about 15 minutes on the 2-core CPU: the synthetic sets at label
+# noise 0.05 and 0.1, Adam only, 5 seeds, 100 epochs, 5 flood levels (where
+# reproduce synthetic chose b) and 5 values of gamma, 5 fold models.
+ADAFLOOD_CPU = dict(
+    datasets=SYNTHETIC_SETS, noise_rates=(0.05, 0.1), optimizers=("adam",),
+    flood_levels=(0.0, 0.1, 0.2, 0.3, 0.4),
+    gammas=(0.0, 0.5, 0.8, 0.95, 1.0),
+    seeds=5, epochs=100, n_test=1000, folds=5,
+)
+METHODS = ("flood", "iflood", "adaflood")
+
+
+@dataclasses.dataclass
+class MethodsComparison:
+  """Flooding, iFlood and AdaFlood against no flooding for one setting, per seed.
+
+  Each method's level (``b``, or ``gamma`` for AdaFlood) is chosen per seed by
+  validation accuracy, at the last epoch and with early stopping (``_es``).
+  """
+
+  setting: Setting
+  no_flood: np.ndarray                 # test accuracy at b = 0, last epoch, per seed
+  no_flood_es: np.ndarray
+  test: dict[str, np.ndarray]          # method -> test accuracy at its chosen level
+  test_es: dict[str, np.ndarray]
+  chosen: dict[str, np.ndarray]        # method -> chosen b (gamma for AdaFlood), per seed
+  chosen_es: dict[str, np.ndarray]
+  seconds: dict[str, float]            # method -> wall time of its sweep ("folds": the fold models)
+  num_models: dict[str, int]
+  heldout_loss: dict[str, Optional[float]] = dataclasses.field(default_factory=dict)
+
+  def p_value(self, method: str, against: str = "none", early_stopping: bool = False) -> float:
+    """One-sided paired t-test across seeds that ``method`` beats ``against`` ("none": b = 0)."""
+    test = self.test_es if early_stopping else self.test
+    base = ((self.no_flood_es if early_stopping else self.no_flood) if against == "none"
+            else test[against])
+    return _paired_p(test[method] - base)
+
+  def to_dict(self) -> dict[str, Any]:
+    out: dict[str, Any] = dataclasses.asdict(self.setting)
+    out["no_flood"] = self.no_flood.tolist()
+    out["no_flood_es"] = self.no_flood_es.tolist()
+    for name in ("test", "test_es", "chosen", "chosen_es"):
+      out[name] = {k: np.asarray(v).tolist() for k, v in getattr(self, name).items()}
+    out["seconds"], out["num_models"] = self.seconds, self.num_models
+    out["heldout_loss"] = self.heldout_loss  # mean over clean and flipped training labels
+    out["p_values"] = {
+        f"{m}>{a}{'_es' if es else ''}": self.p_value(m, a, es)
+        for es in (False, True) for m, a in
+        [("flood", "none"), ("iflood", "none"), ("adaflood", "none"),
+         ("adaflood", "flood"), ("adaflood", "iflood")]}
+    return out
+
+
+def choose_per_seed(result: SweepResult) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """Per seed, the level chosen by validation and the test accuracy there.
+
+  Returns ``(test, test_es, chosen, chosen_es)``: without early stopping (last
+  epoch) and with it (best-validation epoch); ties go to the first level.
+  """
+  seeds = np.arange(len(result.seeds))
+  levels = np.asarray(result.flood_levels)
+  pick = _argmax_first(result.val_score("final"))
+  pick_es = _argmax_first(result.val_score("best_val"))
+  test_final = result.history["test_accuracy"][..., -1]
+  test_es = result.at_stopping("test_accuracy", "best_val")
+  return test_final[pick, seeds], test_es[pick_es, seeds], levels[pick], levels[pick_es]
+
+
+def methods_table(comparisons: Sequence[MethodsComparison], early_stopping: bool = False) -> str:
+  """Test accuracy (%) per method, mean ± std over seeds, with paired p-values."""
+  head = ("| setting | no flooding | flooding | iFlood | AdaFlood | b (flood) | b (iFlood)"
+          " | gamma | p Ada > none | p Ada > flood | p Ada > iFlood | p flood > none |"
+          " p iFlood > none | fold models |")
+  lines = [head, "|" + "---|" * 14]
+  for c in comparisons:
+    test = c.test_es if early_stopping else c.test
+    chosen = c.chosen_es if early_stopping else c.chosen
+    base = c.no_flood_es if early_stopping else c.no_flood
+    means = {m: np.mean(test[m]) for m in METHODS}
+    best = max(means.values())
+    cells = [c.setting.label, _pm(base)]
+    cells += [f"**{_pm(test[m])}**" if means[m] == best and best > np.mean(base) else _pm(test[m])
+              for m in METHODS]
+    cells += [f"{np.mean(chosen[m]):.2f}" for m in METHODS]
+    cells += [_p_text(c.p_value("adaflood", a, early_stopping)) for a in ("none", "flood", "iflood")]
+    cells += [_p_text(c.p_value(m, "none", early_stopping)) for m in ("flood", "iflood")]
+    cells.append(f"{c.num_models['folds']} models, {c.seconds['folds']:.0f} s"
+                 f" ({100 * c.seconds['folds'] / c.seconds['adaflood']:.0f}% of AdaFlood's sweep)")
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def adaflood(
+    out_dir: str,
+    *,
+    datasets: Sequence[str] = ADAFLOOD_CPU["datasets"],
+    noise_rates: Sequence[float] = ADAFLOOD_CPU["noise_rates"],
+    optimizers: Sequence[str] = ADAFLOOD_CPU["optimizers"],
+    flood_levels: Sequence[float] = ADAFLOOD_CPU["flood_levels"],
+    gammas: Sequence[float] = ADAFLOOD_CPU["gammas"],
+    seeds: int = ADAFLOOD_CPU["seeds"],
+    epochs: int = ADAFLOOD_CPU["epochs"],
+    folds: int = ADAFLOOD_CPU["folds"],
+    n_train: int = 100,
+    n_val: int = 100,
+    n_test: int = ADAFLOOD_CPU["n_test"],
+    hidden: int = 500,
+    depth: int = 4,
+    batch_size: int = 200,
+    eval_every: int = 2,
+    progress: bool = True,
+) -> list[MethodsComparison]:
+  """Flooding vs iFlood vs AdaFlood; writes a table and JSON to ``out_dir``.
+
+  Per setting (data set, label noise, optimizer) four things train on the
+  same data, paired by seed: flooding and iFlood over ``flood_levels`` (0 is
+  added: "no flooding" is flooding's ``b = 0``), the AdaFlood fold models
+  (:func:`flood_jax.adaflood_levels` with ``gamma = 0``: ``folds`` models, one
+  seed, the main models' architecture, optimizer and epochs), then AdaFlood
+  over ``gammas`` (1, no flooding, is added) on their held-out losses. Each
+  method's level is chosen per seed by validation accuracy, as in
+  :func:`synthetic`; one-sided paired t-tests across seeds compare the
+  methods. The synthetic sets use the data of :func:`synthetic`; ``mnist1d``
+  its standard split (``n_train``/``n_test`` do not apply).
+  """
+  from flood_jax._adaflood import adaflood_levels
+
+  os.makedirs(out_dir, exist_ok=True)
+  settings = _grid(datasets, noise_rates, optimizers)
+  levels = sorted({0.0, *(float(b) for b in flood_levels)})
+  gamma_list = sorted({1.0, *(float(g) for g in gammas)})
+  seed_list = list(range(seeds))
+  # The fold models' seed differs from the main models': their held-out losses
+  # are not tied to any one main run.
+  fold_seed = 1000
+  comparisons: list[MethodsComparison] = []
+  start = time.perf_counter()
+  for i, setting in enumerate(settings):
+    def load(noise):
+      if setting.dataset == "mnist1d":
+        return data_lib.load("mnist1d", label_noise=noise, seed=0)
+      return data_lib.load(setting.dataset, n_train=n_train, n_val=n_val, n_test=n_test,
+                           label_noise=noise, seed=0)
+
+    ds = load(setting.label_noise)
+    # The labels the noise changed (the clean data do not depend on the noise rate).
+    flipped = np.asarray(load(0.0).y_train) != np.asarray(ds.y_train)
+    model = models_lib.MLP(num_classes=ds.num_classes, hidden=hidden, depth=depth)
+    kw = dict(seeds=seed_list, epochs=epochs, batch_size=min(batch_size, ds.num_train),
+              eval_every=eval_every, progress=progress)
+    print(f"[{i + 1}/{len(settings)}] {setting.label}: flooding and iFlood at"
+          f" {len(levels)} levels, {folds} fold models, AdaFlood at {len(gamma_list)}"
+          f" gammas; {len(seed_list)} seeds, {epochs} epochs", flush=True)
+    results: dict[str, SweepResult] = {}
+    seconds: dict[str, float] = {}
+    for objective in ("flood", "iflood"):
+      tic = time.perf_counter()
+      results[objective] = sweep(model, ds, objective=objective, flood_levels=levels,
+                                 optimizer=make_optimizer(setting.optimizer), **kw)
+      seconds[objective] = time.perf_counter() - tic
+    tic = time.perf_counter()
+    fold_batch = min(batch_size, ds.num_train - -(-ds.num_train // folds))
+    heldout = adaflood_levels(model, ds, folds=folds, gamma=0.0, seeds=(fold_seed,),
+                              optimizer=make_optimizer(setting.optimizer), epochs=epochs,
+                              batch_size=fold_batch, progress=progress)
+    seconds["folds"] = time.perf_counter() - tic
+    tic = time.perf_counter()
+    results["adaflood"] = sweep(model, ds, objective="adaflood", per_example_levels=heldout,
+                                gamma=gamma_list, optimizer=make_optimizer(setting.optimizer),
+                                **kw)
+    seconds["adaflood"] = time.perf_counter() - tic
+    test, test_es, chosen, chosen_es = {}, {}, {}, {}
+    for method, result in results.items():
+      test[method], test_es[method], chosen[method], chosen_es[method] = choose_per_seed(result)
+    comparison = MethodsComparison(
+        setting=setting,
+        no_flood=results["flood"].history["test_accuracy"][0, :, -1],
+        no_flood_es=results["flood"].at_stopping("test_accuracy", "best_val")[0],
+        test=test, test_es=test_es, chosen=chosen, chosen_es=chosen_es, seconds=seconds,
+        num_models={"folds": folds, **{m: int(np.prod(r.history["val_loss"].shape[:-1]))
+                                       for m, r in results.items()}},
+    )
+    comparisons.append(comparison)
+    heldout_means = {"clean": float(heldout[~flipped].mean()),
+                     "flipped": float(heldout[flipped].mean()) if flipped.any() else None}
+    comparison.heldout_loss = heldout_means
+    print(f"  seconds: {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())};"
+          f" mean held-out loss: clean labels {heldout_means['clean']:.3f},"
+          f" flipped labels ({int(flipped.sum())}) {heldout_means['flipped'] or float('nan'):.3f}",
+          flush=True)
+    _write_methods_outputs(out_dir, comparisons, time.perf_counter() - start, dict(
+        flood_levels=levels, gammas=gamma_list, seeds=seed_list, epochs=epochs, folds=folds,
+        fold_seed=fold_seed, n_train=n_train, n_val=n_val, n_test=n_test, hidden=hidden,
+        depth=depth, batch_size=batch_size, eval_every=eval_every,
+        settings=[s.label for s in settings]))
+  return comparisons
+
+
+def _write_methods_outputs(out_dir, comparisons, wall_time, config) -> None:
+  with open(os.path.join(out_dir, "adaflood_table.md"), "w") as f:
+    f.write(f"Test accuracy (%), mean ± std over seeds; each method's level chosen per seed"
+            f" by validation; p: one-sided paired t-test across seeds. Wall time so far:"
+            f" {wall_time:.0f} s.\n\nLast epoch:\n\n{methods_table(comparisons)}\n\n"
+            f"Early stopping:\n\n{methods_table(comparisons, early_stopping=True)}\n")
+  with open(os.path.join(out_dir, "reproduce.json"), "w") as f:
+    json.dump({"protocol": "adaflood", "wall_time": wall_time, "config": config,
+               "comparisons": [c.to_dict() for c in comparisons]}, f, indent=1)

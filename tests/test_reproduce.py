@@ -140,3 +140,21 @@ def test_reproduce_command_errors(argv, match, capsys):
   err = capsys.readouterr().err
   assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
   assert re.search(match, err)
+
+
+def test_adaflood_tiny_end_to_end(tmp_path):
+  comparisons = reproduce.adaflood(
+      str(tmp_path), datasets=("spiral",), noise_rates=(0.1,), flood_levels=(0.2,),
+      gammas=(0.5,), seeds=2, epochs=2, folds=2, n_train=40, n_val=20, n_test=30,
+      hidden=16, depth=1, progress=False)
+  (c,) = comparisons
+  assert set(c.test) == {"flood", "iflood", "adaflood"} and c.test["adaflood"].shape == (2,)
+  assert set(np.unique(c.chosen["adaflood"])) <= {0.5, 1.0}  # gamma = 1 (no flooding) added
+  assert set(np.unique(c.chosen["flood"])) <= {0.0, 0.2}
+  assert c.num_models == {"folds": 2, "flood": 4, "iflood": 4, "adaflood": 4}
+  assert c.seconds["folds"] > 0 and c.heldout_loss["flipped"] is not None
+  table = (tmp_path / "adaflood_table.md").read_text()
+  assert "spiral, noise 0.1, adam" in table and "Early stopping" in table
+  raw = json.loads((tmp_path / "reproduce.json").read_text())
+  assert raw["protocol"] == "adaflood" and raw["config"]["gammas"] == [0.5, 1.0]
+  assert "adaflood>flood" in raw["comparisons"][0]["p_values"]
