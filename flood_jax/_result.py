@@ -185,12 +185,19 @@ class SweepResult:
     epoch = self.stopping_epoch(rule)
     return np.take_along_axis(self.history[metric], epoch[..., None], axis=-1)[..., 0]
 
-  def index(self, flood_level: float, seed: Optional[int] = None,
+  def index(self, flood_level: Optional[float] = None, seed: Optional[int] = None,
             **hyperparams: float) -> tuple[int, ...]:
     """Indices into the leading axes for a configuration (and a seed, if given).
 
-    Raises a one-line ``ValueError`` for a value not in the sweep.
+    The level may also be named by its axis (``gamma=0.5`` for AdaFlood, so
+    ``result.index(**result.best())`` works for every sweep). Raises a
+    one-line ``ValueError`` for a value not in the sweep.
     """
+    if flood_level is None:
+      if self.level_name not in hyperparams:
+        raise ValueError(f"name the {self.level_name} too, e.g. {self.level_name}="
+                         f"{_plain(self.flood_levels[0])}.")
+      flood_level = hyperparams.pop(self.level_name)
     if set(hyperparams) != set(self.hyperparams):
       raise ValueError(
           f"name every swept hyperparameter, {sorted(self.hyperparams)};"
@@ -246,13 +253,17 @@ class SweepResult:
     best = self.best()
     return self.select(**{k: v for k, v in best.items() if k != self.level_name})
 
-  def nnx_model(self, flood_level: float, seed: int, **hyperparams: float) -> Any:
+  def nnx_model(self, flood_level: Optional[float] = None, seed: Optional[int] = None,
+                **hyperparams: float) -> Any:
     """Rebuilds one trained ``nnx.Module`` of an NNX sweep.
 
     Calls the sweep's factory once (``make(nnx.Rngs(seed))``) and puts the
     trained parameters and BatchNorm statistics of ``(flood_level, seed,
-    **hyperparams)`` into it.
+    **hyperparams)`` into it (the level may be named by its axis, as in
+    ``result.nnx_model(**result.best(), seed=0)``).
     """
+    if seed is None:
+      raise ValueError("nnx_model needs the seed, e.g. result.nnx_model(**result.best(), seed=0).")
     from flax import nnx
 
     if self.local_models is not None:

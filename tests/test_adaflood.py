@@ -66,7 +66,7 @@ def test_gamma_one_is_plain_training_whatever_the_levels(data):
                ada.final_params, flood.final_params)
 
 
-def test_gamma_axis_and_new_levels_compile_nothing(data):
+def test_gamma_axis_and_new_levels_compile_nothing(data, tmp_path):
   levels = _random_levels(data.num_train, seed=1)
   first = fj.sweep(SmallMLP(), data, objective="adaflood", per_example_levels=levels,
                    gamma=[0.0, 0.5, 1.0], **KW)
@@ -83,9 +83,12 @@ def test_gamma_axis_and_new_levels_compile_nothing(data):
   np.testing.assert_array_equal(first.final_params["Dense_0"]["kernel"][2],
                                 again.final_params["Dense_0"]["kernel"][2])
   assert set(first.best()) == {"gamma"}
+  assert first.index(**first.best(), seed=1)[1] == 1
   summary = first.summary()
   assert "gamma" in summary.splitlines()[0] and "vs gamma=1" in summary
   assert first.config["objective"] == "adaflood"
+  loaded = fj.SweepResult.load(first.save(tmp_path) and tmp_path)
+  assert loaded.axes == first.axes and loaded.best() == first.best()
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -173,3 +176,17 @@ def test_adaflood_levels_are_held_out_losses_corrected_by_gamma(data):
     fj.adaflood_levels(SmallMLP(), data, **dict(kw, folds=1))
   with pytest.raises(ValueError, match="fold model's training set"):
     fj.adaflood_levels(SmallMLP(), data, **dict(kw, batch_size=60))
+
+
+def test_readme_adaflood_example_runs_in_a_fresh_interpreter():
+  import pathlib
+  import re
+  import subprocess
+  import sys
+  root = pathlib.Path(__file__).resolve().parents[1]
+  section = (root / "README.md").read_text().split("### AdaFlood", 1)[1].split("\n## ", 1)[0]
+  code = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=600, cwd=root)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "('gamma', 'seed')" in proc.stdout and "vs gamma=1" in proc.stdout

@@ -142,7 +142,8 @@ def sweep(
     model: a linen module, an NNX factory ``lambda rngs: Net(rngs=rngs)``, or
       ``fj.Model(init, apply)``; see above.
     data: the :class:`flood_jax.Dataset` (shared by all models, not copied).
-    flood_levels: the levels ``b >= 0`` to train, at least one.
+    flood_levels: the levels ``b >= 0`` to train, at least one (not with
+      ``objective="adaflood"``, whose first axis is ``gamma``).
     seeds: integer seeds, at least one.
     optimizer: any Optax transformation; with ``objective="flood"``,
       ``flood(b)`` is put in front of it.
