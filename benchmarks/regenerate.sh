@@ -37,4 +37,6 @@ cp "$OUT/reproduce-synthetic/figures/curves_sinusoid_noise0.1_adam.png" \
   benchmarks/figures/synthetic_curves_sinusoid_noise0.1_adam.png
 cp "$OUT/reproduce-mnist1d/figures/curves_mnist1d_noise0_adam.png" \
   benchmarks/figures/mnist1d_curves_adam.png
+run adaflood flood-jax reproduce adaflood --no-progress --no-compile-cache \
+  --out "$OUT/reproduce-adaflood"
 echo "done: $OUT"

@@ -422,7 +422,8 @@ def _slug(setting: Setting) -> str:
 
 # -- AdaFlood against flooding and iFlood (issue 12) ----------------------------
 
-# Cut to fit about 15 minutes on the 2-core CPU: the synthetic sets at label
+# Cut toward 15 minutes on the 2-core CPU (measured: 32 min with the machine
+# shared, 2 to 8 min per setting as the load varied): the synthetic sets at label
 # noise 0.05 and 0.1, Adam only, 5 seeds, 100 epochs evaluated every 5th (the
 # evaluation of 1,200 examples costs 4 training steps on 100), 5 flood levels
 # (where reproduce synthetic chose b) and 5 values of gamma, 5 fold models.

@@ -29,8 +29,8 @@ DESCRIPTION = textwrap.dedent("""\
       digits      ... on scikit-learn's digits (built in, offline)
       adaflood    flooding vs iFlood vs AdaFlood (per-example levels from
                   held-out fold models) on the synthetic sets with label noise
-                  0.05/0.1, Adam, 5 seeds, 100 epochs (about 15 min on an idle
-                  2-core CPU); --dataset mnist1d for MNIST-1D
+                  0.05/0.1, Adam, 5 seeds, 100 epochs (32 min measured on a
+                  busy 2-core CPU); --dataset mnist1d for MNIST-1D
       benchmark   the paper's image benchmarks (--dataset mnist, cifar10, ...):
                   needs pip install "flood_jax[datasets]", a network once, and
                   in practice an accelerator
