@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,18 +21,18 @@ from flood_jax._sweep.program import HELDOUT
 
 
 def adaflood_levels(
-    model: Any,
-    data: Dataset,
-    *,
-    folds: int,
-    optimizer: optax.GradientTransformation,
-    epochs: int,
-    batch_size: int,
-    gamma: float = 0.5,
-    seeds: Sequence[int] = (0,),
-    loss_fn: Optional[LossFn] = None,
-    chunk_size: Optional[int] = None,
-    progress: bool = False,
+  model: Any,
+  data: Dataset,
+  *,
+  folds: int,
+  optimizer: optax.GradientTransformation,
+  epochs: int,
+  batch_size: int,
+  gamma: float = 0.5,
+  seeds: Sequence[int] = (0,),
+  loss_fn: LossFn | None = None,
+  chunk_size: int | None = None,
+  progress: bool = False,
 ) -> np.ndarray:
   r"""AdaFlood's flood level of every training example, from held-out fold models.
 
@@ -114,12 +115,24 @@ def adaflood_levels(
     <https://arxiv.org/abs/2311.02891>`_, TMLR 2024 (reference code:
     https://github.com/BorealisAI/adaflood).
   """
-  if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not (
-      0.0 <= float(gamma) <= 1.0):
+  if (
+    isinstance(gamma, bool)
+    or not isinstance(gamma, numbers.Real)
+    or not (0.0 <= float(gamma) <= 1.0)
+  ):
     raise ValueError(f"gamma must be a number in [0, 1], e.g. 0.5; got {gamma!r}.")
-  result, fold_of = fold_models(model, data, folds=folds, optimizer=optimizer, epochs=epochs,
-                                batch_size=batch_size, seeds=seeds, loss_fn=loss_fn,
-                                chunk_size=chunk_size, progress=progress)
+  result, fold_of = fold_models(
+    model,
+    data,
+    folds=folds,
+    optimizer=optimizer,
+    epochs=epochs,
+    batch_size=batch_size,
+    seeds=seeds,
+    loss_fn=loss_fn,
+    chunk_size=chunk_size,
+    progress=progress,
+  )
   heldout = heldout_losses(result, data, fold_of, loss_fn=loss_fn)
   return np.asarray(adaflood_level(heldout, float(gamma)), np.float32)
 
@@ -146,17 +159,17 @@ def fold_training_sets(fold_of: np.ndarray, folds: int) -> np.ndarray:
 
 
 def fold_models(
-    model: Any,
-    data: Dataset,
-    *,
-    folds: int,
-    optimizer: optax.GradientTransformation,
-    epochs: int,
-    batch_size: int,
-    seeds: Sequence[int] = (0,),
-    loss_fn: Optional[LossFn] = None,
-    chunk_size: Optional[int] = None,
-    progress: bool = False,
+  model: Any,
+  data: Dataset,
+  *,
+  folds: int,
+  optimizer: optax.GradientTransformation,
+  epochs: int,
+  batch_size: int,
+  seeds: Sequence[int] = (0,),
+  loss_fn: LossFn | None = None,
+  chunk_size: int | None = None,
+  progress: bool = False,
 ) -> tuple[SweepResult, np.ndarray]:
   """The auxiliary models of :func:`adaflood_levels`, as one sweep: ``(result, fold_of)``.
 
@@ -165,25 +178,42 @@ def fold_models(
   """
   if not isinstance(data, Dataset):
     raise TypeError(f"data must be a flood_jax.Dataset, got {type(data).__name__}.")
-  if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or not (
-      2 <= folds <= data.num_train):
+  if (
+    isinstance(folds, bool)
+    or not isinstance(folds, (int, np.integer))
+    or not (2 <= folds <= data.num_train)
+  ):
     raise ValueError(
-        f"folds must be an integer from 2 to the number of training examples"
-        f" ({data.num_train}), got {folds!r}."
+      f"folds must be an integer from 2 to the number of training examples"
+      f" ({data.num_train}), got {folds!r}."
     )
   fold_of = fold_assignment(data.num_train, int(folds))
   result = sweep(
-      model, data, objective=HELDOUT, seeds=seeds, optimizer=optimizer, epochs=epochs,
-      batch_size=batch_size, loss_fn=loss_fn, chunk_size=chunk_size, eval_every=epochs,
-      train_eval_size=0, eval_test=False, progress=progress,
-      _fold_sets=fold_training_sets(fold_of, int(folds)),
+    model,
+    data,
+    objective=HELDOUT,
+    seeds=seeds,
+    optimizer=optimizer,
+    epochs=epochs,
+    batch_size=batch_size,
+    loss_fn=loss_fn,
+    chunk_size=chunk_size,
+    eval_every=epochs,
+    train_eval_size=0,
+    eval_test=False,
+    progress=progress,
+    _fold_sets=fold_training_sets(fold_of, int(folds)),
   )
   return result, fold_of
 
 
-def heldout_losses(result: SweepResult, data: Dataset, fold_of: np.ndarray, *,
-                   loss_fn: Optional[LossFn] = None) -> np.ndarray:
-  """``(n_train,)``: each example's loss under its fold's model (evaluation mode), mean over seeds."""
+def heldout_losses(
+  result: SweepResult, data: Dataset, fold_of: np.ndarray, *, loss_fn: LossFn | None = None
+) -> np.ndarray:
+  """``(n_train,)``: each example's loss under its fold's model (evaluation mode).
+
+  With several seeds, the mean over seeds.
+  """
   loss_fn = loss_fn or optax.softmax_cross_entropy_with_integer_labels
   adapter = adapt(result.model)
   x_train, y_train = np.asarray(data.x_train), np.asarray(data.y_train)
@@ -199,9 +229,12 @@ def heldout_losses(result: SweepResult, data: Dataset, fold_of: np.ndarray, *,
   for k in range(num_folds):
     members = np.flatnonzero(fold_of == k)
     for s in range(num_seeds):
-      pick = lambda a: a[k, s]
+      pick = lambda a, k=k, s=s: a[k, s]
       params = jax.tree.map(pick, result.final_params)
-      state = (init_state if result.final_batch_stats is None
-               else jax.tree.map(pick, result.final_batch_stats))
+      state = (
+        init_state
+        if result.final_batch_stats is None
+        else jax.tree.map(pick, result.final_batch_stats)
+      )
       out[members] += np.asarray(losses(params, state, x_train[members], y_train[members]))
   return (out / num_seeds).astype(np.float32)
