@@ -218,4 +218,4 @@ def test_errors_for_models_that_do_not_fit(data):
   with pytest.raises(TypeError, match="apply\\(params, x, train\\)"):
     fj.sweep(bad, data, flood_levels=[0.0], **KW)
   with pytest.raises(ValueError, match="objective must be one of"):
-    fj.sweep(_plain_model(), data, flood_levels=[0.0], objective="adaflood", **KW)
+    fj.sweep(_plain_model(), data, flood_levels=[0.0], objective="sam", **KW)
