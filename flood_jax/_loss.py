@@ -52,9 +52,7 @@ def flooded_loss(loss: ArrayLike, flood_level: ArrayLike) -> jax.Array:
   return jnp.abs(loss - flood_level) + flood_level
 
 
-def iflooded_loss(
-    per_example_losses: ArrayLike, flood_level: ArrayLike
-) -> jax.Array:
+def iflooded_loss(per_example_losses: ArrayLike, flood_level: ArrayLike) -> jax.Array:
   r"""Individual flooding (iFlood): the mean of per-example flooded losses.
 
   .. math::
@@ -105,15 +103,15 @@ def iflooded_loss(
   per_example_losses = jnp.asarray(per_example_losses)
   if per_example_losses.ndim == 0:
     raise ValueError(
-        "iflooded_loss expects per-example losses with a batch axis, got a"
-        " scalar; for a batch mean loss use flooded_loss instead."
+      "iflooded_loss expects per-example losses with a batch axis, got a"
+      " scalar; for a batch mean loss use flooded_loss instead."
     )
   flood_level = jnp.asarray(flood_level)
   if flood_level.ndim > per_example_losses.ndim:
     raise ValueError(
-        f"iflooded_loss got flood levels of shape {flood_level.shape} for losses of"
-        f" shape {per_example_losses.shape}; give one level, one per row"
-        " (losses.shape[:-1]) or one per example (losses.shape)."
+      f"iflooded_loss got flood levels of shape {flood_level.shape} for losses of"
+      f" shape {per_example_losses.shape}; give one level, one per row"
+      " (losses.shape[:-1]) or one per example (losses.shape)."
     )
   if flood_level.ndim < per_example_losses.ndim:
     flood_level = flood_level[..., None]  # one level per row: the same for its examples

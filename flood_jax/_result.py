@@ -6,18 +6,18 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import numpy as np
 
 METRICS = (
-    "train_loss",
-    "val_loss",
-    "val_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "flooded_fraction",
+  "train_loss",
+  "val_loss",
+  "val_accuracy",
+  "test_loss",
+  "test_accuracy",
+  "flooded_fraction",
 )
 
 _RULES = ("final", "best_val")
@@ -82,9 +82,9 @@ class SweepResult:
   wall_time: float = math.nan
   hyperparams: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   model: Any = dataclasses.field(default=None, repr=False, compare=False)
-  epochs: Optional[np.ndarray] = None
-  local_models: Optional[np.ndarray] = None
-  pruned_at: Optional[np.ndarray] = None
+  epochs: np.ndarray | None = None
+  local_models: np.ndarray | None = None
+  pruned_at: np.ndarray | None = None
   level_name: str = "flood_level"
 
   def __post_init__(self):
@@ -120,12 +120,15 @@ class SweepResult:
     values = [self.flood_levels, *self.hyperparams.values()]
     names = [self.level_name, *self.hyperparams]
     return [
-        {name: _shortest(values[k][i]) for k, (name, i) in enumerate(zip(names, index))}
-        for index in np.ndindex(*self.config_shape)
+      {name: _shortest(values[k][i]) for k, (name, i) in enumerate(zip(names, index, strict=True))}
+      for index in np.ndindex(*self.config_shape)
     ]
 
   def diverged(self) -> np.ndarray:
-    """Whether each run diverged (non-finite final validation loss, not pruned), ``(..., seeds)``."""
+    """Whether each run diverged (a non-finite final validation loss), ``(..., seeds)``.
+
+    A pruned run does not count as diverged.
+    """
     return ~np.isfinite(self.history["val_loss"][..., -1]) & (self.pruned_at == 0)[..., None]
 
   def best(self, rule: str = "final") -> dict[str, float]:
@@ -146,8 +149,8 @@ class SweepResult:
     scores = self.val_score(rule).mean(axis=-1)
     if np.all(np.isnan(scores)):
       raise ValueError(
-          "every configuration of the sweep diverged (validation loss NaN or"
-          " infinite); lower the learning rate or check the data and model."
+        "every configuration of the sweep diverged (validation loss NaN or"
+        " infinite); lower the learning rate or check the data and model."
       )
     flat = int(np.nanargmax(scores))
     return self.configurations()[flat]
@@ -167,7 +170,7 @@ class SweepResult:
     return np.where(np.isneginf(best), np.nan, best)  # no finite epoch: NaN
 
   def stopping_epoch(self, rule: str = "final") -> np.ndarray:
-    """Index into ``history``'s last axis each run is read at, ``(levels, *hyperparameters, seeds)``.
+    """Where each run is read in ``history``'s last axis, ``(levels, *hyperparameters, seeds)``.
 
     ``"best_val"`` takes the first evaluation of highest validation accuracy
     (``result.epochs[index]`` is its epoch).
@@ -185,8 +188,9 @@ class SweepResult:
     epoch = self.stopping_epoch(rule)
     return np.take_along_axis(self.history[metric], epoch[..., None], axis=-1)[..., 0]
 
-  def index(self, flood_level: Optional[float] = None, seed: Optional[int] = None,
-            **hyperparams: float) -> tuple[int, ...]:
+  def index(
+    self, flood_level: float | None = None, seed: int | None = None, **hyperparams: float
+  ) -> tuple[int, ...]:
     """Indices into the leading axes for a configuration (and a seed, if given).
 
     The level may also be named by its axis (``gamma=0.5`` for AdaFlood, so
@@ -195,13 +199,13 @@ class SweepResult:
     """
     if flood_level is None:
       if self.level_name not in hyperparams:
-        raise ValueError(f"name the {self.level_name} too, e.g. {self.level_name}="
-                         f"{_plain(self.flood_levels[0])}.")
+        raise ValueError(
+          f"name the {self.level_name} too, e.g. {self.level_name}={_plain(self.flood_levels[0])}."
+        )
       flood_level = hyperparams.pop(self.level_name)
     if set(hyperparams) != set(self.hyperparams):
       raise ValueError(
-          f"name every swept hyperparameter, {sorted(self.hyperparams)};"
-          f" got {sorted(hyperparams)}."
+        f"name every swept hyperparameter, {sorted(self.hyperparams)}; got {sorted(hyperparams)}."
       )
     out = [_find(self.level_name, self.flood_levels, flood_level)]
     out += [_find(name, self.hyperparams[name], hyperparams[name]) for name in self.hyperparams]
@@ -209,7 +213,7 @@ class SweepResult:
       out.append(_find("seed", self.seeds, seed))
     return tuple(out)
 
-  def select(self, **hyperparams: float) -> "SweepResult":
+  def select(self, **hyperparams: float) -> SweepResult:
     """The result at fixed values of some hyperparameters, their axes removed.
 
     ``result.select(**{k: v for k, v in result.best().items() if k !=
@@ -218,8 +222,9 @@ class SweepResult:
     """
     unknown = set(hyperparams) - set(self.hyperparams)
     if unknown:
-      raise ValueError(f"unknown hyperparameters {sorted(unknown)}; the sweep has"
-                       f" {sorted(self.hyperparams)}.")
+      raise ValueError(
+        f"unknown hyperparameters {sorted(unknown)}; the sweep has {sorted(self.hyperparams)}."
+      )
     take: list[Any] = [slice(None)]
     kept = {}
     for name, values in self.hyperparams.items():
@@ -232,29 +237,36 @@ class SweepResult:
     fixed = {k: float(v) for k, v in hyperparams.items()}
     if self.local_models is not None:  # a process's own models: not on the grid
       return dataclasses.replace(
-          self, history={k: pick(v) for k, v in self.history.items()}, hyperparams=kept,
-          final_params=None, final_batch_stats=None, local_models=None,
-          config=dict(self.config, selected=dict(self.config.get("selected", {}), **fixed)))
-    return dataclasses.replace(
         self,
         history={k: pick(v) for k, v in self.history.items()},
         hyperparams=kept,
-        final_params=None if self.final_params is None else jax.tree.map(pick, self.final_params),
-        final_batch_stats=(None if self.final_batch_stats is None
-                           else jax.tree.map(pick, self.final_batch_stats)),
+        final_params=None,
+        final_batch_stats=None,
+        local_models=None,
         config=dict(self.config, selected=dict(self.config.get("selected", {}), **fixed)),
-        pruned_at=self.pruned_at[tuple(take[:self.pruned_at.ndim])],
+      )
+    return dataclasses.replace(
+      self,
+      history={k: pick(v) for k, v in self.history.items()},
+      hyperparams=kept,
+      final_params=None if self.final_params is None else jax.tree.map(pick, self.final_params),
+      final_batch_stats=(
+        None if self.final_batch_stats is None else jax.tree.map(pick, self.final_batch_stats)
+      ),
+      config=dict(self.config, selected=dict(self.config.get("selected", {}), **fixed)),
+      pruned_at=self.pruned_at[tuple(take[: self.pruned_at.ndim])],
     )
 
-  def at_best_hyperparams(self) -> "SweepResult":
+  def at_best_hyperparams(self) -> SweepResult:
     """:meth:`select` at the best configuration's hyperparameters (self if none)."""
     if not self.hyperparams:
       return self
     best = self.best()
     return self.select(**{k: v for k, v in best.items() if k != self.level_name})
 
-  def nnx_model(self, flood_level: Optional[float] = None, seed: Optional[int] = None,
-                **hyperparams: float) -> Any:
+  def nnx_model(
+    self, flood_level: float | None = None, seed: int | None = None, **hyperparams: float
+  ) -> Any:
     """Rebuilds one trained ``nnx.Module`` of an NNX sweep.
 
     Calls the sweep's factory once (``make(nnx.Rngs(seed))``) and puts the
@@ -268,16 +280,19 @@ class SweepResult:
 
     if self.local_models is not None:
       raise ValueError(
-          "nnx_model needs every model's parameters; this result holds only this"
-          " process's (fj.sweep(..., gather_params=False)); rerun with the default"
-          " gather_params=True."
+        "nnx_model needs every model's parameters; this result holds only this"
+        " process's (fj.sweep(..., gather_params=False)); rerun with the default"
+        " gather_params=True."
       )
-    if self.model is None or self.final_params is None or not isinstance(
-        self.final_params, nnx.State):
+    if (
+      self.model is None
+      or self.final_params is None
+      or not isinstance(self.final_params, nnx.State)
+    ):
       raise ValueError(
-          "nnx_model needs the result of an NNX sweep run in this process"
-          " (parameters are not kept by save/load, and linen or fj.Model"
-          " sweeps have no NNX module); index final_params instead."
+        "nnx_model needs the result of an NNX sweep run in this process"
+        " (parameters are not kept by save/load, and linen or fj.Model"
+        " sweeps have no NNX module); index final_params instead."
       )
     where = self.index(flood_level, seed, **hyperparams)
     module = self.model(nnx.Rngs(int(seed)))
@@ -301,11 +316,12 @@ class SweepResult:
     diverged = self.diverged()
     zero = np.flatnonzero(np.asarray(self.flood_levels) == self._no_flooding)
     rows = []
-    for config, index in zip(self.configurations(), np.ndindex(*self.config_shape)):
+    for config, index in zip(self.configurations(), np.ndindex(*self.config_shape), strict=True):
       row: dict[str, Any] = dict(config)
       # The last evaluation a configuration had: the end, or its rung.
-      last = (int(np.searchsorted(self.epochs, self.pruned_at[index]))
-              if self.pruned_at[index] else -1)
+      last = (
+        int(np.searchsorted(self.epochs, self.pruned_at[index])) if self.pruned_at[index] else -1
+      )
       ok = ~diverged[index] & np.isfinite(self.history["val_loss"][index][:, last])
       # Paired by seed against b = 0 at the same hyperparameters.
       base = (int(zero[0]), *index[1:]) if zero.size else None
@@ -314,18 +330,17 @@ class SweepResult:
           row[name] = row[name + "_std"] = math.nan
           continue
         pair = ok & np.isfinite(self.history["val_loss"][base][:, last])
-        diff = (self.history[metric][index][:, last]
-                - self.history[metric][base][:, last])[pair]
+        diff = (self.history[metric][index][:, last] - self.history[metric][base][:, last])[pair]
         row[name] = float(np.mean(diff)) if diff.size else math.nan
         row[name + "_std"] = float(np.std(diff)) if diff.size else math.nan
       for name, values in [
-          ("val_acc", self.history["val_accuracy"][index][:, last]),
-          ("best_val_acc", np.nanmax(self.history["val_accuracy"][index], -1)),
-          ("test_acc", self.history["test_accuracy"][index][:, last]),
-          ("test_acc_es", test_es[index]),
-          ("train_loss", self.history["train_loss"][index][:, last]),
-          ("test_loss", self.history["test_loss"][index][:, last]),
-          ("flooded", self.history["flooded_fraction"][index][:, last]),
+        ("val_acc", self.history["val_accuracy"][index][:, last]),
+        ("best_val_acc", np.nanmax(self.history["val_accuracy"][index], -1)),
+        ("test_acc", self.history["test_accuracy"][index][:, last]),
+        ("test_acc_es", test_es[index]),
+        ("train_loss", self.history["train_loss"][index][:, last]),
+        ("test_loss", self.history["test_loss"][index][:, last]),
+        ("flooded", self.history["flooded_fraction"][index][:, last]),
       ]:
         kept = values[ok]
         row[name] = float(np.mean(kept)) if kept.size else math.nan
@@ -344,22 +359,30 @@ class SweepResult:
     training loss, final test loss and the last epoch's flooded fraction; with
     a ``b = 0`` row, the paired difference from it in final test accuracy and
     test loss (mean ± std over seeds: the spread says how much of the
-    difference is seed noise); a ``diverged`` column counts runs with a non-finite validation loss when
-    there are any. The best configuration by final validation accuracy is
-    marked with ``*``.
+    difference is seed noise); a ``diverged`` column counts runs with a
+    non-finite validation loss when there are any. The best configuration by
+    final validation accuracy is marked with ``*``.
     """
     try:
-      best: Optional[dict[str, float]] = self.best()
+      best: dict[str, float] | None = self.best()
     except ValueError:
       best = None
     rows = self.table()
     show_diverged = any(row["diverged"] for row in rows)
     show_pruned = bool(np.any(self.pruned_at))
-    show_paired = len(self.flood_levels) > 1 and any(
-        np.isfinite(row["d_test_acc"]) for row in rows)
+    show_paired = len(self.flood_levels) > 1 and any(np.isfinite(row["d_test_acc"]) for row in rows)
     names = list(self.hyperparams)
-    header = ["gamma" if self.level_name == "gamma" else "level", *names, "val acc", "best val acc", "test acc",
-              "test acc (ES)", "train loss", "test loss", "flooded"]
+    header = [
+      "gamma" if self.level_name == "gamma" else "level",
+      *names,
+      "val acc",
+      "best val acc",
+      "test acc",
+      "test acc (ES)",
+      "train loss",
+      "test loss",
+      "flooded",
+    ]
     if show_paired:
       baseline = "gamma=1" if self.level_name == "gamma" else "b=0"
       header += [f"Δ test acc vs {baseline}", f"Δ test loss vs {baseline}"]
@@ -373,9 +396,13 @@ class SweepResult:
       cells = [f"{row[self.level_name]:.4g}{mark}"]
       cells += [f"{row[name]:.4g}" for name in names]
       for key, digits in [
-          ("val_acc", 4), ("best_val_acc", 4), ("test_acc", 4),
-          ("test_acc_es", 4), ("train_loss", 4), ("test_loss", 4),
-          ("flooded", 2),
+        ("val_acc", 4),
+        ("best_val_acc", 4),
+        ("test_acc", 4),
+        ("test_acc_es", 4),
+        ("train_loss", 4),
+        ("test_loss", 4),
+        ("flooded", 2),
       ]:
         if len(self.seeds) > 1:
           cells.append(f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}")
@@ -396,50 +423,50 @@ class SweepResult:
       lines.append(cells)
     widths = [max(len(h), *(len(c[j]) for c in lines)) for j, h in enumerate(header)]
     out = [
-        "  ".join(h.rjust(w) for h, w in zip(header, widths)),
-        "  ".join("-" * w for w in widths),
+      "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)),
+      "  ".join("-" * w for w in widths),
     ]
-    out += ["  ".join(c.rjust(w) for c, w in zip(cells, widths)).rstrip() for cells in lines]
+    out += [
+      "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)).rstrip() for cells in lines
+    ]
     if best is None:
       out.append("best configuration: none, every configuration diverged.")
     elif not names:
       out.append(
-          f"best {self.level_name.replace('_', ' ')} (final val acc, mean over"
-          f" {len(self.seeds)} seed(s)): {best[self.level_name]:.4g}; by early stopping:"
-          f" {self.best('best_val')[self.level_name]:.4g}"
+        f"best {self.level_name.replace('_', ' ')} (final val acc, mean over"
+        f" {len(self.seeds)} seed(s)): {best[self.level_name]:.4g}; by early stopping:"
+        f" {self.best('best_val')[self.level_name]:.4g}"
       )
     else:
       out.append(
-          f"best configuration (final val acc, mean over {len(self.seeds)} seed(s)):"
-          f" {_show_config(best)}; by early stopping: {_show_config(self.best('best_val'))}"
+        f"best configuration (final val acc, mean over {len(self.seeds)} seed(s)):"
+        f" {_show_config(best)}; by early stopping: {_show_config(self.best('best_val'))}"
       )
     return "\n".join(out)
 
   def to_dict(self) -> dict[str, Any]:
     """Metrics and settings as JSON-ready Python values (no parameters)."""
     try:
-      best: Optional[dict[str, float]] = self.best()
-      best_es: Optional[dict[str, float]] = self.best("best_val")
+      best: dict[str, float] | None = self.best()
+      best_es: dict[str, float] | None = self.best("best_val")
     except ValueError:
       best = best_es = None
     return {
-        "axes": list(self.axes),
-        "flood_levels": [float(b) for b in self.flood_levels],
-        "hyperparams": {k: [float(v) for v in vs] for k, vs in self.hyperparams.items()},
-        "seeds": [int(s) for s in self.seeds],
-        "best": best,
-        "best_early_stopping": best_es,
-        "best_flood_level": None if best is None else best[self.level_name],
-        "best_flood_level_early_stopping": None if best_es is None else best_es[self.level_name],
-        "wall_time": self.wall_time,
-        "epochs": [int(e) for e in self.epochs],
-        "config": self.config,
-        "final": {
-            metric: self.history[metric][..., -1].tolist() for metric in METRICS
-        },
-        "table": self.table(),
-        "history": {k: np.asarray(v).tolist() for k, v in self.history.items()},
-        "pruned_at": self.pruned_at.tolist(),
+      "axes": list(self.axes),
+      "flood_levels": [float(b) for b in self.flood_levels],
+      "hyperparams": {k: [float(v) for v in vs] for k, vs in self.hyperparams.items()},
+      "seeds": [int(s) for s in self.seeds],
+      "best": best,
+      "best_early_stopping": best_es,
+      "best_flood_level": None if best is None else best[self.level_name],
+      "best_flood_level_early_stopping": None if best_es is None else best_es[self.level_name],
+      "wall_time": self.wall_time,
+      "epochs": [int(e) for e in self.epochs],
+      "config": self.config,
+      "final": {metric: self.history[metric][..., -1].tolist() for metric in METRICS},
+      "table": self.table(),
+      "history": {k: np.asarray(v).tolist() for k, v in self.history.items()},
+      "pruned_at": self.pruned_at.tolist(),
     }
 
   def save(self, directory: str | os.PathLike[str], with_params: bool = True) -> str:
@@ -460,36 +487,38 @@ class SweepResult:
     os.replace(tmp, path)
     if with_params and self.final_params is not None:
       leaves = jax.tree_util.tree_leaves_with_path(
-          {"params": self.final_params, "batch_stats": self.final_batch_stats}
+        {"params": self.final_params, "batch_stats": self.final_batch_stats}
       )
       np.savez(
-          os.path.join(directory, "params.npz"),
-          **{jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves},
+        os.path.join(directory, "params.npz"),
+        **{jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves},
       )
     return path
 
   @classmethod
-  def load(cls, directory: str | os.PathLike[str]) -> "SweepResult":
+  def load(cls, directory: str | os.PathLike[str]) -> SweepResult:
     """Reads the metrics written by :meth:`save` (parameters are not restored)."""
     path = os.path.join(directory, "results.json")
     if not os.path.exists(path):
-      raise FileNotFoundError(f"no results.json in {directory}; run a sweep with it as --out first.")
+      raise FileNotFoundError(
+        f"no results.json in {directory}; run a sweep with it as --out first."
+      )
     with open(path) as f:
       raw = json.load(f)
     return cls(
-        flood_levels=np.asarray(raw["flood_levels"], np.float32),
-        seeds=np.asarray(raw["seeds"], np.int64),
-        history={
-            # null (a NaN when saved) reads back as NaN.
-            k: np.array(v, dtype=np.float64) for k, v in raw["history"].items()
-        },
-        config=raw.get("config", {}),
-        wall_time=raw.get("wall_time", math.nan),
-        hyperparams={k: np.asarray(v, np.float32)
-                     for k, v in raw.get("hyperparams", {}).items()},
-        epochs=raw.get("epochs"),
-        pruned_at=raw.get("pruned_at"),
-        level_name=raw.get("axes", ["flood_level"])[0],
+      flood_levels=np.asarray(raw["flood_levels"], np.float32),
+      seeds=np.asarray(raw["seeds"], np.int64),
+      history={
+        # null (a NaN when saved) reads back as NaN.
+        k: np.array(v, dtype=np.float64)
+        for k, v in raw["history"].items()
+      },
+      config=raw.get("config", {}),
+      wall_time=raw.get("wall_time", math.nan),
+      hyperparams={k: np.asarray(v, np.float32) for k, v in raw.get("hyperparams", {}).items()},
+      epochs=raw.get("epochs"),
+      pruned_at=raw.get("pruned_at"),
+      level_name=raw.get("axes", ["flood_level"])[0],
     )
 
   @property
@@ -502,13 +531,15 @@ class SweepResult:
       best = _show_config(self.best())
     except ValueError:
       best = "none (all diverged)"
-    shape = ", ".join(f"{name}s={n}" if name != "flood_level" else f"levels={n}"
-                      for name, n in zip(self.axes, self.history["val_accuracy"].shape))
+    shape = ", ".join(
+      f"{name}s={n}" if name != "flood_level" else f"levels={n}"
+      for name, n in zip(self.axes, self.history["val_accuracy"].shape, strict=False)
+    )
     return f"SweepResult({shape}, epochs={self.num_epochs}, best={best})"
 
 
 def _shortest(value: Any) -> float:
-  """A float32 grid value as the shortest decimal that reads back as it (0.003, not 0.0030000000261)."""
+  """A float32 grid value as the shortest decimal that reads back (0.003, not 0.0030000000261)."""
   value = np.asarray(value)
   if value.dtype == np.float32:
     return float(np.format_float_positional(value, unique=True, trim="-"))
@@ -520,12 +551,11 @@ def _show_config(config: dict[str, float]) -> str:
 
 
 def _find(name: str, values: np.ndarray, value: float) -> int:
-  hits = np.flatnonzero(np.isclose(np.asarray(values, np.float64), float(value),
-                                   rtol=1e-6, atol=0.0))
+  hits = np.flatnonzero(
+    np.isclose(np.asarray(values, np.float64), float(value), rtol=1e-6, atol=0.0)
+  )
   if hits.size == 0:
-    raise ValueError(
-        f"{name} {value!r} is not in the sweep; it has {[_plain(v) for v in values]}."
-    )
+    raise ValueError(f"{name} {value!r} is not in the sweep; it has {[_plain(v) for v in values]}.")
   return int(hits[0])
 
 

@@ -27,12 +27,14 @@ and a one-sided paired t-test.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import time
-from typing import Any, Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import optax
@@ -47,16 +49,20 @@ SYNTHETIC_SETS = ("two_gaussians", "sinusoid", "spiral")
 # The paper's synthetic protocol: about 80 hours on a 2-core CPU (measured
 # 94 ms per model-epoch for the 4x500 MLP with a 10,000-example test set).
 SYNTHETIC_PAPER = dict(
-    noise_rates=(0.0, 0.01, 0.05, 0.1),
-    flood_levels=tuple(np.round(np.arange(0, 0.501, 0.01), 2)),
-    seeds=5, epochs=500, n_test=10_000,
+  noise_rates=(0.0, 0.01, 0.05, 0.1),
+  flood_levels=tuple(np.round(np.arange(0, 0.501, 0.01), 2)),
+  seeds=5,
+  epochs=500,
+  n_test=10_000,
 )
 # The same settings cut to about 30 minutes on a 2-core CPU: the paper's noise
 # rates, every 5th level, 100 epochs, a 1,000-example test set.
 SYNTHETIC_CPU = dict(
-    noise_rates=(0.01, 0.05, 0.1),
-    flood_levels=tuple(np.round(np.arange(0, 0.501, 0.05), 2)),
-    seeds=5, epochs=100, n_test=1000,
+  noise_rates=(0.01, 0.05, 0.1),
+  flood_levels=tuple(np.round(np.arange(0, 0.501, 0.05), 2)),
+  seeds=5,
+  epochs=100,
+  n_test=1000,
 )
 PRESETS = {"cpu": SYNTHETIC_CPU, "paper": SYNTHETIC_PAPER}
 
@@ -78,8 +84,9 @@ class Setting:
     return text
 
 
-def make_optimizer(name: str, learning_rate: Optional[float] = None,
-                   weight_decay: float = 0.0) -> optax.GradientTransformation:
+def make_optimizer(
+  name: str, learning_rate: float | None = None, weight_decay: float = 0.0
+) -> optax.GradientTransformation:
   """The paper's optimizers: SGD (lr 0.01, momentum 0.9) or Adam (lr 0.001)."""
   if name == "sgd":
     sgd = optax.sgd(0.01 if learning_rate is None else learning_rate, momentum=0.9)
@@ -99,12 +106,12 @@ class Comparison:
   """Flooding against no flooding for one setting, per seed."""
 
   setting: Setting
-  no_flood: np.ndarray        # test accuracy at b = 0, last epoch, per seed
-  no_flood_es: np.ndarray     # ... at b = 0, best-validation epoch
-  flood: np.ndarray           # at the level chosen by final val acc
-  flood_es: np.ndarray        # at the level chosen by best val acc, that epoch
-  chosen: np.ndarray          # chosen level per seed (no early stopping)
-  chosen_es: np.ndarray       # chosen level per seed (early stopping)
+  no_flood: np.ndarray  # test accuracy at b = 0, last epoch, per seed
+  no_flood_es: np.ndarray  # ... at b = 0, best-validation epoch
+  flood: np.ndarray  # at the level chosen by final val acc
+  flood_es: np.ndarray  # at the level chosen by best val acc, that epoch
+  chosen: np.ndarray  # chosen level per seed (no early stopping)
+  chosen_es: np.ndarray  # chosen level per seed (early stopping)
 
   def p_value(self, early_stopping: bool) -> float:
     """One-sided paired t-test that flooding raises test accuracy."""
@@ -128,33 +135,35 @@ def compare(result: SweepResult, setting: Setting) -> Comparison:
     raise ValueError("the sweep's levels must include 0.0, the no-flooding baseline.")
   base = int(np.flatnonzero(levels == 0.0)[0])
   seeds = np.arange(len(result.seeds))
-  final_val = result.val_score("final")             # (levels, seeds)
+  final_val = result.val_score("final")  # (levels, seeds)
   best_val = result.val_score("best_val")
   test_final = result.history["test_accuracy"][..., -1]
   test_es = result.at_stopping("test_accuracy", "best_val")
   pick = _argmax_first(final_val)
   pick_es = _argmax_first(best_val)
   return Comparison(
-      setting=setting,
-      no_flood=test_final[base],
-      no_flood_es=test_es[base],
-      flood=test_final[pick, seeds],
-      flood_es=test_es[pick_es, seeds],
-      chosen=levels[pick],
-      chosen_es=levels[pick_es],
+    setting=setting,
+    no_flood=test_final[base],
+    no_flood_es=test_es[base],
+    flood=test_final[pick, seeds],
+    flood_es=test_es[pick_es, seeds],
+    chosen=levels[pick],
+    chosen_es=levels[pick_es],
   )
 
 
 def markdown_table(comparisons: Sequence[Comparison]) -> str:
   """Test accuracy (%) mean ± std over seeds, with and without early stopping."""
-  head = ("| setting | no flooding | flooding | chosen b | p | no flooding (ES) |"
-          " flooding (ES) | chosen b (ES) | p (ES) |")
+  head = (
+    "| setting | no flooding | flooding | chosen b | p | no flooding (ES) |"
+    " flooding (ES) | chosen b (ES) | p (ES) |"
+  )
   lines = [head, "|" + "---|" * 9]
   for c in comparisons:
     cells = [c.setting.label]
     for acc_base, acc_flood, chosen, es in [
-        (c.no_flood, c.flood, c.chosen, False),
-        (c.no_flood_es, c.flood_es, c.chosen_es, True),
+      (c.no_flood, c.flood, c.chosen, False),
+      (c.no_flood_es, c.flood_es, c.chosen_es, True),
     ]:
       base_text, flood_text = _pm(acc_base), _pm(acc_flood)
       p = c.p_value(es)
@@ -166,22 +175,22 @@ def markdown_table(comparisons: Sequence[Comparison]) -> str:
 
 
 def synthetic(
-    out_dir: str,
-    *,
-    datasets: Sequence[str] = SYNTHETIC_SETS,
-    noise_rates: Sequence[float] = SYNTHETIC_PAPER["noise_rates"],
-    optimizers: Sequence[str] = ("sgd", "adam"),
-    flood_levels: Sequence[float] = SYNTHETIC_PAPER["flood_levels"],
-    seeds: int = SYNTHETIC_PAPER["seeds"],
-    epochs: int = SYNTHETIC_PAPER["epochs"],
-    n_train: int = 100,
-    n_val: int = 100,
-    n_test: int = SYNTHETIC_PAPER["n_test"],
-    hidden: int = 500,
-    depth: int = 4,
-    batch_size: int = 200,
-    eval_every: int = 2,
-    progress: bool = True,
+  out_dir: str,
+  *,
+  datasets: Sequence[str] = SYNTHETIC_SETS,
+  noise_rates: Sequence[float] = SYNTHETIC_PAPER["noise_rates"],
+  optimizers: Sequence[str] = ("sgd", "adam"),
+  flood_levels: Sequence[float] = SYNTHETIC_PAPER["flood_levels"],
+  seeds: int = SYNTHETIC_PAPER["seeds"],
+  epochs: int = SYNTHETIC_PAPER["epochs"],
+  n_train: int = 100,
+  n_val: int = 100,
+  n_test: int = SYNTHETIC_PAPER["n_test"],
+  hidden: int = 500,
+  depth: int = 4,
+  batch_size: int = 200,
+  eval_every: int = 2,
+  progress: bool = True,
 ) -> list[Comparison]:
   """The paper's synthetic experiments; writes a table, JSON and figures to ``out_dir``.
 
@@ -195,31 +204,53 @@ def synthetic(
   model = models_lib.MLP(num_classes=2, hidden=hidden, depth=depth)
 
   def load(setting: Setting):
-    return data_lib.load(setting.dataset, n_train=n_train, n_val=n_val, n_test=n_test,
-                         label_noise=setting.label_noise, seed=0)
+    return data_lib.load(
+      setting.dataset,
+      n_train=n_train,
+      n_val=n_val,
+      n_test=n_test,
+      label_noise=setting.label_noise,
+      seed=0,
+    )
 
   return _run_protocol(
-      "synthetic", out_dir, settings, load, lambda s, d: model, flood_levels, seeds,
-      epochs, min(batch_size, n_train), progress, eval_every=eval_every,
-      extra_config=dict(n_train=n_train, n_val=n_val, n_test=n_test, hidden=hidden,
-                        depth=depth, batch_size=batch_size, eval_every=eval_every),
+    "synthetic",
+    out_dir,
+    settings,
+    load,
+    lambda s, d: model,
+    flood_levels,
+    seeds,
+    epochs,
+    min(batch_size, n_train),
+    progress,
+    eval_every=eval_every,
+    extra_config=dict(
+      n_train=n_train,
+      n_val=n_val,
+      n_test=n_test,
+      hidden=hidden,
+      depth=depth,
+      batch_size=batch_size,
+      eval_every=eval_every,
+    ),
   )
 
 
 def builtin(
-    out_dir: str,
-    *,
-    datasets: Sequence[str] = ("mnist1d",),
-    noise_rates: Sequence[float] = (0.0,),
-    optimizers: Sequence[str] = ("adam",),
-    flood_levels: Sequence[float] = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3),
-    seeds: int = 3,
-    epochs: int = 100,
-    hidden: int = 500,
-    depth: int = 4,
-    batch_size: int = 100,
-    eval_every: int = 1,
-    progress: bool = True,
+  out_dir: str,
+  *,
+  datasets: Sequence[str] = ("mnist1d",),
+  noise_rates: Sequence[float] = (0.0,),
+  optimizers: Sequence[str] = ("adam",),
+  flood_levels: Sequence[float] = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3),
+  seeds: int = 3,
+  epochs: int = 100,
+  hidden: int = 500,
+  depth: int = 4,
+  batch_size: int = 100,
+  eval_every: int = 1,
+  progress: bool = True,
 ) -> list[Comparison]:
   """The same table on the offline benchmark sets (``mnist1d``, ``digits``)."""
   settings = _grid(datasets, noise_rates, optimizers)
@@ -231,35 +262,47 @@ def builtin(
     return models_lib.MLP(num_classes=ds.num_classes, hidden=hidden, depth=depth)
 
   return _run_protocol(
-      "builtin", out_dir, settings, load, model, flood_levels, seeds, epochs,
-      batch_size, progress, eval_every=eval_every,
-      extra_config=dict(hidden=hidden, depth=depth, batch_size=batch_size,
-                        eval_every=eval_every),
+    "builtin",
+    out_dir,
+    settings,
+    load,
+    model,
+    flood_levels,
+    seeds,
+    epochs,
+    batch_size,
+    progress,
+    eval_every=eval_every,
+    extra_config=dict(hidden=hidden, depth=depth, batch_size=batch_size, eval_every=eval_every),
   )
 
 
 _BENCHMARK_MODELS = {
-    "mnist": "mlp", "fashion_mnist": "mlp", "kmnist": "mlp",
-    "cifar10": "resnet18", "cifar100": "resnet18", "svhn": "resnet18",
+  "mnist": "mlp",
+  "fashion_mnist": "mlp",
+  "kmnist": "mlp",
+  "cifar10": "resnet18",
+  "cifar100": "resnet18",
+  "svhn": "resnet18",
 }
 
 
 def benchmark(
-    out_dir: str,
-    *,
-    dataset: str,
-    flood_levels: Sequence[float] = tuple(np.round(np.arange(0, 0.101, 0.01), 2)),
-    weight_decays: Sequence[float] = (0.0, 1e-5),
-    optimizer: str = "adam",
-    learning_rate: Optional[float] = None,
-    seeds: int = 3,
-    epochs: int = 500,
-    batch_size: int = 200,
-    model: Optional[str] = None,
-    load_options: Optional[dict[str, Any]] = None,
-    model_options: Optional[dict[str, Any]] = None,
-    eval_every: int = 1,
-    progress: bool = True,
+  out_dir: str,
+  *,
+  dataset: str,
+  flood_levels: Sequence[float] = tuple(np.round(np.arange(0, 0.101, 0.01), 2)),
+  weight_decays: Sequence[float] = (0.0, 1e-5),
+  optimizer: str = "adam",
+  learning_rate: float | None = None,
+  seeds: int = 3,
+  epochs: int = 500,
+  batch_size: int = 200,
+  model: str | None = None,
+  load_options: dict[str, Any] | None = None,
+  model_options: dict[str, Any] | None = None,
+  eval_every: int = 1,
+  progress: bool = True,
 ) -> list[Comparison]:
   """The paper's benchmark protocol (Sec. 4.2) on an image set.
 
@@ -270,7 +313,7 @@ def benchmark(
   """
   if dataset not in _BENCHMARK_MODELS:
     raise ValueError(
-        f"unknown benchmark data set {dataset!r}; use one of {sorted(_BENCHMARK_MODELS)}."
+      f"unknown benchmark data set {dataset!r}; use one of {sorted(_BENCHMARK_MODELS)}."
     )
   model_name = model or _BENCHMARK_MODELS[dataset]
   load_options = dict(load_options or {})
@@ -280,23 +323,49 @@ def benchmark(
   net = models_lib.get_model(model_name, ds.num_classes, **(model_options or {}))
   settings = [Setting(dataset, 0.0, optimizer, wd) for wd in weight_decays]
   return _run_protocol(
-      f"benchmark_{dataset}", out_dir, settings, lambda s: ds, lambda s, d: net,
-      flood_levels, seeds, epochs, batch_size, progress, learning_rate=learning_rate,
-      eval_every=eval_every,
-      extra_config=dict(model=model_name, load_options=load_options,
-                        model_options=model_options or {}, batch_size=batch_size),
+    f"benchmark_{dataset}",
+    out_dir,
+    settings,
+    lambda s: ds,
+    lambda s, d: net,
+    flood_levels,
+    seeds,
+    epochs,
+    batch_size,
+    progress,
+    learning_rate=learning_rate,
+    eval_every=eval_every,
+    extra_config=dict(
+      model=model_name,
+      load_options=load_options,
+      model_options=model_options or {},
+      batch_size=batch_size,
+    ),
   )
 
 
-def _run_protocol(name, out_dir, settings, load, make_model, flood_levels, seeds,
-                  epochs, batch_size, progress, *, learning_rate=None, eval_every=1,
-                  extra_config=None) -> list[Comparison]:
+def _run_protocol(
+  name,
+  out_dir,
+  settings,
+  load,
+  make_model,
+  flood_levels,
+  seeds,
+  epochs,
+  batch_size,
+  progress,
+  *,
+  learning_rate=None,
+  eval_every=1,
+  extra_config=None,
+) -> list[Comparison]:
   from flood_jax import plots  # matplotlib is imported only when plotting
 
   os.makedirs(out_dir, exist_ok=True)
   levels = [float(b) for b in flood_levels]
   if 0.0 not in levels:
-    levels = [0.0] + levels
+    levels = [0.0, *levels]
   seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
   comparisons, runs = [], []
   start = time.perf_counter()
@@ -312,13 +381,22 @@ def _run_protocol(name, out_dir, settings, load, make_model, flood_levels, seeds
     else:
       ds = load(setting)
       model = make_model(setting, ds)
-      print(f"[{i + 1}/{len(settings)}] {setting.label}: {len(levels)} levels x"
-            f" {len(seed_list)} seeds, {epochs} epochs", flush=True)
+      print(
+        f"[{i + 1}/{len(settings)}] {setting.label}: {len(levels)} levels x"
+        f" {len(seed_list)} seeds, {epochs} epochs",
+        flush=True,
+      )
       result = sweep(
-          model, ds, flood_levels=levels, seeds=seed_list,
-          optimizer=make_optimizer(setting.optimizer, learning_rate, setting.weight_decay),
-          epochs=epochs, batch_size=min(batch_size, ds.num_train), progress=progress,
-          checkpoint_dir=checkpoint_dir, eval_every=eval_every,
+        model,
+        ds,
+        flood_levels=levels,
+        seeds=seed_list,
+        optimizer=make_optimizer(setting.optimizer, learning_rate, setting.weight_decay),
+        epochs=epochs,
+        batch_size=min(batch_size, ds.num_train),
+        progress=progress,
+        checkpoint_dir=checkpoint_dir,
+        eval_every=eval_every,
       )
       result.save(run_dir, with_params=False)
       shutil.rmtree(checkpoint_dir)  # the results are on disk; the weights are not kept
@@ -327,28 +405,47 @@ def _run_protocol(name, out_dir, settings, load, make_model, flood_levels, seeds
     runs.append((setting, result))
     plots.plot_curves(result, os.path.join(out_dir, "figures", f"curves_{slug}.png"))
     plots.plot_accuracy_vs_level(
-        result, os.path.join(out_dir, "figures", f"accuracy_vs_level_{slug}.png"))
-    _write_outputs(name, out_dir, comparisons, time.perf_counter() - start,
-                   dict(extra_config or {}, flood_levels=levels, seeds=seed_list,
-                        epochs=epochs, settings=[s.label for s in settings]))
+      result, os.path.join(out_dir, "figures", f"accuracy_vs_level_{slug}.png")
+    )
+    _write_outputs(
+      name,
+      out_dir,
+      comparisons,
+      time.perf_counter() - start,
+      dict(
+        extra_config or {},
+        flood_levels=levels,
+        seeds=seed_list,
+        epochs=epochs,
+        settings=[s.label for s in settings],
+      ),
+    )
   _summary_figure(runs, os.path.join(out_dir, "figures", f"{name}_accuracy_vs_level.png"))
-  try:
-    os.rmdir(os.path.join(out_dir, "checkpoints"))  # empty once every setting finished
-  except OSError:
-    pass
+  with contextlib.suppress(OSError):  # empty once every setting finished
+    os.rmdir(os.path.join(out_dir, "checkpoints"))
   return comparisons
 
 
 def _write_outputs(name, out_dir, comparisons, wall_time, config) -> None:
   table = markdown_table(comparisons)
   with open(os.path.join(out_dir, f"{name}_table.md"), "w") as f:
-    f.write(f"Test accuracy (%), mean ± std over seeds; p: one-sided paired t-test"
-            f" (flooding > no flooding) across seeds; ES: early stopping at the"
-            f" best-validation epoch. Wall time so far: {wall_time:.0f} s.\n\n")
+    f.write(
+      f"Test accuracy (%), mean ± std over seeds; p: one-sided paired t-test"
+      f" (flooding > no flooding) across seeds; ES: early stopping at the"
+      f" best-validation epoch. Wall time so far: {wall_time:.0f} s.\n\n"
+    )
     f.write(table + "\n")
   with open(os.path.join(out_dir, "reproduce.json"), "w") as f:
-    json.dump({"protocol": name, "wall_time": wall_time, "config": config,
-               "comparisons": [c.to_dict() for c in comparisons]}, f, indent=1)
+    json.dump(
+      {
+        "protocol": name,
+        "wall_time": wall_time,
+        "config": config,
+        "comparisons": [c.to_dict() for c in comparisons],
+      },
+      f,
+      indent=1,
+    )
 
 
 def _summary_figure(runs, path) -> None:
@@ -362,7 +459,7 @@ def _summary_figure(runs, path) -> None:
   cols = min(4, n)
   rows = -(-n // cols)
   fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
-  for ax, (setting, result) in zip(axes.ravel(), runs):
+  for ax, (setting, result) in zip(axes.ravel(), runs, strict=False):
     acc = 100 * result.history["test_accuracy"][..., -1]
     acc_es = 100 * result.at_stopping("test_accuracy", "best_val")
     for values, label in [(acc, "last epoch"), (acc_es, "early stopping")]:
@@ -382,8 +479,9 @@ def _summary_figure(runs, path) -> None:
   plt.close(fig)
 
 
-def _grid(datasets: Sequence[str], noise_rates: Sequence[float],
-          optimizers: Sequence[str]) -> list[Setting]:
+def _grid(
+  datasets: Sequence[str], noise_rates: Sequence[float], optimizers: Sequence[str]
+) -> list[Setting]:
   """Every (data set, noise rate, optimizer) combination, in that order."""
   return [Setting(d, r, o) for d in datasets for r in noise_rates for o in optimizers]
 
@@ -428,10 +526,16 @@ def _slug(setting: Setting) -> str:
 # evaluation of 1,200 examples costs 4 training steps on 100), 5 flood levels
 # (where reproduce synthetic chose b) and 5 values of gamma, 5 fold models.
 ADAFLOOD_CPU = dict(
-    datasets=SYNTHETIC_SETS, noise_rates=(0.05, 0.1), optimizers=("adam",),
-    flood_levels=(0.0, 0.1, 0.2, 0.3, 0.4),
-    gammas=(0.0, 0.5, 0.8, 0.95, 1.0),
-    seeds=5, epochs=100, n_test=1000, folds=5, eval_every=5,
+  datasets=SYNTHETIC_SETS,
+  noise_rates=(0.05, 0.1),
+  optimizers=("adam",),
+  flood_levels=(0.0, 0.1, 0.2, 0.3, 0.4),
+  gammas=(0.0, 0.5, 0.8, 0.95, 1.0),
+  seeds=5,
+  epochs=100,
+  n_test=1000,
+  folds=5,
+  eval_every=5,
 )
 METHODS = ("flood", "iflood", "adaflood")
 
@@ -445,21 +549,24 @@ class MethodsComparison:
   """
 
   setting: Setting
-  no_flood: np.ndarray                 # test accuracy at b = 0, last epoch, per seed
+  no_flood: np.ndarray  # test accuracy at b = 0, last epoch, per seed
   no_flood_es: np.ndarray
-  test: dict[str, np.ndarray]          # method -> test accuracy at its chosen level
+  test: dict[str, np.ndarray]  # method -> test accuracy at its chosen level
   test_es: dict[str, np.ndarray]
-  chosen: dict[str, np.ndarray]        # method -> chosen b (gamma for AdaFlood), per seed
+  chosen: dict[str, np.ndarray]  # method -> chosen b (gamma for AdaFlood), per seed
   chosen_es: dict[str, np.ndarray]
-  seconds: dict[str, float]            # method -> wall time of its sweep ("folds": the fold models)
+  seconds: dict[str, float]  # method -> wall time of its sweep ("folds": the fold models)
   num_models: dict[str, int]
-  heldout_loss: dict[str, Optional[float]] = dataclasses.field(default_factory=dict)
+  heldout_loss: dict[str, float | None] = dataclasses.field(default_factory=dict)
 
   def p_value(self, method: str, against: str = "none", early_stopping: bool = False) -> float:
     """One-sided paired t-test across seeds that ``method`` beats ``against`` ("none": b = 0)."""
     test = self.test_es if early_stopping else self.test
-    base = ((self.no_flood_es if early_stopping else self.no_flood) if against == "none"
-            else test[against])
+    base = (
+      (self.no_flood_es if early_stopping else self.no_flood)
+      if against == "none"
+      else test[against]
+    )
     return _paired_p(test[method] - base)
 
   def to_dict(self) -> dict[str, Any]:
@@ -471,10 +578,16 @@ class MethodsComparison:
     out["seconds"], out["num_models"] = self.seconds, self.num_models
     out["heldout_loss"] = self.heldout_loss  # mean over clean and flipped training labels
     out["p_values"] = {
-        f"{m}>{a}{'_es' if es else ''}": self.p_value(m, a, es)
-        for es in (False, True) for m, a in
-        [("flood", "none"), ("iflood", "none"), ("adaflood", "none"),
-         ("adaflood", "flood"), ("adaflood", "iflood")]}
+      f"{m}>{a}{'_es' if es else ''}": self.p_value(m, a, es)
+      for es in (False, True)
+      for m, a in [
+        ("flood", "none"),
+        ("iflood", "none"),
+        ("adaflood", "none"),
+        ("adaflood", "flood"),
+        ("adaflood", "iflood"),
+      ]
+    }
     return out
 
 
@@ -495,9 +608,11 @@ def choose_per_seed(result: SweepResult) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def methods_table(comparisons: Sequence[MethodsComparison], early_stopping: bool = False) -> str:
   """Test accuracy (%) per method, mean ± std over seeds, with paired p-values."""
-  head = ("| setting | no flooding | flooding | iFlood | AdaFlood | b (flood) | b (iFlood)"
-          " | gamma | p Ada > none | p Ada > flood | p Ada > iFlood | p flood > none |"
-          " p iFlood > none | fold models |")
+  head = (
+    "| setting | no flooding | flooding | iFlood | AdaFlood | b (flood) | b (iFlood)"
+    " | gamma | p Ada > none | p Ada > flood | p Ada > iFlood | p flood > none |"
+    " p iFlood > none | fold models |"
+  )
   lines = [head, "|" + "---|" * 14]
   for c in comparisons:
     test = c.test_es if early_stopping else c.test
@@ -506,36 +621,42 @@ def methods_table(comparisons: Sequence[MethodsComparison], early_stopping: bool
     means = {m: np.mean(test[m]) for m in METHODS}
     best = max(means.values())
     cells = [c.setting.label, _pm(base)]
-    cells += [f"**{_pm(test[m])}**" if means[m] == best and best > np.mean(base) else _pm(test[m])
-              for m in METHODS]
+    cells += [
+      f"**{_pm(test[m])}**" if means[m] == best and best > np.mean(base) else _pm(test[m])
+      for m in METHODS
+    ]
     cells += [f"{np.mean(chosen[m]):.2f}" for m in METHODS]
-    cells += [_p_text(c.p_value("adaflood", a, early_stopping)) for a in ("none", "flood", "iflood")]
+    cells += [
+      _p_text(c.p_value("adaflood", a, early_stopping)) for a in ("none", "flood", "iflood")
+    ]
     cells += [_p_text(c.p_value(m, "none", early_stopping)) for m in ("flood", "iflood")]
-    cells.append(f"{c.num_models['folds']} models, {c.seconds['folds']:.0f} s"
-                 f" ({100 * c.seconds['folds'] / c.seconds['adaflood']:.0f}% of AdaFlood's sweep)")
+    cells.append(
+      f"{c.num_models['folds']} models, {c.seconds['folds']:.0f} s"
+      f" ({100 * c.seconds['folds'] / c.seconds['adaflood']:.0f}% of AdaFlood's sweep)"
+    )
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
 def adaflood(
-    out_dir: str,
-    *,
-    datasets: Sequence[str] = ADAFLOOD_CPU["datasets"],
-    noise_rates: Sequence[float] = ADAFLOOD_CPU["noise_rates"],
-    optimizers: Sequence[str] = ADAFLOOD_CPU["optimizers"],
-    flood_levels: Sequence[float] = ADAFLOOD_CPU["flood_levels"],
-    gammas: Sequence[float] = ADAFLOOD_CPU["gammas"],
-    seeds: int = ADAFLOOD_CPU["seeds"],
-    epochs: int = ADAFLOOD_CPU["epochs"],
-    folds: int = ADAFLOOD_CPU["folds"],
-    n_train: int = 100,
-    n_val: int = 100,
-    n_test: int = ADAFLOOD_CPU["n_test"],
-    hidden: int = 500,
-    depth: int = 4,
-    batch_size: int = 200,
-    eval_every: int = ADAFLOOD_CPU["eval_every"],
-    progress: bool = True,
+  out_dir: str,
+  *,
+  datasets: Sequence[str] = ADAFLOOD_CPU["datasets"],
+  noise_rates: Sequence[float] = ADAFLOOD_CPU["noise_rates"],
+  optimizers: Sequence[str] = ADAFLOOD_CPU["optimizers"],
+  flood_levels: Sequence[float] = ADAFLOOD_CPU["flood_levels"],
+  gammas: Sequence[float] = ADAFLOOD_CPU["gammas"],
+  seeds: int = ADAFLOOD_CPU["seeds"],
+  epochs: int = ADAFLOOD_CPU["epochs"],
+  folds: int = ADAFLOOD_CPU["folds"],
+  n_train: int = 100,
+  n_val: int = 100,
+  n_test: int = ADAFLOOD_CPU["n_test"],
+  hidden: int = 500,
+  depth: int = 4,
+  batch_size: int = 200,
+  eval_every: int = ADAFLOOD_CPU["eval_every"],
+  progress: bool = True,
 ) -> list[MethodsComparison]:
   """Flooding vs iFlood vs AdaFlood; writes a table and JSON to ``out_dir``.
 
@@ -563,72 +684,138 @@ def adaflood(
   comparisons: list[MethodsComparison] = []
   start = time.perf_counter()
   for i, setting in enumerate(settings):
-    def load(noise):
+
+    def load(noise, setting=setting):
       if setting.dataset == "mnist1d":
         return data_lib.load("mnist1d", label_noise=noise, seed=0)
-      return data_lib.load(setting.dataset, n_train=n_train, n_val=n_val, n_test=n_test,
-                           label_noise=noise, seed=0)
+      return data_lib.load(
+        setting.dataset, n_train=n_train, n_val=n_val, n_test=n_test, label_noise=noise, seed=0
+      )
 
     ds = load(setting.label_noise)
     # The labels the noise changed (the clean data do not depend on the noise rate).
     flipped = np.asarray(load(0.0).y_train) != np.asarray(ds.y_train)
     model = models_lib.MLP(num_classes=ds.num_classes, hidden=hidden, depth=depth)
-    kw = dict(seeds=seed_list, epochs=epochs, batch_size=min(batch_size, ds.num_train),
-              eval_every=eval_every, progress=progress)
-    print(f"[{i + 1}/{len(settings)}] {setting.label}: flooding and iFlood at"
-          f" {len(levels)} levels, {folds} fold models, AdaFlood at {len(gamma_list)}"
-          f" gammas; {len(seed_list)} seeds, {epochs} epochs", flush=True)
+    kw = dict(
+      seeds=seed_list,
+      epochs=epochs,
+      batch_size=min(batch_size, ds.num_train),
+      eval_every=eval_every,
+      progress=progress,
+    )
+    print(
+      f"[{i + 1}/{len(settings)}] {setting.label}: flooding and iFlood at"
+      f" {len(levels)} levels, {folds} fold models, AdaFlood at {len(gamma_list)}"
+      f" gammas; {len(seed_list)} seeds, {epochs} epochs",
+      flush=True,
+    )
     results: dict[str, SweepResult] = {}
     seconds: dict[str, float] = {}
     for objective in ("flood", "iflood"):
       tic = time.perf_counter()
-      results[objective] = sweep(model, ds, objective=objective, flood_levels=levels,
-                                 optimizer=make_optimizer(setting.optimizer), **kw)
+      results[objective] = sweep(
+        model,
+        ds,
+        objective=objective,
+        flood_levels=levels,
+        optimizer=make_optimizer(setting.optimizer),
+        **kw,
+      )
       seconds[objective] = time.perf_counter() - tic
     tic = time.perf_counter()
     fold_batch = min(batch_size, ds.num_train - -(-ds.num_train // folds))
-    heldout = adaflood_levels(model, ds, folds=folds, gamma=0.0, seeds=(fold_seed,),
-                              optimizer=make_optimizer(setting.optimizer), epochs=epochs,
-                              batch_size=fold_batch, progress=progress)
+    heldout = adaflood_levels(
+      model,
+      ds,
+      folds=folds,
+      gamma=0.0,
+      seeds=(fold_seed,),
+      optimizer=make_optimizer(setting.optimizer),
+      epochs=epochs,
+      batch_size=fold_batch,
+      progress=progress,
+    )
     seconds["folds"] = time.perf_counter() - tic
     tic = time.perf_counter()
-    results["adaflood"] = sweep(model, ds, objective="adaflood", per_example_levels=heldout,
-                                gamma=gamma_list, optimizer=make_optimizer(setting.optimizer),
-                                **kw)
+    results["adaflood"] = sweep(
+      model,
+      ds,
+      objective="adaflood",
+      per_example_levels=heldout,
+      gamma=gamma_list,
+      optimizer=make_optimizer(setting.optimizer),
+      **kw,
+    )
     seconds["adaflood"] = time.perf_counter() - tic
     test, test_es, chosen, chosen_es = {}, {}, {}, {}
     for method, result in results.items():
       test[method], test_es[method], chosen[method], chosen_es[method] = choose_per_seed(result)
     comparison = MethodsComparison(
-        setting=setting,
-        no_flood=results["flood"].history["test_accuracy"][0, :, -1],
-        no_flood_es=results["flood"].at_stopping("test_accuracy", "best_val")[0],
-        test=test, test_es=test_es, chosen=chosen, chosen_es=chosen_es, seconds=seconds,
-        num_models={"folds": folds, **{m: int(np.prod(r.history["val_loss"].shape[:-1]))
-                                       for m, r in results.items()}},
+      setting=setting,
+      no_flood=results["flood"].history["test_accuracy"][0, :, -1],
+      no_flood_es=results["flood"].at_stopping("test_accuracy", "best_val")[0],
+      test=test,
+      test_es=test_es,
+      chosen=chosen,
+      chosen_es=chosen_es,
+      seconds=seconds,
+      num_models={
+        "folds": folds,
+        **{m: int(np.prod(r.history["val_loss"].shape[:-1])) for m, r in results.items()},
+      },
     )
     comparisons.append(comparison)
-    heldout_means = {"clean": float(heldout[~flipped].mean()),
-                     "flipped": float(heldout[flipped].mean()) if flipped.any() else None}
+    heldout_means = {
+      "clean": float(heldout[~flipped].mean()),
+      "flipped": float(heldout[flipped].mean()) if flipped.any() else None,
+    }
     comparison.heldout_loss = heldout_means
-    print(f"  seconds: {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())};"
-          f" mean held-out loss: clean labels {heldout_means['clean']:.3f},"
-          f" flipped labels ({int(flipped.sum())}) {heldout_means['flipped'] or float('nan'):.3f}",
-          flush=True)
-    _write_methods_outputs(out_dir, comparisons, time.perf_counter() - start, dict(
-        flood_levels=levels, gammas=gamma_list, seeds=seed_list, epochs=epochs, folds=folds,
-        fold_seed=fold_seed, n_train=n_train, n_val=n_val, n_test=n_test, hidden=hidden,
-        depth=depth, batch_size=batch_size, eval_every=eval_every,
-        settings=[s.label for s in settings]))
+    print(
+      f"  seconds: {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())};"
+      f" mean held-out loss: clean labels {heldout_means['clean']:.3f},"
+      f" flipped labels ({int(flipped.sum())}) {heldout_means['flipped'] or float('nan'):.3f}",
+      flush=True,
+    )
+    _write_methods_outputs(
+      out_dir,
+      comparisons,
+      time.perf_counter() - start,
+      dict(
+        flood_levels=levels,
+        gammas=gamma_list,
+        seeds=seed_list,
+        epochs=epochs,
+        folds=folds,
+        fold_seed=fold_seed,
+        n_train=n_train,
+        n_val=n_val,
+        n_test=n_test,
+        hidden=hidden,
+        depth=depth,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        settings=[s.label for s in settings],
+      ),
+    )
   return comparisons
 
 
 def _write_methods_outputs(out_dir, comparisons, wall_time, config) -> None:
   with open(os.path.join(out_dir, "adaflood_table.md"), "w") as f:
-    f.write(f"Test accuracy (%), mean ± std over seeds; each method's level chosen per seed"
-            f" by validation; p: one-sided paired t-test across seeds. Wall time so far:"
-            f" {wall_time:.0f} s.\n\nLast epoch:\n\n{methods_table(comparisons)}\n\n"
-            f"Early stopping:\n\n{methods_table(comparisons, early_stopping=True)}\n")
+    f.write(
+      f"Test accuracy (%), mean ± std over seeds; each method's level chosen per seed"
+      f" by validation; p: one-sided paired t-test across seeds. Wall time so far:"
+      f" {wall_time:.0f} s.\n\nLast epoch:\n\n{methods_table(comparisons)}\n\n"
+      f"Early stopping:\n\n{methods_table(comparisons, early_stopping=True)}\n"
+    )
   with open(os.path.join(out_dir, "reproduce.json"), "w") as f:
-    json.dump({"protocol": "adaflood", "wall_time": wall_time, "config": config,
-               "comparisons": [c.to_dict() for c in comparisons]}, f, indent=1)
+    json.dump(
+      {
+        "protocol": "adaflood",
+        "wall_time": wall_time,
+        "config": config,
+        "comparisons": [c.to_dict() for c in comparisons],
+      },
+      f,
+      indent=1,
+    )

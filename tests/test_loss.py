@@ -9,12 +9,15 @@ import pytest
 import flood_jax as fj
 
 
-@pytest.mark.parametrize("loss,level,expected", [
-    (0.3, 0.1, 0.3),    # above b: unchanged
+@pytest.mark.parametrize(
+  "loss,level,expected",
+  [
+    (0.3, 0.1, 0.3),  # above b: unchanged
     (0.05, 0.1, 0.15),  # below b: reflected to 2b - J
-    (0.1, 0.1, 0.1),    # at b
-    (0.7, 0.0, 0.7),    # b = 0 is the ordinary loss
-])
+    (0.1, 0.1, 0.1),  # at b
+    (0.7, 0.0, 0.7),  # b = 0 is the ordinary loss
+  ],
+)
 def test_flooded_loss_values(loss, level, expected):
   np.testing.assert_allclose(fj.flooded_loss(loss, level), expected, rtol=1e-6)
 
@@ -87,10 +90,11 @@ def test_iflooded_loss_per_example_levels_gradient():
   def losses(w):
     return (x @ w) ** 2
 
-  l = losses(w)
+  values = losses(w)
   # Each example gets a level of its own: half below their loss, one equal, the rest above.
-  levels = jnp.where(jnp.arange(6) % 2 == 0, l / 2, 2 * l + 0.1).at[1].set(l[1])
-  signs = jnp.where(l >= levels, 1.0, -1.0)
+  levels = jnp.where(jnp.arange(6) % 2 == 0, values / 2, 2 * values + 0.1)
+  levels = levels.at[1].set(values[1])
+  signs = jnp.where(values >= levels, 1.0, -1.0)
   assert float(signs[1]) == 1.0
   grad = jax.jit(jax.grad(lambda w: fj.iflooded_loss(losses(w), levels)))(w)
   per_example = jax.jacobian(losses)(w)  # (n, 3)
@@ -101,13 +105,15 @@ def test_iflooded_loss_per_example_levels_gradient():
 def test_iflooded_loss_equal_per_example_levels_is_iflood():
   losses = jax.random.uniform(jax.random.key(2), (4, 16))
   b = 0.3
-  chex.assert_trees_all_equal(fj.iflooded_loss(losses, jnp.full((4, 16), b)),
-                              fj.iflooded_loss(losses, b))
+  chex.assert_trees_all_equal(
+    fj.iflooded_loss(losses, jnp.full((4, 16), b)), fj.iflooded_loss(losses, b)
+  )
   # One level per row (lower rank) keeps its old meaning.
   rows = jnp.array([0.0, 0.1, 0.3, 0.9])
   chex.assert_trees_all_equal(
-      fj.iflooded_loss(losses, rows),
-      jnp.stack([fj.iflooded_loss(losses[i], rows[i]) for i in range(4)]))
+    fj.iflooded_loss(losses, rows),
+    jnp.stack([fj.iflooded_loss(losses[i], rows[i]) for i in range(4)]),
+  )
 
 
 def test_iflooded_loss_rejects_levels_of_higher_rank():

@@ -22,7 +22,8 @@ import hashlib
 import math
 import os
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,38 +38,45 @@ from flood_jax._sweep import checkpoint, hosts
 from flood_jax._sweep.adapters import Adapter, adapt
 from flood_jax._sweep.grid import Grid
 from flood_jax._sweep.layout import device_data, plan_layout, seed_slots
-from flood_jax._sweep.prune import Halving, run_pruned
 from flood_jax._sweep.program import (
-    AXIS, HELDOUT, OBJECTIVES, Augment, LossFn, get_program, injected_hyperparams)
+  AXIS,
+  HELDOUT,
+  OBJECTIVES,
+  Augment,
+  LossFn,
+  get_program,
+  injected_hyperparams,
+)
+from flood_jax._sweep.prune import Halving, run_pruned
 
 
 def sweep(
-    model: Any,
-    data: Dataset,
-    *,
-    flood_levels: Optional[Sequence[float] | np.ndarray] = None,
-    seeds: Sequence[int] = (0,),
-    optimizer: optax.GradientTransformation,
-    epochs: int,
-    batch_size: int,
-    hyperparams: Optional[Mapping[str, Sequence[float]]] = None,
-    objective: str = "flood",
-    per_example_levels: Optional[np.ndarray] = None,
-    gamma: Optional[Sequence[float] | np.ndarray] = None,
-    augment: Optional[Augment] = None,
-    loss_fn: Optional[LossFn] = None,
-    chunk_size: Optional[int] = None,
-    mesh: Optional[Mesh] = None,
-    epochs_per_call: Optional[int] = None,
-    eval_every: Optional[int] = None,
-    train_eval_size: Optional[int] = 1000,
-    eval_test: bool = True,
-    eval_batch_size: int = 2048,
-    checkpoint_dir: Optional[str | os.PathLike[str]] = None,
-    progress: bool = True,
-    gather_params: bool = True,
-    prune: Optional[Halving] = None,
-    _fold_sets: Optional[np.ndarray] = None,  # private: flood_jax.adaflood_levels' fold models
+  model: Any,
+  data: Dataset,
+  *,
+  flood_levels: Sequence[float] | np.ndarray | None = None,
+  seeds: Sequence[int] = (0,),
+  optimizer: optax.GradientTransformation,
+  epochs: int,
+  batch_size: int,
+  hyperparams: Mapping[str, Sequence[float]] | None = None,
+  objective: str = "flood",
+  per_example_levels: np.ndarray | None = None,
+  gamma: Sequence[float] | np.ndarray | None = None,
+  augment: Augment | None = None,
+  loss_fn: LossFn | None = None,
+  chunk_size: int | None = None,
+  mesh: Mesh | None = None,
+  epochs_per_call: int | None = None,
+  eval_every: int | None = None,
+  train_eval_size: int | None = 1000,
+  eval_test: bool = True,
+  eval_batch_size: int = 2048,
+  checkpoint_dir: str | os.PathLike[str] | None = None,
+  progress: bool = True,
+  gather_params: bool = True,
+  prune: Halving | None = None,
+  _fold_sets: np.ndarray | None = None,  # private: flood_jax.adaflood_levels' fold models
 ) -> SweepResult:
   r"""Trains one model per (flood level, hyperparameters, seed), all at once.
 
@@ -262,38 +270,50 @@ def sweep(
     Xie et al., `iFlood: A Stable and Effective Regularizer
     <https://openreview.net/forum?id=MsHnJPaBUZE>`_, ICLR 2022.
   """
-  _check_arguments(data, optimizer, epochs, batch_size, chunk_size,
-                   epochs_per_call, eval_batch_size, objective, augment, loss_fn,
-                   eval_every, train_eval_size)
+  _check_arguments(
+    data,
+    optimizer,
+    epochs,
+    batch_size,
+    chunk_size,
+    epochs_per_call,
+    eval_batch_size,
+    objective,
+    augment,
+    loss_fn,
+    eval_every,
+    train_eval_size,
+  )
   level_name, levels, extra = _level_axis(
-      data, objective, flood_levels, per_example_levels, gamma, _fold_sets)
+    data, objective, flood_levels, per_example_levels, gamma, _fold_sets
+  )
   grid = Grid.build(levels, hyperparams, seeds)
   adapter = adapt(model)
   loss_fn = loss_fn or optax.softmax_cross_entropy_with_integer_labels
   abstract_params = _check_model_output(
-      adapter, data, default_loss=loss_fn is optax.softmax_cross_entropy_with_integer_labels)
+    adapter, data, default_loss=loss_fn is optax.softmax_cross_entropy_with_integer_labels
+  )
   _check_hyperparams(abstract_params, optimizer, grid)
   num_models = grid.num_models
   flat_levels, flat_hparams, flat_seeds = grid.flat()
 
   devices, num_devices, chunk_size = plan_layout(
-      model, data, num_models, batch_size, chunk_size=chunk_size, mesh=mesh)
+    model, data, num_models, batch_size, chunk_size=chunk_size, mesh=mesh
+  )
   group = chunk_size * num_devices  # models per call
   num_calls = math.ceil(num_models / group)
   padded = num_calls * group
-  pad_index = np.concatenate(
-      [np.arange(num_models), np.full(padded - num_models, num_models - 1)]
-  )
+  pad_index = np.concatenate([np.arange(num_models), np.full(padded - num_models, num_models - 1)])
   run_mesh = Mesh(np.asarray(devices[:num_devices]), (AXIS,))
   run_data, eval_sizes = device_data(data, run_mesh, train_eval_size, bool(eval_test))
   trained = data.num_train if _fold_sets is None else extra.shape[1]
   if extra is not None:
     if batch_size > trained:
       raise ValueError(
-          f"batch_size {batch_size} is larger than a fold model's training set"
-          f" ({trained} examples); use batch_size <= {trained} or fewer folds."
+        f"batch_size {batch_size} is larger than a fold model's training set"
+        f" ({trained} examples); use batch_size <= {trained} or fewer folds."
       )
-    run_data = run_data + (hosts.put(extra, NamedSharding(run_mesh, P())),)
+    run_data = (*run_data, hosts.put(extra, NamedSharding(run_mesh, P())))
   steps = trained // batch_size
   if eval_every is None:
     eval_every = auto_eval_every(sum(eval_sizes), steps * batch_size, epochs)
@@ -310,20 +330,20 @@ def sweep(
 
   multi_process = hosts.process_count() > 1
   settings = dict(
-      model=model,
-      loss_fn=loss_fn,
-      optimizer=optimizer,
-      objective=objective,
-      augment=augment,
-      hyperparams=tuple(grid.hyperparams),
-      input_shape=data.input_shape,
-      batch_size=batch_size,
-      epochs=epochs,
-      eval_every=eval_every,
-      eval_sizes=eval_sizes,
-      eval_batch_size=eval_batch_size,
-      mesh=run_mesh,
-      chunk_size=chunk_size,
+    model=model,
+    loss_fn=loss_fn,
+    optimizer=optimizer,
+    objective=objective,
+    augment=augment,
+    hyperparams=tuple(grid.hyperparams),
+    input_shape=data.input_shape,
+    batch_size=batch_size,
+    epochs=epochs,
+    eval_every=eval_every,
+    eval_sizes=eval_sizes,
+    eval_batch_size=eval_batch_size,
+    mesh=run_mesh,
+    chunk_size=chunk_size,
   )
   if rungs:
     settings["also_evaluate"] = rungs
@@ -334,28 +354,29 @@ def sweep(
   tail_program = get_program(epochs_per_call=tail, **settings) if tail else None
 
   config = {
-      "model": adapter.describe(),
-      "data": repr(data),
-      **grid.to_dict(),
-      "epochs": epochs,
-      "batch_size": batch_size,
-      "objective": objective,
-      "augment": None if augment is None else _name(augment),
-      "loss_fn": _name(loss_fn),
-      "chunk_size": chunk_size,
-      "devices": num_devices,
-      "processes": hosts.process_count(),
-      "platform": devices[0].platform,
-      "epochs_per_call": epochs_per_call,
-      "eval_every": eval_every,
-      "train_eval_size": eval_sizes[0],
-      "eval_test": bool(eval_test),
+    "model": adapter.describe(),
+    "data": repr(data),
+    **grid.to_dict(),
+    "epochs": epochs,
+    "batch_size": batch_size,
+    "objective": objective,
+    "augment": None if augment is None else _name(augment),
+    "loss_fn": _name(loss_fn),
+    "chunk_size": chunk_size,
+    "devices": num_devices,
+    "processes": hosts.process_count(),
+    "platform": devices[0].platform,
+    "epochs_per_call": epochs_per_call,
+    "eval_every": eval_every,
+    "train_eval_size": eval_sizes[0],
+    "eval_test": bool(eval_test),
   }
   if prune is not None:
     config["prune"] = {"min_epochs": int(prune.min_epochs), "factor": int(prune.factor)}
   if extra is not None:  # what the models train on, so a checkpoint of other levels is not resumed
     config["per_example_levels_sha256" if _fold_sets is None else "fold_sets_sha256"] = (
-        hashlib.sha256(np.ascontiguousarray(extra).tobytes()).hexdigest())
+      hashlib.sha256(np.ascontiguousarray(extra).tobytes()).hexdigest()
+    )
   store = None
   if checkpoint_dir is not None:
     fingerprint = dict(config, data_checksum=checkpoint.checksum(data))
@@ -363,12 +384,23 @@ def sweep(
 
   if prune is not None:
     return _sweep_pruned(
-        prune, model=model, settings=settings, grid=grid, mesh=run_mesh, data=run_data,
-        num_devices=num_devices, epochs_per_call=epochs_per_call, store=store,
-        progress=progress, config=config, eval_epochs=eval_epochs, level_name=level_name)
+      prune,
+      model=model,
+      settings=settings,
+      grid=grid,
+      mesh=run_mesh,
+      data=run_data,
+      num_devices=num_devices,
+      epochs_per_call=epochs_per_call,
+      store=store,
+      progress=progress,
+      config=config,
+      eval_epochs=eval_epochs,
+      level_name=level_name,
+    )
   history = np.full((padded, epochs, len(METRICS)), np.nan, np.float32)
   # Per call, the leaves of (params, model_state): what the result keeps.
-  final_leaves: list[Optional[list[Any]]] = [None] * num_calls
+  final_leaves: list[list[Any] | None] = [None] * num_calls
   start = time.perf_counter()
   bar = _progress_bar(progress and hosts.is_main(), num_calls * epochs, num_models, group)
   try:
@@ -385,8 +417,8 @@ def sweep(
       index = pad_index[rows]
       slot_seeds, model_slot = seed_slots(flat_seeds[index], num_devices)
       chunk_levels, chunk_hparams, slot_seeds, model_slot = hosts.put(
-          (flat_levels[index], flat_hparams[index], slot_seeds, model_slot),
-          NamedSharding(run_mesh, P(AXIS)),
+        (flat_levels[index], flat_hparams[index], slot_seeds, model_slot),
+        NamedSharding(run_mesh, P(AXIS)),
       )
       resumed = store.load_current(call, program.carry_structure) if store else None
       if resumed is not None:
@@ -394,16 +426,16 @@ def sweep(
         carry = hosts.put_keys(carry, NamedSharding(run_mesh, P(AXIS)))
         bar.update(epoch)
       else:
-        carry = program.init(chunk_levels, chunk_hparams, slot_seeds, model_slot,
-                             run_data)
+        carry = program.init(chunk_levels, chunk_hparams, slot_seeds, model_slot, run_data)
         epoch = 0
       while epoch < epochs:
         this = program if epochs - epoch >= epochs_per_call else tail_program
         carry, metrics = this.run(
-            carry, chunk_levels, slot_seeds, model_slot, np.int32(epoch), run_data)
+          carry, chunk_levels, slot_seeds, model_slot, np.int32(epoch), run_data
+        )
         metrics = hosts.to_host(metrics)  # every process gets every model's
         ran = metrics.shape[1]
-        history[rows, epoch:epoch + ran] = metrics
+        history[rows, epoch : epoch + ran] = metrics
         epoch += ran
         if store is not None and epoch < epochs and store.due(agree=multi_process):
           store.save_current(call, _checkpointed(carry), epoch, history[rows])
@@ -417,8 +449,7 @@ def sweep(
           gathered = [hosts.to_host(x) for x in kept]
           if store is not None:
             store.save_done(call, gathered, history[rows])
-        final_leaves[call] = (gathered if gather_params
-                              else [hosts.local_rows(x) for x in kept])
+        final_leaves[call] = gathered if gather_params else [hosts.local_rows(x) for x in kept]
       else:
         final_leaves[call] = kept if on_device else [np.asarray(x) for x in kept]
         if store is not None:
@@ -439,14 +470,16 @@ def sweep(
     flat = np.concatenate([call * group + mine for call in range(num_calls)])
     keep = flat < num_models
     local_models = flat[keep]
-    stacked = [np.concatenate([leaves[i] for leaves in final_leaves])[keep]
-               for i in range(len(final_leaves[0]))]
+    stacked = [
+      np.concatenate([leaves[i] for leaves in final_leaves])[keep]
+      for i in range(len(final_leaves[0]))
+    ]
   elif num_calls == 1:
     stacked = [x if padded == num_models else x[:num_models] for x in final_leaves[0]]
   else:
     stacked = [
-        np.concatenate([leaves[i] for leaves in final_leaves])[:num_models]
-        for i in range(len(final_leaves[0]))
+      np.concatenate([leaves[i] for leaves in final_leaves])[:num_models]
+      for i in range(len(final_leaves[0]))
     ]
   structure = jax.tree.structure(program.carry_structure[:2])
   params, model_state = jax.tree.unflatten(structure, stacked)
@@ -454,20 +487,18 @@ def sweep(
     model_state = None
   unflatten = grid.unflatten if local_models is None else (lambda x: x)
   return SweepResult(
-      flood_levels=grid.flood_levels,
-      seeds=grid.seeds,
-      hyperparams=dict(grid.hyperparams),
-      history={m: grid.unflatten(history[..., i]) for i, m in enumerate(METRICS)},
-      final_params=jax.tree.map(unflatten, params),
-      final_batch_stats=(
-          None if model_state is None else jax.tree.map(unflatten, model_state)
-      ),
-      local_models=local_models,
-      config=config,
-      wall_time=wall_time,
-      model=model,
-      epochs=eval_epochs,
-      level_name=level_name,
+    flood_levels=grid.flood_levels,
+    seeds=grid.seeds,
+    hyperparams=dict(grid.hyperparams),
+    history={m: grid.unflatten(history[..., i]) for i, m in enumerate(METRICS)},
+    final_params=jax.tree.map(unflatten, params),
+    final_batch_stats=(None if model_state is None else jax.tree.map(unflatten, model_state)),
+    local_models=local_models,
+    config=config,
+    wall_time=wall_time,
+    model=model,
+    epochs=eval_epochs,
+    level_name=level_name,
   )
 
 
@@ -501,38 +532,57 @@ def _name(fn: Any) -> str:
   return getattr(fn, "__name__", None) or repr(fn)
 
 
-def _check_arguments(data, optimizer, epochs, batch_size, chunk_size,
-                     epochs_per_call, eval_batch_size, objective, augment, loss_fn,
-                     eval_every, train_eval_size):
+def _check_arguments(
+  data,
+  optimizer,
+  epochs,
+  batch_size,
+  chunk_size,
+  epochs_per_call,
+  eval_batch_size,
+  objective,
+  augment,
+  loss_fn,
+  eval_every,
+  train_eval_size,
+):
   if not isinstance(data, Dataset):
     raise TypeError(
-        f"data must be a flood_jax.Dataset, got {type(data).__name__}; build one"
-        " with flood_jax.Dataset(x_train=..., y_train=..., x_val=..., ...) or"
-        " flood_jax.data.load(name)."
+      f"data must be a flood_jax.Dataset, got {type(data).__name__}; build one"
+      " with flood_jax.Dataset(x_train=..., y_train=..., x_val=..., ...) or"
+      " flood_jax.data.load(name)."
     )
   if not isinstance(optimizer, optax.GradientTransformation):
     raise TypeError(
-        f"optimizer must be an Optax transformation such as optax.sgd(0.01),"
-        f" got {type(optimizer).__name__}."
+      f"optimizer must be an Optax transformation such as optax.sgd(0.01),"
+      f" got {type(optimizer).__name__}."
     )
-  for name, value in [("epochs", epochs), ("batch_size", batch_size),
-                      ("eval_batch_size", eval_batch_size)]:
+  for name, value in [
+    ("epochs", epochs),
+    ("batch_size", batch_size),
+    ("eval_batch_size", eval_batch_size),
+  ]:
     _check_positive_int(name, value)
-  for name, value in [("chunk_size", chunk_size), ("epochs_per_call", epochs_per_call),
-                      ("eval_every", eval_every)]:
+  for name, value in [
+    ("chunk_size", chunk_size),
+    ("epochs_per_call", epochs_per_call),
+    ("eval_every", eval_every),
+  ]:
     if value is not None:
       _check_positive_int(name, value)
   if train_eval_size is not None and (
-      isinstance(train_eval_size, bool) or not isinstance(train_eval_size, (int, np.integer))
-      or train_eval_size < 0):
+    isinstance(train_eval_size, bool)
+    or not isinstance(train_eval_size, (int, np.integer))
+    or train_eval_size < 0
+  ):
     raise ValueError(
-        "train_eval_size must be a number of examples >= 0 (0: skip the training"
-        f" loss) or None (the whole training set), got {train_eval_size!r}."
+      "train_eval_size must be a number of examples >= 0 (0: skip the training"
+      f" loss) or None (the whole training set), got {train_eval_size!r}."
     )
   if batch_size > data.num_train:
     raise ValueError(
-        f"batch_size {batch_size} is larger than the training set"
-        f" ({data.num_train} examples); use batch_size <= {data.num_train}."
+      f"batch_size {batch_size} is larger than the training set"
+      f" ({data.num_train} examples); use batch_size <= {data.num_train}."
     )
   if objective not in OBJECTIVES and objective != HELDOUT:
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
@@ -556,37 +606,40 @@ def _level_axis(data, objective, flood_levels, per_example_levels, gamma, fold_s
     for name, value in [("per_example_levels", per_example_levels), ("gamma", gamma)]:
       if value is not None:
         raise ValueError(
-            f"{name} is AdaFlood's; pass objective='adaflood' with it, or drop it"
-            f" for objective={objective!r}."
+          f"{name} is AdaFlood's; pass objective='adaflood' with it, or drop it"
+          f" for objective={objective!r}."
         )
     if flood_levels is None:
       raise TypeError("sweep() needs flood_levels=[...], e.g. [0.0, 0.05, 0.1].")
     return "flood_level", flood_levels, None
   if flood_levels is not None:
     raise ValueError(
-        "with objective='adaflood' the levels are per example: pass"
-        " per_example_levels=fj.adaflood_levels(...) and gamma=[...] instead of"
-        " flood_levels."
+      "with objective='adaflood' the levels are per example: pass"
+      " per_example_levels=fj.adaflood_levels(...) and gamma=[...] instead of"
+      " flood_levels."
     )
   if per_example_levels is None:
     raise ValueError(
-        "objective='adaflood' needs per_example_levels=, the held-out losses from"
-        " fj.adaflood_levels(model, data, folds=..., ...)."
+      "objective='adaflood' needs per_example_levels=, the held-out losses from"
+      " fj.adaflood_levels(model, data, folds=..., ...)."
     )
   levels = np.asarray(per_example_levels)
   if levels.shape != (data.num_train,) or not np.issubdtype(levels.dtype, np.number):
     raise ValueError(
-        f"per_example_levels must be numbers of shape (n_train,) = ({data.num_train},),"
-        f" one per training example; got shape {levels.shape}."
+      f"per_example_levels must be numbers of shape (n_train,) = ({data.num_train},),"
+      f" one per training example; got shape {levels.shape}."
     )
   if not np.all(np.isfinite(levels)) or np.any(levels < 0):
     raise ValueError("per_example_levels must be finite losses >= 0; some are not.")
   gammas = np.asarray([0.0] if gamma is None else gamma, np.float64)
-  if gammas.ndim != 1 or gammas.size == 0 or np.any(~np.isfinite(gammas)) or np.any(
-      (gammas < 0) | (gammas > 1)):
+  if (
+    gammas.ndim != 1
+    or gammas.size == 0
+    or np.any(~np.isfinite(gammas))
+    or np.any((gammas < 0) | (gammas > 1))
+  ):
     raise ValueError(
-        f"gamma must be a non-empty list of numbers in [0, 1], e.g. [0.0, 0.5, 0.9];"
-        f" got {gamma!r}."
+      f"gamma must be a non-empty list of numbers in [0, 1], e.g. [0.0, 0.5, 0.9]; got {gamma!r}."
     )
   return "gamma", gammas, levels.astype(np.float32)
 
@@ -604,21 +657,21 @@ def _check_hyperparams(params: Any, optimizer, grid: Grid) -> None:
   numeric, scheduled = injected_hyperparams(opt_state)
   if not numeric and not scheduled:
     raise ValueError(
-        "hyperparams needs an optimizer built with optax.inject_hyperparams, e.g."
-        " optax.inject_hyperparams(optax.sgd)(learning_rate=0.1); this one"
-        " exposes none."
+      "hyperparams needs an optimizer built with optax.inject_hyperparams, e.g."
+      " optax.inject_hyperparams(optax.sgd)(learning_rate=0.1); this one"
+      " exposes none."
     )
   for name in grid.hyperparams:
     if name in scheduled:
       raise ValueError(
-          f"hyperparameter {name!r} is a schedule in this optimizer; give it a"
-          " number (it is set per model) or leave it out of hyperparams."
+        f"hyperparameter {name!r} is a schedule in this optimizer; give it a"
+        " number (it is set per model) or leave it out of hyperparams."
       )
     if name not in numeric:
       raise ValueError(
-          f"the optimizer exposes no hyperparameter {name!r}; it exposes"
-          f" {sorted(numeric)} (wrap the optimizer factory with"
-          " optax.inject_hyperparams to expose its arguments)."
+        f"the optimizer exposes no hyperparameter {name!r}; it exposes"
+        f" {sorted(numeric)} (wrap the optimizer factory with"
+        " optax.inject_hyperparams to expose its arguments)."
       )
 
 
@@ -627,12 +680,13 @@ def _check_model_output(adapter: Adapter, data: Dataset, default_loss: bool) -> 
 
   Returns the abstract parameters (shapes and dtypes). Nothing runs or compiles.
   """
-  x = jax.ShapeDtypeStruct((1,) + data.input_shape, jnp.float32)
+  x = jax.ShapeDtypeStruct((1, *data.input_shape), jnp.float32)
 
   def forward(x):
     params, model_state, rng_state = adapter.init(jax.random.key(0), x)
-    logits, _, _ = adapter.apply(params, model_state, rng_state, x, train=True,
-                                 key=jax.random.key(0))
+    logits, _, _ = adapter.apply(
+      params, model_state, rng_state, x, train=True, key=jax.random.key(0)
+    )
     return params, logits
 
   try:
@@ -640,26 +694,26 @@ def _check_model_output(adapter: Adapter, data: Dataset, default_loss: bool) -> 
   except TypeError as err:
     if adapter.kind == "linen" and "train" in str(err):
       raise TypeError(
-          "fj.sweep calls a linen model as model.apply(variables, x, train=True)"
-          " (False to evaluate); give its __call__ a `train: bool` argument"
-          f" (use it for BatchNorm/Dropout, or ignore it). Flax said: {_first_line(err)}"
+        "fj.sweep calls a linen model as model.apply(variables, x, train=True)"
+        " (False to evaluate); give its __call__ a `train: bool` argument"
+        f" (use it for BatchNorm/Dropout, or ignore it). Flax said: {_first_line(err)}"
       ) from None
     if adapter.kind == "plain":
       raise TypeError(
-          "fj.sweep calls fj.Model as init(key, x) -> params and apply(params, x,"
-          f" train) -> logits; one of them does not fit: {_first_line(err)}"
+        "fj.sweep calls fj.Model as init(key, x) -> params and apply(params, x,"
+        f" train) -> logits; one of them does not fit: {_first_line(err)}"
       ) from None
     raise
   if len(logits.shape) != 2:
     raise ValueError(
-        f"the model must return logits of shape (batch, classes), got"
-        f" {tuple(logits.shape)} for a batch of 1; flatten or pool its output."
+      f"the model must return logits of shape (batch, classes), got"
+      f" {tuple(logits.shape)} for a batch of 1; flatten or pool its output."
     )
   if default_loss and logits.shape[-1] < data.num_classes:
     raise ValueError(
-        f"the model outputs {logits.shape[-1]} logits but the data has"
-        f" {data.num_classes} classes; give its last layer {data.num_classes}"
-        " outputs."
+      f"the model outputs {logits.shape[-1]} logits but the data has"
+      f" {data.num_classes} classes; give its last layer {data.num_classes}"
+      " outputs."
     )
   return params
 
@@ -669,7 +723,6 @@ def _first_line(err: BaseException) -> str:
 
 
 class _NoBar:
-
   def update(self, n: int) -> None:
     del n
 
@@ -683,69 +736,91 @@ def _progress_bar(enabled: bool, total: int, num_models: int, group: int):
   from tqdm.auto import tqdm
 
   return tqdm(
-      total=total,
-      desc=f"sweep: {num_models} models, {group} per call",
-      unit="epoch",
-      dynamic_ncols=True,
+    total=total,
+    desc=f"sweep: {num_models} models, {group} per call",
+    unit="epoch",
+    dynamic_ncols=True,
   )
 
 
-def _check_prune(prune: Optional[Halving], epochs: int) -> tuple[int, ...]:
+def _check_prune(prune: Halving | None, epochs: int) -> tuple[int, ...]:
   """The rungs of a pruned sweep (none without pruning); one-line errors on bad input."""
   if prune is None:
     return ()
   if not isinstance(prune, Halving):
     raise TypeError(
-        f"prune must be fj.Halving(min_epochs=..., factor=...), got {type(prune).__name__}."
+      f"prune must be fj.Halving(min_epochs=..., factor=...), got {type(prune).__name__}."
     )
   if hosts.process_count() > 1:
     raise ValueError(
-        "prune= does not run across several processes yet; run the pruned sweep"
-        " in one process (all its local devices), or leave prune out."
+      "prune= does not run across several processes yet; run the pruned sweep"
+      " in one process (all its local devices), or leave prune out."
     )
   return prune.check(epochs)
 
 
-def _sweep_pruned(prune: Halving, *, model, settings, grid: Grid, mesh: Mesh, data,
-                  num_devices: int, epochs_per_call: int, store, progress: bool,
-                  config: dict[str, Any], eval_epochs: np.ndarray,
-                  level_name: str = "flood_level") -> SweepResult:
+def _sweep_pruned(
+  prune: Halving,
+  *,
+  model,
+  settings,
+  grid: Grid,
+  mesh: Mesh,
+  data,
+  num_devices: int,
+  epochs_per_call: int,
+  store,
+  progress: bool,
+  config: dict[str, Any],
+  eval_epochs: np.ndarray,
+  level_name: str = "flood_level",
+) -> SweepResult:
   """``sweep`` with successive halving: :func:`flood_jax._sweep.prune.run_pruned` runs it."""
   chunk_size, epochs = settings["chunk_size"], settings["epochs"]
   group = chunk_size * num_devices
   stops = [*prune.rungs(epochs), epochs]
-  alive = [grid.num_configs] + prune.survivors_per_rung(grid.num_configs, epochs)
-  total = sum(math.ceil(n * len(grid.seeds) / group) * (stop - first)
-              for n, first, stop in zip(alive, [0, *stops[:-1]], stops))
+  alive = [grid.num_configs, *prune.survivors_per_rung(grid.num_configs, epochs)]
+  total = sum(
+    math.ceil(n * len(grid.seeds) / group) * (stop - first)
+    for n, first, stop in zip(alive, [0, *stops[:-1]], stops, strict=False)
+  )
   start = time.perf_counter()
   bar = _progress_bar(progress, total, grid.num_models, group)
   try:
     history, stacked, pruned_at = run_pruned(
-        prune, grid=grid, program_for=lambda n: get_program(epochs_per_call=n, **settings),
-        mesh=mesh, data=data, num_devices=num_devices, chunk_size=chunk_size,
-        epochs=epochs, epochs_per_call=epochs_per_call, store=store, bar=bar)
+      prune,
+      grid=grid,
+      program_for=lambda n: get_program(epochs_per_call=n, **settings),
+      mesh=mesh,
+      data=data,
+      num_devices=num_devices,
+      chunk_size=chunk_size,
+      epochs=epochs,
+      epochs_per_call=epochs_per_call,
+      store=store,
+      bar=bar,
+    )
   finally:
     bar.close()
   wall_time = time.perf_counter() - start
   history = history[:, eval_epochs - 1]
-  structure = jax.tree.structure(get_program(epochs_per_call=epochs_per_call, **settings)
-                                 .carry_structure[:2])
+  structure = jax.tree.structure(
+    get_program(epochs_per_call=epochs_per_call, **settings).carry_structure[:2]
+  )
   params, model_state = jax.tree.unflatten(structure, stacked)
   if not jax.tree.leaves(model_state):
     model_state = None
   return SweepResult(
-      flood_levels=grid.flood_levels,
-      seeds=grid.seeds,
-      hyperparams=dict(grid.hyperparams),
-      history={m: grid.unflatten(history[..., i]) for i, m in enumerate(METRICS)},
-      final_params=jax.tree.map(grid.unflatten, params),
-      final_batch_stats=(
-          None if model_state is None else jax.tree.map(grid.unflatten, model_state)
-      ),
-      config=config,
-      wall_time=wall_time,
-      model=model,
-      epochs=eval_epochs,
-      pruned_at=pruned_at.reshape(grid.config_shape),
-      level_name=level_name,
+    flood_levels=grid.flood_levels,
+    seeds=grid.seeds,
+    hyperparams=dict(grid.hyperparams),
+    history={m: grid.unflatten(history[..., i]) for i, m in enumerate(METRICS)},
+    final_params=jax.tree.map(grid.unflatten, params),
+    final_batch_stats=(None if model_state is None else jax.tree.map(grid.unflatten, model_state)),
+    config=config,
+    wall_time=wall_time,
+    model=model,
+    epochs=eval_epochs,
+    pruned_at=pruned_at.reshape(grid.config_shape),
+    level_name=level_name,
   )

@@ -21,7 +21,8 @@ import dataclasses
 import functools
 import hashlib
 import math
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -101,16 +102,19 @@ def _inject_states(node: Any):
 
 def _abstract_scalars(num_hyperparams: int) -> tuple[jax.ShapeDtypeStruct, ...]:
   """A model's seed, level and hyperparameters, abstract (tracing them compiles nothing)."""
-  return (jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.float32),
-          jax.ShapeDtypeStruct((num_hyperparams,), jnp.float32))
+  return (
+    jax.ShapeDtypeStruct((), jnp.int32),
+    jax.ShapeDtypeStruct((), jnp.float32),
+    jax.ShapeDtypeStruct((num_hyperparams,), jnp.float32),
+  )
 
 
-_PROGRAMS: "collections.OrderedDict[Any, Program]" = collections.OrderedDict()
-_BY_COMPUTATION: "collections.OrderedDict[Any, Program]" = collections.OrderedDict()
+_PROGRAMS: collections.OrderedDict[Any, Program] = collections.OrderedDict()
+_BY_COMPUTATION: collections.OrderedDict[Any, Program] = collections.OrderedDict()
 _CACHE_SIZE = 8
 
 
-def get_program(**settings: Any) -> "Program":
+def get_program(**settings: Any) -> Program:
   """The compiled program for these settings, shared by every sweep that computes the same.
 
   Two lookups. First by the settings themselves (the same model, optimizer,
@@ -150,13 +154,13 @@ def get_program(**settings: Any) -> "Program":
   return program
 
 
-def _by_computation(program: "Program") -> None:
+def _by_computation(program: Program) -> None:
   """Files a cached program under its computation key, if it is not yet."""
   if program.__dict__.get("_computation") is None:
     _remember(_BY_COMPUTATION, program.computation_key(), program)
 
 
-def _remember(cache: "collections.OrderedDict[Any, Program]", key: Any, program: "Program") -> None:
+def _remember(cache: collections.OrderedDict[Any, Program], key: Any, program: Program) -> None:
   cache[key] = program
   if len(cache) > _CACHE_SIZE:
     cache.popitem(last=False)
@@ -170,7 +174,7 @@ class Program:
   loss_fn: LossFn
   optimizer: optax.GradientTransformation
   objective: str
-  augment: Optional[Augment]
+  augment: Augment | None
   hyperparams: tuple[str, ...]
   input_shape: tuple[int, ...]
   batch_size: int
@@ -187,16 +191,33 @@ class Program:
   def __post_init__(self):
     object.__setattr__(self, "adapter", adapt(self.model))
     sharded = P(AXIS)
-    object.__setattr__(self, "_init", jax.jit(jax.shard_map(
-        self._init_local, mesh=self.mesh,
-        in_specs=(sharded, sharded, sharded, sharded, P()), out_specs=sharded,
-        check_vma=False,
-    )))
-    object.__setattr__(self, "_run", jax.jit(jax.shard_map(
-        self._run_local, mesh=self.mesh,
-        in_specs=(sharded, sharded, sharded, sharded, P(), P()),
-        out_specs=(sharded, sharded), check_vma=False,
-    ), donate_argnums=0))
+    object.__setattr__(
+      self,
+      "_init",
+      jax.jit(
+        jax.shard_map(
+          self._init_local,
+          mesh=self.mesh,
+          in_specs=(sharded, sharded, sharded, sharded, P()),
+          out_specs=sharded,
+          check_vma=False,
+        )
+      ),
+    )
+    object.__setattr__(
+      self,
+      "_run",
+      jax.jit(
+        jax.shard_map(
+          self._run_local,
+          mesh=self.mesh,
+          in_specs=(sharded, sharded, sharded, sharded, P(), P()),
+          out_specs=(sharded, sharded),
+          check_vma=False,
+        ),
+        donate_argnums=0,
+      ),
+    )
 
   # Threefry in its non-partitionable form: the same kind of keys and the same
   # guarantees, but XLA compiles its random-bit generation several times
@@ -208,7 +229,9 @@ class Program:
       return self._init(*args)
 
   def run(self, *args):
-    """``epochs_per_call`` epochs of a chunk: ``(carry, levels, slot_seeds, model_slot, first_epoch, data)``.
+    """``epochs_per_call`` epochs of a chunk.
+
+    Arguments: ``(carry, levels, slot_seeds, model_slot, first_epoch, data)``.
 
     The hyperparameters are not an input: init put them in the optimizer state.
     """
@@ -240,7 +263,7 @@ class Program:
   @functools.cached_property
   def carry_structure(self):
     """Abstract carry of one model (shapes and dtypes, no leading axis)."""
-    x = jax.ShapeDtypeStruct((1,) + self.input_shape, jnp.float32)
+    x = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
     with jax.threefry_partitionable(False):
       return jax.eval_shape(self._init_one, *_abstract_scalars(len(self.hyperparams)), x)
 
@@ -251,12 +274,15 @@ class Program:
     return self.__dict__["_computation"]
 
   def _computation_key(self) -> tuple[Any, ...]:
-    x = jax.ShapeDtypeStruct((self.batch_size,) + self.input_shape, jnp.float32)
+    x = jax.ShapeDtypeStruct((self.batch_size, *self.input_shape), jnp.float32)
     y = jax.ShapeDtypeStruct((self.batch_size,), jnp.int32)
-    x_eval = jax.ShapeDtypeStruct((max(sum(self.eval_sizes), 1),) + self.input_shape, jnp.float32)
+    x_eval = jax.ShapeDtypeStruct((max(sum(self.eval_sizes), 1), *self.input_shape), jnp.float32)
     y_eval = jax.ShapeDtypeStruct(x_eval.shape[:1], jnp.int32)
-    example_levels = (jax.ShapeDtypeStruct((self.batch_size,), jnp.float32)
-                      if self.objective == "adaflood" else None)
+    example_levels = (
+      jax.ShapeDtypeStruct((self.batch_size,), jnp.float32)
+      if self.objective == "adaflood"
+      else None
+    )
 
     def one_model(seed, level, hparams, x, y, x_eval, y_eval, example_levels):
       carry = self._init_one(seed, level, hparams, x)
@@ -266,19 +292,30 @@ class Program:
 
     with jax.threefry_partitionable(False):
       closed = jax.make_jaxpr(one_model)(
-          *_abstract_scalars(len(self.hyperparams)), x, y, x_eval, y_eval, example_levels)
+        *_abstract_scalars(len(self.hyperparams)), x, y, x_eval, y_eval, example_levels
+      )
     digest = hashlib.sha256(str(closed.jaxpr).encode())
     for const in closed.consts:
       array = np.asarray(raw_key_data(const))
       digest.update(f"{array.dtype}{array.shape}".encode())
       digest.update(np.ascontiguousarray(array).tobytes())
-    return (digest.hexdigest(), self.objective, self.hyperparams, self.input_shape,
-            self.batch_size, self.epochs, self.epochs_per_call, self.eval_every,
-            self.eval_sizes, self.eval_batch_size, self.mesh, self.chunk_size,
-            self.also_evaluate)
+    return (
+      digest.hexdigest(),
+      self.objective,
+      self.hyperparams,
+      self.input_shape,
+      self.batch_size,
+      self.epochs,
+      self.epochs_per_call,
+      self.eval_every,
+      self.eval_sizes,
+      self.eval_batch_size,
+      self.mesh,
+      self.chunk_size,
+      self.also_evaluate,
+    )
 
-  def _epoch_one(self, carry, batches, level, seed, epoch, x_train, y_train,
-                 example_levels=None):
+  def _epoch_one(self, carry, batches, level, seed, epoch, x_train, y_train, example_levels=None):
     """One epoch of mini-batch steps for one model; returns its flooded fraction.
 
     With ``objective="adaflood"``, ``level`` is the model's ``gamma`` and
@@ -300,7 +337,8 @@ class Program:
 
       def objective(params):
         logits, new_state, new_rngs = self.adapter.apply(
-            params, model_state, rng_state, x, train=True, key=key)
+          params, model_state, rng_state, x, train=True, key=key
+        )
         losses = self.loss_fn(logits, y)
         if self.objective == "flood":
           value = jnp.mean(losses)
@@ -318,7 +356,8 @@ class Program:
         return value, (new_state, new_rngs, flooded)
 
       (loss, (model_state, rng_state, flooded)), grads = jax.value_and_grad(
-          objective, has_aux=True)(params)
+        objective, has_aux=True
+      )(params)
       updates, opt_state = tx.update(grads, opt_state, params, value=loss)
       params = optax.apply_updates(params, updates)
       return (params, model_state, rng_state, opt_state), flooded
@@ -338,14 +377,14 @@ class Program:
     size = min(self.eval_batch_size, n)
     num_batches = math.ceil(n / size)
     pad = num_batches * size - n
-    xs = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]).reshape(
-        (num_batches, size) + x.shape[1:])
+    xs = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]).reshape(
+      (num_batches, size, *x.shape[1:])
+    )
     ys = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)]).reshape(num_batches, size)
 
     def one_batch(args):
       xb, yb = args
-      logits, _, _ = self.adapter.apply(
-          params, model_state, rng_state, xb, train=False, key=None)
+      logits, _, _ = self.adapter.apply(params, model_state, rng_state, xb, train=False, key=None)
       return self.loss_fn(logits, yb), (jnp.argmax(logits, -1) == yb).astype(jnp.float32)
 
     if num_batches == 1:
@@ -359,7 +398,7 @@ class Program:
       if count == 0:
         out += [jnp.float32(jnp.nan), jnp.float32(jnp.nan)]
       else:
-        out += [jnp.mean(losses[start:start + count]), jnp.mean(correct[start:start + count])]
+        out += [jnp.mean(losses[start : start + count]), jnp.mean(correct[start : start + count])]
       start += count
     return jnp.stack(out)  # train loss, train acc, val loss, val acc, test loss, test acc
 
@@ -375,8 +414,10 @@ class Program:
       return jax.vmap(fn, in_axes=in_axes)
 
     def single(*args):
-      args = [a if axis is None else jax.tree.map(lambda x: x[0], a)
-              for a, axis in zip(args, in_axes)]
+      args = [
+        a if axis is None else jax.tree.map(lambda x: x[0], a)
+        for a, axis in zip(args, in_axes, strict=True)
+      ]
       return jax.tree.map(lambda x: x[None], fn(*args))
 
     return single
@@ -399,9 +440,7 @@ class Program:
     n = per_example.shape[1] if self.objective == HELDOUT else x_train.shape[0]
     steps = n // self.batch_size
     seeds = slot_seeds[0][model_slot]
-    shuffle_keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s))[1])(
-        slot_seeds[0]
-    )
+    shuffle_keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s))[1])(slot_seeds[0])
     evaluate = self._vmap(self._evaluate_one, (0, 0, 0, None, None))
 
     def evaluated(carry):
@@ -412,17 +451,18 @@ class Program:
     def epoch_body(carry, offset):
       epoch = first_epoch + offset
       # One permutation per seed, shared by that seed's models.
-      perms = jax.vmap(
-          lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), n)
-      )(shuffle_keys)
-      batches = perms[:, :steps * self.batch_size].reshape(
-          perms.shape[0], steps, self.batch_size)[model_slot]
+      perms = jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), n))(
+        shuffle_keys
+      )
+      batches = perms[:, : steps * self.batch_size].reshape(perms.shape[0], steps, self.batch_size)[
+        model_slot
+      ]
       if self.objective == HELDOUT:  # positions in a model's own training set -> examples
-        batches = jax.vmap(lambda rows, b: rows[b])(
-            per_example[levels.astype(jnp.int32)], batches)
+        batches = jax.vmap(lambda rows, b: rows[b])(per_example[levels.astype(jnp.int32)], batches)
       example_levels = per_example if self.objective == "adaflood" else None
       carry, flooded = self._vmap(self._epoch_one, (0, 0, 0, 0, None, None, None, None))(
-          carry, batches, levels, seeds, epoch, x_train, y_train, example_levels)
+        carry, batches, levels, seeds, epoch, x_train, y_train, example_levels
+      )
       if self.eval_every == 1:
         metrics = evaluated(carry)
       else:
@@ -430,7 +470,8 @@ class Program:
         for extra in self.also_evaluate:
           due = due | (epoch + 1 == extra)
         metrics = jax.lax.cond(
-            due, evaluated, lambda _: jnp.full((levels.shape[0], 5), jnp.nan), carry)
+          due, evaluated, lambda _: jnp.full((levels.shape[0], 5), jnp.nan), carry
+        )
       return carry, jnp.concatenate([metrics, flooded[:, None]], axis=-1)
 
     carry, metrics = jax.lax.scan(epoch_body, carry, jnp.arange(self.epochs_per_call))

@@ -10,12 +10,22 @@ import shlex
 import sys
 import textwrap
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from flood_jax.cli.args import fraction_list, optimizer_list, parse_levels, positive_int, snake_name
 from flood_jax.cli.common import (
-    OUT_ROOT, PROG, Command, UsageError, add_compile_cache_arguments,
-    default_devices, fail, one_line, request_cpu_devices, use_compile_cache)
+  OUT_ROOT,
+  PROG,
+  Command,
+  UsageError,
+  add_compile_cache_arguments,
+  default_devices,
+  fail,
+  one_line,
+  request_cpu_devices,
+  use_compile_cache,
+)
 
 DESCRIPTION = textwrap.dedent("""\
     Reproduce the flooding paper's findings and write a Markdown table, JSON
@@ -47,13 +57,21 @@ PROTOCOLS = ("synthetic", "mnist1d", "digits", "adaflood", "benchmark")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   """The options of ``flood-jax reproduce``."""
   parser.add_argument("protocol", choices=PROTOCOLS, help="what to reproduce")
-  parser.add_argument("--preset", choices=("cpu", "paper"), default="cpu",
-                      help="synthetic: 'paper' is the paper's protocol (about 80 h on a"
-                      " 2-core CPU); 'cpu' (default) cuts it to about 30 min: noise"
-                      " 0.01/0.05/0.1, levels 0 to 0.5 by 0.05, 5 seeds, 100 epochs,"
-                      " 1,000 test examples. Options given explicitly override it.")
-  parser.add_argument("--dataset", type=snake_name, help="benchmark: mnist, fashion_mnist,"
-                      " kmnist, cifar10, cifar100 or svhn; synthetic: a comma list")
+  parser.add_argument(
+    "--preset",
+    choices=("cpu", "paper"),
+    default="cpu",
+    help="synthetic: 'paper' is the paper's protocol (about 80 h on a"
+    " 2-core CPU); 'cpu' (default) cuts it to about 30 min: noise"
+    " 0.01/0.05/0.1, levels 0 to 0.5 by 0.05, 5 seeds, 100 epochs,"
+    " 1,000 test examples. Options given explicitly override it.",
+  )
+  parser.add_argument(
+    "--dataset",
+    type=snake_name,
+    help="benchmark: mnist, fashion_mnist,"
+    " kmnist, cifar10, cifar100 or svhn; synthetic: a comma list",
+  )
   parser.add_argument("--out", help="output directory (default runs/reproduce-PROTOCOL)")
   parser.add_argument("--levels", type=parse_levels, help="flood levels (0 is added)")
   parser.add_argument("--seeds", type=positive_int, help="number of seeds")
@@ -63,13 +81,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--n-test", type=positive_int, help="synthetic: test examples")
   parser.add_argument("--hidden", type=positive_int, help="MLP width")
   parser.add_argument("--depth", type=positive_int, help="MLP hidden layers")
-  parser.add_argument("--devices", type=positive_int,
-                      help="CPU only: XLA devices (default one per core)")
-  parser.add_argument("--eval-every", type=positive_int, metavar="N",
-                      help="evaluate every N epochs (default: synthetic 2, else 1)")
-  parser.add_argument("--gammas", type=_gamma_list,
-                      help="adaflood: AdaFlood's corrections gamma in [0, 1], comma list (1 is"
-                      " added)")
+  parser.add_argument(
+    "--devices", type=positive_int, help="CPU only: XLA devices (default one per core)"
+  )
+  parser.add_argument(
+    "--eval-every",
+    type=positive_int,
+    metavar="N",
+    help="evaluate every N epochs (default: synthetic 2, else 1)",
+  )
+  parser.add_argument(
+    "--gammas",
+    type=_gamma_list,
+    help="adaflood: AdaFlood's corrections gamma in [0, 1], comma list (1 is added)",
+  )
   parser.add_argument("--folds", type=positive_int, help="adaflood: fold models (default 5)")
   add_compile_cache_arguments(parser)
   parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -84,8 +109,14 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     out = args.out or os.path.join(OUT_ROOT, f"reproduce-{args.protocol}")
     options: dict[str, Any] = {"progress": not args.no_progress}
-    for key, name in [("levels", "flood_levels"), ("seeds", "seeds"), ("epochs", "epochs"),
-                      ("hidden", "hidden"), ("depth", "depth"), ("eval_every", "eval_every")]:
+    for key, name in [
+      ("levels", "flood_levels"),
+      ("seeds", "seeds"),
+      ("epochs", "epochs"),
+      ("hidden", "hidden"),
+      ("depth", "depth"),
+      ("eval_every", "eval_every"),
+    ]:
       if getattr(args, key) is not None:
         options[name] = getattr(args, key)
     if args.protocol != "synthetic" and args.preset != "cpu":
@@ -94,8 +125,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
       raise UsageError("--gammas and --folds apply to reproduce adaflood only")
     if args.protocol == "benchmark":
       if args.dataset is None:
-        raise UsageError("reproduce benchmark needs --dataset (mnist, fashion_mnist,"
-                         " kmnist, cifar10, cifar100 or svhn)")
+        raise UsageError(
+          "reproduce benchmark needs --dataset (mnist, fashion_mnist,"
+          " kmnist, cifar10, cifar100 or svhn)"
+        )
       for key in ("noise", "n_test"):
         if getattr(args, key) is not None:
           raise UsageError(f"--{key.replace('_', '-')} does not apply to reproduce benchmark")
@@ -105,8 +138,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
           raise UsageError("reproduce benchmark takes one optimizer")
         options["optimizer"] = args.optimizers[0]
       start = time.perf_counter()
-      comparisons = reproduce.benchmark(out, dataset=args.dataset,
-                                        model_options=model_options or None, **options)
+      comparisons = reproduce.benchmark(
+        out, dataset=args.dataset, model_options=model_options or None, **options
+      )
     else:
       if args.noise is not None:
         options["noise_rates"] = args.noise
@@ -122,8 +156,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         methods = reproduce.adaflood(out, **options)
         print("\nLast epoch:\n\n" + reproduce.methods_table(methods))
         print("\nEarly stopping:\n\n" + reproduce.methods_table(methods, early_stopping=True))
-        print(f"\nwall time: {time.perf_counter() - start:.0f} s; wrote the tables and"
-              f" reproduce.json to {out}/")
+        print(
+          f"\nwall time: {time.perf_counter() - start:.0f} s; wrote the tables and"
+          f" reproduce.json to {out}/"
+        )
         return 0
       if args.protocol == "synthetic":
         options = {**reproduce.PRESETS[args.preset], **options}
@@ -141,17 +177,22 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
       comparisons = run(out, **options)
     print()
     print(reproduce.markdown_table(comparisons))
-    print(f"\nwall time: {time.perf_counter() - start:.0f} s; wrote the table, reproduce.json"
-          f" and figures to {out}/")
+    print(
+      f"\nwall time: {time.perf_counter() - start:.0f} s; wrote the table, reproduce.json"
+      f" and figures to {out}/"
+    )
     return 0
   except UsageError as err:
     return fail(str(err))
   except (ValueError, TypeError, ImportError) as err:
     return fail(one_line(err))
   except KeyboardInterrupt:
-    command = shlex.join([PROG] + list(argv))
-    print(f"\n{PROG}: interrupted; finished settings and the current sweep's checkpoint"
-          f" are kept: run `{command}` again to resume.", file=sys.stderr)
+    command = shlex.join([PROG, *list(argv)])
+    print(
+      f"\n{PROG}: interrupted; finished settings and the current sweep's checkpoint"
+      f" are kept: run `{command}` again to resume.",
+      file=sys.stderr,
+    )
     return 130
 
 
@@ -168,8 +209,8 @@ def _gamma_list(text: str) -> list[float]:
 
 
 COMMAND = Command(
-    help="reproduce the paper's findings: tables with paired tests, and figures",
-    description=DESCRIPTION,
-    add_arguments=add_arguments,
-    run=run,
+  help="reproduce the paper's findings: tables with paired tests, and figures",
+  description=DESCRIPTION,
+  add_arguments=add_arguments,
+  run=run,
 )
