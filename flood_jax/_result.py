@@ -103,7 +103,9 @@ class SweepResult:
   @property
   def num_epochs(self) -> int:
     """Epochs trained (the last evaluated epoch)."""
-    return int(self.epochs[-1])
+    epochs = self.epochs
+    assert epochs is not None  # __post_init__ always sets it
+    return int(epochs[-1])
 
   @property
   def config_shape(self) -> tuple[int, ...]:
@@ -245,6 +247,8 @@ class SweepResult:
         local_models=None,
         config=dict(self.config, selected=dict(self.config.get("selected", {}), **fixed)),
       )
+    pruned_at = self.pruned_at
+    assert pruned_at is not None  # __post_init__ always sets it
     return dataclasses.replace(
       self,
       history={k: pick(v) for k, v in self.history.items()},
@@ -254,7 +258,7 @@ class SweepResult:
         None if self.final_batch_stats is None else jax.tree.map(pick, self.final_batch_stats)
       ),
       config=dict(self.config, selected=dict(self.config.get("selected", {}), **fixed)),
-      pruned_at=self.pruned_at[tuple(take[: self.pruned_at.ndim])],
+      pruned_at=pruned_at[tuple(take[: pruned_at.ndim])],
     )
 
   def at_best_hyperparams(self) -> SweepResult:
@@ -314,14 +318,14 @@ class SweepResult:
     """
     test_es = self.at_stopping("test_accuracy", "best_val")
     diverged = self.diverged()
+    epochs, pruned_at = self.epochs, self.pruned_at
+    assert epochs is not None and pruned_at is not None  # __post_init__ always sets them
     zero = np.flatnonzero(np.asarray(self.flood_levels) == self._no_flooding)
     rows = []
     for config, index in zip(self.configurations(), np.ndindex(*self.config_shape), strict=True):
       row: dict[str, Any] = dict(config)
       # The last evaluation a configuration had: the end, or its rung.
-      last = (
-        int(np.searchsorted(self.epochs, self.pruned_at[index])) if self.pruned_at[index] else -1
-      )
+      last = int(np.searchsorted(epochs, pruned_at[index])) if pruned_at[index] else -1
       ok = ~diverged[index] & np.isfinite(self.history["val_loss"][index][:, last])
       # Paired by seed against b = 0 at the same hyperparameters.
       base = (int(zero[0]), *index[1:]) if zero.size else None
@@ -346,7 +350,7 @@ class SweepResult:
         row[name] = float(np.mean(kept)) if kept.size else math.nan
         row[name + "_std"] = float(np.std(kept)) if kept.size else math.nan
       row["diverged"] = int(np.sum(diverged[index]))
-      row["pruned_at"] = int(self.pruned_at[index])
+      row["pruned_at"] = int(pruned_at[index])
       rows.append(row)
     return rows
 
@@ -451,6 +455,8 @@ class SweepResult:
       best_es: dict[str, float] | None = self.best("best_val")
     except ValueError:
       best = best_es = None
+    epochs, pruned_at = self.epochs, self.pruned_at
+    assert epochs is not None and pruned_at is not None  # __post_init__ always sets them
     return {
       "axes": list(self.axes),
       "flood_levels": [float(b) for b in self.flood_levels],
@@ -461,12 +467,12 @@ class SweepResult:
       "best_flood_level": None if best is None else best[self.level_name],
       "best_flood_level_early_stopping": None if best_es is None else best_es[self.level_name],
       "wall_time": self.wall_time,
-      "epochs": [int(e) for e in self.epochs],
+      "epochs": [int(e) for e in epochs],
       "config": self.config,
       "final": {metric: self.history[metric][..., -1].tolist() for metric in METRICS},
       "table": self.table(),
       "history": {k: np.asarray(v).tolist() for k, v in self.history.items()},
-      "pruned_at": self.pruned_at.tolist(),
+      "pruned_at": pruned_at.tolist(),
     }
 
   def save(self, directory: str | os.PathLike[str], with_params: bool = True) -> str:
@@ -489,10 +495,9 @@ class SweepResult:
       leaves = jax.tree_util.tree_leaves_with_path(
         {"params": self.final_params, "batch_stats": self.final_batch_stats}
       )
-      np.savez(
-        os.path.join(directory, "params.npz"),
-        **{jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves},
-      )
+      # Any: the checker matches **arrays against savez's allow_pickle: bool too.
+      arrays: dict[str, Any] = {jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}
+      np.savez(os.path.join(directory, "params.npz"), **arrays)
     return path
 
   @classmethod

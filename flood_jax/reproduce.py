@@ -48,7 +48,7 @@ SYNTHETIC_SETS = ("two_gaussians", "sinusoid", "spiral")
 
 # The paper's synthetic protocol: about 80 hours on a 2-core CPU (measured
 # 94 ms per model-epoch for the 4x500 MLP with a 10,000-example test set).
-SYNTHETIC_PAPER = dict(
+SYNTHETIC_PAPER: dict[str, Any] = dict(
   noise_rates=(0.0, 0.01, 0.05, 0.1),
   flood_levels=tuple(np.round(np.arange(0, 0.501, 0.01), 2)),
   seeds=5,
@@ -57,7 +57,7 @@ SYNTHETIC_PAPER = dict(
 )
 # The same settings cut to about 30 minutes on a 2-core CPU: the paper's noise
 # rates, every 5th level, 100 epochs, a 1,000-example test set.
-SYNTHETIC_CPU = dict(
+SYNTHETIC_CPU: dict[str, Any] = dict(
   noise_rates=(0.01, 0.05, 0.1),
   flood_levels=tuple(np.round(np.arange(0, 0.501, 0.05), 2)),
   seeds=5,
@@ -320,6 +320,7 @@ def benchmark(
   if model_name == "mlp":
     load_options.setdefault("flatten", True)
   ds = data_lib.load(dataset, **load_options)
+  assert ds.num_classes is not None  # Dataset infers it on construction
   net = models_lib.get_model(model_name, ds.num_classes, **(model_options or {}))
   settings = [Setting(dataset, 0.0, optimizer, wd) for wd in weight_decays]
   return _run_protocol(
@@ -525,7 +526,7 @@ def _slug(setting: Setting) -> str:
 # noise 0.05 and 0.1, Adam only, 5 seeds, 100 epochs evaluated every 5th (the
 # evaluation of 1,200 examples costs 4 training steps on 100), 5 flood levels
 # (where reproduce synthetic chose b) and 5 values of gamma, 5 fold models.
-ADAFLOOD_CPU = dict(
+ADAFLOOD_CPU: dict[str, Any] = dict(
   datasets=SYNTHETIC_SETS,
   noise_rates=(0.05, 0.1),
   optimizers=("adam",),
@@ -695,8 +696,9 @@ def adaflood(
     ds = load(setting.label_noise)
     # The labels the noise changed (the clean data do not depend on the noise rate).
     flipped = np.asarray(load(0.0).y_train) != np.asarray(ds.y_train)
+    assert ds.num_classes is not None  # Dataset infers it on construction
     model = models_lib.MLP(num_classes=ds.num_classes, hidden=hidden, depth=depth)
-    kw = dict(
+    kw: dict[str, Any] = dict(
       seeds=seed_list,
       epochs=epochs,
       batch_size=min(batch_size, ds.num_train),

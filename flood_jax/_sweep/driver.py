@@ -23,7 +23,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -306,7 +306,11 @@ def sweep(
   pad_index = np.concatenate([np.arange(num_models), np.full(padded - num_models, num_models - 1)])
   run_mesh = Mesh(np.asarray(devices[:num_devices]), (AXIS,))
   run_data, eval_sizes = device_data(data, run_mesh, train_eval_size, bool(eval_test))
-  trained = data.num_train if _fold_sets is None else extra.shape[1]
+  if _fold_sets is None:
+    trained = data.num_train
+  else:
+    assert extra is not None  # with fold sets, _level_axis returns them as extra
+    trained = extra.shape[1]
   if extra is not None:
     if batch_size > trained:
       raise ValueError(
@@ -408,10 +412,11 @@ def sweep(
       rows = slice(call * group, (call + 1) * group)
       done = store.load_done(call) if store else None
       if done is not None:
-        history[rows], final_leaves[call] = done
+        history[rows], done_leaves = done
         if multi_process and not gather_params:
           mine = hosts.local_indices(NamedSharding(run_mesh, P(AXIS)), group)
-          final_leaves[call] = [x[mine] for x in final_leaves[call]]
+          done_leaves = [x[mine] for x in done_leaves]
+        final_leaves[call] = done_leaves
         bar.update(epochs)
         continue
       index = pad_index[rows]
@@ -430,6 +435,7 @@ def sweep(
         epoch = 0
       while epoch < epochs:
         this = program if epochs - epoch >= epochs_per_call else tail_program
+        assert this is not None  # fewer than epochs_per_call epochs left only when tail > 0
         carry, metrics = this.run(
           carry, chunk_levels, slot_seeds, model_slot, np.int32(epoch), run_data
         )
@@ -451,9 +457,10 @@ def sweep(
             store.save_done(call, gathered, history[rows])
         final_leaves[call] = gathered if gather_params else [hosts.local_rows(x) for x in kept]
       else:
-        final_leaves[call] = kept if on_device else [np.asarray(x) for x in kept]
+        call_leaves = kept if on_device else [np.asarray(x) for x in kept]
+        final_leaves[call] = call_leaves
         if store is not None:
-          store.save_done(call, final_leaves[call], history[rows])
+          store.save_done(call, call_leaves, history[rows])
   except jax.errors.JaxRuntimeError as err:
     if not multi_process:
       raise
@@ -463,6 +470,8 @@ def sweep(
   wall_time = time.perf_counter() - start
 
   history = history[:num_models][:, eval_epochs - 1]
+  # Every call set its entry in the loop above (or it raised).
+  filled = cast(list[list[Any]], final_leaves)
   local_models = None
   if multi_process and not gather_params:
     # This process's models, call after call (padding copies dropped).
@@ -471,15 +480,13 @@ def sweep(
     keep = flat < num_models
     local_models = flat[keep]
     stacked = [
-      np.concatenate([leaves[i] for leaves in final_leaves])[keep]
-      for i in range(len(final_leaves[0]))
+      np.concatenate([leaves[i] for leaves in filled])[keep] for i in range(len(filled[0]))
     ]
   elif num_calls == 1:
-    stacked = [x if padded == num_models else x[:num_models] for x in final_leaves[0]]
+    stacked = [x if padded == num_models else x[:num_models] for x in filled[0]]
   else:
     stacked = [
-      np.concatenate([leaves[i] for leaves in final_leaves])[:num_models]
-      for i in range(len(final_leaves[0]))
+      np.concatenate([leaves[i] for leaves in filled])[:num_models] for i in range(len(filled[0]))
     ]
   structure = jax.tree.structure(program.carry_structure[:2])
   params, model_state = jax.tree.unflatten(structure, stacked)

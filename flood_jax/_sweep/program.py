@@ -239,6 +239,9 @@ class Program:
       return self._run(*args)
 
   adapter: Adapter = dataclasses.field(init=False, repr=False)
+  # The jitted, sharded init and run; set by __post_init__.
+  _init: Callable[..., Any] = dataclasses.field(init=False, repr=False)
+  _run: Callable[..., Any] = dataclasses.field(init=False, repr=False)
 
   # -- one model ------------------------------------------------------------
 
@@ -348,6 +351,7 @@ class Program:
           flooded = jnp.float32(0)
         else:
           if self.objective == "adaflood":
+            assert example_levels is not None  # an AdaFlood program always passes them
             level_i = adaflood_level(example_levels[idx], level)
           else:
             level_i = level
@@ -437,7 +441,11 @@ class Program:
     # A fifth array: AdaFlood's per-example levels, or the fold models'
     # training sets (fold k's model trains on train_sets[k], its level is k).
     per_example = data[4] if len(data) > 4 else None
-    n = per_example.shape[1] if self.objective == HELDOUT else x_train.shape[0]
+    if self.objective == HELDOUT:
+      assert per_example is not None  # the fold models' training sets are always passed
+      n = per_example.shape[1]
+    else:
+      n = x_train.shape[0]
     steps = n // self.batch_size
     seeds = slot_seeds[0][model_slot]
     shuffle_keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s))[1])(slot_seeds[0])
@@ -458,6 +466,7 @@ class Program:
         model_slot
       ]
       if self.objective == HELDOUT:  # positions in a model's own training set -> examples
+        assert per_example is not None  # as above
         batches = jax.vmap(lambda rows, b: rows[b])(per_example[levels.astype(jnp.int32)], batches)
       example_levels = per_example if self.objective == "adaflood" else None
       carry, flooded = self._vmap(self._epoch_one, (0, 0, 0, 0, None, None, None, None))(
