@@ -134,21 +134,15 @@ def compare(result: SweepResult, setting: Setting) -> Comparison:
   if not np.any(levels == 0.0):
     raise ValueError("the sweep's levels must include 0.0, the no-flooding baseline.")
   base = int(np.flatnonzero(levels == 0.0)[0])
-  seeds = np.arange(len(result.seeds))
-  final_val = result.val_score("final")  # (levels, seeds)
-  best_val = result.val_score("best_val")
-  test_final = result.history["test_accuracy"][..., -1]
-  test_es = result.at_stopping("test_accuracy", "best_val")
-  pick = _argmax_first(final_val)
-  pick_es = _argmax_first(best_val)
+  flood, flood_es, chosen, chosen_es = choose_per_seed(result)
   return Comparison(
     setting=setting,
-    no_flood=test_final[base],
-    no_flood_es=test_es[base],
-    flood=test_final[pick, seeds],
-    flood_es=test_es[pick_es, seeds],
-    chosen=levels[pick],
-    chosen_es=levels[pick_es],
+    no_flood=result.history["test_accuracy"][..., -1][base],
+    no_flood_es=result.at_stopping("test_accuracy", "best_val")[base],
+    flood=flood,
+    flood_es=flood_es,
+    chosen=chosen,
+    chosen_es=chosen_es,
   )
 
 
@@ -436,6 +430,11 @@ def _write_outputs(name, out_dir, comparisons, wall_time, config) -> None:
       f" best-validation epoch. Wall time so far: {wall_time:.0f} s.\n\n"
     )
     f.write(table + "\n")
+  _write_json(name, out_dir, comparisons, wall_time, config)
+
+
+def _write_json(name, out_dir, comparisons, wall_time, config) -> None:
+  """``reproduce.json``: the protocol, its settings and every comparison."""
   with open(os.path.join(out_dir, "reproduce.json"), "w") as f:
     json.dump(
       {
@@ -810,14 +809,4 @@ def _write_methods_outputs(out_dir, comparisons, wall_time, config) -> None:
       f" {wall_time:.0f} s.\n\nLast epoch:\n\n{methods_table(comparisons)}\n\n"
       f"Early stopping:\n\n{methods_table(comparisons, early_stopping=True)}\n"
     )
-  with open(os.path.join(out_dir, "reproduce.json"), "w") as f:
-    json.dump(
-      {
-        "protocol": "adaflood",
-        "wall_time": wall_time,
-        "config": config,
-        "comparisons": [c.to_dict() for c in comparisons],
-      },
-      f,
-      indent=1,
-    )
+  _write_json("adaflood", out_dir, comparisons, wall_time, config)
