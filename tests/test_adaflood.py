@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from test_sweep import SmallMLP, _spiral_like, assert_bitwise_equal
+from test_sweep import SmallMLP, _toy_dataset, assert_bitwise_equal
 
 import flood_jax as fj
 from flood_jax._sweep import program as program_lib
@@ -14,16 +14,7 @@ from flood_jax._sweep import program as program_lib
 
 @pytest.fixture(scope="module")
 def data():
-  x, y = _spiral_like(n=200, noise=0.1, seed=1)
-  return fj.Dataset(
-    x_train=x[:100],
-    y_train=y[:100],
-    x_val=x[100:150],
-    y_val=y[100:150],
-    x_test=x[150:],
-    y_test=y[150:],
-    name="toy",
-  )
+  return _toy_dataset(n=200, n_train=100, n_val=50, seed=1)
 
 
 KW = dict(

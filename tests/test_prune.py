@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-from test_sweep import SmallMLP, _Interrupt, _spiral_like, assert_bitwise_equal
+from test_sweep import SmallMLP, _Interrupt, _toy_dataset, assert_bitwise_equal
 
 import flood_jax as fj
 from flood_jax import _sweep
@@ -33,16 +33,7 @@ KW = dict(
 
 @pytest.fixture(scope="module")
 def data():
-  x, y = _spiral_like()
-  return fj.Dataset(
-    x_train=x[:120],
-    y_train=y[:120],
-    x_val=x[120:180],
-    y_val=y[120:180],
-    x_test=x[180:],
-    y_test=y[180:],
-    name="toy",
-  )
+  return _toy_dataset()
 
 
 @pytest.fixture(scope="module")

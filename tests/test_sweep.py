@@ -41,14 +41,20 @@ def _spiral_like(n=240, noise=0.1, seed=0):
 
 @pytest.fixture(scope="module")
 def data():
-  x, y = _spiral_like()
+  return _toy_dataset()
+
+
+def _toy_dataset(n=240, n_train=120, n_val=60, seed=0) -> fj.Dataset:
+  """The spiral-like toy set: ``n_train`` training, ``n_val`` validation, the rest test."""
+  x, y = _spiral_like(n=n, seed=seed)
+  stop = n_train + n_val
   return fj.Dataset(
-    x_train=x[:120],
-    y_train=y[:120],
-    x_val=x[120:180],
-    y_val=y[120:180],
-    x_test=x[180:],
-    y_test=y[180:],
+    x_train=x[:n_train],
+    y_train=y[:n_train],
+    x_val=x[n_train:stop],
+    y_val=y[n_train:stop],
+    x_test=x[stop:],
+    y_test=y[stop:],
     name="toy",
   )
 
