@@ -123,4 +123,10 @@ def _as_labels(y: ArrayLike, name: str) -> np.ndarray:
       raise ValueError(f"{name} must hold integer class labels, got non-integers.")
   elif not np.issubdtype(y.dtype, np.integer) and y.dtype != np.bool_:
     raise ValueError(f"{name} must hold integer class labels, got dtype {y.dtype}.")
+  # Labels are int32 on the device: a larger one would wrap around silently.
+  if y.size and y.dtype != np.bool_ and (y.min() < -(2**31) or y.max() >= 2**31):
+    raise ValueError(
+      f"{name} holds labels outside int32 (from {y.min()} to {y.max()}); number"
+      " the classes 0 to num_classes - 1."
+    )
   return y.astype(np.int32)

@@ -8,11 +8,15 @@ not drawn from a stream that a restart would reset.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import json
 import os
 import shutil
+import socket
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +27,8 @@ import numpy as np
 from flood_jax._dataset import Dataset
 from flood_jax._sweep import hosts
 
-VERSION = 3
+# 4: every entry carries the SHA-256 of its files; the fingerprint names the computation.
+VERSION = 4
 # A finished call is saved at once; the call in progress at most this often
 # (saving costs ~0.1 s, too much to pay after every call of a fast sweep).
 # Tests shorten it to exercise mid-call saves.
@@ -38,22 +43,165 @@ def checksum(data: Dataset) -> str:
   return digest.hexdigest()[:16]
 
 
+class CheckpointError(RuntimeError):
+  """A checkpoint that cannot be written, or a directory another sweep holds (one line)."""
+
+
+class CheckpointSaveError(CheckpointError):
+  """A save that failed during training; what was saved before it is kept.
+
+  Attributes:
+    cause: what went wrong, briefly (e.g. ``"No space left on device"``).
+    directory: the checkpoint directory, which holds the last good state.
+    finished: how many finished calls it holds.
+  """
+
+  def __init__(self, message: str, *, cause: str, directory: str, finished: int):
+    super().__init__(message)
+    self.cause, self.directory, self.finished = cause, directory, finished
+
+
+class CheckpointWarning(UserWarning):
+  """A damaged or missing part of a checkpoint: that part is trained again."""
+
+
+# The saved files of one entry (a finished call, the call in progress, a
+# pruned sweep's state) and their SHA-256, written into the entry before it
+# takes its name, so an entry without it was never finished.
+MANIFEST = "flood_jax_checksums.json"
+LOCK = "sweep.lock"
+# Locks this process holds (directories), so a lock with our own pid that no
+# live store holds is recognized as left over.
+_HELD: set[str] = set()
+
+
+def check_directory(directory: Any) -> None:
+  """One-line errors for a ``checkpoint_dir`` that cannot be one: empty, or a file."""
+  if not isinstance(directory, (str, os.PathLike)):
+    raise TypeError(
+      f"checkpoint_dir must be a path (str or os.PathLike), got {type(directory).__name__}."
+    )
+  path = os.fspath(directory)
+  if not str(path).strip():
+    raise ValueError(
+      "checkpoint_dir is empty; give a directory for the checkpoint, e.g."
+      " checkpoint_dir='runs/sweep1', or None for no checkpoint."
+    )
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ValueError(
+      f"checkpoint_dir {path} is a file, not a directory; give a directory"
+      " (new or holding this sweep's checkpoint)."
+    )
+
+
+def file_digests(directory: str) -> dict[str, list[Any]]:
+  """``{relative path: [size, sha256]}`` of every file under ``directory`` (the manifest)."""
+  out: dict[str, list[Any]] = {}
+  for root, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, directory)
+      if rel == MANIFEST:
+        continue
+      out[rel] = [os.path.getsize(path), _sha256(path)]
+  return out
+
+
+def _sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def verify(directory: str) -> str | None:
+  """Why the entry in ``directory`` is damaged (one phrase), or ``None`` if its files are intact."""
+  try:
+    with open(os.path.join(directory, MANIFEST)) as f:
+      expected = json.load(f)
+  except FileNotFoundError:
+    return f"its checksums ({MANIFEST}) are missing"
+  except (OSError, ValueError):
+    return f"its checksums ({MANIFEST}) are unreadable"
+  for rel, (size, sha) in sorted(expected.items()):
+    path = os.path.join(directory, rel)
+    if not os.path.isfile(path):
+      return f"{rel} is missing"
+    if os.path.getsize(path) != size:
+      return f"{rel} has {os.path.getsize(path)} bytes, {size} were saved"
+    if _sha256(path) != sha:
+      return f"{rel} does not match its checksum"
+  return None
+
+
 class CheckpointStore:
-  """The checkpoint directory of one sweep, refused if it holds another sweep."""
+  """The checkpoint directory of one sweep, refused if it holds another sweep.
+
+  Guarantees: a save either completes (the entry is written under a temporary
+  name with a manifest of its files' SHA-256, then renamed) or raises
+  :class:`CheckpointError` leaving the last good entries as they were and no
+  temporary directory; a loaded entry matches its checksums (else a
+  :class:`CheckpointWarning` names it and it is trained again); and one
+  sweep at a time uses the directory (``sweep.lock``, taken with ``O_EXCL``).
+  """
 
   def __init__(self, directory: str, fingerprint: dict[str, Any]):
     import orbax.checkpoint as ocp  # Imported here: it is slow to import.
 
+    check_directory(directory)
     self.directory = os.path.abspath(directory)
-    os.makedirs(self.directory, exist_ok=True)
+    self._locked = False
+    self._current_damaged = False
+    try:
+      os.makedirs(self.directory, exist_ok=True)
+    except OSError as err:
+      raise CheckpointError(
+        f"cannot create checkpoint_dir {self.directory}: {err.strerror}; give a"
+        " directory you can write to."
+      ) from None
+    # One sweep at a time: process 0 takes the lock before it reads or writes
+    # anything; the others learn whether it got it.
+    problem = self._lock() if hosts.is_main() else None
+    if not hosts.agree(problem is None):
+      raise CheckpointError(
+        problem or f"process 0 could not lock checkpoint_dir {self.directory}; see its error."
+      )
+    try:
+      self._check_fingerprint(directory, fingerprint)
+    except BaseException:
+      self.close()
+      raise
+    # Synchronous: Orbax's asynchronous checkpointer leaves threads waiting
+    # for good when a save fails (a read-only directory hung the process).
+    self._checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+    self._last_save = time.monotonic()
+
+  def _check_fingerprint(self, directory: str, fingerprint: dict[str, Any]) -> None:
     meta_path = os.path.join(self.directory, "sweep.json")
     # As JSON reads it back (tuples become lists), so the two compare fairly.
     fingerprint = json.loads(json.dumps(dict(fingerprint, version=VERSION)))
     exists = os.path.exists(meta_path)
     hosts.barrier("flood_jax_checkpoint_meta_read")  # all look before process 0 writes
+    ways_out = "pass the same arguments to resume it, or a new directory"
     if exists:
-      with open(meta_path) as f:
-        saved = json.load(f)
+      try:
+        with open(meta_path) as f:
+          saved = json.load(f)
+        if not isinstance(saved, dict):
+          raise ValueError("not a JSON object")
+      except (OSError, ValueError) as err:
+        raise ValueError(
+          f"checkpoint_dir {directory}: its fingerprint sweep.json is unreadable"
+          f" ({_first_line(err)}), so which sweep it holds is unknown; pass a new"
+          " directory (or delete this one to start over)."
+        ) from None
+      if saved.get("version") != VERSION and "version" in saved:
+        raise ValueError(
+          f"checkpoint_dir {directory} holds a checkpoint of format"
+          f" {saved.get('version')!r}, this flood_jax writes format {VERSION};"
+          " pass a new directory (or delete this one to start over)."
+        )
       processes = saved.get("processes", 1)
       if processes != fingerprint.get("processes", 1):
         raise ValueError(
@@ -65,17 +213,86 @@ class CheckpointStore:
         changed = sorted(
           k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k)
         )
+        named = [_DESCRIBE.get(k, k) for k in changed]
         raise ValueError(
           f"checkpoint_dir {directory} holds a different sweep (differs in:"
-          f" {', '.join(changed)}); pass the same arguments to resume, or a new"
-          " directory."
+          f" {', '.join(named)}); {ways_out}."
         )
-    elif hosts.is_main():
-      with open(meta_path + ".tmp", "w") as f:
-        json.dump(fingerprint, f, indent=1)
-      os.replace(meta_path + ".tmp", meta_path)
-    self._checkpointer = ocp.StandardCheckpointer()
-    self._last_save = time.monotonic()
+      return
+    entries = [n for n in os.listdir(self.directory) if n not in (LOCK, "command.json")]
+    if entries:
+      raise ValueError(
+        f"checkpoint_dir {directory} holds {', '.join(sorted(entries)[:3])}"
+        f"{', ...' if len(entries) > 3 else ''} but no sweep.json (the fingerprint"
+        " of the sweep that wrote it), so it cannot be resumed safely; pass a new"
+        " directory (or empty this one to start over)."
+      )
+    if hosts.is_main():
+      try:
+        with open(meta_path + ".tmp", "w") as f:
+          json.dump(fingerprint, f, indent=1)
+        os.replace(meta_path + ".tmp", meta_path)
+      except OSError as err:
+        _remove(meta_path + ".tmp")
+        raise CheckpointError(
+          f"cannot write to checkpoint_dir {self.directory}: {err.strerror}; give a"
+          " directory you can write to (with free space)."
+        ) from None
+
+  # -- the lock ---------------------------------------------------------------
+
+  def _lock(self) -> str | None:
+    """Takes ``sweep.lock``; the reason it cannot (one line), or ``None``."""
+    path = os.path.join(self.directory, LOCK)
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+    for _ in range(2):
+      try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        holder = _read_lock(path)
+        if _stale(holder, self.directory, path):
+          _remove(path)
+          continue
+        who = (
+          f"process {holder.get('pid')} on host {holder.get('host')}"
+          if holder
+          else "another process"
+        )
+        return (
+          f"checkpoint_dir {self.directory} is in use by another sweep ({who},"
+          f" {LOCK}); wait for it to finish, or pass another directory (if no"
+          f" sweep runs there, delete {path})."
+        )
+      except OSError as err:
+        return (
+          f"cannot write to checkpoint_dir {self.directory}: {err.strerror}; give a"
+          " directory you can write to (with free space)."
+        )
+      try:
+        with os.fdopen(fd, "w") as f:
+          json.dump(me, f)
+      except OSError as err:
+        _remove(path)
+        return (
+          f"cannot write to checkpoint_dir {self.directory}: {err.strerror}; give a"
+          " directory you can write to (with free space)."
+        )
+      self._locked = True
+      _HELD.add(self.directory)
+      return None
+    return f"could not lock checkpoint_dir {self.directory}; delete {path} if no sweep runs there."
+
+  def close(self) -> None:
+    """Releases the lock (the checkpointer holds nothing between saves)."""
+    if self._locked:
+      _remove(os.path.join(self.directory, LOCK))
+      _HELD.discard(self.directory)
+      self._locked = False
+    checkpointer = self.__dict__.get("_checkpointer")
+    if checkpointer is not None:
+      checkpointer.close()
+
+  # -- saving and loading ------------------------------------------------------
 
   def due(self, agree: bool = False) -> bool:
     """Whether the call in progress is due a save (``EVERY_S``).
@@ -86,26 +303,71 @@ class CheckpointStore:
     due = time.monotonic() - self._last_save >= EVERY_S
     return hosts.agree(due) if agree else due
 
+  def finished_calls(self) -> list[int]:
+    """The finished calls on disk (``done_NNNNN``), sorted."""
+    names = os.listdir(self.directory) if os.path.isdir(self.directory) else []
+    return sorted(int(n[5:]) for n in names if n.startswith("done_") and n[5:].isdigit())
+
   # Under several processes every process calls save with the same (gathered)
   # tree; Orbax writes it once, from process 0, and the directory moves are
   # process 0's between barriers. The directory must be one they all see.
   def _save(self, path: str, tree: dict[str, Any]) -> None:
     tmp = path + ".partial"
+    failure: str | None = None
     if hosts.is_main():
-      shutil.rmtree(tmp, ignore_errors=True)
+      _clear_partial(tmp)
     hosts.barrier("flood_jax_checkpoint_clear")
-    self._checkpointer.save(tmp, tree)
-    self._checkpointer.wait_until_finished()
-    if hosts.is_main():
-      shutil.rmtree(path, ignore_errors=True)
-      os.replace(tmp, path)
+    try:
+      self._checkpointer.save(tmp, tree)
+      if hosts.is_main():
+        manifest = file_digests(tmp)
+        with open(os.path.join(tmp, MANIFEST), "w") as f:
+          json.dump(manifest, f)
+          f.flush()
+          os.fsync(f.fileno())
+    except Exception as err:  # Orbax reports disk errors as ValueError, OSError, ...
+      failure = _cause(err)
+    if hosts.is_main() and failure is None:
+      try:
+        _remove(path)
+        os.replace(tmp, path)
+      except OSError as err:
+        failure = _cause(err)
+    if hosts.is_main() and failure is not None:
+      _clear_partial(tmp)
+    if not hosts.agree(failure is None) or failure is not None:
+      raise self._save_error(path, failure)
     hosts.barrier("flood_jax_checkpoint_saved")
     self._last_save = time.monotonic()
 
-  def _restore(self, path: str) -> dict[str, Any] | None:
+  def _save_error(self, path: str, failure: str | None) -> CheckpointSaveError:
+    done = len(self.finished_calls())
+    cause = failure or "on process 0"
+    return CheckpointSaveError(
+      f"saving the checkpoint {os.path.basename(path)} failed ({cause}); the last"
+      f" good state is kept in {self.directory} ({done} finished"
+      f" call{'s' if done != 1 else ''}): free space there (or make it writable),"
+      " then run the same sweep again to resume from it.",
+      cause=cause,
+      directory=self.directory,
+      finished=done,
+    )
+
+  def _restore(self, path: str, what: str) -> dict[str, Any] | None:
     if not os.path.isdir(path):
       return None
-    return self._checkpointer.restore(path)
+    damage = verify(path)
+    if damage is None:
+      try:
+        return self._checkpointer.restore(path)
+      except Exception as err:  # a file that reads wrong is damage too
+        damage = f"it does not restore: {_first_line(err)}"
+    warnings.warn(
+      f"checkpoint {path} is damaged ({damage}); {what} is trained again.",
+      CheckpointWarning,
+      stacklevel=4,
+    )
+    return None
 
   def save_current(self, call: int, carry, epoch: int, history: np.ndarray) -> None:
     self._save(
@@ -119,7 +381,12 @@ class CheckpointStore:
     )
 
   def load_current(self, call: int, structure):
-    tree = self._restore(os.path.join(self.directory, "current"))
+    path = os.path.join(self.directory, "current")
+    if self._current_damaged or not os.path.isdir(path):
+      return None
+    tree = self._restore(path, "the call in progress")
+    if tree is None:
+      self._current_damaged = True  # said once; the call starts over
     if tree is None or int(tree["call"]) != call:
       return None
     leaves = _tree_to_leaves(tree["carry"], jax.tree.leaves(structure))
@@ -140,7 +407,18 @@ class CheckpointStore:
     hosts.barrier("flood_jax_checkpoint_done")
 
   def load_done(self, call: int):
-    tree = self._restore(os.path.join(self.directory, f"done_{call:05d}"))
+    path = os.path.join(self.directory, f"done_{call:05d}")
+    if not os.path.isdir(path):
+      later = [c for c in self.finished_calls() if c > call]
+      if later:
+        warnings.warn(
+          f"checkpoint {path} is missing (call {later[0]} after it is there);"
+          f" call {call} is trained again.",
+          CheckpointWarning,
+          stacklevel=2,
+        )
+      return None
+    tree = self._restore(path, f"call {call}")
     if tree is None:
       return None
     return tree["history"], _tree_to_leaves(tree["leaves"])
@@ -150,8 +428,83 @@ class CheckpointStore:
     self._save(os.path.join(self.directory, name), tree)
 
   def load_tree(self, name: str) -> dict[str, Any] | None:
-    """What :meth:`save_tree` saved under ``name``, or ``None``."""
-    return self._restore(os.path.join(self.directory, name))
+    """What :meth:`save_tree` saved under ``name``, or ``None`` (also if damaged: warned)."""
+    return self._restore(os.path.join(self.directory, name), "the sweep")
+
+
+# What a changed fingerprint entry means, for the error message.
+_DESCRIBE = {
+  "computation": "computation (the model, optimizer, loss or objective)",
+  "data_checksum": "data_checksum (the data)",
+}
+
+
+def _read_lock(path: str) -> dict[str, Any] | None:
+  try:
+    with open(path) as f:
+      holder = json.load(f)
+    return holder if isinstance(holder, dict) else None
+  except (OSError, ValueError):
+    return None
+
+
+def _stale(holder: dict[str, Any] | None, directory: str, path: str) -> bool:
+  """Whether a lock's holder is gone: a dead process on this host, or this process's leftover."""
+  if holder is None:
+    # Unreadable: a holder that died between creating and writing it, unless just created.
+    try:
+      return time.time() - os.path.getmtime(path) > 10.0
+    except OSError:
+      return True
+  if holder.get("host") != socket.gethostname():
+    return False  # another host's process: it cannot be checked from here
+  pid = holder.get("pid")
+  if not isinstance(pid, int) or pid <= 0:
+    return True
+  if pid == os.getpid():
+    return directory not in _HELD
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return True
+  except PermissionError:
+    return False  # alive, another user's
+  return False
+
+
+def _remove(path: str) -> None:
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path, ignore_errors=True)
+  else:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(path)
+
+
+def _clear_partial(tmp: str) -> None:
+  """Removes a half-written entry: ours (``.partial``) and Orbax's own temporary name for it."""
+  for path in glob.glob(glob.escape(tmp) + "*"):
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# What a failed write says, as the operating system names it (Orbax wraps it in long text).
+_OS_ERRORS = ("No space left on device", "Read-only file system", "Permission denied")
+
+
+def _cause(err: BaseException) -> str:
+  """A short reason for a failed save: the operating system's words when they are there."""
+  if isinstance(err, OSError) and err.strerror:
+    return err.strerror
+  text = str(err)
+  for words in _OS_ERRORS:
+    if words in text:
+      return words
+  line = _first_line(err)
+  return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _first_line(err: BaseException) -> str:
+  text = str(err).strip()
+  return text.splitlines()[0] if text else type(err).__name__
 
 
 # Orbax restores plain dicts, not NamedTuples (optimizer states): a carry is

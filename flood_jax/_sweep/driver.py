@@ -22,6 +22,7 @@ import hashlib
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -284,6 +285,8 @@ def sweep(
     eval_every,
     train_eval_size,
   )
+  if checkpoint_dir is not None:
+    checkpoint.check_directory(checkpoint_dir)
   level_name, levels, extra = _level_axis(
     data, objective, flood_levels, per_example_levels, gamma, _fold_sets
   )
@@ -294,6 +297,8 @@ def sweep(
     adapter, data, default_loss=loss_fn is optax.softmax_cross_entropy_with_integer_labels
   )
   _check_hyperparams(abstract_params, optimizer, grid)
+  if augment is not None:
+    _check_augment(augment, data, batch_size)
   num_models = grid.num_models
   flat_levels, flat_hparams, flat_seeds = grid.flat()
 
@@ -383,11 +388,15 @@ def sweep(
     )
   store = None
   if checkpoint_dir is not None:
-    fingerprint = dict(config, data_checksum=checkpoint.checksum(data))
+    # The traced one-model program names the model, optimizer, loss and
+    # objective, so a resume with any of them changed is refused.
+    fingerprint = dict(
+      config, data_checksum=checkpoint.checksum(data), computation=program.computation_key()[0]
+    )
     store = checkpoint.CheckpointStore(os.fspath(checkpoint_dir), fingerprint)
 
   if prune is not None:
-    return _sweep_pruned(
+    pruned = _sweep_pruned(
       prune,
       model=model,
       settings=settings,
@@ -402,6 +411,9 @@ def sweep(
       eval_epochs=eval_epochs,
       level_name=level_name,
     )
+    if loss_fn is optax.softmax_cross_entropy_with_integer_labels:
+      _warn_if_at_chance(pruned, data)
+    return pruned
   history = np.full((padded, epochs, len(METRICS)), np.nan, np.float32)
   # Per call, the leaves of (params, model_state): what the result keeps.
   final_leaves: list[list[Any] | None] = [None] * num_calls
@@ -467,6 +479,8 @@ def sweep(
     raise hosts.lost_process(err, checkpoint_dir) from err
   finally:
     bar.close()
+    if store is not None:
+      store.close()
   wall_time = time.perf_counter() - start
 
   history = history[:num_models][:, eval_epochs - 1]
@@ -493,7 +507,7 @@ def sweep(
   if not jax.tree.leaves(model_state):
     model_state = None
   unflatten = grid.unflatten if local_models is None else (lambda x: x)
-  return SweepResult(
+  result = SweepResult(
     flood_levels=grid.flood_levels,
     seeds=grid.seeds,
     hyperparams=dict(grid.hyperparams),
@@ -507,6 +521,9 @@ def sweep(
     epochs=eval_epochs,
     level_name=level_name,
   )
+  if loss_fn is optax.softmax_cross_entropy_with_integer_labels:
+    _warn_if_at_chance(result, data)
+  return result
 
 
 def _checkpointed(carry: Any) -> Any:
@@ -687,7 +704,9 @@ def _check_model_output(adapter: Adapter, data: Dataset, default_loss: bool) -> 
 
   Returns the abstract parameters (shapes and dtypes). Nothing runs or compiles.
   """
-  x = jax.ShapeDtypeStruct((1, *data.input_shape), jnp.float32)
+  # A batch of more than one, so logits of batch 1 (which broadcast against
+  # the labels and train) are caught.
+  x = jax.ShapeDtypeStruct((_CHECK_BATCH, *data.input_shape), jnp.float32)
 
   def forward(x):
     params, model_state, rng_state = adapter.init(jax.random.key(0), x)
@@ -711,10 +730,11 @@ def _check_model_output(adapter: Adapter, data: Dataset, default_loss: bool) -> 
         f" train) -> logits; one of them does not fit: {_first_line(err)}"
       ) from None
     raise
-  if len(logits.shape) != 2:
+  if len(logits.shape) != 2 or logits.shape[0] != _CHECK_BATCH:
     raise ValueError(
       f"the model must return logits of shape (batch, classes), got"
-      f" {tuple(logits.shape)} for a batch of 1; flatten or pool its output."
+      f" {tuple(logits.shape)} for a batch of {_CHECK_BATCH}; flatten or pool its"
+      " output, keeping one row per example."
     )
   if default_loss and logits.shape[-1] < data.num_classes:
     raise ValueError(
@@ -723,6 +743,61 @@ def _check_model_output(adapter: Adapter, data: Dataset, default_loss: bool) -> 
       " outputs."
     )
   return params
+
+
+_CHECK_BATCH = 3
+
+
+def _check_augment(augment: Augment, data: Dataset, batch_size: int) -> None:
+  """``augment(key, x_batch)`` must return a batch of the same shape (checked abstractly)."""
+  x = jax.ShapeDtypeStruct((batch_size, *data.input_shape), jnp.float32)
+  try:
+    out = jax.eval_shape(augment, jax.random.key(0), x)
+  except Exception as err:  # whatever the function raises, say where
+    raise ValueError(
+      f"augment({_name(augment)}) fails on a key and a batch of shape {tuple(x.shape)}"
+      f" float32: {type(err).__name__}: {_first_line(err)}"
+    ) from None
+  shape = getattr(out, "shape", None)
+  if shape is None or tuple(shape) != tuple(x.shape):
+    raise ValueError(
+      f"augment must return a batch of the shape it is given, {tuple(x.shape)}; it"
+      f" returned {None if shape is None else tuple(shape)}; crop or pad back to the"
+      " input shape."
+    )
+
+
+def _warn_if_at_chance(result: SweepResult, data: Dataset) -> None:
+  """Warns when every model ends where a constant prediction would: its "best" means nothing.
+
+  At chance is: final validation accuracy at most the majority class's share
+  (plus 1%), and the validation loss not below the cross-entropy of the
+  best constant prediction (the labels' entropy) less 1%, or not finite.
+  """
+  y_val = np.asarray(data.y_val)
+  if y_val.size == 0:
+    return
+  shares = np.bincount(y_val) / y_val.size
+  chance_accuracy = float(shares.max())
+  shares = shares[shares > 0]
+  constant_loss = float(-(shares * np.log(shares)).sum())
+  acc = np.asarray(result.history["val_accuracy"])[..., -1]
+  loss = np.asarray(result.history["val_loss"])[..., -1]
+  no_accuracy = np.all(~np.isfinite(acc) | (acc <= chance_accuracy + 0.01))
+  no_loss = np.all(~np.isfinite(loss) | (loss >= constant_loss * 0.99))
+  if no_accuracy and no_loss:
+    warnings.warn(
+      f"every model of the sweep ends at chance (validation accuracy <="
+      f" {chance_accuracy:.3f}, the majority class's share, and loss >="
+      f" {constant_loss:.3f}, a constant prediction's), so its best configuration"
+      " means nothing; lower the learning rate or check the model and data.",
+      AtChanceWarning,
+      stacklevel=3,
+    )
+
+
+class AtChanceWarning(UserWarning):
+  """Every model of a sweep ended at chance: the best configuration it names means nothing."""
 
 
 def _first_line(err: BaseException) -> str:
@@ -809,6 +884,8 @@ def _sweep_pruned(
     )
   finally:
     bar.close()
+    if store is not None:
+      store.close()
   wall_time = time.perf_counter() - start
   history = history[:, eval_epochs - 1]
   structure = jax.tree.structure(

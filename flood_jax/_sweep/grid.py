@@ -19,6 +19,13 @@ import numpy as np
 
 from flood_jax._transform import check_flood_level
 
+# Hyperparameters that must be positive: the command line refuses --lr <= 0 too.
+_POSITIVE = ("learning_rate",)
+
+
+def _listed(values: np.ndarray) -> str:
+  return "[" + ", ".join(f"{float(v):g}" for v in values) + "]"
+
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
@@ -50,6 +57,11 @@ class Grid:
       )
     for level in levels:
       check_flood_level(float(level), name="every flood level")
+    if len(np.unique(levels.astype(np.float32))) != levels.size:
+      raise ValueError(
+        f"flood_levels must be distinct (a repeated level trains the same models"
+        f" twice), got {_listed(levels)}."
+      )
     seed_array = np.asarray(seeds)
     if (
       seed_array.ndim != 1
@@ -84,6 +96,16 @@ class Grid:
           )
         if not np.all(np.isfinite(array)):
           raise ValueError(f"hyperparams[{name!r}] must be finite numbers, got {values!r}.")
+        if len(np.unique(array.astype(np.float32))) != array.size:
+          raise ValueError(
+            f"hyperparams[{name!r}] must be distinct values (a repeated one trains the"
+            f" same models twice), got {_listed(array)}."
+          )
+        if name in _POSITIVE and np.any(array <= 0):
+          raise ValueError(
+            f"hyperparams[{name!r}] must be positive (a {name} <= 0 does not descend),"
+            f" got {_listed(array)}."
+          )
         grids[str(name)] = array.astype(np.float32)
     return cls(levels.astype(np.float32), grids, seed_array.astype(np.int64))
 

@@ -47,6 +47,9 @@ from jax.sharding import NamedSharding
 # jax.distributed.initialize's default heartbeat timeout: a process that stops
 # answering for this long takes the others down.
 HEARTBEAT_TIMEOUT_S = 100
+# How long a process waits for the others (and the coordinator) to join
+# before it gives up (jax.distributed.initialize's default).
+JOIN_TIMEOUT_S = 300
 
 
 def process_count() -> int:
@@ -65,6 +68,7 @@ def initialize(
   process_id: int | None = None,
   *,
   heartbeat_timeout_seconds: int = HEARTBEAT_TIMEOUT_S,
+  join_timeout_seconds: int = JOIN_TIMEOUT_S,
 ) -> None:
   """Joins this process to a multi-process JAX program (``jax.distributed.initialize``).
 
@@ -79,6 +83,8 @@ def initialize(
     process_id: this process's index, ``0 <= process_id < num_processes``.
     heartbeat_timeout_seconds: how long a silent process is waited for
       before the others stop with an error.
+    join_timeout_seconds: how long to wait for the coordinator and the other
+      processes to join before raising an error.
   """
   given = [coordinator is not None, num_processes is not None, process_id is not None]
   if any(given) and not all(given):
@@ -98,6 +104,7 @@ def initialize(
     coordinator,
     num_processes,
     process_id,
+    initialization_timeout=join_timeout_seconds,
     heartbeat_timeout_seconds=heartbeat_timeout_seconds,
   )
 

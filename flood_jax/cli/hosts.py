@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from typing import Any
 
 from flood_jax.cli.args import positive_int
-from flood_jax.cli.common import UsageError
+from flood_jax.cli.common import PROG, UsageError
 
 
 def _address(text: str) -> str:
@@ -60,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     metavar="I",
     help="with --coordinator: this process's index, 0 to N-1",
   )
+  group.add_argument(
+    "--join-timeout",
+    type=positive_int,
+    metavar="SECONDS",
+    help="how long to wait for the coordinator and the other processes to join (default: 300)",
+  )
 
 
 def requested(args: Any) -> bool:
@@ -79,8 +86,15 @@ def join(args: Any) -> None:
     UsageError: an incomplete or inconsistent set of options, or a failed join.
   """
   if not requested(args):
+    if getattr(args, "join_timeout", None) is not None:
+      raise UsageError("--join-timeout applies with --distributed or --coordinator only")
     return
   explicit = [args.coordinator, args.num_processes, args.process_id]
+  if args.distributed and any(v is not None for v in explicit):
+    raise UsageError(
+      "--distributed lets JAX find the cluster; --coordinator, --num-processes"
+      " and --process-id name it yourself: give one or the other, not both"
+    )
   if any(v is not None for v in explicit) and any(v is None for v in explicit):
     raise UsageError(
       "--coordinator, --num-processes and --process-id go together; give all"
@@ -93,8 +107,22 @@ def join(args: Any) -> None:
     )
   from flood_jax._sweep import hosts
 
+  timeout = getattr(args, "join_timeout", None) or hosts.JOIN_TIMEOUT_S
+  where = (
+    f"at {args.coordinator} as process {args.process_id} of {args.num_processes}"
+    if args.coordinator
+    else "(JAX finds the cluster)"
+  )
+  # Joining waits for every process: say so, or a lone process looks hung.
+  print(
+    f"{PROG}: joining the other processes {where}; waiting up to {timeout} s for them",
+    file=sys.stderr,
+    flush=True,
+  )
   try:
-    hosts.initialize(args.coordinator, args.num_processes, args.process_id)
+    hosts.initialize(
+      args.coordinator, args.num_processes, args.process_id, join_timeout_seconds=timeout
+    )
   except (ValueError, RuntimeError) as err:
     lines = str(err).strip().splitlines()
     raise UsageError(

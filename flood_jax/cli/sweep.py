@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from flood_jax._sweep.checkpoint import CheckpointError, CheckpointSaveError
 from flood_jax.cli import hosts as hosts_cli
 from flood_jax.cli.args import (
   OPTIMIZERS,
@@ -334,6 +335,17 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     hosts_cli.join(args)  # before JAX starts; all processes have checked --out
     use_compile_cache(args)
     return _sweep_and_write(config, args, argv)
+  except CheckpointSaveError as err:
+    # Training had started: everything finished stays in the checkpoint.
+    print(
+      f"{PROG}: error: saving the checkpoint failed ({err.cause}); {err.finished} finished"
+      f" call{'s' if err.finished != 1 else ''} kept in {err.directory}; free space there"
+      f" (or make it writable), then run: {_resume_command(config, given, argv)}",
+      file=sys.stderr,
+    )
+    return 1
+  except CheckpointError as err:  # e.g. another sweep holds the directory
+    return fail(one_line(err))
   except UsageError as err:
     return fail(str(err))
   except KeyboardInterrupt:
@@ -510,6 +522,7 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
     ),
     flush=True,
   )
+  created = not os.path.exists(checkpoint)  # only this run's own may be cleaned up
   try:
     os.makedirs(checkpoint, exist_ok=True)
   except OSError as err:
@@ -536,10 +549,14 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
       prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
     )
   except (ValueError, TypeError) as err:
-    if not args.resume and main:  # Bad input trained nothing: leave no checkpoint behind.
+    # Bad input trained nothing: leave no checkpoint behind, but never one
+    # that holds training (a ValueError need not be bad input).
+    if created and main and _untrained(checkpoint):
       shutil.rmtree(checkpoint, ignore_errors=True)
       _remove_if_empty(out)
     raise UsageError(one_line(err)) from None
+  except CheckpointError:
+    raise  # said by run(): not a lost process
   except RuntimeError as err:
     if processes == 1:
       raise
@@ -704,12 +721,30 @@ def _interrupted_message(
   """What to print on Ctrl-C: how to resume, if there is anything to resume."""
   if config is None or not os.path.isdir(os.path.join(config["out"], "checkpoint")):
     return f"{PROG}: interrupted before the sweep started; nothing to resume"
+  return (
+    f"{PROG}: interrupted; progress is saved, to resume run: {_resume_command(config, given, argv)}"
+  )
+
+
+def _resume_command(
+  config: dict[str, Any] | None, given: dict[str, Any], argv: Sequence[str]
+) -> str:
+  """The command line that resumes this sweep: the same one, with ``--out`` and ``--resume``."""
   words = [PROG, *argv]
-  if "out" not in given:
+  if "out" not in given and config is not None:
     words += ["--out", config["out"]]
   if "--resume" not in words:
     words.append("--resume")
-  return f"{PROG}: interrupted; progress is saved, to resume run: {shlex.join(words)}"
+  return shlex.join(words)
+
+
+def _untrained(checkpoint: str) -> bool:
+  """Whether a checkpoint directory holds no training yet (only what is written before it)."""
+  try:
+    names = set(os.listdir(checkpoint))
+  except OSError:
+    return False
+  return names <= {"command.json", "sweep.json", "sweep.json.tmp", "sweep.lock"}
 
 
 # -- small helpers ----------------------------------------------------------------
