@@ -382,3 +382,105 @@ def test_a_sweep_that_ends_at_chance_warns_instead_of_naming_a_best_level(data):
   assert len(caught) == 1
   majority = np.bincount(data.y_val).max() / len(data.y_val)
   assert np.all(result.history["val_accuracy"][..., -1] <= majority + 1e-6)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+TINY = [
+  "sweep",
+  "--dataset",
+  "two_gaussians",
+  "--levels",
+  "0,0.3",
+  "--seeds",
+  "2",
+  "--epochs",
+  "2",
+  "--batch-size",
+  "20",
+  "--hidden",
+  "8",
+  "--depth",
+  "1",
+  "--devices",
+  "1",
+  "--chunk-size",
+  "1",
+  "--no-progress",
+  "--no-plots",
+  "--no-compile-cache",
+]
+
+
+def test_the_command_line_keeps_the_finished_calls_when_a_save_fails(tmp_path, capsys, monkeypatch):
+  from flood_jax import cli
+
+  monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+  assert cli.main([*TINY, "--out", str(tmp_path / "whole")]) == 0
+  save = ocp.Checkpointer.save
+  count = [0]
+
+  def fill_the_disk(self, path, *args, **kwargs):
+    count[0] += 1
+    if count[0] == 3:
+      raise ValueError("RESOURCE_EXHAUSTED: ... No space left on device [os_error_code='28']")
+    return save(self, path, *args, **kwargs)
+
+  cut = tmp_path / "cut"
+  capsys.readouterr()
+  with monkeypatch.context() as patch:
+    patch.setattr(ocp.Checkpointer, "save", fill_the_disk)
+    code = cli.main([*TINY, "--out", str(cut)])
+  err = capsys.readouterr().err
+  assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+  assert "No space left on device" in err and "2 finished calls kept in" in err
+  assert sorted(os.listdir(cut / "checkpoint")) == [
+    "command.json",
+    "done_00000",
+    "done_00001",
+    "sweep.json",
+  ]
+  command = err.strip().split("then run: ")[1].split()
+  assert command[0] == "flood-jax" and command[-1] == "--resume"
+  assert cli.main(command[1:]) == 0
+  whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+  resumed = json.loads((cut / "results.json").read_text())
+  assert resumed["history"] == whole["history"]
+
+
+def test_the_command_line_refuses_conflicting_host_options(tmp_path, capsys):
+  from flood_jax import cli
+
+  code = cli.main([*TINY, "--distributed", "--coordinator", "127.0.0.1:1234", "--out", "x"])
+  err = capsys.readouterr().err
+  assert code == 2 and "give one or the other, not both" in err and err.count("\n") == 1
+
+
+def test_waiting_for_a_coordinator_says_so_and_gives_up_after_the_timeout(tmp_path):
+  from flood_jax._sweep import hosts
+
+  command = [
+    *TINY,
+    "--coordinator",
+    f"127.0.0.1:{hosts.free_port()}",  # nobody listens there
+    "--num-processes",
+    "2",
+    "--process-id",
+    "1",
+    "--join-timeout",
+    "2",
+    "--out",
+    str(tmp_path / "run"),
+  ]
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+  done = subprocess.run(
+    [sys.executable, "-m", "flood_jax", *command],
+    capture_output=True,
+    text=True,
+    timeout=TIMEOUT,
+    env=env,
+  )
+  lines = done.stderr.strip().splitlines()
+  assert done.returncode == 2, done.stderr[-2000:]
+  assert lines[0].endswith("waiting up to 2 s for them")
+  assert lines[-1].startswith("flood-jax: error: no coordinator answered at 127.0.0.1:")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import re
+import socket
 import sys
+import time
 from typing import Any
 
 from flood_jax.cli.args import positive_int
@@ -119,6 +121,8 @@ def join(args: Any) -> None:
     file=sys.stderr,
     flush=True,
   )
+  if args.coordinator and args.process_id != 0:
+    _wait_for_coordinator(args.coordinator, timeout)
   try:
     hosts.initialize(
       args.coordinator, args.num_processes, args.process_id, join_timeout_seconds=timeout
@@ -135,3 +139,26 @@ def join(args: Any) -> None:
         " --coordinator HOST:PORT --num-processes N --process-id I"
       )
     ) from None
+
+
+def _wait_for_coordinator(address: str, timeout: float) -> None:
+  """Waits until process 0's coordinator accepts connections; a one-line error after ``timeout``.
+
+  JAX itself would wait as long, then abort the process from C++ with a
+  stack trace; a refused connection is retried, so the processes may start
+  in any order.
+  """
+  host, port = address.rsplit(":", 1)
+  deadline = time.monotonic() + timeout
+  while True:
+    try:
+      with socket.create_connection((host, int(port)), timeout=min(2.0, timeout)):
+        return
+    except OSError as err:
+      if time.monotonic() >= deadline:
+        raise UsageError(
+          f"no coordinator answered at {address} within {timeout:g} s"
+          f" ({err.strerror or type(err).__name__}); start process 0 (--process-id 0)"
+          " with the same --coordinator, or wait longer with --join-timeout"
+        ) from None
+    time.sleep(0.5)
