@@ -371,8 +371,6 @@ def test_bad_models_augmentations_and_grids_are_refused_before_training(data):
 
 def test_a_sweep_that_ends_at_chance_warns_instead_of_naming_a_best_level(data):
   kw = dict(flood_levels=[0.0, 0.1], epochs=3, batch_size=20, progress=False)
-  with pytest.warns(AtChanceWarning, match="ends at chance"):  # diverged: NaN everywhere
-    fj.sweep(SmallMLP(), data, optimizer=optax.sgd(1e6), **kw)
   constant = fj.Model(  # learns the class shares at best, never the inputs
     init=lambda key, x: {"bias": jnp.zeros(2)},
     apply=lambda params, x, train: jnp.broadcast_to(params["bias"], (x.shape[0], 2)),

@@ -333,6 +333,8 @@ def test_augment_on_images(tmp_path, capsys, monkeypatch):
   )
   assert code == 0, err
   assert "random crops and flips" in out
+  # Random labels: nothing to learn, and the command line says so in one line.
+  assert "flood-jax: warning: every model of the sweep ends at chance" in err
 
 
 def test_parse_levels_and_seeds():

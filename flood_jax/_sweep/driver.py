@@ -201,7 +201,16 @@ def sweep(
     checkpoint_dir: if given, the sweep is saved there with Orbax (each
       finished chunk at once, the chunk in progress every 30 s) and a later
       call with the same arguments resumes from it; the resumed sweep ends
-      with exactly the results of an uninterrupted one.
+      with exactly the results of an uninterrupted one. Only the sweep that
+      wrote it resumes it: its fingerprint (``sweep.json``) names the traced
+      computation (model, optimizer, loss, objective), a digest of the data,
+      the grid, epochs, batch size and layout, and any difference is a
+      ``ValueError``. Every saved file has a SHA-256 checked on load: a
+      damaged or missing call is named in a ``CheckpointWarning`` and trained
+      again. A save that fails (a full disk, a read-only directory) raises a
+      ``CheckpointError`` (a ``RuntimeError``) and keeps what was saved
+      before it; one sweep at a time may use the directory
+      (``sweep.lock``).
     progress: show a progress bar (process 0's only, under several processes).
     gather_params: under ``jax.distributed`` (several processes), gather every
       model's trained parameters onto every process (default). ``False``
@@ -772,7 +781,8 @@ def _warn_if_at_chance(result: SweepResult, data: Dataset) -> None:
 
   At chance is: final validation accuracy at most the majority class's share
   (plus 1%), and the validation loss not below the cross-entropy of the
-  best constant prediction (the labels' entropy) less 1%, or not finite.
+  best constant prediction (the labels' entropy) less 1%, or not finite
+  (but not every model diverged, which ``result.best()`` reports).
   """
   y_val = np.asarray(data.y_val)
   if y_val.size == 0:
@@ -783,6 +793,8 @@ def _warn_if_at_chance(result: SweepResult, data: Dataset) -> None:
   constant_loss = float(-(shares * np.log(shares)).sum())
   acc = np.asarray(result.history["val_accuracy"])[..., -1]
   loss = np.asarray(result.history["val_loss"])[..., -1]
+  if not np.any(np.isfinite(loss)):
+    return  # every model diverged: result.best() says so
   no_accuracy = np.all(~np.isfinite(acc) | (acc <= chance_accuracy + 0.01))
   no_loss = np.all(~np.isfinite(loss) | (loss >= constant_loss * 0.99))
   if no_accuracy and no_loss:

@@ -26,6 +26,7 @@ import shutil
 import sys
 import textwrap
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -530,24 +531,25 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
   if not args.resume and main:
     write_json(os.path.join(checkpoint, "command.json"), {"config": config})
   try:
-    result = fj.sweep(
-      model,
-      data,
-      flood_levels=config["levels"],
-      seeds=config["seeds"],
-      optimizer=_optimizer(config),
-      hyperparams=hyperparams or None,
-      objective=config["objective"],
-      augment=data_lib.random_crop_flip(padding=4) if config["augment"] else None,
-      epochs=config["epochs"],
-      batch_size=config["batch_size"],
-      eval_every=config.get("eval_every"),
-      chunk_size=config["chunk_size"],
-      mesh=mesh,
-      checkpoint_dir=checkpoint,
-      progress=not args.no_progress,
-      prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
-    )
+    with _warnings_as_lines():
+      result = fj.sweep(
+        model,
+        data,
+        flood_levels=config["levels"],
+        seeds=config["seeds"],
+        optimizer=_optimizer(config),
+        hyperparams=hyperparams or None,
+        objective=config["objective"],
+        augment=data_lib.random_crop_flip(padding=4) if config["augment"] else None,
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
+        eval_every=config.get("eval_every"),
+        chunk_size=config["chunk_size"],
+        mesh=mesh,
+        checkpoint_dir=checkpoint,
+        progress=not args.no_progress,
+        prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
+      )
   except (ValueError, TypeError) as err:
     # Bad input trained nothing: leave no checkpoint behind, but never one
     # that holds training (a ValueError need not be bad input).
@@ -736,6 +738,28 @@ def _resume_command(
   if "--resume" not in words:
     words.append("--resume")
   return shlex.join(words)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+  """Prints the sweep's own warnings (at chance, a damaged checkpoint) as one line each."""
+  from flood_jax._sweep.checkpoint import CheckpointWarning
+  from flood_jax._sweep.driver import AtChanceWarning
+
+  ours = (AtChanceWarning, CheckpointWarning)
+  with warnings.catch_warnings():
+    for category in ours:
+      warnings.simplefilter("always", category)
+    show = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+      if issubclass(category, ours):
+        print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+      else:
+        show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
+    yield
 
 
 def _untrained(checkpoint: str) -> bool:
