@@ -114,6 +114,28 @@ def test_full_disk_keeps_the_finished_calls_and_a_resume_ends_as_uninterrupted(
   assert saved == [2]  # only the call that was lost is trained again
 
 
+def test_a_failed_save_in_a_pruned_sweep_keeps_its_last_state(data, tmp_path, monkeypatch):
+  monkeypatch.setattr(checkpoint, "EVERY_S", 0.0)  # save between calls
+  kw = dict(prune=fj.Halving(min_epochs=2, factor=2), flood_levels=[0.0, 0.1, 0.2, 0.3])
+  whole = _run(data, tmp_path / "whole", **kw)
+  save = ocp.Checkpointer.save
+  count = [0]
+
+  def fail_the_third(self, path, *args, **kwargs):
+    count[0] += 1
+    if count[0] == 3:
+      raise OSError(28, "No space left on device", str(path))
+    return save(self, path, *args, **kwargs)
+
+  directory = tmp_path / "cut"
+  with monkeypatch.context() as patch:
+    patch.setattr(ocp.Checkpointer, "save", fail_the_third)
+    with pytest.raises(CheckpointSaveError, match="pruned sweep's last saved state"):
+      _run(data, directory, **kw)
+  assert sorted(os.listdir(directory)) == ["halving", "sweep.json"]
+  assert_bitwise_equal(_run(data, directory, **kw), whole)
+
+
 READ_ONLY = textwrap.dedent(
   """
   import errno, os, sys

@@ -53,12 +53,12 @@ class CheckpointSaveError(CheckpointError):
   Attributes:
     cause: what went wrong, briefly (e.g. ``"No space left on device"``).
     directory: the checkpoint directory, which holds the last good state.
-    finished: how many finished calls it holds.
+    kept: what it holds, in words (e.g. ``"2 finished calls"``).
   """
 
-  def __init__(self, message: str, *, cause: str, directory: str, finished: int):
+  def __init__(self, message: str, *, cause: str, directory: str, kept: str):
     super().__init__(message)
-    self.cause, self.directory, self.finished = cause, directory, finished
+    self.cause, self.directory, self.kept = cause, directory, kept
 
 
 class CheckpointWarning(UserWarning):
@@ -124,7 +124,11 @@ def verify(directory: str) -> str | None:
     return f"its checksums ({MANIFEST}) are missing"
   except (OSError, ValueError):
     return f"its checksums ({MANIFEST}) are unreadable"
-  for rel, (size, sha) in sorted(expected.items()):
+  try:
+    entries = sorted((str(rel), int(size), str(sha)) for rel, (size, sha) in expected.items())
+  except (AttributeError, TypeError, ValueError):
+    return f"its checksums ({MANIFEST}) are unreadable"
+  for rel, size, sha in entries:
     path = os.path.join(directory, rel)
     if not os.path.isfile(path):
       return f"{rel} is missing"
@@ -219,7 +223,11 @@ class CheckpointStore:
           f" {', '.join(named)}); {ways_out}."
         )
       return
-    entries = [n for n in os.listdir(self.directory) if n not in (LOCK, "command.json")]
+    entries = [
+      n
+      for n in os.listdir(self.directory)
+      if n not in (LOCK, "command.json") and not n.endswith(".tmp")
+    ]
     if entries:
       raise ValueError(
         f"checkpoint_dir {directory} holds {', '.join(sorted(entries)[:3])}"
@@ -342,15 +350,17 @@ class CheckpointStore:
 
   def _save_error(self, path: str, failure: str | None) -> CheckpointSaveError:
     done = len(self.finished_calls())
+    kept = f"{done} finished call{'s' if done != 1 else ''}"
+    if not done and os.path.isdir(os.path.join(self.directory, "halving")):
+      kept = "the pruned sweep's last saved state"
     cause = failure or "on process 0"
     return CheckpointSaveError(
       f"saving the checkpoint {os.path.basename(path)} failed ({cause}); the last"
-      f" good state is kept in {self.directory} ({done} finished"
-      f" call{'s' if done != 1 else ''}): free space there (or make it writable),"
-      " then run the same sweep again to resume from it.",
+      f" good state is kept in {self.directory} ({kept}): free space there (or make"
+      " it writable), then run the same sweep again to resume from it.",
       cause=cause,
       directory=self.directory,
-      finished=done,
+      kept=kept,
     )
 
   def _restore(self, path: str, what: str) -> dict[str, Any] | None:

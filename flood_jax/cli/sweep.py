@@ -339,9 +339,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
   except CheckpointSaveError as err:
     # Training had started: everything finished stays in the checkpoint.
     print(
-      f"{PROG}: error: saving the checkpoint failed ({err.cause}); {err.finished} finished"
-      f" call{'s' if err.finished != 1 else ''} kept in {err.directory}; free space there"
-      f" (or make it writable), then run: {_resume_command(config, given, argv)}",
+      f"{PROG}: error: saving the checkpoint failed ({err.cause}); {err.kept} kept in"
+      f" {err.directory}; free space there (or make it writable), then run:"
+      f" {_resume_command(config, given, argv)}",
       file=sys.stderr,
     )
     return 1
