@@ -420,7 +420,7 @@ def sweep(
       eval_epochs=eval_epochs,
       level_name=level_name,
     )
-    if loss_fn is optax.softmax_cross_entropy_with_integer_labels:
+    if loss_fn is optax.softmax_cross_entropy_with_integer_labels:  # a classification
       _warn_if_at_chance(pruned, data)
     return pruned
   history = np.full((padded, epochs, len(METRICS)), np.nan, np.float32)
@@ -530,7 +530,8 @@ def sweep(
     epochs=eval_epochs,
     level_name=level_name,
   )
-  if loss_fn is optax.softmax_cross_entropy_with_integer_labels:
+  # A classification with a best configuration to name (fold models have none).
+  if loss_fn is optax.softmax_cross_entropy_with_integer_labels and objective != HELDOUT:
     _warn_if_at_chance(result, data)
   return result
 
