@@ -186,6 +186,11 @@ class CheckpointStore:
     # As JSON reads it back (tuples become lists), so the two compare fairly.
     fingerprint = json.loads(json.dumps(dict(fingerprint, version=VERSION)))
     exists = os.path.exists(meta_path)
+    entries = [
+      n
+      for n in os.listdir(self.directory)
+      if n not in (LOCK, "command.json", "sweep.json") and not n.endswith(".tmp")
+    ]
     hosts.barrier("flood_jax_checkpoint_meta_read")  # all look before process 0 writes
     ways_out = "pass the same arguments to resume it, or a new directory"
     if exists:
@@ -223,11 +228,6 @@ class CheckpointStore:
           f" {', '.join(named)}); {ways_out}."
         )
       return
-    entries = [
-      n
-      for n in os.listdir(self.directory)
-      if n not in (LOCK, "command.json") and not n.endswith(".tmp")
-    ]
     if entries:
       raise ValueError(
         f"checkpoint_dir {directory} holds {', '.join(sorted(entries)[:3])}"
