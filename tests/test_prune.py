@@ -16,7 +16,9 @@ import flood_jax as fj
 from flood_jax import _sweep
 from flood_jax._sweep.program import Program
 
-LEVELS = [0.0, 0.2, 0.4]
+# Levels the training loss reaches within the first epochs, so the configurations part
+# before the rungs (at epoch 2, b = 0.2 would still be bitwise b = 0: a tie).
+LEVELS = [0.0, 0.4, 0.6]
 LRS = [0.02, 0.1]
 SEEDS = [0, 3]
 HALVING = fj.Halving(min_epochs=2, factor=2)
@@ -56,7 +58,8 @@ def expected_pruned_at(result: fj.SweepResult, halving: fj.Halving) -> np.ndarra
     at = int(np.flatnonzero(result.epochs == rung)[0])
     scores = val[..., at].mean(-1).reshape(-1)[alive]
     keep = math.ceil(len(alive) / halving.factor)
-    kept = alive[np.sort(np.argsort(-scores, kind="stable")[:keep])]
+    threshold = np.sort(scores)[::-1][keep - 1]
+    kept = alive[scores >= threshold]  # the best `keep`, and any that tie with the last
     pruned_at[np.setdiff1d(alive, kept)] = rung
     alive = kept
   return pruned_at.reshape(shape)
@@ -137,6 +140,21 @@ def test_pruning_runs_fewer_calls(data, monkeypatch):
   assert sum(ran) == 6 * 2 + 3 * 2 + 2 * 4
 
 
+def test_configurations_that_tie_at_a_rung_are_kept_together(data):
+  """Levels the loss has not reached by the rung are bitwise b = 0 there: kept or cut together."""
+  levels = [0.0, 0.05, 0.1, 0.6]  # by epoch 2 only b = 0.6 has flooded
+  kw = dict(KW, hyperparams=None, optimizer=optax.sgd(0.05, momentum=0.9))
+  full = fj.sweep(SmallMLP(), data, flood_levels=levels, seeds=SEEDS, **kw)
+  pruned = fj.sweep(SmallMLP(), data, flood_levels=levels, seeds=SEEDS, prune=HALVING, **kw)
+  at = int(np.flatnonzero(full.epochs == 2)[0])
+  early = full.history["val_accuracy"][:3, :, : at + 1]
+  assert np.array_equal(early[0], early[1]) and np.array_equal(early[0], early[2])
+  # ceil(4 / 2) = 2 to keep, but the three unflooded levels tie: all three stay or go.
+  cut = pruned.pruned_at[:3] == 2
+  assert cut.all() or not cut.any(), pruned.pruned_at
+  np.testing.assert_array_equal(pruned.pruned_at, expected_pruned_at(full, HALVING))
+
+
 @pytest.mark.parametrize("after", [2, 5])
 def test_resumed_pruned_sweep_equals_uninterrupted(data, tmp_path, monkeypatch, after):
   one_device = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("models",))
@@ -210,7 +228,9 @@ def test_nnx_survivors_with_dropout_keep_their_random_streams(data):
   run = lambda prune: fj.sweep(
     lambda rngs: Net(rngs),
     data,
-    flood_levels=[0.0, 0.1, 0.2, 0.3],
+    # Levels the loss reaches in the first epochs, so that they part before the rung
+    # (levels not reached yet are bitwise b = 0 there, would tie and all be kept).
+    flood_levels=[0.0, 0.5, 0.7, 0.9],
     seeds=[1],
     optimizer=optax.adam(1e-2),
     epochs=4,

@@ -41,7 +41,7 @@ class Halving:
   together) is scored by its mean validation accuracy over seeds at that
   epoch, and the best :math:`\lceil n / \eta \rceil` of the :math:`n` are
   kept (at least one; a configuration with a non-finite validation loss
-  scores lowest; ties go to the first in the grid's order). The rest stop
+  scores lowest; ties are kept together, see below). The rest stop
   training there. With :math:`n_0 = C` configurations, :math:`n_{k+1} =
   \lceil n_k / \eta \rceil` and :math:`S` seeds, the sweep trains
 
@@ -50,7 +50,10 @@ class Halving:
   model-epochs (the last :math:`r` being ``epochs``) instead of :math:`S C
   \cdot` ``epochs``: 11 levels for 100 epochs with ``Halving(10)`` train
   :math:`11 \cdot 10 + 4 \cdot 20 + 2 \cdot 60 + 1 \cdot 10 = 320` of 1,100
-  epochs per seed (29%). The ranking reads one epoch's validation accuracy,
+  epochs per seed (29%). Configurations that score exactly alike at a rung
+  (e.g. levels the loss has not reached yet, which are bitwise ``b = 0``
+  until then) are kept or cut together, so a rung can keep more than
+  :math:`\lceil n / \eta \rceil`. The ranking reads one epoch's validation accuracy,
   so a small validation set makes it noisy: choose ``min_epochs`` where the
   levels have parted (``benchmarks/RESULTS.md`` measures how often it
   changes the chosen level).
@@ -115,13 +118,27 @@ class Halving:
 
 
 def select(scores: np.ndarray, factor: int) -> np.ndarray:
-  """Indices (sorted) of the ``ceil(n / factor)`` best ``scores``.
+  """Indices (sorted) of the ``ceil(n / factor)`` best ``scores``, ties kept together.
 
-  Higher is better, NaN lowest, ties go to the first.
+  Higher is better, NaN lowest. Configurations that score exactly the same as
+  the last one kept are kept too (so identical configurations, e.g. levels
+  that have not flooded yet, are never split by their order in the grid); the
+  survivors can then be more than ``ceil(n / factor)``. If every score is
+  NaN, the first ``ceil(n / factor)`` are kept.
+
+  Examples:
+    >>> import numpy as np
+    >>> from flood_jax._sweep.prune import select
+    >>> select(np.array([0.5, 0.9, 0.7, 0.7]), factor=3)  # keep 2; 0.7 ties
+    array([1, 2, 3])
   """
   keep = max(1, math.ceil(len(scores) / factor))
-  ranked = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
-  return np.sort(ranked[:keep])
+  filled = np.nan_to_num(np.asarray(scores, np.float64), nan=-np.inf)
+  ranked = np.argsort(-filled, kind="stable")
+  threshold = filled[ranked[keep - 1]]
+  if np.isneginf(threshold):
+    return np.sort(ranked[:keep])
+  return np.flatnonzero(filled >= threshold)
 
 
 def config_scores(
@@ -187,8 +204,9 @@ def run_pruned(
     if "leaves" in saved:
       leaves = [np.asarray(x) for x in checkpoint._tree_to_leaves(saved["leaves"])]
     for s in range(segment):  # the progress already made
-      alive = _num_alive(halving, num_configs, epochs, s) * num_seeds
+      alive = int(np.sum((pruned_at == 0) | (pruned_at >= stops[s]))) * num_seeds
       bar.update(math.ceil(alive / group) * (stops[s] - (stops[s - 1] if s else 0)))
+    _retotal(bar, halving, len(alive_configs), num_seeds, group, stops, segment)
 
   def save(segment: int, call: int) -> None:
     assert store is not None
@@ -252,6 +270,8 @@ def run_pruned(
       kept = alive_configs[select(scores, halving.factor)]
       pruned_at[np.setdiff1d(alive_configs, kept)] = stop
       alive_configs = kept
+      # Ties kept together can leave more survivors than planned: the bar's total follows.
+      _retotal(bar, halving, len(kept), num_seeds, group, stops, segment + 1)
     segment += 1
     if store is not None:
       save(segment, 0)
@@ -261,5 +281,19 @@ def run_pruned(
   return history, leaves[:num_kept], pruned_at
 
 
-def _num_alive(halving: Halving, num_configs: int, epochs: int, segment: int) -> int:
-  return [num_configs, *halving.survivors_per_rung(num_configs, epochs)][segment]
+def _retotal(
+  bar: Any, halving: Halving, configs: int, seeds: int, group: int, stops: list[int], segment: int
+) -> None:
+  """Sets a tqdm bar's total to its progress so far plus what segments ``segment...`` will cost.
+
+  ``configs`` configurations train in ``segment``; each later rung keeps
+  ``1/factor`` of them (at least: ties can keep more, and the total follows).
+  """
+  if not hasattr(bar, "total") or segment >= len(stops):
+    return
+  remaining = 0
+  for s in range(segment, len(stops)):
+    remaining += math.ceil(configs * seeds / group) * (stops[s] - (stops[s - 1] if s else 0))
+    configs = max(1, math.ceil(configs / halving.factor))
+  bar.total = bar.n + remaining
+  bar.refresh()

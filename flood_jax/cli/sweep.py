@@ -555,9 +555,9 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
     return 0
   print()
   print(result.summary())
-  effect = _flooding_effect(result)
-  if effect:
-    print(effect)
+  for line in (_flooding_effect(result), _test_loss_verdict(result)):
+    if line:
+      print(line)
   print(f"sweep time: {result.wall_time:.1f} s")
   command = shlex.join([PROG, *argv])
   result.config = {**result.config, "cli": config, "command": command}
@@ -605,6 +605,8 @@ def write_history_csv(result: Any, path: str) -> str:
   """
   import numpy as np
 
+  from flood_jax._result import _shortest  # float32 values as their shortest decimals
+
   metrics = list(result.history)
   values = [result.flood_levels, *result.hyperparams.values()]
   tmp = path + ".tmp"
@@ -612,7 +614,7 @@ def write_history_csv(result: Any, path: str) -> str:
     writer = csv.writer(f)
     writer.writerow([*result.axes, "epoch", *metrics])
     for index in np.ndindex(*result.config_shape):
-      configuration = [f"{float(v[i]):.6g}" for v, i in zip(values, index, strict=True)]
+      configuration = [repr(_shortest(v[i])) for v, i in zip(values, index, strict=True)]
       for j, seed in enumerate(result.seeds):
         for entry, epoch in enumerate(result.epochs):
           writer.writerow(
@@ -620,7 +622,7 @@ def write_history_csv(result: Any, path: str) -> str:
               *configuration,
               int(seed),
               int(epoch),
-              *(repr(float(result.history[m][(*index, j, entry)])) for m in metrics),
+              *(repr(_shortest(result.history[m][(*index, j, entry)])) for m in metrics),
             ]
           )
   os.replace(tmp, path)
@@ -686,6 +688,34 @@ def _flooding_effect(result: Any) -> str | None:
   return (
     f"at the best level, b = {best:g}: final test accuracy {acc[i]:.4f} vs"
     f" {acc[j]:.4f} without flooding, test loss {loss[i]:.4f} vs {loss[j]:.4f}"
+  )
+
+
+def _test_loss_verdict(result: Any) -> str | None:
+  """One line: at how many levels the final test loss is below b = 0's, and how surely.
+
+  Paired by seed at the best configuration's hyperparameters; "surely" is a
+  one-sided paired t-test at the 5% level. ``None`` without ``b = 0``, with
+  one seed, or when every configuration diverged.
+  """
+  import numpy as np
+
+  from flood_jax._result import paired_p
+
+  if not _has_best(result) or len(result.seeds) < 2:
+    return None
+  result = result.at_best_hyperparams()
+  levels = np.asarray(result.flood_levels)
+  if not np.any(levels == 0) or len(levels) < 2:
+    return None
+  loss = np.asarray(result.history["test_loss"][..., -1], np.float64)  # (levels, seeds)
+  diff = loss[levels != 0] - loss[levels == 0][0]
+  lower = int(np.sum(diff.mean(axis=1) < 0))
+  surely = sum(paired_p(-d[np.isfinite(d)]) < 0.05 for d in diff)
+  n = len(diff)
+  return (
+    f"test loss vs b = 0: lower at {lower} of {n} levels, and by more than seed noise"
+    f" (paired t-test over {len(result.seeds)} seeds, p < 0.05) at {surely} of {n}"
   )
 
 
