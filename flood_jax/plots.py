@@ -70,7 +70,7 @@ def default_curve_levels(result: SweepResult, max_levels: int = 4) -> list[float
   while len(chosen) < min(max_levels, len(levels)):
     rest = [i for i in range(len(levels)) if i not in chosen]
     chosen.append(max(rest, key=lambda i: min(abs(ranks[i] - ranks[c]) for c in chosen)))
-  return sorted(float(levels[i]) for i in chosen[:max_levels])
+  return sorted(_shortest(levels[i]) for i in chosen[:max_levels])
 
 
 def plot_curves(
@@ -174,8 +174,8 @@ def plot_flooded_fraction(
   """
   result = result.at_best_hyperparams()  # levels x seeds at the best hyperparameters
   if levels is None:
-    positive = [float(b) for b in result.flood_levels if b > 0]
-    levels = positive or [float(b) for b in result.flood_levels]
+    positive = [_shortest(b) for b in result.flood_levels if b > 0]
+    levels = positive or [_shortest(b) for b in result.flood_levels]
   indices = _level_indices(result, levels)
   fig, (ax,) = _figure(1, 1, width=7.0)
   for index in indices:

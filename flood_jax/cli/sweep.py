@@ -61,17 +61,20 @@ class SweepDefaults:
   """The defaults of ``flood-jax sweep``: MNIST-1D with the paper's MLP.
 
   Chosen so that ``flood-jax sweep`` alone finishes in about two minutes on
-  an idle 2-core CPU (measured: 2 min 6 s) and shows what flooding does:
-  without it the training loss goes to zero and the test loss climbs; with
-  it the test loss comes down again.
+  an idle 2-core CPU and shows what flooding does: without it the training
+  loss goes to zero and the test loss climbs; with it the test loss comes
+  down again. Three seeds rather than two, and four levels rather than six
+  (the same 12 models), so that its conclusion (the test loss lower at every
+  level, beyond seed noise; accuracy not told apart from ``b = 0``) has the
+  power of a paired test and does not turn on one machine's round-off.
   """
 
   dataset: str = "mnist1d"
   model: str = "mlp"
   hidden: int = 500  # MLP width (the paper's); --hidden sets the CNN's too.
   depth: int = 2  # MLP hidden layers.
-  levels: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
-  seeds: int = 2
+  levels: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2)
+  seeds: int = 3
   epochs: int = 150
   batch_size: int = 100
   optimizer: str = "sgd"
@@ -131,7 +134,7 @@ test accuracy, training and test loss, flooded fraction; mean ± std over
 seeds), names the best one by validation accuracy, and writes to --out:
 results.json (config, levels, seeds, best configuration, final metrics,
 per-epoch history), history.csv (one row per configuration, seed and epoch),
-params.npz (the trained parameters) and plots (curves.png,
+params.npz (the trained parameters: 13 MB for the defaults) and plots (curves.png,
 accuracy_vs_level.png, flooded_fraction.png, overview.png; at the best
 learning rate and weight decay). While it runs, progress is checkpointed in
 OUT/checkpoint: after an interruption, run the same command with --resume.
