@@ -168,7 +168,7 @@ def main() -> None:
   for score, ties, start, m, factor in grid:
     rule = Rule(score, ties, start, m, factor)
     rows = [judge(rule, full) for full in sweeps]
-    total = lambda key: sum(r[key] for r in rows)
+    total = lambda key, rows=rows: sum(r[key] for r in rows)
     misses = [r for r in rows if not r["within"]]
     print(
       f"| {score}, {ties}, {start} | ({m}, {factor}) |"

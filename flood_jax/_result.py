@@ -314,7 +314,8 @@ class SweepResult:
     ``d_test_acc`` and ``d_test_loss`` are the paired differences from
     ``b = 0`` (same seed, same hyperparameters), mean and std over seeds:
     an effect of flooding shows as a mean larger than its spread (NaN when
-    the sweep has no ``b = 0``).
+    the sweep has no ``b = 0``, or when ``b = 0`` was pruned before this
+    configuration's last evaluation; the summary shows ``n/a``).
     """
     test_es = self.at_stopping("test_accuracy", "best_val")
     diverged = self.diverged()
@@ -416,6 +417,8 @@ class SweepResult:
         for key in ("d_test_acc", "d_test_loss"):
           if row[self.level_name] == self._no_flooding:
             cells.append("")
+          elif not np.isfinite(row[key]):  # no pair: b = 0 pruned earlier, or diverged
+            cells.append("n/a")
           elif len(self.seeds) > 1:
             cells.append(f"{row[key]:+.4f} ± {row[key + '_std']:.4f}")
           else:

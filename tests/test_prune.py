@@ -204,11 +204,33 @@ def test_readme_pruning_example_runs_in_a_fresh_interpreter():
   root = pathlib.Path(__file__).resolve().parents[1]
   section = (root / "README.md").read_text().split("**Pruning.**", 1)[1].split("\n## ", 1)[0]
   code = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+  # What the example shows: at every rung the configurations cut scored below every one
+  # kept (a cut decided by real differences, not by ties in grid order), and some levels
+  # had flooded before the first rung.
+  check = """
+import numpy as np
+full = fj.sweep(result.model, ds, flood_levels=result.flood_levels.tolist(),
+                seeds=result.seeds.tolist(), optimizer=optax.adam(1e-2), epochs=27,
+                batch_size=50, eval_every=1, progress=False)
+np.testing.assert_array_equal(result.pruned_at, np.asarray(eval(EXPECTED)))
+for rung in (6, 18):
+  alive = (result.pruned_at == 0) | (result.pruned_at >= rung)
+  score = full.history["val_accuracy"][:, :, rung - 1].mean(axis=1)
+  cut = result.pruned_at == rung
+  assert cut.any() and score[cut].max() < score[alive & ~cut].min(), (rung, score, result.pruned_at)
+first = full.history["flooded_fraction"][1:, :, :6].max(axis=(1, 2))
+assert (first > 0).sum() >= 4, first
+print("CHECKED")
+"""
+  expected = re.search(r"print\(result\.pruned_at\)  # (\[[ 0-9]+\])", code)
+  assert expected, "the example's comment gives pruned_at"
+  expected_list = repr([int(v) for v in expected.group(1)[1:-1].split()])
+  code += check.replace("EXPECTED", repr(expected_list))
   proc = subprocess.run(
     [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=root
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "pruned" in proc.stdout and "epoch 3" in proc.stdout and "epoch 9" in proc.stdout
+  assert "pruned" in proc.stdout and "epoch 6" in proc.stdout and "CHECKED" in proc.stdout
 
 
 def test_nnx_survivors_with_dropout_keep_their_random_streams(data):
