@@ -11,9 +11,13 @@ and a rung schedule:
 - ``acc``: mean validation accuracy over seeds at the rung (the rule of issue 12);
 - ``loss``: mean validation loss at the rung (lower is better);
 - ``acc-mean``: mean validation accuracy over the evaluated epochs of the second
-  half of the rung (a smoothed, later-weighted score);
+  half of the rung (a smoothed, later-weighted score); ``acc-max``: the best
+  validation accuracy so far; ``acc-trend``: a least-squares line through the
+  second half, read at the last epoch (a forecast that favours rising curves);
 - ``first``: ties cut in the grid's order (the old rule); ``ties``: configurations
-  scoring exactly alike are kept or cut together;
+  scoring exactly alike are kept or cut together, a group across the cut is kept;
+  ``ties-cut``: the same, but a group across the cut is cut (unless it is the best);
+  ``noise``: also keep what is within one pooled standard error of the last kept;
 - ``flooded``: the first rung waits until every level has started to flood
   (its flooded fraction above 0 in every seed) or ``min_epochs``, whichever is
   later, and later rungs follow from it.
@@ -38,6 +42,7 @@ import sys
 import numpy as np
 
 import flood_jax as fj
+from flood_jax._sweep import prune as prune_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +89,8 @@ def scores(rule: Rule, result: fj.SweepResult, rung: int) -> np.ndarray:
     value = -result.history["val_loss"][..., at]
   elif rule.score == "acc-max":  # the best validation accuracy so far (early stopping's view)
     value = acc[..., : at + 1].max(axis=-1)
+  elif rule.score == "acc-trend":  # the engine's Halving(score="trend"): a forecast
+    value = prune_lib.trend_forecast(acc[..., : at + 1], epochs[: at + 1], rung, int(epochs[-1]))
   else:  # acc-mean: the evaluated epochs in (rung / 2, rung]
     window = (epochs > rung / 2) & (epochs <= rung)
     value = acc[..., window].mean(axis=-1)
@@ -100,6 +107,9 @@ def select(values: np.ndarray, factor: int, ties: str) -> np.ndarray:
   if ties == "first":
     return np.sort(ranked[:keep])
   threshold = filled[ranked[keep - 1]]
+  if ties == "ties-cut":  # a group tied across the cut goes with the cut (unless it is the top)
+    above = np.flatnonzero(filled > threshold)
+    return above if above.size else np.flatnonzero(filled >= threshold)
   if ties == "noise":  # keep what is within one standard error of the last one kept
     seeds = values.shape[-1]
     pooled = np.sqrt(np.nanmean(values.var(axis=-1, ddof=1))) if seeds > 1 else 0.0

@@ -273,3 +273,29 @@ def test_nnx_survivors_with_dropout_keep_their_random_streams(data):
     (pruned.final_params, pruned.final_batch_stats),
     (full.final_params, full.final_batch_stats),
   )
+
+
+def test_trend_score_ranks_by_the_forecast_at_the_last_epoch(data, unpruned):
+  """``score="trend"``: a line through the rung's second half, read at the last epoch."""
+  halving = fj.Halving(min_epochs=4, factor=2, score="trend")
+  pruned = fj.sweep(SmallMLP(), data, flood_levels=LEVELS, seeds=SEEDS, prune=halving, **KW)
+  val, epochs = unpruned.history["val_accuracy"], unpruned.epochs
+  alive = np.arange(math.prod(unpruned.config_shape))
+  expected = np.zeros(len(alive), np.int64)
+  for rung in halving.rungs(unpruned.num_epochs):
+    window = (epochs > rung / 2) & (epochs <= rung)
+    flat = val.reshape(len(alive), len(SEEDS), -1)[..., window]
+    forecast = np.array(
+      [
+        [np.polyval(np.polyfit(epochs[window], series, 1), unpruned.num_epochs) for series in seeds]
+        for seeds in flat
+      ]
+    ).mean(axis=1)[alive]
+    keep = math.ceil(len(alive) / halving.factor)
+    kept = alive[forecast >= np.sort(forecast)[::-1][keep - 1] - 1e-12]
+    expected[np.setdiff1d(alive, kept)] = rung
+    alive = kept
+  np.testing.assert_array_equal(pruned.pruned_at.reshape(-1), expected)
+  assert np.any(pruned.pruned_at)
+  with pytest.raises(ValueError, match="score"):
+    fj.Halving(4, 2, score="loss")

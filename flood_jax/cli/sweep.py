@@ -307,10 +307,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   running.add_argument(
     "--prune",
     type=parse_prune,
-    metavar="MIN_EPOCHS[,FACTOR]",
+    metavar="MIN_EPOCHS[,FACTOR[,SCORE]]",
     help="successive halving: after MIN_EPOCHS * FACTOR**k epochs keep only"
     " the best 1/FACTOR of the configurations (by mean validation accuracy"
-    " over seeds) and stop the rest (default FACTOR: 3; default: no pruning)",
+    " over seeds; SCORE 'trend': by its forecast at the last epoch, fairer to"
+    " flooding, which helps late; ties kept together) and stop the rest"
+    " (default FACTOR: 3; default: no pruning), e.g. 12,2,trend",
   )
   add_compile_cache_arguments(running)
   running.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
