@@ -72,7 +72,13 @@ def replay(result: fj.SweepResult, halving: fj.Halving) -> np.ndarray:
         " choose --min-epochs on its evaluation schedule."
       )
     at = hits[0]
-    acc = np.where(np.isfinite(loss[..., at]), val[..., at], np.nan)
+    if halving.score == "trend":  # the engine's forecast, from the evaluations so far
+      value = prune_lib.trend_forecast(
+        val[..., : at + 1], result.epochs[: at + 1], rung, result.num_epochs
+      )
+    else:
+      value = val[..., at]
+    acc = np.where(np.isfinite(loss[..., at]), value, np.nan)
     scores = acc.mean(-1).reshape(-1)[alive]
     kept = alive[prune_lib.select(scores, halving.factor)]
     pruned_at[np.setdiff1d(alive, kept)] = rung
@@ -220,9 +226,10 @@ def main() -> None:
   parser.add_argument("--optimizers", default="sgd,adam")
   parser.add_argument("--min-epochs", type=int, required=True)
   parser.add_argument("--factor", type=int, default=3)
+  parser.add_argument("--score", default="accuracy", choices=("accuracy", "trend"))
   parser.add_argument("--out", default=None, help="JSON file for the rows")
   args = parser.parse_args()
-  halving = fj.Halving(args.min_epochs, args.factor)
+  halving = fj.Halving(args.min_epochs, args.factor, args.score)
   print(
     f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
     f" python {sys.version.split()[0]}; {halving}",

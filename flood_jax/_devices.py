@@ -102,3 +102,35 @@ def _installed(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
   except (ImportError, ValueError):
     return False
+
+
+def describe_cpu() -> str:
+  """This machine's CPU in words, for provenance notes: cores, model and vector unit.
+
+  The vector unit matters because XLA's CPU code (and so a sweep's float
+  round-off, which flooding's sign decisions can turn into another
+  trajectory) depends on it. E.g. ``"2-core AMD EPYC (x86_64, AVX-512)"``.
+  """
+  import platform
+
+  model, flags = "", set()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not model:
+          model = value.strip()
+        elif key.strip() == "flags" and not flags:
+          flags = set(value.split())
+  except OSError:
+    pass
+  vector = next(
+    (
+      name
+      for flag, name in [("avx512f", "AVX-512"), ("avx2", "AVX2"), ("neon", "NEON")]
+      if flag in flags
+    ),
+    "",
+  )
+  details = ", ".join(x for x in (platform.machine(), vector) if x)
+  return f"{os.cpu_count()}-core {model or platform.processor() or 'CPU'} ({details})"

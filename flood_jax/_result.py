@@ -314,7 +314,8 @@ class SweepResult:
     ``d_test_acc`` and ``d_test_loss`` are the paired differences from
     ``b = 0`` (same seed, same hyperparameters), mean and std over seeds:
     an effect of flooding shows as a mean larger than its spread (NaN when
-    the sweep has no ``b = 0``).
+    the sweep has no ``b = 0``, or when ``b = 0`` was pruned before this
+    configuration's last evaluation; the summary shows ``n/a``).
     """
     test_es = self.at_stopping("test_accuracy", "best_val")
     diverged = self.diverged()
@@ -416,6 +417,8 @@ class SweepResult:
         for key in ("d_test_acc", "d_test_loss"):
           if row[self.level_name] == self._no_flooding:
             cells.append("")
+          elif not np.isfinite(row[key]):  # no pair: b = 0 pruned earlier, or diverged
+            cells.append("n/a")
           elif len(self.seeds) > 1:
             cells.append(f"{row[key]:+.4f} ± {row[key + '_std']:.4f}")
           else:
@@ -446,6 +449,9 @@ class SweepResult:
         f"best configuration (final val acc, mean over {len(self.seeds)} seed(s)):"
         f" {_show_config(best)}; by early stopping: {_show_config(self.best('best_val'))}"
       )
+    versus = self._versus_line()
+    if versus:
+      out.append(versus)
     return "\n".join(out)
 
   def to_dict(self) -> dict[str, Any]:
@@ -459,8 +465,8 @@ class SweepResult:
     assert epochs is not None and pruned_at is not None  # __post_init__ always sets them
     return {
       "axes": list(self.axes),
-      "flood_levels": [float(b) for b in self.flood_levels],
-      "hyperparams": {k: [float(v) for v in vs] for k, vs in self.hyperparams.items()},
+      "flood_levels": [_shortest(b) for b in self.flood_levels],
+      "hyperparams": {k: [_shortest(v) for v in vs] for k, vs in self.hyperparams.items()},
       "seeds": [int(s) for s in self.seeds],
       "best": best,
       "best_early_stopping": best_es,
@@ -469,9 +475,9 @@ class SweepResult:
       "wall_time": self.wall_time,
       "epochs": [int(e) for e in epochs],
       "config": self.config,
-      "final": {metric: self.history[metric][..., -1].tolist() for metric in METRICS},
+      "final": {metric: _shortest_list(self.history[metric][..., -1]) for metric in METRICS},
       "table": self.table(),
-      "history": {k: np.asarray(v).tolist() for k, v in self.history.items()},
+      "history": {k: _shortest_list(v) for k, v in self.history.items()},
       "pruned_at": pruned_at.tolist(),
     }
 
@@ -526,6 +532,84 @@ class SweepResult:
       level_name=raw.get("axes", ["flood_level"])[0],
     )
 
+  def versus_no_flooding(
+    self, metric: str = "val_accuracy", rule: str = "final"
+  ) -> dict[str, Any] | None:
+    r"""The best configuration against no flooding, paired by seed: is the winner any better?
+
+    The winner of :meth:`best` (under ``rule``) and the configuration with
+    ``b = 0`` (``gamma = 1`` for AdaFlood) at the same hyperparameters are
+    compared on ``metric`` at the epoch ``rule`` reads, seed by seed:
+    :math:`d_s = m_s(\text{best}) - m_s(b = 0)`. A one-sided paired t-test
+    asks whether the mean of :math:`d` is above 0 (below 0 for a metric
+    ending in ``loss``). The winner was chosen on the validation numbers, so
+    on a validation metric the test is optimistic (the winner's curse): a
+    large p says that seed noise alone can explain the win.
+
+    Args:
+      metric: a key of ``history``; default the selection metric.
+      rule: ``"final"`` or ``"best_val"``, as in :meth:`best`.
+
+    Returns:
+      ``{"config", "metric", "diff", "std", "seeds", "p"}`` (``p`` NaN with
+      fewer than two paired seeds), or ``None`` when the sweep has no
+      ``b = 0``, every configuration diverged, or ``b = 0`` itself won.
+
+    Examples:
+      >>> import numpy as np, flood_jax as fj
+      >>> acc = np.array([[0.70, 0.72, 0.71], [0.74, 0.75, 0.75]])[..., None]  # (levels, seeds, 1)
+      >>> history = {m: acc for m in ("val_accuracy", "test_accuracy")}
+      >>> history.update({m: 1 - acc for m in ("val_loss", "test_loss", "train_loss")})
+      >>> history["flooded_fraction"] = np.zeros_like(acc)
+      >>> result = fj.SweepResult(np.array([0.0, 0.1], np.float32), np.arange(3), history)
+      >>> row = result.versus_no_flooding()
+      >>> row["config"], round(row["diff"], 4), row["p"] < 0.05
+      ({'flood_level': 0.1}, 0.0367, True)
+    """
+    zero = np.flatnonzero(np.asarray(self.flood_levels) == self._no_flooding)
+    try:
+      best = self.best(rule)
+    except ValueError:
+      return None
+    if not zero.size or best[self.level_name] == self._no_flooding:
+      return None
+    index = self.index(**best)
+    base = (int(zero[0]), *index[1:])
+    at = self.stopping_epoch(rule)
+    values = np.take_along_axis(self.history[metric], at[..., None], axis=-1)[..., 0]
+    diff = np.asarray(values[index] - values[base], np.float64)
+    diff = diff[np.isfinite(diff)]
+    lower_is_better = metric.endswith("loss")
+    return {
+      "config": best,
+      "metric": metric,
+      "diff": float(diff.mean()) if diff.size else math.nan,
+      "std": float(diff.std()) if diff.size else math.nan,
+      "seeds": int(diff.size),
+      "p": paired_p(-diff if lower_is_better else diff),
+    }
+
+  def _versus_line(self) -> str | None:
+    """The summary's line saying whether the winner is distinguishable from ``b = 0``."""
+    if len(self.seeds) < 2:
+      return None
+    try:
+      best = self.best()
+    except ValueError:
+      return None
+    baseline = "gamma = 1" if self.level_name == "gamma" else "b = 0"
+    if best[self.level_name] == self._no_flooding:
+      return f"no flooding ({baseline}) has the best validation accuracy."
+    row = self.versus_no_flooding()
+    if row is None or not np.isfinite(row["p"]):
+      return None
+    verdict = "better than" if row["p"] < 0.05 else "not distinguishable from"
+    return (
+      f"{_show_config(best)} vs {baseline}: validation accuracy {row['diff']:+.4f} ±"
+      f" {row['std']:.4f} over {row['seeds']} seeds (paired t-test, p = {row['p']:.2g}):"
+      f" {verdict} {baseline} at the 5% level."
+    )
+
   @property
   def _no_flooding(self) -> float:
     """The value of the first axis that trains without flooding: ``b = 0``, or ``gamma = 1``."""
@@ -544,11 +628,43 @@ class SweepResult:
 
 
 def _shortest(value: Any) -> float:
-  """A float32 grid value as the shortest decimal that reads back (0.003, not 0.0030000000261)."""
+  """A float32 value as the shortest decimal that reads back (0.003, not 0.0030000000261).
+
+  NaN and infinities pass through. Other dtypes are returned as plain floats.
+  """
   value = np.asarray(value)
   if value.dtype == np.float32:
-    return float(np.format_float_positional(value, unique=True, trim="-"))
+    scalar = value[()]
+    if not np.isfinite(scalar):
+      return float(scalar)
+    return float(np.format_float_positional(scalar, unique=True, trim="-"))
   return float(value)
+
+
+def _shortest_list(values: Any) -> Any:
+  """``values.tolist()`` with every float32 written as its shortest decimal (nested lists)."""
+  values = np.asarray(values)
+  if values.dtype != np.float32:
+    return values.tolist()
+  if values.ndim == 0:
+    return _shortest(values)
+  return [_shortest_list(v) for v in values]
+
+
+def paired_p(diff: Any) -> float:
+  """One-sided p-value of a paired t-test that the mean of ``diff`` is above 0.
+
+  NaN with fewer than two values or when every difference is 0; with no
+  spread at all, 0 if the differences are positive, else 1.
+  """
+  diff = np.asarray(diff, np.float64)
+  if diff.size < 2 or np.all(diff == 0):
+    return math.nan  # nothing to test
+  if np.allclose(diff, diff[0]):  # no spread: the t statistic is undefined
+    return 0.0 if diff[0] > 0 else 1.0
+  from scipy import stats
+
+  return float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
 
 
 def _show_config(config: dict[str, float]) -> str:

@@ -30,7 +30,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from flood_jax._result import SweepResult
+from flood_jax._result import SweepResult, _shortest
 
 __all__ = [
   "default_curve_levels",
@@ -70,7 +70,7 @@ def default_curve_levels(result: SweepResult, max_levels: int = 4) -> list[float
   while len(chosen) < min(max_levels, len(levels)):
     rest = [i for i in range(len(levels)) if i not in chosen]
     chosen.append(max(rest, key=lambda i: min(abs(ranks[i] - ranks[c]) for c in chosen)))
-  return sorted(float(levels[i]) for i in chosen[:max_levels])
+  return sorted(_shortest(levels[i]) for i in chosen[:max_levels])
 
 
 def plot_curves(
@@ -114,8 +114,8 @@ def plot_curves(
   ax_test.set_title("test loss")
   for ax in (ax_train, ax_test):
     _style_loss_axis(ax)
-  ax_test.legend(title="flood level", fontsize="small")
-  fig.suptitle(title or _describe(result, "loss per epoch"))
+  ax_test.legend(title=_legend_title(result, indices), fontsize="small")
+  _suptitle(fig, title or _describe(result, "loss per epoch"))
   return _save(fig, path, dpi)
 
 
@@ -144,7 +144,7 @@ def plot_accuracy_vs_level(
   fig, (ax,) = _figure(1, 1, width=6.5)
   _draw_accuracy(ax, result)
   ax.set_title("")  # the figure's title says it
-  fig.suptitle(title or _describe(result, "final accuracy vs flood level"))
+  _suptitle(fig, title or _describe(result, "final accuracy vs flood level"))
   return _save(fig, path, dpi)
 
 
@@ -174,8 +174,8 @@ def plot_flooded_fraction(
   """
   result = result.at_best_hyperparams()  # levels x seeds at the best hyperparameters
   if levels is None:
-    positive = [float(b) for b in result.flood_levels if b > 0]
-    levels = positive or [float(b) for b in result.flood_levels]
+    positive = [_shortest(b) for b in result.flood_levels if b > 0]
+    levels = positive or [_shortest(b) for b in result.flood_levels]
   indices = _level_indices(result, levels)
   fig, (ax,) = _figure(1, 1, width=7.0)
   for index in indices:
@@ -184,8 +184,10 @@ def plot_flooded_fraction(
   ax.set_ylabel("flooded fraction of mini-batches")
   ax.set_ylim(-0.02, 1.02)
   ax.grid(alpha=0.3)
-  ax.legend(title="flood level", fontsize="small", ncols=2 if len(indices) > 6 else 1)
-  fig.suptitle(title or _describe(result, "flooded fraction per epoch"))
+  ax.legend(
+    title=_legend_title(result, indices), fontsize="small", ncols=2 if len(indices) > 6 else 1
+  )
+  _suptitle(fig, title or _describe(result, "flooded fraction per epoch"))
   return _save(fig, path, dpi)
 
 
@@ -225,9 +227,9 @@ def plot_overview(
   ax_test.set_title("test loss")
   for ax in (ax_train, ax_test):
     _style_loss_axis(ax)
-  ax_test.legend(title="flood level", fontsize="small")
+  ax_test.legend(title=_legend_title(result, indices), fontsize="small")
   _draw_accuracy(ax_acc, result)
-  fig.suptitle(title or _describe(result, "flooding sweep"))
+  _suptitle(fig, title or _describe(result, "flooding sweep"))
   return _save(fig, path, dpi)
 
 
@@ -239,6 +241,25 @@ def _figure(rows: int, cols: int, width: float) -> tuple[Figure, list[Axes]]:
   FigureCanvasAgg(fig)
   axes = fig.subplots(rows, cols, squeeze=False)
   return fig, list(axes.ravel())
+
+
+def _suptitle(fig: Figure, text: str) -> None:
+  """The figure's title, wrapped onto as many lines as its width needs (never cut off)."""
+  import textwrap
+
+  # 'large' (12 pt) text averages about 0.55 em a character: ~11 characters an inch.
+  width_chars = max(20, int(fig.get_figwidth() * 72 / (12 * 0.55)) - 4)
+  fig.suptitle(textwrap.fill(text, width=width_chars), fontsize="large")
+
+
+def _legend_title(result: SweepResult, indices: Sequence[int]) -> str:
+  """ "flood level", saying which levels are left out when not all are drawn."""
+  total = len(result.flood_levels)
+  if len(indices) == total:
+    return "flood level"
+  left_out = [i for i in range(total) if i not in set(indices)]
+  missing = ", ".join(f"{_shortest(result.flood_levels[i]):g}" for i in left_out)
+  return f"flood level ({len(indices)} of {total};\nnot drawn: b = {missing})"
 
 
 def _save(fig: Figure, path: PathLike, dpi: int) -> PathLike:
@@ -274,7 +295,7 @@ def _color(result: SweepResult, index: int):
 
 
 def _label(result: SweepResult, index: int) -> str:
-  level = float(result.flood_levels[index])
+  level = _shortest(result.flood_levels[index])
   notes = [
     note
     for note, applies in [

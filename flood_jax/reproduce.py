@@ -42,6 +42,7 @@ import optax
 from flood_jax import data as data_lib
 from flood_jax import models as models_lib
 from flood_jax._result import SweepResult
+from flood_jax._result import paired_p as _paired_p
 from flood_jax._sweep import sweep
 
 SYNTHETIC_SETS = ("two_gaussians", "sinusoid", "spiral")
@@ -489,17 +490,6 @@ def _grid(
 def _argmax_first(scores: np.ndarray) -> np.ndarray:
   """Per seed (column), the first level with the highest score (ties: smaller b)."""
   return np.argmax(np.nan_to_num(scores, nan=-np.inf), axis=0)
-
-
-def _paired_p(diff: np.ndarray) -> float:
-  diff = np.asarray(diff, np.float64)
-  if diff.size < 2 or np.all(diff == 0):
-    return float("nan")  # nothing to test
-  if np.allclose(diff, diff[0]):  # no spread: the t statistic is undefined
-    return 0.0 if diff[0] > 0 else 1.0
-  from scipy import stats
-
-  return float(stats.ttest_rel(diff, np.zeros_like(diff), alternative="greater").pvalue)
 
 
 def _pm(values: Iterable[float]) -> str:

@@ -38,7 +38,6 @@ import collections
 import datetime
 import os
 import pathlib
-import platform
 import re
 import sys
 import textwrap
@@ -179,9 +178,9 @@ def _machine(note: str = "") -> str:
     device = jax.devices()[0].platform.upper()
   except Exception:
     device = "CPU"
-  return (
-    f"a {os.cpu_count()}-core {platform.machine()} machine ({device}{', ' + note if note else ''})"
-  )
+  from flood_jax._devices import describe_cpu
+
+  return f"a {describe_cpu()} machine ({device}{', ' + note if note else ''})"
 
 
 def execute(nb: nbformat.NotebookNode, name: str, timeout: int = 1800, note: str = "") -> float:

@@ -80,7 +80,7 @@ def test_default_curve_levels_are_none_best_and_spread():
   result = _sweep_result()
   chosen = plots.default_curve_levels(result)
   assert len(chosen) == 4 and chosen == sorted(chosen)
-  assert {0.0, result.best_flood_level, float(LEVELS[-1])} <= set(chosen)
+  assert {0.0, result.best_flood_level, 0.4} <= set(chosen)  # as given, not float32's 0.40000000596
   assert plots.default_curve_levels(_sweep_result(levels=[0.0, 0.1])) == pytest.approx([0.0, 0.1])
 
 
@@ -118,3 +118,51 @@ def test_a_sweep_with_a_hyperparameter_axis_is_drawn_at_its_best_value(tmp_path)
   assert plots.default_curve_levels(result) == plots.default_curve_levels(base)
   path = plots.plot_overview(result, str(tmp_path / "overview.png"))
   _assert_png(path)
+
+
+def _drawn_figure(monkeypatch, plot, result, tmp_path, **kwargs):
+  """The matplotlib Figure a plot function saves (captured at its save)."""
+  saved = {}
+  save = plots._save
+  monkeypatch.setattr(
+    plots, "_save", lambda fig, path, dpi: saved.setdefault("fig", fig) and save(fig, path, dpi)
+  )
+  plot(result, tmp_path / "plot.png", **kwargs)
+  fig = saved["fig"]
+  fig.canvas.draw()
+  return fig
+
+
+@pytest.mark.parametrize(
+  "plot",
+  [
+    plots.plot_curves,
+    plots.plot_accuracy_vs_level,
+    plots.plot_flooded_fraction,
+    plots.plot_overview,
+  ],
+)
+def test_a_long_title_fits_its_figure(plot, tmp_path, monkeypatch):
+  title = "final accuracy vs flood level: " + ", ".join(["a long data set name"] * 6)
+  fig = _drawn_figure(monkeypatch, plot, _sweep_result(), tmp_path, title=title)
+  box = fig._suptitle.get_window_extent()  # pyright: ignore[reportOptionalMemberAccess]
+  assert box.x0 >= 0 and box.x1 <= fig.bbox.width, (box, fig.bbox)
+  assert "\n" in fig._suptitle.get_text()  # pyright: ignore[reportOptionalMemberAccess]
+
+
+def test_curves_of_some_levels_say_which_are_left_out(tmp_path, monkeypatch):
+  levels = np.array([0.0, 0.05, 0.1, 0.15, 0.2, 0.3], np.float32)
+  fig = _drawn_figure(monkeypatch, plots.plot_curves, _sweep_result(levels), tmp_path)
+  titles = [ax.get_legend().get_title().get_text() for ax in fig.axes if ax.get_legend()]
+  drawn = len(plots.default_curve_levels(_sweep_result(levels)))
+  assert drawn < 6 and titles == [f"flood level ({drawn} of 6;\nnot drawn: b = 0.15, 0.2)"]
+  all_levels = _drawn_figure(
+    monkeypatch,
+    plots.plot_curves,
+    _sweep_result(levels),
+    tmp_path,
+    levels=[float(b) for b in levels],
+  )
+  assert [ax.get_legend().get_title().get_text() for ax in all_levels.axes if ax.get_legend()] == [
+    "flood level"
+  ]

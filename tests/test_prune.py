@@ -16,7 +16,9 @@ import flood_jax as fj
 from flood_jax import _sweep
 from flood_jax._sweep.program import Program
 
-LEVELS = [0.0, 0.2, 0.4]
+# Levels the training loss reaches within the first epochs, so the configurations part
+# before the rungs (at epoch 2, b = 0.2 would still be bitwise b = 0: a tie).
+LEVELS = [0.0, 0.4, 0.6]
 LRS = [0.02, 0.1]
 SEEDS = [0, 3]
 HALVING = fj.Halving(min_epochs=2, factor=2)
@@ -56,7 +58,8 @@ def expected_pruned_at(result: fj.SweepResult, halving: fj.Halving) -> np.ndarra
     at = int(np.flatnonzero(result.epochs == rung)[0])
     scores = val[..., at].mean(-1).reshape(-1)[alive]
     keep = math.ceil(len(alive) / halving.factor)
-    kept = alive[np.sort(np.argsort(-scores, kind="stable")[:keep])]
+    threshold = np.sort(scores)[::-1][keep - 1]
+    kept = alive[scores >= threshold]  # the best `keep`, and any that tie with the last
     pruned_at[np.setdiff1d(alive, kept)] = rung
     alive = kept
   return pruned_at.reshape(shape)
@@ -137,6 +140,21 @@ def test_pruning_runs_fewer_calls(data, monkeypatch):
   assert sum(ran) == 6 * 2 + 3 * 2 + 2 * 4
 
 
+def test_configurations_that_tie_at_a_rung_are_kept_together(data):
+  """Levels the loss has not reached by the rung are bitwise b = 0 there: kept or cut together."""
+  levels = [0.0, 0.05, 0.1, 0.6]  # by epoch 2 only b = 0.6 has flooded
+  kw = dict(KW, hyperparams=None, optimizer=optax.sgd(0.05, momentum=0.9))
+  full = fj.sweep(SmallMLP(), data, flood_levels=levels, seeds=SEEDS, **kw)
+  pruned = fj.sweep(SmallMLP(), data, flood_levels=levels, seeds=SEEDS, prune=HALVING, **kw)
+  at = int(np.flatnonzero(full.epochs == 2)[0])
+  early = full.history["val_accuracy"][:3, :, : at + 1]
+  assert np.array_equal(early[0], early[1]) and np.array_equal(early[0], early[2])
+  # ceil(4 / 2) = 2 to keep, but the three unflooded levels tie: all three stay or go.
+  cut = pruned.pruned_at[:3] == 2
+  assert cut.all() or not cut.any(), pruned.pruned_at
+  np.testing.assert_array_equal(pruned.pruned_at, expected_pruned_at(full, HALVING))
+
+
 @pytest.mark.parametrize("after", [2, 5])
 def test_resumed_pruned_sweep_equals_uninterrupted(data, tmp_path, monkeypatch, after):
   one_device = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("models",))
@@ -186,11 +204,33 @@ def test_readme_pruning_example_runs_in_a_fresh_interpreter():
   root = pathlib.Path(__file__).resolve().parents[1]
   section = (root / "README.md").read_text().split("**Pruning.**", 1)[1].split("\n## ", 1)[0]
   code = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+  # What the example shows: at every rung the configurations cut scored below every one
+  # kept (a cut decided by real differences, not by ties in grid order), and some levels
+  # had flooded before the first rung.
+  check = """
+import numpy as np
+full = fj.sweep(result.model, ds, flood_levels=result.flood_levels.tolist(),
+                seeds=result.seeds.tolist(), optimizer=optax.adam(1e-2), epochs=27,
+                batch_size=50, eval_every=1, progress=False)
+np.testing.assert_array_equal(result.pruned_at, np.asarray(eval(EXPECTED)))
+for rung in (6, 18):
+  alive = (result.pruned_at == 0) | (result.pruned_at >= rung)
+  score = full.history["val_accuracy"][:, :, rung - 1].mean(axis=1)
+  cut = result.pruned_at == rung
+  assert cut.any() and score[cut].max() < score[alive & ~cut].min(), (rung, score, result.pruned_at)
+first = full.history["flooded_fraction"][1:, :, :6].max(axis=(1, 2))
+assert (first > 0).sum() >= 4, first
+print("CHECKED")
+"""
+  expected = re.search(r"print\(result\.pruned_at\)  # (\[[ 0-9]+\])", code)
+  assert expected, "the example's comment gives pruned_at"
+  expected_list = repr([int(v) for v in expected.group(1)[1:-1].split()])
+  code += check.replace("EXPECTED", repr(expected_list))
   proc = subprocess.run(
     [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=root
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "pruned" in proc.stdout and "epoch 3" in proc.stdout and "epoch 9" in proc.stdout
+  assert "pruned" in proc.stdout and "epoch 6" in proc.stdout and "CHECKED" in proc.stdout
 
 
 def test_nnx_survivors_with_dropout_keep_their_random_streams(data):
@@ -210,7 +250,9 @@ def test_nnx_survivors_with_dropout_keep_their_random_streams(data):
   run = lambda prune: fj.sweep(
     lambda rngs: Net(rngs),
     data,
-    flood_levels=[0.0, 0.1, 0.2, 0.3],
+    # Levels the loss reaches in the first epochs, so that they part before the rung
+    # (levels not reached yet are bitwise b = 0 there, would tie and all be kept).
+    flood_levels=[0.0, 0.5, 0.7, 0.9],
     seeds=[1],
     optimizer=optax.adam(1e-2),
     epochs=4,
@@ -231,3 +273,29 @@ def test_nnx_survivors_with_dropout_keep_their_random_streams(data):
     (pruned.final_params, pruned.final_batch_stats),
     (full.final_params, full.final_batch_stats),
   )
+
+
+def test_trend_score_ranks_by_the_forecast_at_the_last_epoch(data, unpruned):
+  """``score="trend"``: a line through the rung's second half, read at the last epoch."""
+  halving = fj.Halving(min_epochs=4, factor=2, score="trend")
+  pruned = fj.sweep(SmallMLP(), data, flood_levels=LEVELS, seeds=SEEDS, prune=halving, **KW)
+  val, epochs = unpruned.history["val_accuracy"], unpruned.epochs
+  alive = np.arange(math.prod(unpruned.config_shape))
+  expected = np.zeros(len(alive), np.int64)
+  for rung in halving.rungs(unpruned.num_epochs):
+    window = (epochs > rung / 2) & (epochs <= rung)
+    flat = val.reshape(len(alive), len(SEEDS), -1)[..., window]
+    forecast = np.array(
+      [
+        [np.polyval(np.polyfit(epochs[window], series, 1), unpruned.num_epochs) for series in seeds]
+        for seeds in flat
+      ]
+    ).mean(axis=1)[alive]
+    keep = math.ceil(len(alive) / halving.factor)
+    kept = alive[forecast >= np.sort(forecast)[::-1][keep - 1] - 1e-12]
+    expected[np.setdiff1d(alive, kept)] = rung
+    alive = kept
+  np.testing.assert_array_equal(pruned.pruned_at.reshape(-1), expected)
+  assert np.any(pruned.pruned_at)
+  with pytest.raises(ValueError, match="score"):
+    fj.Halving(4, 2, score="loss")

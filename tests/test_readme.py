@@ -39,3 +39,7 @@ def test_sweeps_section_examples_run_in_a_fresh_interpreter():
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "('flood_level', 'learning_rate', 'weight_decay', 'seed')" in proc.stdout
   assert "Δ test acc vs b=0" in proc.stdout
+  # Both examples learn: well above chance (0.5) on the two-class sinusoid.
+  accuracies = dict(re.findall(r"^(NNX|fj\.Model): test accuracy ([0-9.]+)", proc.stdout, re.M))
+  assert set(accuracies) == {"NNX", "fj.Model"}, proc.stdout[-2000:]
+  assert all(float(a) > 0.8 for a in accuracies.values()), accuracies

@@ -30,6 +30,10 @@ from flood_jax._sweep.layout import seed_slots
 _VAL_LOSS, _VAL_ACCURACY = METRICS.index("val_loss"), METRICS.index("val_accuracy")
 
 
+# How a configuration is ranked at a rung: its validation accuracy there, or a forecast.
+SCORES = ("accuracy", "trend")
+
+
 @dataclasses.dataclass(frozen=True)
 class Halving:
   r"""Successive halving of a sweep's configurations, for ``fj.sweep(..., prune=...)``.
@@ -41,7 +45,7 @@ class Halving:
   together) is scored by its mean validation accuracy over seeds at that
   epoch, and the best :math:`\lceil n / \eta \rceil` of the :math:`n` are
   kept (at least one; a configuration with a non-finite validation loss
-  scores lowest; ties go to the first in the grid's order). The rest stop
+  scores lowest; ties are kept together, see below). The rest stop
   training there. With :math:`n_0 = C` configurations, :math:`n_{k+1} =
   \lceil n_k / \eta \rceil` and :math:`S` seeds, the sweep trains
 
@@ -50,16 +54,37 @@ class Halving:
   model-epochs (the last :math:`r` being ``epochs``) instead of :math:`S C
   \cdot` ``epochs``: 11 levels for 100 epochs with ``Halving(10)`` train
   :math:`11 \cdot 10 + 4 \cdot 20 + 2 \cdot 60 + 1 \cdot 10 = 320` of 1,100
-  epochs per seed (29%). The ranking reads one epoch's validation accuracy,
+  epochs per seed (29%). Configurations that score exactly alike at a rung
+  (e.g. levels the loss has not reached yet, which are bitwise ``b = 0``
+  until then) are kept or cut together, so a rung can keep more than
+  :math:`\lceil n / \eta \rceil`. The ranking reads one epoch's validation accuracy,
   so a small validation set makes it noisy: choose ``min_epochs`` where the
   levels have parted (``benchmarks/RESULTS.md`` measures how often it
   changes the chosen level).
+
+  Flooding helps late (the test loss turns down again after the plain
+  model's has risen), so a level that is still improving at a rung is cut
+  by the plain score while it would win at the end. ``score="trend"`` ranks
+  by a forecast instead: per seed, the least-squares line through the
+  validation accuracies evaluated in :math:`(r_k / 2, r_k]`, read at the
+  sweep's last epoch :math:`E`,
+
+  .. math:: \hat a(E) = \bar a + \hat\beta\,(E - \bar t), \quad
+     \hat\beta = \frac{\sum_j (t_j - \bar t)(a_j - \bar a)}{\sum_j (t_j - \bar t)^2},
+
+  averaged over seeds (a single evaluation there: its accuracy). On the 18
+  settings of the synthetic reproduction, ``Halving(12, 2, score="trend")``
+  kept the unpruned choice (or one within its seed spread) in 15 of 18 at
+  40% of the model-epochs; the plain score at ``Halving(10, 3)``, 14 of 18
+  (``benchmarks/RESULTS.md``, section 7).
 
   Args:
     min_epochs: epochs before the first rung, a positive integer below the
       sweep's ``epochs``.
     factor: the survivors' share at each rung is ``1/factor``; an integer
       >= 2.
+    score: ``"accuracy"`` (mean validation accuracy over seeds at the rung)
+      or ``"trend"`` (its forecast at the last epoch, see above).
 
   Examples:
     >>> import flood_jax as fj
@@ -77,6 +102,7 @@ class Halving:
 
   min_epochs: int
   factor: int = 3
+  score: str = "accuracy"
 
   def __post_init__(self):
     for name, value, low in [("min_epochs", self.min_epochs, 1), ("factor", self.factor, 2)]:
@@ -85,6 +111,11 @@ class Halving:
           f"Halving {name} must be an integer >= {low}, got {value!r}; e.g."
           " fj.Halving(min_epochs=10, factor=3)."
         )
+    if self.score not in SCORES:
+      raise ValueError(
+        f"Halving score must be one of {SCORES}, got {self.score!r}; e.g."
+        ' fj.Halving(min_epochs=12, factor=2, score="trend").'
+      )
 
   def rungs(self, epochs: int) -> tuple[int, ...]:
     """The epochs (from 1) that end a rung: ``min_epochs * factor**k``, below ``epochs``."""
@@ -115,28 +146,86 @@ class Halving:
 
 
 def select(scores: np.ndarray, factor: int) -> np.ndarray:
-  """Indices (sorted) of the ``ceil(n / factor)`` best ``scores``.
+  """Indices (sorted) of the ``ceil(n / factor)`` best ``scores``, ties kept together.
 
-  Higher is better, NaN lowest, ties go to the first.
+  Higher is better, NaN lowest. Configurations that score exactly the same as
+  the last one kept are kept too (so identical configurations, e.g. levels
+  that have not flooded yet, are never split by their order in the grid); the
+  survivors can then be more than ``ceil(n / factor)``. If every score is
+  NaN, the first ``ceil(n / factor)`` are kept.
+
+  Examples:
+    >>> import numpy as np
+    >>> from flood_jax._sweep.prune import select
+    >>> select(np.array([0.5, 0.9, 0.7, 0.7]), factor=3)  # keep 2; 0.7 ties
+    array([1, 2, 3])
   """
   keep = max(1, math.ceil(len(scores) / factor))
-  ranked = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
-  return np.sort(ranked[:keep])
+  filled = np.nan_to_num(np.asarray(scores, np.float64), nan=-np.inf)
+  ranked = np.argsort(-filled, kind="stable")
+  threshold = filled[ranked[keep - 1]]
+  if np.isneginf(threshold):
+    return np.sort(ranked[:keep])
+  return np.flatnonzero(filled >= threshold)
 
 
 def config_scores(
-  history: np.ndarray, alive_configs: np.ndarray, num_configs: int, num_seeds: int, epoch: int
+  history: np.ndarray,
+  alive_configs: np.ndarray,
+  num_configs: int,
+  num_seeds: int,
+  epoch: int,
+  score: str = "accuracy",
+  last_epoch: int | None = None,
 ) -> np.ndarray:
-  """Mean validation accuracy over seeds at ``epoch`` (from 1) of each alive configuration.
+  """Each alive configuration's score at ``epoch`` (from 1): higher is better.
 
   ``history`` is ``(models, epochs, metrics)`` in the grid's seed-major flat
-  order. A configuration with a seed whose validation loss is not finite
-  scores NaN.
+  order (NaN where an epoch was not evaluated). ``score="accuracy"``: mean
+  validation accuracy over seeds at ``epoch``; ``"trend"``: the mean over
+  seeds of :func:`trend_forecast` at ``last_epoch``. A configuration with a
+  seed whose validation loss is not finite at ``epoch`` scores NaN.
   """
   rows = alive_configs[None, :] + num_configs * np.arange(num_seeds)[:, None]  # (seeds, n)
   at = history[rows, epoch - 1]
-  acc = np.where(np.isfinite(at[..., _VAL_LOSS]), at[..., _VAL_ACCURACY], np.nan)
-  return acc.mean(axis=0)
+  ok = np.isfinite(at[..., _VAL_LOSS])
+  if score == "trend":
+    assert last_epoch is not None
+    acc = history[rows, :epoch, _VAL_ACCURACY]  # (seeds, n, epoch)
+    evaluated = np.flatnonzero(np.isfinite(acc).any(axis=(0, 1))) + 1
+    value = trend_forecast(acc[..., evaluated - 1], evaluated, epoch, last_epoch)
+  else:
+    value = at[..., _VAL_ACCURACY]
+  return np.where(ok, value, np.nan).mean(axis=0)
+
+
+def trend_forecast(acc: np.ndarray, epochs: np.ndarray, rung: int, last_epoch: int) -> np.ndarray:
+  """Per series: the least-squares line through ``acc`` in ``(rung/2, rung]``, at ``last_epoch``.
+
+  Args:
+    acc: ``(..., evaluations)`` validation accuracies at ``epochs``.
+    epochs: ``(evaluations,)`` the evaluated epochs (from 1), increasing.
+    rung: the rung's epoch; ``last_epoch``: the sweep's last epoch.
+
+  Returns:
+    ``(...)`` float64 forecasts; with one evaluation in the window, its value.
+
+  Examples:
+    >>> import numpy as np
+    >>> from flood_jax._sweep.prune import trend_forecast
+    >>> round(float(trend_forecast(np.array([0.5, 0.6, 0.7, 0.8]), np.arange(1, 5), 4, 10)), 6)
+    1.4
+  """
+  epochs = np.asarray(epochs)
+  window = (epochs > rung / 2) & (epochs <= rung)
+  t = epochs[window].astype(np.float64)
+  y = np.asarray(acc, np.float64)[..., window]
+  mean = y.mean(axis=-1)
+  spread = float(((t - t.mean()) ** 2).sum())
+  if spread == 0.0:
+    return mean
+  slope = ((t - t.mean()) * (y - mean[..., None])).sum(axis=-1) / spread
+  return mean + slope * (float(last_epoch) - t.mean())
 
 
 def run_pruned(
@@ -187,8 +276,9 @@ def run_pruned(
     if "leaves" in saved:
       leaves = [np.asarray(x) for x in checkpoint._tree_to_leaves(saved["leaves"])]
     for s in range(segment):  # the progress already made
-      alive = _num_alive(halving, num_configs, epochs, s) * num_seeds
+      alive = int(np.sum((pruned_at == 0) | (pruned_at >= stops[s]))) * num_seeds
       bar.update(math.ceil(alive / group) * (stops[s] - (stops[s - 1] if s else 0)))
+    _retotal(bar, halving, len(alive_configs), num_seeds, group, stops, segment)
 
   def save(segment: int, call: int) -> None:
     assert store is not None
@@ -248,10 +338,14 @@ def run_pruned(
         save(segment, call + 1)
     call_start = 0
     if stop < epochs:
-      scores = config_scores(history, alive_configs, num_configs, num_seeds, stop)
+      scores = config_scores(
+        history, alive_configs, num_configs, num_seeds, stop, halving.score, epochs
+      )
       kept = alive_configs[select(scores, halving.factor)]
       pruned_at[np.setdiff1d(alive_configs, kept)] = stop
       alive_configs = kept
+      # Ties kept together can leave more survivors than planned: the bar's total follows.
+      _retotal(bar, halving, len(kept), num_seeds, group, stops, segment + 1)
     segment += 1
     if store is not None:
       save(segment, 0)
@@ -261,5 +355,19 @@ def run_pruned(
   return history, leaves[:num_kept], pruned_at
 
 
-def _num_alive(halving: Halving, num_configs: int, epochs: int, segment: int) -> int:
-  return [num_configs, *halving.survivors_per_rung(num_configs, epochs)][segment]
+def _retotal(
+  bar: Any, halving: Halving, configs: int, seeds: int, group: int, stops: list[int], segment: int
+) -> None:
+  """Sets a tqdm bar's total to its progress so far plus what segments ``segment...`` will cost.
+
+  ``configs`` configurations train in ``segment``; each later rung keeps
+  ``1/factor`` of them (at least: ties can keep more, and the total follows).
+  """
+  if not hasattr(bar, "total") or segment >= len(stops):
+    return
+  remaining = 0
+  for s in range(segment, len(stops)):
+    remaining += math.ceil(configs * seeds / group) * (stops[s] - (stops[s - 1] if s else 0))
+    configs = max(1, math.ceil(configs / halving.factor))
+  bar.total = bar.n + remaining
+  bar.refresh()

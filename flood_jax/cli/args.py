@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import Any
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -199,34 +200,39 @@ def optimizer_list(text: str) -> tuple[str, ...]:
   return names
 
 
-def parse_prune(text: str) -> list[int]:
-  """Parses ``--prune``: ``MIN_EPOCHS`` or ``MIN_EPOCHS,FACTOR`` of successive halving.
+def parse_prune(text: str) -> list[Any]:
+  """Parses ``--prune``: ``MIN_EPOCHS[,FACTOR[,SCORE]]`` of successive halving.
 
   Args:
-    text: e.g. ``"10"`` (factor 3) or ``"10,2"``.
+    text: e.g. ``"10"`` (factor 3), ``"10,2"`` or ``"12,2,trend"``.
 
   Returns:
-    ``[min_epochs, factor]``.
+    ``[min_epochs, factor]``, or ``[min_epochs, factor, score]`` when a score is given.
 
   Raises:
-    argparse.ArgumentTypeError: malformed, or ``min_epochs < 1`` or ``factor < 2``.
+    argparse.ArgumentTypeError: malformed, ``min_epochs < 1``, ``factor < 2``
+      or an unknown score.
 
   Examples:
     >>> parse_prune("10")
     [10, 3]
     >>> parse_prune("4,2")
     [4, 2]
+    >>> parse_prune("12,2,trend")
+    [12, 2, 'trend']
   """
   parts = [part.strip() for part in text.split(",")]
+  score = parts.pop() if len(parts) == 3 else None
   try:
     values = [int(part) for part in parts]
   except ValueError:
     values = []
-  if len(values) not in (1, 2):
+  if len(values) not in (1, 2) or score not in (None, "accuracy", "trend"):
     raise argparse.ArgumentTypeError(
-      f"malformed --prune {text!r}; give MIN_EPOCHS or MIN_EPOCHS,FACTOR such as 10 or 10,3"
+      f"malformed --prune {text!r}; give MIN_EPOCHS[,FACTOR[,SCORE]] such as 10, 10,3 or"
+      " 12,2,trend (SCORE: accuracy or trend)"
     )
   min_epochs, factor = ([*values, 3])[:2]
   if min_epochs < 1 or factor < 2:
     raise argparse.ArgumentTypeError(f"--prune needs MIN_EPOCHS >= 1 and FACTOR >= 2, got {text!r}")
-  return [min_epochs, factor]
+  return [min_epochs, factor] if score is None else [min_epochs, factor, score]

@@ -63,17 +63,20 @@ class SweepDefaults:
   """The defaults of ``flood-jax sweep``: MNIST-1D with the paper's MLP.
 
   Chosen so that ``flood-jax sweep`` alone finishes in about two minutes on
-  an idle 2-core CPU (measured: 2 min 6 s) and shows what flooding does:
-  without it the training loss goes to zero and the test loss climbs; with
-  it the test loss comes down again.
+  an idle 2-core CPU and shows what flooding does: without it the training
+  loss goes to zero and the test loss climbs; with it the test loss comes
+  down again. Three seeds rather than two, and four levels rather than six
+  (the same 12 models), so that its conclusion (the test loss lower at every
+  level, beyond seed noise; accuracy not told apart from ``b = 0``) has the
+  power of a paired test and does not turn on one machine's round-off.
   """
 
   dataset: str = "mnist1d"
   model: str = "mlp"
   hidden: int = 500  # MLP width (the paper's); --hidden sets the CNN's too.
   depth: int = 2  # MLP hidden layers.
-  levels: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
-  seeds: int = 2
+  levels: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2)
+  seeds: int = 3
   epochs: int = 150
   batch_size: int = 100
   optimizer: str = "sgd"
@@ -133,7 +136,7 @@ test accuracy, training and test loss, flooded fraction; mean ± std over
 seeds), names the best one by validation accuracy, and writes to --out:
 results.json (config, levels, seeds, best configuration, final metrics,
 per-epoch history), history.csv (one row per configuration, seed and epoch),
-params.npz (the trained parameters) and plots (curves.png,
+params.npz (the trained parameters: 13 MB for the defaults) and plots (curves.png,
 accuracy_vs_level.png, flooded_fraction.png, overview.png; at the best
 learning rate and weight decay). While it runs, progress is checkpointed in
 OUT/checkpoint: after an interruption, run the same command with --resume.
@@ -306,10 +309,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   running.add_argument(
     "--prune",
     type=parse_prune,
-    metavar="MIN_EPOCHS[,FACTOR]",
+    metavar="MIN_EPOCHS[,FACTOR[,SCORE]]",
     help="successive halving: after MIN_EPOCHS * FACTOR**k epochs keep only"
     " the best 1/FACTOR of the configurations (by mean validation accuracy"
-    " over seeds) and stop the rest (default FACTOR: 3; default: no pruning)",
+    " over seeds; SCORE 'trend': by its forecast at the last epoch, fairer to"
+    " flooding, which helps late; ties kept together) and stop the rest"
+    " (default FACTOR: 3; default: no pruning), e.g. 12,2,trend",
   )
   add_compile_cache_arguments(running)
   running.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
@@ -574,9 +579,9 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
     return 0
   print()
   print(result.summary())
-  effect = _flooding_effect(result)
-  if effect:
-    print(effect)
+  for line in (_flooding_effect(result), _test_loss_verdict(result)):
+    if line:
+      print(line)
   print(f"sweep time: {result.wall_time:.1f} s")
   command = shlex.join([PROG, *argv])
   result.config = {**result.config, "cli": config, "command": command}
@@ -624,6 +629,8 @@ def write_history_csv(result: Any, path: str) -> str:
   """
   import numpy as np
 
+  from flood_jax._result import _shortest  # float32 values as their shortest decimals
+
   metrics = list(result.history)
   values = [result.flood_levels, *result.hyperparams.values()]
   tmp = path + ".tmp"
@@ -631,7 +638,7 @@ def write_history_csv(result: Any, path: str) -> str:
     writer = csv.writer(f)
     writer.writerow([*result.axes, "epoch", *metrics])
     for index in np.ndindex(*result.config_shape):
-      configuration = [f"{float(v[i]):.6g}" for v, i in zip(values, index, strict=True)]
+      configuration = [repr(_shortest(v[i])) for v, i in zip(values, index, strict=True)]
       for j, seed in enumerate(result.seeds):
         for entry, epoch in enumerate(result.epochs):
           writer.writerow(
@@ -639,7 +646,7 @@ def write_history_csv(result: Any, path: str) -> str:
               *configuration,
               int(seed),
               int(epoch),
-              *(repr(float(result.history[m][(*index, j, entry)])) for m in metrics),
+              *(repr(_shortest(result.history[m][(*index, j, entry)])) for m in metrics),
             ]
           )
   os.replace(tmp, path)
@@ -705,6 +712,34 @@ def _flooding_effect(result: Any) -> str | None:
   return (
     f"at the best level, b = {best:g}: final test accuracy {acc[i]:.4f} vs"
     f" {acc[j]:.4f} without flooding, test loss {loss[i]:.4f} vs {loss[j]:.4f}"
+  )
+
+
+def _test_loss_verdict(result: Any) -> str | None:
+  """One line: at how many levels the final test loss is below b = 0's, and how surely.
+
+  Paired by seed at the best configuration's hyperparameters; "surely" is a
+  one-sided paired t-test at the 5% level. ``None`` without ``b = 0``, with
+  one seed, or when every configuration diverged.
+  """
+  import numpy as np
+
+  from flood_jax._result import paired_p
+
+  if not _has_best(result) or len(result.seeds) < 2:
+    return None
+  result = result.at_best_hyperparams()
+  levels = np.asarray(result.flood_levels)
+  if not np.any(levels == 0) or len(levels) < 2:
+    return None
+  loss = np.asarray(result.history["test_loss"][..., -1], np.float64)  # (levels, seeds)
+  diff = loss[levels != 0] - loss[levels == 0][0]
+  lower = int(np.sum(diff.mean(axis=1) < 0))
+  surely = sum(paired_p(-d[np.isfinite(d)]) < 0.05 for d in diff)
+  n = len(diff)
+  return (
+    f"test loss vs b = 0: lower at {lower} of {n} levels, and by more than seed noise"
+    f" (paired t-test over {len(result.seeds)} seeds, p < 0.05) at {surely} of {n}"
   )
 
 

@@ -1,0 +1,59 @@
+"""SweepResult: levels and hyperparameters come back as the user gave them, not float32 noise."""
+
+import csv
+import json
+
+import numpy as np
+
+import flood_jax as fj
+from flood_jax._result import METRICS, _shortest
+from flood_jax.cli import write_history_csv
+
+
+def _result() -> fj.SweepResult:
+  """Two levels x two learning rates x two seeds x one epoch, b = 0.3 and lr = 0.01 best."""
+  shape = (2, 2, 2, 1)
+  acc = np.full(shape, 0.6, np.float32)
+  acc[1, 0] = 0.7  # b = 0.3, lr = 0.01
+  history = {m: np.full(shape, 0.3, np.float32) for m in METRICS}
+  history["val_accuracy"] = history["test_accuracy"] = acc
+  return fj.SweepResult(
+    flood_levels=np.array([0.0, 0.3], np.float32),
+    seeds=np.array([0, 1]),
+    history=history,
+    hyperparams={"learning_rate": np.array([0.01, 0.1], np.float32)},
+  )
+
+
+def test_best_and_saved_values_are_the_decimals_given(tmp_path):
+  result = _result()
+  assert result.best() == {"flood_level": 0.3, "learning_rate": 0.01}
+  assert result.best_flood_level == 0.3
+  saved = json.loads(json.dumps(result.to_dict()))
+  assert saved["flood_levels"] == [0.0, 0.3]
+  assert saved["hyperparams"] == {"learning_rate": [0.01, 0.1]}
+  assert saved["best"] == {"flood_level": 0.3, "learning_rate": 0.01}
+  assert saved["final"]["test_loss"][0][0] == [0.3, 0.3]  # float32 0.3, written as 0.3
+  with open(write_history_csv(result, str(tmp_path / "history.csv"))) as f:
+    rows = list(csv.DictReader(f))
+  assert {r["flood_level"] for r in rows} == {"0.0", "0.3"}
+  assert {r["learning_rate"] for r in rows} == {"0.01", "0.1"}
+  assert {r["val_accuracy"] for r in rows} == {"0.6", "0.7"}
+
+
+def test_shortest_keeps_non_finite_and_other_dtypes():
+  assert _shortest(np.float32(0.1)) == 0.1 and _shortest(np.asarray(np.float32(0.1))) == 0.1
+  assert np.isnan(_shortest(np.float32("nan"))) and _shortest(np.float32("inf")) == np.inf
+  assert _shortest(np.float64(0.1 + 0.2)) == 0.1 + 0.2  # float64 is kept as it is
+
+
+def test_versus_no_flooding_pairs_by_seed():
+  result = _result()
+  row = result.versus_no_flooding()
+  assert row is not None and row["config"] == {"flood_level": 0.3, "learning_rate": 0.01}
+  assert np.isclose(row["diff"], 0.1) and row["seeds"] == 2 and row["p"] == 0.0  # no spread
+  assert "better than b = 0" in result.summary().splitlines()[-1]
+  tied = _result()
+  tied.history["val_accuracy"][1, 0] = [[0.62], [0.59]]  # +0.02 and -0.01: seed noise
+  line = tied.summary().splitlines()[-1]
+  assert "not distinguishable from b = 0" in line and "over 2 seeds" in line, line
