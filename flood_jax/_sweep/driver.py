@@ -48,6 +48,7 @@ from flood_jax._sweep.program import (
   injected_hyperparams,
 )
 from flood_jax._sweep.prune import Halving, run_pruned
+from flood_jax._sweep.tracking import Tracking, check_loggers
 
 
 def sweep(
@@ -76,6 +77,7 @@ def sweep(
   progress: bool = True,
   gather_params: bool = True,
   prune: Halving | None = None,
+  loggers: Sequence[Any] | None = None,
   _fold_sets: np.ndarray | None = None,  # private: flood_jax.adaflood_levels' fold models
 ) -> SweepResult:
   r"""Trains one model per (flood level, hyperparameters, seed), all at once.
@@ -219,6 +221,13 @@ def sweep(
       stopped when (their ``history`` is NaN after it). The rungs are
       always evaluated; one process only, for now. See
       :class:`flood_jax.Halving`.
+    loggers: experiment trackers, e.g. ``[fj.loggers.TensorBoard("runs/tb"),
+      fj.loggers.MLflow(), fj.loggers.WandB("project")]``: one tracker run per
+      model, its curves streamed after each compiled call (so by default a
+      sweep with loggers runs in about 20 calls, as with a progress bar),
+      its summary at the end; only process 0 logs. A logger that fails warns
+      once and is left out. With ``checkpoint_dir`` a resumed sweep goes on
+      in the same runs. See :mod:`flood_jax.loggers`.
 
   Returns:
     A :class:`flood_jax.SweepResult`; ``history[metric]`` has shape
@@ -284,6 +293,7 @@ def sweep(
     eval_every,
     train_eval_size,
   )
+  loggers = check_loggers(loggers)
   level_name, levels, extra = _level_axis(
     data, objective, flood_levels, per_example_levels, gamma, _fold_sets
   )
@@ -326,7 +336,8 @@ def sweep(
   if epochs_per_call is None:
     # Results do not depend on it (tested); only the feedback does. A divisor
     # of the epochs, so every call runs the same program.
-    target = math.ceil(epochs / 20) if progress or checkpoint_dir is not None else epochs
+    streamed = progress or checkpoint_dir is not None or loggers
+    target = math.ceil(epochs / 20) if streamed else epochs
     epochs_per_call = max(d for d in range(1, target + 1) if epochs % d == 0)
     # Calls end at the rungs: with a common divisor, one program serves all.
     epochs_per_call = math.gcd(epochs_per_call, *rungs)
@@ -385,6 +396,15 @@ def sweep(
   if checkpoint_dir is not None:
     fingerprint = dict(config, data_checksum=checkpoint.checksum(data))
     store = checkpoint.CheckpointStore(os.fspath(checkpoint_dir), fingerprint)
+  tracking = Tracking(
+    loggers,
+    grid=grid,
+    level_name=level_name,
+    config=config,
+    metrics=METRICS,
+    eval_epochs=eval_epochs,
+    checkpoint_dir=None if store is None else store.directory,
+  )
 
   if prune is not None:
     return _sweep_pruned(
@@ -401,6 +421,7 @@ def sweep(
       config=config,
       eval_epochs=eval_epochs,
       level_name=level_name,
+      tracking=tracking,
     )
   history = np.full((padded, epochs, len(METRICS)), np.nan, np.float32)
   # Per call, the leaves of (params, model_state): what the result keeps.
@@ -417,6 +438,7 @@ def sweep(
           mine = hosts.local_indices(NamedSharding(run_mesh, P(AXIS)), group)
           done_leaves = [x[mine] for x in done_leaves]
         final_leaves[call] = done_leaves
+        tracking.log(pad_index[rows], 0, history[rows])  # what a new logger has not seen
         bar.update(epochs)
         continue
       index = pad_index[rows]
@@ -429,6 +451,7 @@ def sweep(
       if resumed is not None:
         carry, epoch, history[rows] = resumed
         carry = hosts.put_keys(carry, NamedSharding(run_mesh, P(AXIS)))
+        tracking.log(index, 0, history[rows, :epoch])
         bar.update(epoch)
       else:
         carry = program.init(chunk_levels, chunk_hparams, slot_seeds, model_slot, run_data)
@@ -442,6 +465,7 @@ def sweep(
         metrics = hosts.to_host(metrics)  # every process gets every model's
         ran = metrics.shape[1]
         history[rows, epoch : epoch + ran] = metrics
+        tracking.log(index, epoch, metrics)
         epoch += ran
         if store is not None and epoch < epochs and store.due(agree=multi_process):
           store.save_current(call, _checkpointed(carry), epoch, history[rows])
@@ -462,9 +486,13 @@ def sweep(
         if store is not None:
           store.save_done(call, call_leaves, history[rows])
   except jax.errors.JaxRuntimeError as err:
+    tracking.close()
     if not multi_process:
       raise
     raise hosts.lost_process(err, checkpoint_dir) from err
+  except BaseException:
+    tracking.close()
+    raise
   finally:
     bar.close()
   wall_time = time.perf_counter() - start
@@ -493,7 +521,7 @@ def sweep(
   if not jax.tree.leaves(model_state):
     model_state = None
   unflatten = grid.unflatten if local_models is None else (lambda x: x)
-  return SweepResult(
+  result = SweepResult(
     flood_levels=grid.flood_levels,
     seeds=grid.seeds,
     hyperparams=dict(grid.hyperparams),
@@ -507,6 +535,8 @@ def sweep(
     epochs=eval_epochs,
     level_name=level_name,
   )
+  tracking.finish(result)
+  return result
 
 
 def _checkpointed(carry: Any) -> Any:
@@ -781,6 +811,7 @@ def _sweep_pruned(
   config: dict[str, Any],
   eval_epochs: np.ndarray,
   level_name: str = "flood_level",
+  tracking: Tracking,
 ) -> SweepResult:
   """``sweep`` with successive halving: :func:`flood_jax._sweep.prune.run_pruned` runs it."""
   chunk_size, epochs = settings["chunk_size"], settings["epochs"]
@@ -806,7 +837,11 @@ def _sweep_pruned(
       epochs_per_call=epochs_per_call,
       store=store,
       bar=bar,
+      tracking=tracking,
     )
+  except BaseException:
+    tracking.close()
+    raise
   finally:
     bar.close()
   wall_time = time.perf_counter() - start
@@ -817,7 +852,7 @@ def _sweep_pruned(
   params, model_state = jax.tree.unflatten(structure, stacked)
   if not jax.tree.leaves(model_state):
     model_state = None
-  return SweepResult(
+  result = SweepResult(
     flood_levels=grid.flood_levels,
     seeds=grid.seeds,
     hyperparams=dict(grid.hyperparams),
@@ -831,3 +866,5 @@ def _sweep_pruned(
     pruned_at=pruned_at.reshape(grid.config_shape),
     level_name=level_name,
   )
+  tracking.finish(result)
+  return result

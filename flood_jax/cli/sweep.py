@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flood_jax.cli import hosts as hosts_cli
+from flood_jax.cli import tracking as tracking_cli
 from flood_jax.cli.args import (
   OPTIMIZERS,
   fraction,
@@ -109,6 +110,8 @@ CONFIG_KEYS = (
   "devices",
   "out",
   "prune",
+  "log",
+  "log_dir",
 )
 
 # Options that take a comma list: one value is a fixed setting of the
@@ -309,6 +312,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     " the best 1/FACTOR of the configurations (by mean validation accuracy"
     " over seeds) and stop the rest (default FACTOR: 3; default: no pruning)",
   )
+  tracking_cli.add_arguments(running)
   add_compile_cache_arguments(running)
   running.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
   running.add_argument(
@@ -386,6 +390,8 @@ def _sweep_config(given: dict[str, Any], resume: bool) -> dict[str, Any]:
         "objective": DEFAULTS.objective,
         "augment": DEFAULTS.augment,
         "eval_every": None,
+        "log": None,
+        "log_dir": None,
         **json.load(f)["config"],
       }
     changed = [
@@ -455,6 +461,8 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
     "devices": given.get("devices"),
     "out": out,
     "prune": given.get("prune"),
+    "log": given.get("log"),
+    "log_dir": given.get("log_dir"),
   }
 
 
@@ -479,6 +487,7 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
     kwargs = {k: config[k] for k in ("hidden", "depth") if config[k] is not None}
     assert data.num_classes is not None  # Dataset infers it on construction
     model = models.get_model(config["model"], data.num_classes, **kwargs)
+    loggers = tracking_cli.make_loggers(config.get("log"), config.get("log_dir") or out)
   except (ValueError, TypeError, ImportError) as err:
     raise UsageError(one_line(err)) from None
 
@@ -534,6 +543,7 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
       checkpoint_dir=checkpoint,
       progress=not args.no_progress,
       prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
+      loggers=loggers,
     )
   except (ValueError, TypeError) as err:
     if not args.resume and main:  # Bad input trained nothing: leave no checkpoint behind.
