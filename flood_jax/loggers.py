@@ -196,8 +196,9 @@ class TensorBoard(Logger):
 
   Scalars are written under the metric names at the evaluated epochs; the
   configuration goes to the HParams plugin (``flood_level``, each
-  hyperparameter and ``seed`` per run, the experiment's metrics in
-  ``logdir``); the summary as scalars ``summary/<key>`` at the last epoch.
+  hyperparameter and ``seed`` per run); the summary as scalars
+  ``summary/<key>`` at the last epoch (booleans as 0 or 1), which the HParams
+  dashboard tabulates beside the configurations.
   The events are written with TensorBoard's own record format, without
   TensorFlow. View with ``tensorboard --logdir LOGDIR``. Use a directory per
   sweep: runs of two sweeps with the same names would share directories.
@@ -221,16 +222,14 @@ class TensorBoard(Logger):
     from tensorboard.plugins.hparams import summary_v2 as hp
 
     os.makedirs(self.logdir, exist_ok=True)
+    self._files = {}  # a logger used again starts new event files
     self._runs = {run.index: run for run in runs}
     self._pending = {run.index: [] for run in runs}
     self._last_step = {run.index: sweep.epochs[-1] if sweep.epochs else 0 for run in runs}
-    if state is None:  # the HParams plugin's records, once per run
-      names = sorted({k for run in runs for k in run.config})
-      config = hp.hparams_config_pb(
-        hparams=[hp.HParam(k) for k in names],
-        metrics=[hp.Metric(m) for m in sweep.metrics],
-      )
-      self._write(os.path.join(self.logdir, self._file_name()), [self._event(config)])
+    # The HParams plugin's record, once per run; the dashboard finds the hyperparameters
+    # and the metrics (the scalar tags) from these, with no experiment record in logdir,
+    # which TensorBoard would list as a run of its own.
+    if state is None:
       for run in runs:
         session = hp.hparams_pb(dict(run.config), trial_id=run.name)
         self._pending[run.index].append(self._event(session))
@@ -339,6 +338,7 @@ class MLflow(Logger):
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
     client = self._client = MlflowClient(tracking_uri=self.tracking_uri)
+    self._ids, self._best = {}, None
     if state is not None:
       self._parent = state["parent"]
       self._ids = {int(k): v for k, v in state["runs"].items()}
