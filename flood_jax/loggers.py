@@ -309,7 +309,9 @@ class MLflow(Logger):
   metrics, and the summary as metrics (``final/val_loss``, ...; booleans as
   tags ``chosen``, ``pruned``, ``diverged``, ``"true"`` or ``"false"``).
   The parent run, named for the sweep, has the sweep's settings as params
-  and the chosen configuration as its tag ``best``.
+  and the chosen configuration as its tag ``best``. The curves are written
+  with MLflow's asynchronous logging (``synchronous=False``), so the sweep
+  does not wait for the store; :meth:`close` waits for them.
 
   Args:
     tracking_uri: anything MLflow takes: a database (``"sqlite:///mlflow.db"``),
@@ -328,6 +330,7 @@ class MLflow(Logger):
     self._pending: dict[int, list[Any]] = {}
     self._open: set[str] = set()
     self._best: str | None = None
+    self._writes: list[Any] = []
 
   def __repr__(self) -> str:
     return f"MLflow(tracking_uri={self.tracking_uri!r}, experiment={self.experiment!r})"
@@ -375,15 +378,28 @@ class MLflow(Logger):
     self._pending[run.index] += [Metric(k, float(v), now, step) for k, v in metrics.items()]
 
   def flush(self):
+    # MLflow's asynchronous logging: the writes (a database transaction per run, some
+    # 40 ms each on sqlite) happen on MLflow's thread, not in the sweep's loop.
     for index, metrics in self._pending.items():
       for first in range(0, len(metrics), 1000):  # MLflow's limit per batch
-        self._client.log_batch(self._ids[index], metrics=metrics[first : first + 1000])
+        batch = metrics[first : first + 1000]
+        self._writes.append(
+          self._client.log_batch(self._ids[index], metrics=batch, synchronous=False)
+        )
       metrics.clear()
+
+  def _wait(self) -> None:
+    """Waits for the asynchronous writes (and raises what failed in them)."""
+    self.flush()
+    writes, self._writes = self._writes, []
+    for write in writes:
+      if write is not None:
+        write.wait()
 
   def summarize(self, run, summary):
     from mlflow.entities import Metric, RunTag
 
-    self.flush()
+    self._wait()
     now = int(time.time() * 1000)
     step = int(summary.get("early_stopping/epoch", 0))
     numbers = [
@@ -398,7 +414,7 @@ class MLflow(Logger):
       self._best = run.name.rsplit(",seed=", 1)[0]
 
   def close(self):
-    self.flush()
+    self._wait()
     finished = self._parent is not None and len(self._open) == 1
     if finished and self._best is not None:
       assert self._parent is not None
