@@ -431,3 +431,23 @@ def test_command_line_logs_to_the_three_trackers_under_out(
   code = cli.main([*CLI_ARGS, "--log", "wandb", "--out", str(tmp_path / "none")])
   err = capsys.readouterr().err
   assert code == 2 and 'pip install "flood_jax[tracking]"' in err and err.count("\n") == 1
+
+
+def test_reproduce_logs_each_sweep_in_a_directory_of_its_own(tmp_path, monkeypatch, capsys):
+  from flood_jax import cli
+
+  monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+  out = tmp_path / "rp"
+  args = [
+    "reproduce", "synthetic", "--dataset", "sinusoid", "--noise", "0.05", "--optimizers",
+    "sgd,adam", "--levels", "0,0.2", "--seeds", "1", "--epochs", "2", "--n-test", "50",
+    "--hidden", "8", "--depth", "1", "--no-progress", "--no-compile-cache", "--out", str(out),
+  ]  # fmt: skip
+  code = cli.main([*args, "--log", "tensorboard", "--log-dir", str(tmp_path / "logs")])
+  assert code == 0, capsys.readouterr().err
+  raw = json.loads((out / "reproduce.json").read_text())
+  for optimizer in ("sgd", "adam"):
+    runs = _tensorboard_runs(tmp_path / "logs" / "tensorboard" / f"sinusoid_noise0.05_{optimizer}")
+    assert sorted(runs) == ["flood_level=0,seed=0", "flood_level=0.2,seed=0"]
+    assert all([e.step for e in r.Scalars("val_loss")] == [2] for r in runs.values())
+  assert raw["config"]["flood_levels"] == [0.0, 0.2]
