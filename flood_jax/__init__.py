@@ -5,7 +5,7 @@ from flood_jax import _devices
 
 _devices.use_cpu_cores_at_import()  # Before anything starts JAX's backend.
 
-from flood_jax import data, models  # noqa: E402  (flood_jax.data.load, ...)
+from flood_jax import data, loggers, models  # noqa: E402  (flood_jax.data.load, ...)
 from flood_jax._adaflood import adaflood_levels  # noqa: E402
 from flood_jax._cache import enable_compile_cache  # noqa: E402
 from flood_jax._dataset import Dataset  # noqa: E402
@@ -32,6 +32,7 @@ __all__ = [
   "flooded_fraction",
   "flooded_loss",
   "iflooded_loss",
+  "loggers",
   "models",
   "sweep",
 ]

@@ -33,7 +33,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,10 @@ from flood_jax import models as models_lib
 from flood_jax._result import SweepResult
 from flood_jax._result import paired_p as _paired_p
 from flood_jax._sweep import sweep
+
+# ``loggers=``: the loggers of one sweep, given a name for it (the setting's slug), so
+# that each sweep of a protocol gets runs (and TensorBoard directories) of its own.
+LoggerFactory = Callable[[str], Sequence[Any]]
 
 SYNTHETIC_SETS = ("two_gaussians", "sinusoid", "spiral")
 
@@ -186,6 +190,7 @@ def synthetic(
   batch_size: int = 200,
   eval_every: int = 2,
   progress: bool = True,
+  loggers: LoggerFactory | None = None,
 ) -> list[Comparison]:
   """The paper's synthetic experiments; writes a table, JSON and figures to ``out_dir``.
 
@@ -219,6 +224,7 @@ def synthetic(
     epochs,
     min(batch_size, n_train),
     progress,
+    loggers=loggers,
     eval_every=eval_every,
     extra_config=dict(
       n_train=n_train,
@@ -246,6 +252,7 @@ def builtin(
   batch_size: int = 100,
   eval_every: int = 1,
   progress: bool = True,
+  loggers: LoggerFactory | None = None,
 ) -> list[Comparison]:
   """The same table on the offline benchmark sets (``mnist1d``, ``digits``)."""
   settings = _grid(datasets, noise_rates, optimizers)
@@ -267,6 +274,7 @@ def builtin(
     epochs,
     batch_size,
     progress,
+    loggers=loggers,
     eval_every=eval_every,
     extra_config=dict(hidden=hidden, depth=depth, batch_size=batch_size, eval_every=eval_every),
   )
@@ -298,6 +306,7 @@ def benchmark(
   model_options: dict[str, Any] | None = None,
   eval_every: int = 1,
   progress: bool = True,
+  loggers: LoggerFactory | None = None,
 ) -> list[Comparison]:
   """The paper's benchmark protocol (Sec. 4.2) on an image set.
 
@@ -329,6 +338,7 @@ def benchmark(
     epochs,
     batch_size,
     progress,
+    loggers=loggers,
     learning_rate=learning_rate,
     eval_every=eval_every,
     extra_config=dict(
@@ -352,6 +362,7 @@ def _run_protocol(
   batch_size,
   progress,
   *,
+  loggers: LoggerFactory | None = None,
   learning_rate=None,
   eval_every=1,
   extra_config=None,
@@ -393,6 +404,7 @@ def _run_protocol(
         progress=progress,
         checkpoint_dir=checkpoint_dir,
         eval_every=eval_every,
+        loggers=None if loggers is None else loggers(slug),
       )
       result.save(run_dir, with_params=False)
       shutil.rmtree(checkpoint_dir)  # the results are on disk; the weights are not kept
@@ -647,6 +659,7 @@ def adaflood(
   batch_size: int = 200,
   eval_every: int = ADAFLOOD_CPU["eval_every"],
   progress: bool = True,
+  loggers: LoggerFactory | None = None,
 ) -> list[MethodsComparison]:
   """Flooding vs iFlood vs AdaFlood; writes a table and JSON to ``out_dir``.
 
@@ -710,6 +723,7 @@ def adaflood(
         objective=objective,
         flood_levels=levels,
         optimizer=make_optimizer(setting.optimizer),
+        loggers=None if loggers is None else loggers(f"{_slug(setting)}-{objective}"),
         **kw,
       )
       seconds[objective] = time.perf_counter() - tic
@@ -735,6 +749,7 @@ def adaflood(
       per_example_levels=heldout,
       gamma=gamma_list,
       optimizer=make_optimizer(setting.optimizer),
+      loggers=None if loggers is None else loggers(f"{_slug(setting)}-adaflood"),
       **kw,
     )
     seconds["adaflood"] = time.perf_counter() - tic

@@ -42,6 +42,27 @@ def main(spec: dict, out_dir: str) -> None:
     name="toy",
   )
 
+  loggers = None
+  log_dir = spec.pop("log_dir", None)
+  if log_dir is not None:  # TensorBoard, and a record of every call a logger gets on this process
+
+    class Recorder(fj.loggers.Logger):
+      def __init__(self):
+        self.calls = []
+
+      def log(self, run, step, metrics):
+        self.calls.append(["log", run.index, step])
+
+      def summarize(self, run, summary):
+        self.calls.append(["summarize", run.index])
+
+      def close(self):
+        path = os.path.join(out_dir, f"logger_calls_{jax.process_index()}.json")
+        with open(path, "w") as f:
+          json.dump(self.calls, f)
+
+    loggers = [fj.loggers.TensorBoard(log_dir), Recorder()]
+
   die_after = spec.pop("die_after_saves", None)
   if die_after is not None:
     checkpoint.EVERY_S = 0.0
@@ -64,6 +85,7 @@ def main(spec: dict, out_dir: str) -> None:
     batch_size=20,
     eval_every=1,
     progress=False,
+    loggers=loggers,
     **spec,
   )
   arrays = {f"history/{k}": v for k, v in result.history.items()}

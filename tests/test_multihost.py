@@ -51,14 +51,15 @@ def _check_ok(runs):
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
   out = tmp_path_factory.mktemp("two")
-  _check_ok(_run(SPEC, out, 2, 2))
-  return _results(out, 2)
+  # With loggers, which change nothing in the results (compared below).
+  _check_ok(_run(dict(SPEC, log_dir=str(out / "tb")), out, 2, 2))
+  return [*_results(out, 2), out]
 
 
 def test_two_processes_equal_one_process_with_the_same_devices(two_processes, tmp_path):
   _check_ok(_run(SPEC, tmp_path, 1, 4))
   (alone,) = _results(tmp_path, 1)
-  first, second = two_processes
+  first, second, _ = two_processes
   assert json.loads(str(first["info"])) == dict(
     processes=2, devices=4, local_devices=2, joined=True
   )
@@ -112,6 +113,26 @@ def test_killed_process_resumes_bitwise_on_the_same_processes(two_processes, tmp
   assert runs[0].returncode != 0
   message = runs[0].stderr.strip().splitlines()[-1]
   assert "ValueError" in message and "2 process(es)" in message and "runs on 1" in message
+
+
+def test_only_process_0_logs(two_processes):
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+  out = two_processes[2]
+  assert not (out / "logger_calls_1.json").exists()  # process 1's loggers were never called
+  calls = json.loads((out / "logger_calls_0.json").read_text())
+  epochs = SPEC["epochs"]
+  assert sorted(c[1:] for c in calls if c[0] == "log") == [
+    [model, step] for model in range(6) for step in range(1, epochs + 1)
+  ]
+  assert sorted(c[1] for c in calls if c[0] == "summarize") == list(range(6))
+  runs = sorted(p for p in (out / "tb").iterdir() if p.is_dir())
+  assert len(runs) == 6
+  for run in runs:  # one event file each: process 0's
+    assert len(list(run.iterdir())) == 1
+    reader = EventAccumulator(str(run))
+    reader.Reload()
+    assert [e.step for e in reader.Scalars("val_loss")] == list(range(1, epochs + 1))
 
 
 def _slurm_job_env():

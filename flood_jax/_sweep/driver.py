@@ -49,6 +49,7 @@ from flood_jax._sweep.program import (
   injected_hyperparams,
 )
 from flood_jax._sweep.prune import Halving, run_pruned
+from flood_jax._sweep.tracking import Tracking, check_loggers
 
 
 def sweep(
@@ -77,6 +78,7 @@ def sweep(
   progress: bool = True,
   gather_params: bool = True,
   prune: Halving | None = None,
+  loggers: Sequence[Any] | None = None,
   _fold_sets: np.ndarray | None = None,  # private: flood_jax.adaflood_levels' fold models
 ) -> SweepResult:
   r"""Trains one model per (flood level, hyperparameters, seed), all at once.
@@ -229,6 +231,13 @@ def sweep(
       stopped when (their ``history`` is NaN after it). The rungs are
       always evaluated; one process only, for now. See
       :class:`flood_jax.Halving`.
+    loggers: experiment trackers, e.g. ``[fj.loggers.TensorBoard("runs/tb"),
+      fj.loggers.MLflow(), fj.loggers.WandB("project")]``: one tracker run per
+      model, its curves streamed after each compiled call (so by default a
+      sweep with loggers runs in about 20 calls, as with a progress bar),
+      its summary at the end; only process 0 logs. A logger that fails warns
+      once and is left out. With ``checkpoint_dir`` a resumed sweep goes on
+      in the same runs. See :mod:`flood_jax.loggers`.
 
   Returns:
     A :class:`flood_jax.SweepResult`; ``history[metric]`` has shape
@@ -296,6 +305,7 @@ def sweep(
   )
   if checkpoint_dir is not None:
     checkpoint.check_directory(checkpoint_dir)
+  loggers = check_loggers(loggers)
   level_name, levels, extra = _level_axis(
     data, objective, flood_levels, per_example_levels, gamma, _fold_sets
   )
@@ -340,7 +350,8 @@ def sweep(
   if epochs_per_call is None:
     # Results do not depend on it (tested); only the feedback does. A divisor
     # of the epochs, so every call runs the same program.
-    target = math.ceil(epochs / 20) if progress or checkpoint_dir is not None else epochs
+    streamed = progress or checkpoint_dir is not None or loggers
+    target = math.ceil(epochs / 20) if streamed else epochs
     epochs_per_call = max(d for d in range(1, target + 1) if epochs % d == 0)
     # Calls end at the rungs: with a common divisor, one program serves all.
     epochs_per_call = math.gcd(epochs_per_call, *rungs)
@@ -405,6 +416,15 @@ def sweep(
       config, data_checksum=checkpoint.checksum(data), computation=program.computation_key()[0]
     )
     store = checkpoint.CheckpointStore(os.fspath(checkpoint_dir), fingerprint)
+  tracking = Tracking(
+    loggers,
+    grid=grid,
+    level_name=level_name,
+    config=config,
+    metrics=METRICS,
+    eval_epochs=eval_epochs,
+    checkpoint_dir=None if store is None else store.directory,
+  )
 
   if prune is not None:
     pruned = _sweep_pruned(
@@ -421,6 +441,7 @@ def sweep(
       config=config,
       eval_epochs=eval_epochs,
       level_name=level_name,
+      tracking=tracking,
     )
     if loss_fn is optax.softmax_cross_entropy_with_integer_labels:  # a classification
       _warn_if_at_chance(pruned, data)
@@ -440,6 +461,7 @@ def sweep(
           mine = hosts.local_indices(NamedSharding(run_mesh, P(AXIS)), group)
           done_leaves = [x[mine] for x in done_leaves]
         final_leaves[call] = done_leaves
+        tracking.log(pad_index[rows], 0, history[rows])  # what a new logger has not seen
         bar.update(epochs)
         continue
       index = pad_index[rows]
@@ -452,6 +474,7 @@ def sweep(
       if resumed is not None:
         carry, epoch, history[rows] = resumed
         carry = hosts.put_keys(carry, NamedSharding(run_mesh, P(AXIS)))
+        tracking.log(index, 0, history[rows, :epoch])
         bar.update(epoch)
       else:
         carry = program.init(chunk_levels, chunk_hparams, slot_seeds, model_slot, run_data)
@@ -465,6 +488,7 @@ def sweep(
         metrics = hosts.to_host(metrics)  # every process gets every model's
         ran = metrics.shape[1]
         history[rows, epoch : epoch + ran] = metrics
+        tracking.log(index, epoch, metrics)
         epoch += ran
         if store is not None and epoch < epochs and store.due(agree=multi_process):
           store.save_current(call, _checkpointed(carry), epoch, history[rows])
@@ -485,9 +509,13 @@ def sweep(
         if store is not None:
           store.save_done(call, call_leaves, history[rows])
   except jax.errors.JaxRuntimeError as err:
+    tracking.close()
     if not multi_process:
       raise
     raise hosts.lost_process(err, checkpoint_dir) from err
+  except BaseException:
+    tracking.close()
+    raise
   finally:
     bar.close()
     if store is not None:
@@ -535,6 +563,7 @@ def sweep(
   # A classification with a best configuration to name (fold models have none).
   if loss_fn is optax.softmax_cross_entropy_with_integer_labels and objective != HELDOUT:
     _warn_if_at_chance(result, data)
+  tracking.finish(result)
   return result
 
 
@@ -871,6 +900,7 @@ def _sweep_pruned(
   config: dict[str, Any],
   eval_epochs: np.ndarray,
   level_name: str = "flood_level",
+  tracking: Tracking,
 ) -> SweepResult:
   """``sweep`` with successive halving: :func:`flood_jax._sweep.prune.run_pruned` runs it."""
   chunk_size, epochs = settings["chunk_size"], settings["epochs"]
@@ -896,7 +926,11 @@ def _sweep_pruned(
       epochs_per_call=epochs_per_call,
       store=store,
       bar=bar,
+      tracking=tracking,
     )
+  except BaseException:
+    tracking.close()
+    raise
   finally:
     bar.close()
     if store is not None:
@@ -909,7 +943,7 @@ def _sweep_pruned(
   params, model_state = jax.tree.unflatten(structure, stacked)
   if not jax.tree.leaves(model_state):
     model_state = None
-  return SweepResult(
+  result = SweepResult(
     flood_levels=grid.flood_levels,
     seeds=grid.seeds,
     hyperparams=dict(grid.hyperparams),
@@ -923,3 +957,5 @@ def _sweep_pruned(
     pruned_at=pruned_at.reshape(grid.config_shape),
     level_name=level_name,
   )
+  tracking.finish(result)
+  return result

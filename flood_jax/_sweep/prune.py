@@ -241,6 +241,7 @@ def run_pruned(
   epochs_per_call: int,
   store: checkpoint.CheckpointStore | None,
   bar: Any,
+  tracking: Any = None,
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
   """Trains the sweep segment by segment, pruning at every rung.
 
@@ -275,6 +276,8 @@ def run_pruned(
     alive_configs = np.asarray(saved["alive"]).astype(np.int64)
     if "leaves" in saved:
       leaves = [np.asarray(x) for x in checkpoint._tree_to_leaves(saved["leaves"])]
+    if tracking is not None:  # what a new logger has not seen
+      tracking.log(np.arange(grid.num_models), 0, history)
     for s in range(segment):  # the progress already made
       alive = int(np.sum((pruned_at == 0) | (pruned_at >= stops[s]))) * num_seeds
       bar.update(math.ceil(alive / group) * (stops[s] - (stops[s - 1] if s else 0)))
@@ -326,6 +329,8 @@ def run_pruned(
         metrics = np.asarray(metrics)[: len(models) - call * group]
         real = index[: len(metrics)]
         history[real, epoch : epoch + length] = metrics
+        if tracking is not None:
+          tracking.log(real, epoch, metrics)
         epoch += length
         bar.update(length)
       real = index[: min(group, len(models) - call * group)]

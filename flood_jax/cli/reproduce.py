@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from flood_jax.cli import tracking as tracking_cli
 from flood_jax.cli.args import fraction_list, optimizer_list, parse_levels, positive_int, snake_name
 from flood_jax.cli.common import (
   OUT_ROOT,
@@ -96,6 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     help="adaflood: AdaFlood's corrections gamma in [0, 1], comma list (1 is added)",
   )
   parser.add_argument("--folds", type=positive_int, help="adaflood: fold models (default 5)")
+  tracking_cli.add_arguments(parser)
   add_compile_cache_arguments(parser)
   parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -109,6 +111,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     out = args.out or os.path.join(OUT_ROOT, f"reproduce-{args.protocol}")
     options: dict[str, Any] = {"progress": not args.no_progress}
+    if args.log:
+      log_dir = args.log_dir or out
+      tracking_cli.make_loggers(args.log, log_dir)  # the extra is there: fail now, not later
+      options["loggers"] = lambda name: tracking_cli.make_loggers(args.log, log_dir, group=name)
     for key, name in [
       ("levels", "flood_levels"),
       ("seeds", "seeds"),

@@ -32,6 +32,7 @@ from typing import Any
 
 from flood_jax._sweep.checkpoint import CheckpointError, CheckpointSaveError
 from flood_jax.cli import hosts as hosts_cli
+from flood_jax.cli import tracking as tracking_cli
 from flood_jax.cli.args import (
   OPTIMIZERS,
   fraction,
@@ -114,6 +115,8 @@ CONFIG_KEYS = (
   "devices",
   "out",
   "prune",
+  "log",
+  "log_dir",
 )
 
 # Options that take a comma list: one value is a fixed setting of the
@@ -316,6 +319,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     " flooding, which helps late; ties kept together) and stop the rest"
     " (default FACTOR: 3; default: no pruning), e.g. 12,2,trend",
   )
+  tracking_cli.add_arguments(running)
   add_compile_cache_arguments(running)
   running.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
   running.add_argument(
@@ -404,6 +408,8 @@ def _sweep_config(given: dict[str, Any], resume: bool) -> dict[str, Any]:
         "objective": DEFAULTS.objective,
         "augment": DEFAULTS.augment,
         "eval_every": None,
+        "log": None,
+        "log_dir": None,
         **json.load(f)["config"],
       }
     changed = [
@@ -473,6 +479,8 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
     "devices": given.get("devices"),
     "out": out,
     "prune": given.get("prune"),
+    "log": given.get("log"),
+    "log_dir": given.get("log_dir"),
   }
 
 
@@ -497,6 +505,7 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
     kwargs = {k: config[k] for k in ("hidden", "depth") if config[k] is not None}
     assert data.num_classes is not None  # Dataset infers it on construction
     model = models.get_model(config["model"], data.num_classes, **kwargs)
+    loggers = tracking_cli.make_loggers(config.get("log"), config.get("log_dir") or out)
   except (ValueError, TypeError, ImportError) as err:
     raise UsageError(one_line(err)) from None
 
@@ -554,6 +563,7 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
         checkpoint_dir=checkpoint,
         progress=not args.no_progress,
         prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
+        loggers=loggers,
       )
   except (ValueError, TypeError) as err:
     # Bad input trained nothing: leave no checkpoint behind, but never one
