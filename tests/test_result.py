@@ -36,7 +36,7 @@ def test_best_and_saved_values_are_the_decimals_given(tmp_path):
   assert saved["final"]["test_loss"][0][0] == [0.3, 0.3]  # float32 0.3, written as 0.3
   with open(write_history_csv(result, str(tmp_path / "history.csv"))) as f:
     rows = list(csv.DictReader(f))
-  assert {r["flood_level"] for r in rows} == {"0.0", "0.3"}
+  assert {r["flood_level"] for r in rows} == {"0", "0.3"}
   assert {r["learning_rate"] for r in rows} == {"0.01", "0.1"}
   assert {r["val_accuracy"] for r in rows} == {"0.6", "0.7"}
 

@@ -221,7 +221,9 @@ def test_best_level_rules_and_summary(grid):
   assert grid.best("best_val")["flood_level"] == LEVELS[int(np.argmax(best_epoch))]
   text = grid.summary()
   assert "best flood level" in text and "±" in text
-  assert len(text.splitlines()) == 2 + len(LEVELS) + 1
+  versus = grid._versus_line()  # whether the winner is told apart from b = 0 (2 seeds: a line)
+  assert versus is not None and text.splitlines()[-1] == versus
+  assert len(text.splitlines()) == 2 + len(LEVELS) + 2
   with pytest.raises(ValueError, match="epoch rule"):
     grid.best("last")
 

@@ -648,7 +648,7 @@ def write_history_csv(result: Any, path: str) -> str:
     writer = csv.writer(f)
     writer.writerow([*result.axes, "epoch", *metrics])
     for index in np.ndindex(*result.config_shape):
-      configuration = [repr(_shortest(v[i])) for v, i in zip(values, index, strict=True)]
+      configuration = [f"{_shortest(v[i]):.6g}" for v, i in zip(values, index, strict=True)]
       for j, seed in enumerate(result.seeds):
         for entry, epoch in enumerate(result.epochs):
           writer.writerow(
