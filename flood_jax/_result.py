@@ -6,7 +6,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -573,7 +573,7 @@ class SweepResult:
       return None
     if not zero.size or best[self.level_name] == self._no_flooding:
       return None
-    index = self.index(**best)
+    index = self.index(**cast(dict[str, Any], best))
     base = (int(zero[0]), *index[1:])
     at = self.stopping_epoch(rule)
     values = np.take_along_axis(self.history[metric], at[..., None], axis=-1)[..., 0]
@@ -664,7 +664,7 @@ def paired_p(diff: Any) -> float:
     return 0.0 if diff[0] > 0 else 1.0
   from scipy import stats
 
-  return float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
+  return float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def _show_config(config: dict[str, float]) -> str:

@@ -401,9 +401,10 @@ def sweep(
     "eval_test": bool(eval_test),
   }
   if prune is not None:
-    config["prune"] = {"min_epochs": int(prune.min_epochs), "factor": int(prune.factor)}
+    pruning: dict[str, Any] = {"min_epochs": int(prune.min_epochs), "factor": int(prune.factor)}
     if prune.score != "accuracy":  # (absent for the plain score: older checkpoints match)
-      config["prune"]["score"] = prune.score
+      pruning["score"] = prune.score
+    config["prune"] = pruning
   if extra is not None:  # what the models train on, so a checkpoint of other levels is not resumed
     config["per_example_levels_sha256" if _fold_sets is None else "fold_sets_sha256"] = (
       hashlib.sha256(np.ascontiguousarray(extra).tobytes()).hexdigest()
