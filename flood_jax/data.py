@@ -42,6 +42,7 @@ import dataclasses
 import difflib
 import functools
 import gzip
+import importlib.util
 import inspect
 import os
 import pickle
@@ -544,12 +545,14 @@ def _load_image_set(
   if not isinstance(flatten, (bool, np.bool_)):
     raise ValueError(f"flatten must be True or False, got {flatten!r}.")
   given = [
-    k for k, v in (("data_dir", data_dir), ("hf_path", hf_path), ("cache_dir", cache_dir)) if v
+    k
+    for k, v in (("data_dir", data_dir), ("hf_path", hf_path), ("cache_dir", cache_dir))
+    if v is not None
   ]
   if len(given) > 1:
     raise ValueError(
-      f"give one of data_dir (the original files), hf_path (a saved Hugging Face copy) or"
-      f" cache_dir (where to cache a download), not {' and '.join(given)}."
+      f"give data_dir (the original files), hf_path (a saved Hugging Face copy) or"
+      f" cache_dir (where to cache a download), not both {given[0]} and {given[1]}."
     )
   if data_dir is not None:
     x_train, y_train, x_test, y_test = _read_local(name, data_dir)
@@ -568,25 +571,27 @@ def _load_image_set(
       seed=seed,
       default_val_fraction=0.2,
     )
+  missing_extra = ImportError(
+    f'loading {name!r} needs the optional extra: pip install "flood_jax[datasets]"'
+  )
+  if not all(_importable(m) for m in ("datasets", "huggingface_hub", "PIL")):
+    raise missing_extra
+  if hf_path is None:  # before importing datasets (seconds): offline, fail fast
+    _check_hub_reachable(name, spec)
   try:
     import datasets
     import PIL.Image  # noqa: F401 (checks Pillow is there)
   except ImportError as err:
-    raise ImportError(
-      f"loading {name!r} from the Hugging Face Hub needs the optional extra: pip install"
-      f' "flood_jax[datasets]"; or read the original files with data_dir=DIR'
-      f" (--data-dir DIR on the command line): {_describe_files(name)}"
-    ) from err
+    raise missing_extra from err
   if hf_path is not None:
     dataset_dict = datasets.load_from_disk(os.fspath(hf_path))
   else:
-    _check_hub_reachable(name, spec)
     try:
       dataset_dict = datasets.load_dataset(
         spec.hub_id, spec.config, cache_dir=None if cache_dir is None else os.fspath(cache_dir)
       )
     except ConnectionError as err:
-      raise _offline_error(name, spec, err) from None
+      raise _offline_error(name, spec, err, offline=True) from None
   return _from_hf(
     dataset_dict,
     spec,
@@ -600,14 +605,27 @@ def _load_image_set(
   )
 
 
-def _offline_error(name: str, spec: ImageSpec, err: BaseException) -> ConnectionError:
-  reason = " ".join(str(err).split())[:160] or type(err).__name__
-  return ConnectionError(
-    f"cannot reach the Hugging Face Hub for {name!r} ({spec.hub_id}: {reason}). Offline, read"
-    f" the original files from a folder: data_dir=DIR in flood_jax.data.load, --data-dir DIR"
-    f" on the command line ({_describe_files(name)}); or, with a copy cached earlier, set"
-    " HF_HUB_OFFLINE=1."
+def _offline_error(
+  name: str, spec: ImageSpec, err: BaseException, offline: bool
+) -> ConnectionError:
+  reason = " ".join(str(err).split())[:120] or type(err).__name__
+  cached = (
+    "HF_HUB_OFFLINE=1 is set and no copy is cached"
+    if offline
+    else "with a copy cached earlier, set HF_HUB_OFFLINE=1"
   )
+  return ConnectionError(
+    f"cannot reach the Hugging Face Hub for {name!r} ({spec.hub_id}: {reason}); offline, read"
+    f" the original files from a folder with --data-dir DIR (data_dir=DIR in"
+    f" flood_jax.data.load): {_describe_files(name)} ({cached})."
+  )
+
+
+def _importable(module: str) -> bool:
+  try:
+    return importlib.util.find_spec(module) is not None
+  except (ImportError, ValueError):
+    return False
 
 
 def _check_hub_reachable(name: str, spec: ImageSpec, timeout: float = 5.0) -> None:
@@ -616,17 +634,17 @@ def _check_hub_reachable(name: str, spec: ImageSpec, timeout: float = 5.0) -> No
   Skipped under ``HF_HUB_OFFLINE=1`` (the cache is read then). An answer from
   the Hub, even an error status, counts as reachable: the download reports it.
   """
-  import huggingface_hub
+  from huggingface_hub import HfApi, constants
   from huggingface_hub.errors import HfHubHTTPError
 
-  if huggingface_hub.constants.HF_HUB_OFFLINE:
+  if constants.HF_HUB_OFFLINE:
     return
   try:
-    huggingface_hub.HfApi().dataset_info(spec.hub_id, timeout=timeout)
+    HfApi().dataset_info(spec.hub_id, timeout=timeout)
   except HfHubHTTPError:
     return
   except Exception as err:  # transport errors of any HTTP backend
-    raise _offline_error(name, spec, err) from None
+    raise _offline_error(name, spec, err, offline=False) from None
 
 
 def _split_indices(
