@@ -843,7 +843,7 @@ _CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 
 #: The original files :func:`load` reads with ``data_dir=DIR``, and where to get them.
 #: ``files`` are looked for in ``DIR`` and in the sub-folders ``folders`` (the
-#: layouts the official archives, torchvision and Keras leave on disk).
+#: layouts the official archives and torchvision leave on disk).
 LOCAL_FILES: dict[str, dict[str, Any]] = {
   "mnist": dict(
     files=tuple(f"{f}.gz" for f in _IDX_FILES),

@@ -298,8 +298,9 @@ BENCHMARK_PAPER: dict[str, Any] = dict(
   batch_size=200,
 )
 # The MNIST-family MLP protocol cut to about 30 minutes on an idle 2-core CPU
-# (measured on MNIST: about 2.4 s per model-epoch of the 4 x 500 MLP on 48,000
-# examples with the machine shared; 800 model-epochs): 5 of the 11 levels, 20
+# (estimated: 800 model-epochs at the 2.4 s per model-epoch of the 4 x 500 MLP
+# on 48,000 examples measured with the machine lightly shared; with it heavily
+# shared, 53 min per weight decay were measured): 5 of the 11 levels, 20
 # of the 500 epochs, 4 seeds (one more than the paper preset: the paired test
 # needs them); the data, model, optimizer, batch size, weight decays and
 # split are the paper's.

@@ -49,7 +49,9 @@ DESCRIPTION = textwrap.dedent("""\
                   --preset paper: flood levels 0.00 to 0.10 by 0.01, 3 seeds,
                   500 epochs (an accelerator's job); --preset cpu (default):
                   levels 0/0.01/0.02/0.05/0.1, 4 seeds, 20 epochs, all of
-                  the data (MNIST's MLP: about 30 min on a 2-core CPU)
+                  the data (MNIST's MLP: about 30 min estimated on an idle
+                  2-core CPU; 53 min measured per weight decay on a heavily
+                  shared one)
 
     The flood level is chosen per seed by validation accuracy (with and
     without early stopping); a one-sided paired t-test across seeds says
@@ -74,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     " by 0.01, 3 seeds, 500 epochs; 'cpu' (default) keeps 5 of the 11"
     " levels (0, 0.01, 0.02, 0.05, 0.1), 20 of the 500 epochs and 4 seeds,"
     " with the paper's data, split, model, optimizer, batch size and weight"
-    " decays (about 30 min for MNIST on a 2-core CPU). Options given"
+    " decays (MNIST: about 30 min estimated on an idle 2-core CPU). Options given"
     " explicitly override it.",
   )
   parser.add_argument(
