@@ -332,34 +332,56 @@ def test_data_dir_applies_to_benchmark_only(tmp_path, capsys):
   assert code == 2 and "--data-dir and --augment apply to reproduce benchmark only" in err
 
 
-@pytest.mark.parametrize("dataset", ["cifar10", "svhn"])
-def test_benchmark_resnet_protocol_on_original_files(dataset, tmp_path):
-  """The ResNet-18 protocol's code path on tiny CIFAR-10 pickles and SVHN .mat files."""
+def test_benchmark_resnet_protocol_on_original_files(tmp_path):
+  """The ResNet-18 protocol's code path on tiny CIFAR-10 pickles and SVHN .mat files.
+
+  Both sets have 32x32x3 images and 10 classes, so the second reuses the
+  first's compiled program.
+  """
   import original_files
 
-  write = {"cifar10": original_files.write_cifar10, "svhn": original_files.write_svhn}[dataset]
-  data_dir = write(str(tmp_path / dataset))
-  comparisons = reproduce.benchmark(
-    str(tmp_path / "out"),
-    dataset=dataset,
-    data_dir=data_dir,
-    augment=dataset == "cifar10",
+  for dataset, write in (
+    ("cifar10", original_files.write_cifar10),
+    ("svhn", original_files.write_svhn),
+  ):
+    out = tmp_path / f"out_{dataset}"
+    comparisons = reproduce.benchmark(
+      str(out),
+      dataset=dataset,
+      data_dir=write(str(tmp_path / dataset)),
+      flood_levels=(0.0, 0.05),
+      weight_decays=(1e-5,),
+      seeds=2,
+      epochs=1,
+      batch_size=20,
+      model_options={"num_filters": 2},
+      progress=False,
+    )
+    (c,) = comparisons
+    assert c.flood.shape == (2,) and c.setting.weight_decay == 1e-5
+    config = json.loads((out / "reproduce.json").read_text())["config"]
+    assert config["model"] == "resnet18" and not config["augment"]
+    assert config["split"] == {"train": 40, "val": 10, "test": 20}  # 80:20
+
+
+def test_benchmark_augment_holds_out_15_percent(tmp_path):
+  """--augment: random crops and flips, and the paper's 85:15 split."""
+  import original_files
+
+  out = tmp_path / "out"
+  reproduce.benchmark(
+    str(out),
+    dataset="cifar10",
+    data_dir=original_files.write_cifar10(str(tmp_path / "cifar10")),
+    augment=True,
+    model="cnn",
     flood_levels=(0.0, 0.05),
-    weight_decays=(1e-5,),
+    weight_decays=(0.0,),
     seeds=2,
     epochs=1,
     batch_size=16,
-    model_options={"num_filters": 2},
+    model_options={"features": (2,), "hidden": 4},
     progress=False,
   )
-  (c,) = comparisons
-  assert c.flood.shape == (2,) and c.setting.weight_decay == 1e-5
-  config = json.loads((tmp_path / "out" / "reproduce.json").read_text())["config"]
-  assert config["model"] == "resnet18"
-  # With augmentation 15% is held out (the paper's 85:15), else 20%.
-  expected = (
-    {"train": 42, "val": 8, "test": 20}
-    if dataset == "cifar10"
-    else {"train": 40, "val": 10, "test": 20}
-  )
-  assert config["split"] == expected and config["augment"] == (dataset == "cifar10")
+  config = json.loads((out / "reproduce.json").read_text())["config"]
+  assert config["augment"] and config["split"] == {"train": 42, "val": 8, "test": 20}
