@@ -20,6 +20,13 @@ One entry point, :func:`load`, with the names in :data:`DATASETS`:
   standard place (``~/.cache/huggingface``, or ``cache_dir``). They need a
   network connection the first time; later loads read the local cache.
 
+* The same image sets from their original distribution files in a local
+  folder, with no network and no extra: ``load(name, data_dir=DIR)`` reads
+  the IDX files of the MNIST family (gzipped or not; KMNIST's ``.npz`` too),
+  the CIFAR python batches and the SVHN ``.mat`` files (see
+  :data:`LOCAL_FILES`), with the paper's split: 80:20 of the original training
+  set, the published test set.
+
 Every set has a train, a validation (for choosing the flood level) and a test
 split. ``label_noise=r`` replaces exactly ``round(r * n)`` labels of the
 training split and, separately, of the validation split, chosen at random,
@@ -34,8 +41,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import gzip
+import importlib.util
 import inspect
 import os
+import pickle
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -46,7 +56,7 @@ import numpy as np
 
 from flood_jax._dataset import Dataset
 
-__all__ = ["DATASETS", "IMAGE_SETS", "ImageSpec", "load", "random_crop_flip"]
+__all__ = ["DATASETS", "IMAGE_SETS", "LOCAL_FILES", "ImageSpec", "load", "random_crop_flip"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,11 +147,13 @@ def load(name: str, **options: Any) -> Dataset:
   * ``digits``: ``val_fraction`` [0.2], ``test_fraction`` [0.2],
     ``label_noise``, ``seed``. 64 features in [0, 1], 10 classes.
   * ``mnist``, ``fashion_mnist``, ``kmnist``, ``cifar10``, ``cifar100``,
-    ``svhn``: ``n_val`` [10% of the training split], ``n_train`` [the rest],
-    ``n_test`` [all], ``flatten`` [False], ``label_noise``, ``seed``,
+    ``svhn``: ``n_val`` [10% of the training split from the Hub, 20% from
+    ``data_dir``], ``n_train`` [the rest], ``n_test`` [all], ``flatten``
+    [False], ``label_noise``, ``seed``, ``data_dir`` [None; or a folder with
+    the original files, :data:`LOCAL_FILES`: no network, no extra],
     ``cache_dir`` [Hugging Face's default], ``hf_path`` [None: download from
-    the Hub; or a directory written by ``DatasetDict.save_to_disk``]. Needs
-    ``pip install "flood_jax[datasets]"`` and, the first time, a network.
+    the Hub; or a directory written by ``DatasetDict.save_to_disk``]. The Hub
+    needs ``pip install "flood_jax[datasets]"`` and, the first time, a network.
 
   Args:
     name: one of :data:`DATASETS` (case and ``-``/``_`` are not significant).
@@ -151,8 +163,12 @@ def load(name: str, **options: Any) -> Dataset:
     A :class:`flood_jax.Dataset` with float32 inputs and int32 labels.
 
   Raises:
-    ValueError: unknown name, unknown option, or an option out of range.
-    ImportError: an image set was asked for without the ``datasets`` extra.
+    ValueError: unknown name, unknown option, an option out of range, or a
+      missing or garbled file in ``data_dir``.
+    ImportError: an image set was asked for from the Hub without the
+      ``datasets`` extra.
+    ConnectionError: an image set was asked for from the Hub with no network
+      (the message names ``data_dir``, the offline way).
 
   Examples:
     >>> from flood_jax import data
@@ -510,10 +526,11 @@ def _load_image_set(
   flatten: bool = False,
   label_noise: float = 0.0,
   seed: int = 0,
+  data_dir: str | os.PathLike | None = None,
   cache_dir: str | os.PathLike | None = None,
   hf_path: str | os.PathLike | None = None,
 ) -> Dataset:
-  """Downloads (or reads from the cache or ``hf_path``) an image set."""
+  """Reads an image set from ``data_dir``, or downloads it (or reads the cache or ``hf_path``)."""
   spec = IMAGE_SETS[name]
   # Check everything that can be checked before a possibly long download.
   _check_noise(label_noise)
@@ -527,23 +544,54 @@ def _load_image_set(
       _check_int(option, value, minimum)
   if not isinstance(flatten, (bool, np.bool_)):
     raise ValueError(f"flatten must be True or False, got {flatten!r}.")
-  if hf_path is not None and cache_dir is not None:
+  given = [
+    k
+    for k, v in (("data_dir", data_dir), ("hf_path", hf_path), ("cache_dir", cache_dir))
+    if v is not None
+  ]
+  if len(given) > 1:
     raise ValueError(
-      "give hf_path (a local copy) or cache_dir (where to cache a download), not both."
+      f"give data_dir (the original files), hf_path (a saved Hugging Face copy) or"
+      f" cache_dir (where to cache a download), not both {given[0]} and {given[1]}."
     )
+  if data_dir is not None:
+    x_train, y_train, x_test, y_test = _read_local(name, data_dir)
+    return _from_arrays(
+      spec,
+      x_train,
+      y_train,
+      x_test,
+      y_test,
+      name=name,
+      n_val=n_val,
+      n_train=n_train,
+      n_test=n_test,
+      flatten=flatten,
+      label_noise=label_noise,
+      seed=seed,
+      default_val_fraction=0.2,
+    )
+  missing_extra = ImportError(
+    f'loading {name!r} needs the optional extra: pip install "flood_jax[datasets]"'
+  )
+  if not all(_importable(m) for m in ("datasets", "huggingface_hub", "PIL")):
+    raise missing_extra
+  if hf_path is None:  # before importing datasets (seconds): offline, fail fast
+    _check_hub_reachable(name, spec)
   try:
     import datasets
     import PIL.Image  # noqa: F401 (checks Pillow is there)
   except ImportError as err:
-    raise ImportError(
-      f'loading {name!r} needs the optional extra: pip install "flood_jax[datasets]"'
-    ) from err
+    raise missing_extra from err
   if hf_path is not None:
     dataset_dict = datasets.load_from_disk(os.fspath(hf_path))
   else:
-    dataset_dict = datasets.load_dataset(
-      spec.hub_id, spec.config, cache_dir=None if cache_dir is None else os.fspath(cache_dir)
-    )
+    try:
+      dataset_dict = datasets.load_dataset(
+        spec.hub_id, spec.config, cache_dir=None if cache_dir is None else os.fspath(cache_dir)
+      )
+    except ConnectionError as err:
+      raise _offline_error(name, spec, err, offline=True) from None
   return _from_hf(
     dataset_dict,
     spec,
@@ -555,6 +603,85 @@ def _load_image_set(
     label_noise=label_noise,
     seed=seed,
   )
+
+
+def _offline_error(
+  name: str, spec: ImageSpec, err: BaseException, offline: bool
+) -> ConnectionError:
+  reason = " ".join(str(err).split())[:120] or type(err).__name__
+  cached = (
+    "HF_HUB_OFFLINE=1 is set and no copy is cached"
+    if offline
+    else "with a copy cached earlier, set HF_HUB_OFFLINE=1"
+  )
+  return ConnectionError(
+    f"cannot reach the Hugging Face Hub for {name!r} ({spec.hub_id}: {reason}); offline, read"
+    f" the original files from a folder with --data-dir DIR (data_dir=DIR in"
+    f" flood_jax.data.load): {_describe_files(name)} ({cached})."
+  )
+
+
+def _importable(module: str) -> bool:
+  try:
+    return importlib.util.find_spec(module) is not None
+  except (ImportError, ValueError):
+    return False
+
+
+def _check_hub_reachable(name: str, spec: ImageSpec, timeout: float = 5.0) -> None:
+  """Fails in seconds when the Hub cannot be reached, instead of the download's retries.
+
+  Skipped under ``HF_HUB_OFFLINE=1`` (the cache is read then). An answer from
+  the Hub, even an error status, counts as reachable: the download reports it.
+  """
+  from huggingface_hub import HfApi, constants
+  from huggingface_hub.errors import HfHubHTTPError
+
+  if constants.HF_HUB_OFFLINE:
+    return
+  try:
+    HfApi().dataset_info(spec.hub_id, timeout=timeout)
+  except HfHubHTTPError:
+    return
+  except Exception as err:  # transport errors of any HTTP backend
+    raise _offline_error(name, spec, err, offline=False) from None
+
+
+def _split_indices(
+  n_train_all: int,
+  n_test_all: int,
+  *,
+  n_val: int | None,
+  n_train: int | None,
+  n_test: int | None,
+  seed: int,
+  default_val: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
+  """Sorted validation, training and test indices, and the label noise's generator."""
+  n_val, n_train = _split_sizes(n_train_all, n_val, n_train, default_val=default_val)
+  n_test = n_test_all if n_test is None else _check_int("n_test", n_test, 1)
+  if n_test > n_test_all:
+    raise ValueError(f"n_test={n_test} is more than the {n_test_all} test examples.")
+  split_rng, test_rng, noise_rng = np.random.default_rng(_check_seed(seed)).spawn(3)
+  order = split_rng.permutation(n_train_all)
+  # Sorted indices read the data in order; the order is irrelevant since
+  # training shuffles.
+  val_idx = np.sort(order[:n_val])
+  train_idx = np.sort(order[n_val : n_val + n_train])
+  test_idx = (
+    np.arange(n_test)
+    if n_test == n_test_all
+    else np.sort(test_rng.choice(n_test_all, n_test, replace=False))
+  )
+  return val_idx, train_idx, test_idx, noise_rng
+
+
+def _normalize(x: np.ndarray, spec: ImageSpec, flatten: bool) -> np.ndarray:
+  """uint8 ``(n, h, w, c)`` pixels to float32, scaled to [0, 1] and standardized per channel."""
+  mean = np.asarray(spec.mean, np.float32)
+  std = np.asarray(spec.std, np.float32)
+  x = (x.astype(np.float32) / np.float32(255.0) - mean) / std
+  return x.reshape(len(x), -1) if flatten else x
 
 
 def _from_hf(
@@ -593,35 +720,20 @@ def _from_hf(
         f" {', '.join(map(repr, absent))}; its columns are"
         f" {split.column_names}."
       )
-  n_val, n_train = _split_sizes(
-    len(train_split), n_val, n_train, default_val=max(1, round(0.1 * len(train_split)))
+  val_idx, train_idx, test_idx, noise_rng = _split_indices(
+    len(train_split),
+    len(test_split),
+    n_val=n_val,
+    n_train=n_train,
+    n_test=n_test,
+    seed=seed,
+    default_val=max(1, round(0.1 * len(train_split))),
   )
-  n_test_all = len(test_split)
-  n_test = n_test_all if n_test is None else _check_int("n_test", n_test, 1)
-  if n_test > n_test_all:
-    raise ValueError(f"n_test={n_test} is more than the {n_test_all} test examples.")
-
-  split_rng, test_rng, noise_rng = np.random.default_rng(_check_seed(seed)).spawn(3)
-  order = split_rng.permutation(len(train_split))
-  # Sorted indices read the Arrow table in order; the order is irrelevant
-  # since training shuffles.
-  val_idx = np.sort(order[:n_val])
-  train_idx = np.sort(order[n_val : n_val + n_train])
-  test_idx = (
-    np.arange(n_test)
-    if n_test == n_test_all
-    else np.sort(test_rng.choice(n_test_all, n_test, replace=False))
-  )
-
   train_labels = _labels(train_split, spec.label_column)
   test_labels = _labels(test_split, spec.label_column)
 
   def inputs(split: Any, idx: np.ndarray) -> np.ndarray:
-    x = _images(split, idx, spec)
-    mean = np.asarray(spec.mean, np.float32)
-    std = np.asarray(spec.std, np.float32)
-    x = (x.astype(np.float32) / np.float32(255.0) - mean) / std
-    return x.reshape(len(x), -1) if flatten else x
+    return _normalize(_images(split, idx, spec), spec, flatten)
 
   return _with_noise(
     label_noise,
@@ -634,6 +746,48 @@ def _from_hf(
     y_val=train_labels[val_idx],
     x_test=inputs(test_split, test_idx),
     y_test=test_labels[test_idx],
+  )
+
+
+def _from_arrays(
+  spec: ImageSpec,
+  x_train_all: np.ndarray,
+  y_train_all: np.ndarray,
+  x_test_all: np.ndarray,
+  y_test_all: np.ndarray,
+  *,
+  name: str,
+  n_val: int | None,
+  n_train: int | None,
+  n_test: int | None,
+  flatten: bool,
+  label_noise: float,
+  seed: int,
+  default_val_fraction: float,
+) -> Dataset:
+  """The split of :func:`_from_hf` on uint8 ``(n, h, w, c)`` images read from files."""
+  label_noise = _check_noise(label_noise)
+  n_all = len(y_train_all)
+  val_idx, train_idx, test_idx, noise_rng = _split_indices(
+    n_all,
+    len(y_test_all),
+    n_val=n_val,
+    n_train=n_train,
+    n_test=n_test,
+    seed=seed,
+    default_val=max(1, round(default_val_fraction * n_all)),
+  )
+  return _with_noise(
+    label_noise,
+    spec.num_classes,
+    noise_rng,
+    name=name,
+    x_train=_normalize(x_train_all[train_idx], spec, flatten),
+    y_train=y_train_all[train_idx],
+    x_val=_normalize(x_train_all[val_idx], spec, flatten),
+    y_val=y_train_all[val_idx],
+    x_test=_normalize(x_test_all[test_idx], spec, flatten),
+    y_test=y_test_all[test_idx],
   )
 
 
@@ -668,6 +822,264 @@ def _images(
       row += 1
   assert out is not None and row == len(idx)
   return out
+
+
+# --------------------------------------------------------------------------
+# The same image sets from their original distribution files (data_dir=).
+
+_IDX_FILES = (
+  "train-images-idx3-ubyte",
+  "train-labels-idx1-ubyte",
+  "t10k-images-idx3-ubyte",
+  "t10k-labels-idx1-ubyte",
+)
+_KMNIST_NPZ = (
+  "kmnist-train-imgs.npz",
+  "kmnist-train-labels.npz",
+  "kmnist-test-imgs.npz",
+  "kmnist-test-labels.npz",
+)
+_CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
+
+#: The original files :func:`load` reads with ``data_dir=DIR``, and where to get them.
+#: ``files`` are looked for in ``DIR`` and in the sub-folders ``folders`` (the
+#: layouts the official archives and torchvision leave on disk).
+LOCAL_FILES: dict[str, dict[str, Any]] = {
+  "mnist": dict(
+    files=tuple(f"{f}.gz" for f in _IDX_FILES),
+    folders=("raw", "MNIST/raw"),
+    source="https://yann.lecun.com/exdb/mnist/ (mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)",
+  ),
+  "fashion_mnist": dict(
+    files=tuple(f"{f}.gz" for f in _IDX_FILES),
+    folders=("raw", "FashionMNIST/raw"),
+    source="https://github.com/zalandoresearch/fashion-mnist",
+  ),
+  "kmnist": dict(
+    files=tuple(f"{f}.gz" for f in _IDX_FILES),
+    folders=("raw", "KMNIST/raw"),
+    source="https://github.com/rois-codh/kmnist (the MNIST-format files, or the four .npz: "
+    + ", ".join(_KMNIST_NPZ)
+    + ")",
+  ),
+  "cifar10": dict(
+    files=_CIFAR10_FILES,
+    folders=("cifar-10-batches-py",),
+    source="https://www.cs.toronto.edu/~kriz/cifar.html (cifar-10-python.tar.gz, extracted)",
+  ),
+  "cifar100": dict(
+    files=("train", "test"),
+    folders=("cifar-100-python",),
+    source="https://www.cs.toronto.edu/~kriz/cifar.html (cifar-100-python.tar.gz, extracted)",
+  ),
+  "svhn": dict(
+    files=("train_32x32.mat", "test_32x32.mat"),
+    folders=("svhn",),
+    source="http://ufldl.stanford.edu/housenumbers/ (format 2, cropped digits)",
+  ),
+}
+
+
+def _describe_files(name: str) -> str:
+  info = LOCAL_FILES[name]
+  files = ", ".join(info["files"])
+  gz = " (or not gzipped)" if name in ("mnist", "fashion_mnist", "kmnist") else ""
+  return f"the files {files}{gz}, from {info['source']}"
+
+
+class _Garbled(Exception):
+  """``(path, problem)``: a file that is there but cannot be read as its format."""
+
+
+def _read_local(name: str, data_dir: str | os.PathLike) -> tuple[np.ndarray, ...]:
+  """``(x_train, y_train, x_test, y_test)``: uint8 ``(n, h, w, c)`` images, int32 labels."""
+  if not isinstance(data_dir, (str, os.PathLike)):
+    raise ValueError(f"data_dir must be a folder path, got {data_dir!r}.")
+  root = os.path.expanduser(os.fspath(data_dir))
+  if not os.path.isdir(root):
+    raise ValueError(
+      f"data_dir {root!r} is not a folder; for {name!r} it should hold {_describe_files(name)}."
+    )
+  readers = {
+    "mnist": _read_mnist_family,
+    "fashion_mnist": _read_mnist_family,
+    "kmnist": _read_mnist_family,
+    "cifar10": _read_cifar,
+    "cifar100": _read_cifar,
+    "svhn": _read_svhn,
+  }
+  try:
+    arrays = readers[name](name, root)
+  except _Garbled as err:
+    path, problem = err.args
+    raise ValueError(
+      f"cannot read {path!r} as the original {name!r} data ({problem}); expected"
+      f" {_describe_files(name)}."
+    ) from None
+  x_train, y_train, x_test, y_test = arrays
+  num_classes = IMAGE_SETS[name].num_classes
+  for split, x, y in (("training", x_train, y_train), ("test", x_test, y_test)):
+    if len(x) != len(y) or len(y) == 0:
+      raise ValueError(
+        f"the {name!r} {split} files in {root!r} hold {len(x)} images and {len(y)} labels;"
+        f" expected as many of each, from {_describe_files(name)}."
+      )
+    if y.min() < 0 or y.max() >= num_classes:
+      raise ValueError(
+        f"the {name!r} {split} labels in {root!r} run from {y.min()} to {y.max()}, not 0 to"
+        f" {num_classes - 1}; expected {_describe_files(name)}."
+      )
+  return x_train, y_train, x_test, y_test
+
+
+def _find(name: str, root: str, candidates: Sequence[str]) -> str | None:
+  """The first of ``candidates`` in ``root`` or one of the set's sub-folders."""
+  for folder in ("", *LOCAL_FILES[name]["folders"]):
+    for candidate in candidates:
+      path = os.path.join(root, folder, candidate)
+      if os.path.isfile(path):
+        return path
+  return None
+
+
+def _missing(name: str, root: str, what: str) -> ValueError:
+  folders = ", ".join(f"{f}/" for f in LOCAL_FILES[name]["folders"])
+  return ValueError(
+    f"no {what} in data_dir {root!r} (nor in its sub-folders {folders}); for {name!r} it"
+    f" should hold {_describe_files(name)}."
+  )
+
+
+def _read_bytes(path: str) -> bytes:
+  try:
+    if path.endswith(".gz"):
+      with gzip.open(path, "rb") as f:
+        return f.read()
+    with open(path, "rb") as f:
+      return f.read()
+  except (OSError, EOFError) as err:  # gzip.BadGzipFile, truncated archives
+    raise _Garbled(path, f"{type(err).__name__}: {err}") from None
+
+
+def _read_idx(path: str) -> np.ndarray:
+  """An IDX file of unsigned bytes (``0x0000 08 NDIM``, big-endian sizes, the data)."""
+  raw = _read_bytes(path)
+  if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or raw[3] < 1:
+    raise _Garbled(path, "no IDX header of unsigned bytes (magic 0x0000 08 NDIM)")
+  ndim = raw[3]
+  if len(raw) < 4 + 4 * ndim:
+    raise _Garbled(path, "the IDX header is cut short")
+  dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+  size = int(np.prod(dims))
+  if len(raw) - 4 - 4 * ndim != size:
+    raise _Garbled(
+      path, f"{len(raw) - 4 - 4 * ndim} bytes of data where the header {dims} says {size}"
+    )
+  return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _read_npz(path: str) -> np.ndarray:
+  try:
+    with np.load(path, allow_pickle=False) as archive:
+      return np.asarray(archive[archive.files[0]])
+  except Exception as err:  # zip, pickle and key errors alike
+    raise _Garbled(path, f"{type(err).__name__}: {err}") from None
+
+
+def _read_mnist_family(name: str, root: str) -> tuple[np.ndarray, ...]:
+  arrays = []
+  paths = [_find(name, root, (f, f + ".gz", f.replace("-idx", ".idx"))) for f in _IDX_FILES]
+  if name == "kmnist" and None in paths:
+    npz = [_find(name, root, (f,)) for f in _KMNIST_NPZ]
+    if None not in npz:
+      arrays = [_read_npz(p) for p in npz if p is not None]
+  if not arrays:
+    for stem, path in zip(_IDX_FILES, paths, strict=True):
+      if path is None:
+        raise _missing(name, root, f"{stem}.gz or {stem}")
+      arrays.append(_read_idx(path))
+  x_train, y_train, x_test, y_test = arrays
+  for x, y, label in ((x_train, y_train, "training"), (x_test, y_test, "test")):
+    if x.ndim != 3 or y.ndim != 1:
+      raise ValueError(
+        f"the {name!r} {label} files in {root!r} hold arrays of shape {x.shape} and {y.shape};"
+        f" expected images (n, height, width) and labels (n,), from {_describe_files(name)}."
+      )
+  return x_train[..., None], y_train.astype(np.int32), x_test[..., None], y_test.astype(np.int32)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+  """Reads pickles of dicts, lists and NumPy arrays only: no other code can run."""
+
+  _ALLOWED = frozenset(
+    (module, attr)
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for attr in ("_reconstruct", "scalar")
+  ) | {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
+  }
+
+  def find_class(self, module: str, name: str) -> Any:
+    if (module, name) in self._ALLOWED:
+      return super().find_class(module, name)
+    raise pickle.UnpicklingError(f"the pickle refers to {module}.{name}, not only arrays")
+
+
+def _read_cifar_batch(path: str, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+  try:
+    with open(path, "rb") as f:
+      batch = _ArrayUnpickler(f, encoding="bytes").load()
+    batch = {k.encode() if isinstance(k, str) else k: v for k, v in batch.items()}
+    data = np.asarray(batch[b"data"], np.uint8)
+    labels = np.asarray(batch[label_key], np.int64)
+  except Exception as err:  # unpickling fails in many ways
+    raise _Garbled(path, f"not a CIFAR python batch: {type(err).__name__}: {err}") from None
+  if data.ndim != 2 or data.shape[1] != 3072:
+    raise _Garbled(path, f"data of shape {data.shape}, not (n, 3072)")
+  # Rows are 1024 red, 1024 green, 1024 blue values, each 32 x 32 row-major.
+  return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int32)
+
+
+def _read_cifar(name: str, root: str) -> tuple[np.ndarray, ...]:
+  label_key = b"labels" if name == "cifar10" else b"fine_labels"
+  train_files = LOCAL_FILES[name]["files"][:-1]
+  parts = []
+  for file in LOCAL_FILES[name]["files"]:
+    path = _find(name, root, (file,))
+    if path is None:
+      raise _missing(name, root, file)
+    parts.append(_read_cifar_batch(path, label_key))
+  train, (x_test, y_test) = parts[: len(train_files)], parts[-1]
+  x_train = np.concatenate([x for x, _ in train])
+  y_train = np.concatenate([y for _, y in train])
+  return x_train, y_train, x_test, y_test
+
+
+def _read_svhn(name: str, root: str) -> tuple[np.ndarray, ...]:
+  from scipy import io as scipy_io
+
+  arrays = []
+  for file in LOCAL_FILES[name]["files"]:
+    path = _find(name, root, (file,))
+    if path is None:
+      raise _missing(name, root, file)
+    try:
+      mat = scipy_io.loadmat(path)
+      x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
+    except Exception as err:  # scipy's MatReadError, KeyError, ...
+      raise _Garbled(path, f"not an SVHN .mat file: {type(err).__name__}: {err}") from None
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
+      raise _Garbled(path, f"X of shape {x.shape} and y of {len(y)}, not (32, 32, 3, n) and n")
+    # Stored as (height, width, channel, n); label 10 is the digit 0.
+    arrays += [
+      np.ascontiguousarray(x.transpose(3, 0, 1, 2)).astype(np.uint8),
+      (y % 10).astype(np.int32),
+    ]
+  return tuple(arrays)
 
 
 _BUILDERS: dict[str, Callable[..., Dataset]] = {

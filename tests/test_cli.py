@@ -386,3 +386,71 @@ def test_prune_stops_configurations_and_marks_them(tmp_path, capsys):
   assert pruned_at[results["flood_levels"].index(results["best_flood_level"])] == 0
   table = out.split("best flood level")[0]
   assert "pruned" in table and table.count("epoch 2") == 2
+
+
+# --data-dir: the image sets from their original files, and the Hub offline.
+
+
+def test_sweep_reads_original_files_from_data_dir(tmp_path, capsys):
+  import original_files  # tests/original_files.py
+
+  data_dir = original_files.write_mnist(str(tmp_path / "mnist"), 50, 20, gz=False)
+  out = tmp_path / "sweep"
+  args = ["sweep", "--dataset", "mnist", "--data-dir", data_dir, "--levels", "0,0.1"]
+  args += ["--seeds", "1", "--epochs", "1", "--batch-size", "20", "--hidden", "8", "--depth", "1"]
+  code, printed, err = _run(
+    [*args, "--devices", "1", "--no-progress", "--no-plots", "--out", str(out)], capsys
+  )
+  assert code == 0, err
+  assert "mnist (40 train, 10 val, 20 test)" in printed  # the paper's 80:20 split
+  config = json.loads((out / "results.json").read_text())["config"]["cli"]
+  assert config["data_dir"] == data_dir
+
+
+def test_data_dir_with_a_built_in_set_is_one_line(tmp_path, capsys):
+  code, _, err = _run([*TINY, "--data-dir", str(tmp_path), "--out", str(tmp_path / "x")], capsys)
+  assert code == 2 and err.count("\n") == 1
+  assert "--data-dir (the original files) applies to the image data sets" in err
+
+
+def test_a_hub_set_without_network_fails_fast_naming_data_dir(tmp_path, capsys, monkeypatch):
+  """No network: exit 2 and one line naming --data-dir, not retries and a traceback."""
+  pytest.importorskip("datasets")
+  import huggingface_hub
+
+  def unreachable(self, repo_id, **kwargs):
+    raise OSError("[Errno -2] Name or service not known")
+
+  monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+  monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", unreachable)
+  for command in (
+    ["sweep", "--dataset", "mnist", "--epochs", "1", "--out", str(tmp_path / "s")],
+    ["reproduce", "benchmark", "--dataset", "mnist", "--out", str(tmp_path / "r")],
+  ):
+    code, _, err = _run(command, capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "cannot reach the Hugging Face Hub" in err and "--data-dir DIR" in err
+
+
+def test_hub_offline_mode_exits_2_in_seconds(tmp_path):
+  """HF_HUB_OFFLINE=1 with no cached copy: the real path, in a fresh process."""
+  pytest.importorskip("datasets")
+  env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "flood_jax",
+      "sweep",
+      "--dataset",
+      "mnist",
+      "--out",
+      str(tmp_path / "o"),
+    ],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=120,
+  )
+  assert proc.returncode == 2, proc.stderr
+  assert proc.stderr.count("\n") == 1 and "--data-dir DIR" in proc.stderr

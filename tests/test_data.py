@@ -1,10 +1,13 @@
 """flood_jax.data: built-in sets, the Hugging Face loader on local data,
 errors."""
 
+import os
+import pickle
 import random
 import sys
 
 import numpy as np
+import original_files as of  # tests/original_files.py: tiny files in the original formats
 import pytest
 
 import flood_jax as fj
@@ -557,3 +560,203 @@ def test_random_crop_flip_bad_batches(options, shape, match):
   with pytest.raises(ValueError, match=match) as info:
     augment(jax.random.key(0), np.zeros(shape, np.float32))
   assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------
+# The image sets from their original files: data.load(name, data_dir=DIR),
+# on tiny files written in each format (tests/original_files.py).
+N_ORIG_TRAIN, N_ORIG_TEST = 50, 20
+
+
+def _write(name, root, layout):
+  """Writes ``name``'s tiny original files under ``root`` in ``layout``; returns data_dir."""
+  root = str(root)
+  if layout == "idx_gz":
+    return of.write_mnist(root, N_ORIG_TRAIN, N_ORIG_TEST, gz=True)
+  if layout == "idx_raw":
+    return of.write_mnist(root, N_ORIG_TRAIN, N_ORIG_TEST, gz=False)
+  if layout == "torchvision":  # DIR/FashionMNIST/raw/*.gz, as torchvision leaves it
+    of.write_mnist(f"{root}/FashionMNIST/raw", N_ORIG_TRAIN, N_ORIG_TEST)
+    return root
+  if layout == "npz":
+    return of.write_kmnist_npz(root, N_ORIG_TRAIN, N_ORIG_TEST)
+  if layout == "cifar10":  # the parent of cifar-10-batches-py/
+    return of.write_cifar10(root, N_ORIG_TRAIN // 5, N_ORIG_TEST)
+  if layout == "cifar10_inner":  # the folder holding the batches
+    return of.write_cifar10(root, N_ORIG_TRAIN // 5, N_ORIG_TEST) + "/cifar-10-batches-py"
+  if layout == "cifar100":
+    return of.write_cifar100(root, N_ORIG_TRAIN, N_ORIG_TEST)
+  assert layout == "svhn"
+  return of.write_svhn(root, N_ORIG_TRAIN, N_ORIG_TEST)
+
+
+ORIGINAL_FORMATS = [
+  ("mnist", "idx_gz"),
+  ("mnist", "idx_raw"),
+  ("fashion_mnist", "torchvision"),
+  ("kmnist", "idx_gz"),
+  ("kmnist", "npz"),
+  ("cifar10", "cifar10"),
+  ("cifar10", "cifar10_inner"),
+  ("cifar100", "cifar100"),
+  ("svhn", "svhn"),
+]
+
+
+def _orig_indices(ds_x, name):
+  spec = data.IMAGE_SETS[name]
+  shape = (28, 28) if spec.channels == 1 else (32, 32, 3)
+  return of.index_of(ds_x, spec.mean[0], spec.std[0], shape)
+
+
+@pytest.mark.parametrize("name,layout", ORIGINAL_FORMATS)
+def test_original_files_load_with_the_papers_split(name, layout, tmp_path):
+  spec = data.IMAGE_SETS[name]
+  data_dir = _write(name, tmp_path, layout)
+  ds = data.load(name, data_dir=data_dir)
+  assert ds.name == name and ds.num_classes == spec.num_classes
+  # The paper's split: 80:20 of the original training set; the test set whole.
+  assert (ds.num_train, len(ds.y_val), len(ds.y_test)) == (40, 10, 20)
+  shape = (28, 28, 1) if spec.channels == 1 else (32, 32, 3)
+  assert ds.input_shape == shape
+  _check_types(ds)
+  train, val, test = (_orig_indices(x, name) for x in (ds.x_train, ds.x_val, ds.x_test))
+  assert sorted(np.concatenate([train, val])) == list(range(N_ORIG_TRAIN))
+  np.testing.assert_array_equal(test, np.arange(N_ORIG_TEST))
+  # Each image kept its own label (cifar100: k % 100; the others k % 10, SVHN's
+  # 10 read as the digit 0).
+  classes = 100 if name == "cifar100" else 10
+  for k, y in ((train, ds.y_train), (val, ds.y_val), (test, ds.y_test)):
+    np.testing.assert_array_equal(y, k % classes)
+  # The pixels are normalized as the Hub loader does: (p / 255 - mean) / std.
+  raw = of.images(N_ORIG_TEST, shape[:2] if spec.channels == 1 else shape, seed=1)
+  expected = (raw.reshape(N_ORIG_TEST, *shape) / 255.0 - np.asarray(spec.mean)) / np.asarray(
+    spec.std
+  )
+  np.testing.assert_allclose(ds.x_test, expected, rtol=1e-5, atol=1e-5)
+  flat = data.load(name, data_dir=data_dir, flatten=True)
+  assert flat.input_shape == (int(np.prod(shape)),)
+  np.testing.assert_array_equal(flat.x_train, ds.x_train.reshape(40, -1))
+
+
+def test_original_files_options_seeds_and_noise(tmp_path):
+  data_dir = _write("mnist", tmp_path, "idx_gz")
+  ds = data.load("mnist", data_dir=data_dir, n_val=10, n_train=5, n_test=7, seed=3)
+  assert (ds.num_train, len(ds.y_val), len(ds.y_test)) == (5, 10, 7)
+  _assert_same(ds, data.load("mnist", data_dir=data_dir, n_val=10, n_train=5, n_test=7, seed=3))
+  train, val = _orig_indices(ds.x_train, "mnist"), _orig_indices(ds.x_val, "mnist")
+  assert not set(train) & set(val)
+  other = data.load("mnist", data_dir=data_dir, n_val=10, n_train=5, n_test=7, seed=4)
+  assert not np.array_equal(_orig_indices(other.x_val, "mnist"), val)
+  clean = data.load("mnist", data_dir=data_dir)
+  noisy = data.load("mnist", data_dir=data_dir, label_noise=0.25)
+  np.testing.assert_array_equal(noisy.x_train, clean.x_train)
+  assert np.sum(noisy.y_train != clean.y_train) == round(0.25 * 40)
+  assert np.sum(noisy.y_val != clean.y_val) == round(0.25 * 10)
+  np.testing.assert_array_equal(noisy.y_test, clean.y_test)  # the test set stays clean
+
+
+def test_original_files_path_may_use_tilde(tmp_path, monkeypatch):
+  monkeypatch.setenv("HOME", str(tmp_path))
+  _write("svhn", tmp_path / "svhn", "svhn")
+  assert data.load("svhn", data_dir="~/svhn").num_train == 40
+
+
+def _garble(path, content=b"not the format at all"):
+  with open(path, "wb") as f:
+    f.write(content)
+
+
+@pytest.mark.parametrize(
+  "name,layout,damage,match",
+  [
+    ("mnist", "idx_gz", "t10k-labels-idx1-ubyte.gz", "no t10k-labels-idx1-ubyte.gz or"),
+    ("mnist", "idx_gz", "train-images-idx3-ubyte.gz:garble", "BadGzipFile"),
+    ("mnist", "idx_raw", "train-images-idx3-ubyte:garble", "no IDX header"),
+    ("mnist", "idx_raw", "train-labels-idx1-ubyte:truncate", "bytes of data where the header"),
+    ("kmnist", "npz", "kmnist-test-imgs.npz", "no train-images-idx3-ubyte.gz or"),
+    ("cifar10", "cifar10", "cifar-10-batches-py/data_batch_3", "no data_batch_3"),
+    ("cifar10", "cifar10", "cifar-10-batches-py/test_batch:garble", "not a CIFAR python batch"),
+    ("cifar100", "cifar100", "cifar-100-python/test", "no test in data_dir"),
+    ("svhn", "svhn", "train_32x32.mat:garble", "not an SVHN .mat file"),
+    ("svhn", "svhn", "test_32x32.mat", "no test_32x32.mat"),
+  ],
+)
+def test_original_files_missing_or_garbled(name, layout, damage, match, tmp_path):
+  data_dir = _write(name, tmp_path, layout)
+  file, _, how = damage.partition(":")
+  path = os.path.join(data_dir, file)
+  if how == "garble":
+    _garble(path)
+  elif how == "truncate":
+    with open(path, "rb") as f:
+      content = f.read()
+    _garble(path, content[:-3])
+  else:
+    os.remove(path)
+  with pytest.raises(ValueError, match=match) as info:
+    data.load(name, data_dir=data_dir)
+  message = str(info.value)
+  assert "\n" not in message
+  # The message names the files expected and where to get them.
+  assert all(f in message for f in data.LOCAL_FILES[name]["files"])
+  assert data.LOCAL_FILES[name]["source"].split()[0] in message
+
+
+@pytest.mark.parametrize(
+  "options,match",
+  [
+    (dict(data_dir="/nonexistent/mnist"), "is not a folder; for 'mnist' it should hold"),
+    (dict(data_dir=3), "data_dir must be a folder path"),
+    (dict(data_dir=".", hf_path="/tmp/x"), "not both data_dir and hf_path"),
+    (dict(n_val=49), "n_val=49 is too large"),
+    (dict(n_test=21), "n_test=21 is more than the 20"),
+  ],
+)
+def test_original_files_option_errors(options, match, tmp_path):
+  options.setdefault("data_dir", _write("mnist", tmp_path, "idx_raw"))
+  with pytest.raises(ValueError, match=match) as info:
+    data.load("mnist", **options)
+  assert "\n" not in str(info.value)
+
+
+def test_cifar_pickles_cannot_run_code(tmp_path):
+  data_dir = _write("cifar10", tmp_path, "cifar10")
+  with open(os.path.join(data_dir, "cifar-10-batches-py", "data_batch_1"), "wb") as f:
+    pickle.dump(os.system, f)  # a pickle that would call a function
+  with pytest.raises(ValueError, match=r"refers to \S+system, not only arrays"):
+    data.load("cifar10", data_dir=data_dir)
+
+
+def test_hub_unreachable_fails_fast_naming_data_dir(monkeypatch):
+  pytest.importorskip("datasets")
+  import huggingface_hub
+
+  calls = []
+
+  def unreachable(self, repo_id, **kwargs):
+    calls.append(kwargs.get("timeout"))
+    raise OSError("[Errno -2] Name or service not known")
+
+  monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+  monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", unreachable)
+  with pytest.raises(ConnectionError) as info:
+    data.load("mnist")
+  message = str(info.value)
+  assert "\n" not in message and "--data-dir DIR" in message and "data_dir=DIR" in message
+  assert "train-images-idx3-ubyte.gz" in message and "Name or service not known" in message
+  assert calls and calls[0] <= 10  # one short probe, not the download's retries
+
+
+def test_hub_offline_mode_names_data_dir(monkeypatch):
+  datasets = pytest.importorskip("datasets")
+  import huggingface_hub
+
+  def offline(*args, **kwargs):
+    raise ConnectionError("Couldn't reach 'ylecun/mnist' on the Hub (OfflineModeIsEnabled)")
+
+  monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+  monkeypatch.setattr(datasets, "load_dataset", offline)
+  with pytest.raises(ConnectionError, match="HF_HUB_OFFLINE=1 is set and no copy") as info:
+    data.load("cifar10")
+  assert "\n" not in str(info.value) and "--data-dir DIR" in str(info.value)

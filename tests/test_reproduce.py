@@ -245,3 +245,146 @@ def test_adaflood_tiny_end_to_end(tmp_path):
   raw = json.loads((tmp_path / "reproduce.json").read_text())
   assert raw["protocol"] == "adaflood" and raw["config"]["gammas"] == [0.5, 1.0]
   assert "adaflood>flood" in raw["comparisons"][0]["p_values"]
+
+
+# reproduce benchmark on tiny files in the original formats (tests/original_files.py).
+
+
+def _cli(argv, capsys):
+  from flood_jax import cli
+
+  code = cli.main(argv)
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
+def test_benchmark_command_on_original_mnist_files_resumes(tmp_path, capsys):
+  import original_files
+
+  data_dir = original_files.write_mnist(str(tmp_path / "mnist"), 100, 30, gz=True)
+  out = tmp_path / "out"
+  argv = ["reproduce", "benchmark", "--dataset", "mnist", "--data-dir", data_dir]
+  argv += ["--levels", "0,0.05", "--seeds", "2", "--epochs", "2", "--hidden", "8", "--depth", "1"]
+  argv += ["--out", str(out), "--no-progress", "--no-compile-cache"]
+  code, printed, err = _cli(argv, capsys)
+  assert code == 0, err
+  # The cpu preset's two settings (weight decay 0 and 1e-5), with paired differences.
+  assert "| mnist, noise 0, adam | " in printed and "| mnist, noise 0, adam, wd 1e-05 | " in printed
+  assert "| Δ |" in printed and "| p (ES) |" in printed
+  raw = json.loads((out / "reproduce.json").read_text())
+  config = raw["config"]
+  assert config["split"] == {"train": 80, "val": 20, "test": 30}  # 80:20, the test set whole
+  assert config["load_options"]["data_dir"] == data_dir
+  assert config["epochs"] == 2 and config["seeds"] == [0, 1]
+  assert config["flood_levels"] == [0.0, 0.05]
+  assert len(raw["comparisons"]) == 2 and len(raw["comparisons"][0]["flood"]) == 2
+  assert not (out / "checkpoints").exists()
+  # Run again: the finished settings are read back, not trained again.
+  code, again, err = _cli(argv, capsys)
+  assert code == 0, err
+  assert again.count("done earlier") == 2
+
+  def rows(text):
+    return [line for line in text.splitlines() if line.startswith("| mnist")]
+
+  assert rows(again) == rows(printed)
+
+
+def test_benchmark_presets_reach_the_protocol(tmp_path, capsys, monkeypatch):
+  seen = {}
+
+  def fake_benchmark(out, **kwargs):
+    seen.update(kwargs)
+    return []
+
+  monkeypatch.setattr(reproduce, "benchmark", fake_benchmark)
+  base = ["reproduce", "benchmark", "--dataset", "mnist", "--data-dir", str(tmp_path)]
+  base += ["--out", str(tmp_path / "o"), "--no-compile-cache"]
+  assert _cli(base, capsys)[0] == 0
+  assert seen["epochs"] == 20 and seen["seeds"] == 4 and seen["data_dir"] == str(tmp_path)
+  assert list(seen["flood_levels"]) == [0.0, 0.01, 0.02, 0.05, 0.1]
+  assert list(seen["weight_decays"]) == [0.0, 1e-5]
+  assert _cli([*base, "--preset", "paper", "--epochs", "7"], capsys)[0] == 0
+  assert len(seen["flood_levels"]) == 11 and seen["epochs"] == 7  # explicit options win
+  assert seen["seeds"] == 3 and seen["batch_size"] == 200
+  # Every level the cpu preset keeps is one of the paper's.
+  assert set(reproduce.BENCHMARK_CPU["flood_levels"]) <= set(
+    reproduce.BENCHMARK_PAPER["flood_levels"]
+  )
+
+
+@pytest.mark.parametrize(
+  "extra,match",
+  [
+    (["--data-dir", "/nonexistent/mnist"], "is not a folder; for 'mnist' it should hold"),
+    (["--augment"], "augment=True needs image inputs"),
+  ],
+)
+def test_benchmark_command_errors_are_one_line(extra, match, tmp_path, capsys):
+  argv = ["reproduce", "benchmark", "--dataset", "mnist", "--out", str(tmp_path / "o"), *extra]
+  if "--data-dir" not in extra:
+    import original_files
+
+    argv += ["--data-dir", original_files.write_mnist(str(tmp_path / "m"), 20, 5)]
+  code, _, err = _cli(argv, capsys)
+  assert code == 2 and err.count("\n") == 1 and match in err, err
+
+
+def test_data_dir_applies_to_benchmark_only(tmp_path, capsys):
+  code, _, err = _cli(["reproduce", "mnist1d", "--data-dir", str(tmp_path)], capsys)
+  assert code == 2 and "--data-dir and --augment apply to reproduce benchmark only" in err
+
+
+def test_benchmark_resnet_protocol_on_original_files(tmp_path):
+  """The ResNet-18 protocol's code path on tiny CIFAR-10 pickles and SVHN .mat files.
+
+  Both sets have 32x32x3 images and 10 classes, so the second reuses the
+  first's compiled program.
+  """
+  import original_files
+
+  for dataset, write in (
+    ("cifar10", original_files.write_cifar10),
+    ("svhn", original_files.write_svhn),
+  ):
+    out = tmp_path / f"out_{dataset}"
+    comparisons = reproduce.benchmark(
+      str(out),
+      dataset=dataset,
+      data_dir=write(str(tmp_path / dataset)),
+      flood_levels=(0.0, 0.05),
+      weight_decays=(1e-5,),
+      seeds=2,
+      epochs=1,
+      batch_size=20,
+      model_options={"num_filters": 2},
+      progress=False,
+    )
+    (c,) = comparisons
+    assert c.flood.shape == (2,) and c.setting.weight_decay == 1e-5
+    config = json.loads((out / "reproduce.json").read_text())["config"]
+    assert config["model"] == "resnet18" and not config["augment"]
+    assert config["split"] == {"train": 40, "val": 10, "test": 20}  # 80:20
+
+
+def test_benchmark_augment_holds_out_15_percent(tmp_path):
+  """--augment: random crops and flips, and the paper's 85:15 split."""
+  import original_files
+
+  out = tmp_path / "out"
+  reproduce.benchmark(
+    str(out),
+    dataset="cifar10",
+    data_dir=original_files.write_cifar10(str(tmp_path / "cifar10")),
+    augment=True,
+    model="cnn",
+    flood_levels=(0.0, 0.05),
+    weight_decays=(0.0,),
+    seeds=2,
+    epochs=1,
+    batch_size=16,
+    model_options={"features": (2,), "hidden": 4},
+    progress=False,
+  )
+  config = json.loads((out / "reproduce.json").read_text())["config"]
+  assert config["augment"] and config["split"] == {"train": 42, "val": 8, "test": 20}

@@ -110,6 +110,7 @@ CONFIG_KEYS = (
   "objective",
   "augment",
   "label_noise",
+  "data_dir",
   "eval_every",
   "chunk_size",
   "devices",
@@ -181,6 +182,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     metavar="P",
     help="fraction of training and validation labels replaced by a wrong"
     f" class; the test set stays clean (default: {d.label_noise:g})",
+  )
+  data.add_argument(
+    "--data-dir",
+    metavar="DIR",
+    help="image data sets: read the original files from DIR (MNIST family:"
+    " the IDX files; cifar10: cifar-10-batches-py/; cifar100:"
+    " cifar-100-python/; svhn: the .mat files), offline, with the paper's"
+    " 80:20 split (default: download from the Hugging Face Hub)",
   )
   data.add_argument(
     "--model",
@@ -410,6 +419,7 @@ def _sweep_config(given: dict[str, Any], resume: bool) -> dict[str, Any]:
         "eval_every": None,
         "log": None,
         "log_dir": None,
+        "data_dir": None,
         **json.load(f)["config"],
       }
     changed = [
@@ -447,6 +457,11 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
       f"--augment (random crops and flips) applies to the image data sets"
       f" ({', '.join(_image_sets())}) only, not {dataset}"
     )
+  if given.get("data_dir") is not None and dataset not in _image_sets():
+    raise UsageError(
+      f"--data-dir (the original files) applies to the image data sets"
+      f" ({', '.join(_image_sets())}) only; {dataset} is built in"
+    )
   out = given.get("out") or os.path.join(
     d.out_root, f"sweep-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
   )
@@ -474,6 +489,7 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
     "objective": given.get("objective", d.objective),
     "augment": given.get("augment", d.augment),
     "label_noise": given.get("label_noise", d.label_noise),
+    "data_dir": given.get("data_dir"),
     "eval_every": given.get("eval_every"),
     "chunk_size": given.get("chunk_size"),
     "devices": given.get("devices"),
@@ -501,12 +517,13 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
   main = jax.process_index() == 0  # process 0 alone prints and writes
   say = print if main else (lambda *a, **k: None)
   try:
-    data = data_lib.load(config["dataset"], label_noise=config["label_noise"])
+    local = {"data_dir": config["data_dir"]} if config.get("data_dir") else {}
+    data = data_lib.load(config["dataset"], label_noise=config["label_noise"], **local)
     kwargs = {k: config[k] for k in ("hidden", "depth") if config[k] is not None}
     assert data.num_classes is not None  # Dataset infers it on construction
     model = models.get_model(config["model"], data.num_classes, **kwargs)
     loggers = tracking_cli.make_loggers(config.get("log"), config.get("log_dir") or out)
-  except (ValueError, TypeError, ImportError) as err:
+  except (ValueError, TypeError, ImportError, ConnectionError) as err:
     raise UsageError(one_line(err)) from None
 
   devices = jax.devices()
