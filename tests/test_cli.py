@@ -118,6 +118,15 @@ def test_help_runs_as_a_module():
   assert f"default: {cli.DEFAULTS.dataset}" in proc.stdout
 
 
+def test_reproduce_help_is_current_and_a_missing_protocol_names_the_usage_word(capsys):
+  assert cli.main(["reproduce", "--help"]) == 0
+  text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+  assert "PROTOCOL" in text and "8 min 56 s" in text and "32 min" not in text
+  assert "START:STOP:COUNT" in text and "seeds 0..N-1" in text and "--data-dir" in text
+  assert cli.main(["reproduce"]) == 2
+  assert "required: PROTOCOL" in capsys.readouterr().err
+
+
 def test_devices_flag_creates_cpu_devices_before_jax_starts(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env["JAX_PLATFORMS"] = "cpu"

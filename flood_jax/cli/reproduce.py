@@ -40,8 +40,9 @@ DESCRIPTION = textwrap.dedent("""\
       digits      ... on scikit-learn's digits (built in, offline)
       adaflood    flooding vs iFlood vs AdaFlood (per-example levels from
                   held-out fold models) on the synthetic sets with label noise
-                  0.05/0.1, Adam, 5 seeds, 100 epochs (32 min measured on a
-                  busy 2-core CPU); --dataset mnist1d for MNIST-1D
+                  0.05/0.1, Adam, 5 seeds, 100 epochs (8 min 56 s measured
+                  alone on a 2-core CPU, REPRODUCTION.md section 4); --dataset
+                  mnist1d for MNIST-1D
       benchmark   the paper's image benchmarks (--dataset mnist, cifar10, ...),
                   from the original files in --data-dir DIR (the paper's 80:20
                   split; no network) or else from the Hugging Face Hub
@@ -65,7 +66,12 @@ PROTOCOLS = ("synthetic", "mnist1d", "digits", "adaflood", "benchmark")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   """The options of ``flood-jax reproduce``."""
-  parser.add_argument("protocol", choices=PROTOCOLS, help="what to reproduce")
+  parser.add_argument(
+    "protocol",
+    choices=PROTOCOLS,
+    metavar="PROTOCOL",
+    help=f"what to reproduce: {', '.join(PROTOCOLS[:-1])} or {PROTOCOLS[-1]} (see above)",
+  )
   parser.add_argument(
     "--preset",
     choices=("cpu", "paper"),
@@ -102,8 +108,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     " kmnist, cifar10, cifar100 or svhn; synthetic: a comma list",
   )
   parser.add_argument("--out", help="output directory (default runs/reproduce-PROTOCOL)")
-  parser.add_argument("--levels", type=parse_levels, help="flood levels (0 is added)")
-  parser.add_argument("--seeds", type=positive_int, help="number of seeds")
+  parser.add_argument(
+    "--levels",
+    type=parse_levels,
+    help="flood levels: START:STOP:COUNT (COUNT levels from START to STOP,"
+    " e.g. 0:0.1:11) or a comma list such as 0,0.01,0.05 (0 is added)",
+  )
+  parser.add_argument(
+    "--seeds", type=positive_int, metavar="N", help="number of seeds: N runs, seeds 0..N-1"
+  )
   parser.add_argument("--epochs", type=positive_int, help="epochs per model")
   parser.add_argument("--noise", type=fraction_list, help="label noise rates, comma list")
   parser.add_argument("--optimizers", type=optimizer_list, help="sgd,adam or one of them")
