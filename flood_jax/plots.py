@@ -258,6 +258,8 @@ def _legend_title(result: SweepResult, indices: Sequence[int]) -> str:
   if len(indices) == total:
     return "flood level"
   left_out = [i for i in range(total) if i not in set(indices)]
+  if len(left_out) > 4:  # too many to name: the entries below say which are drawn
+    return f"flood level ({len(indices)} of {total} drawn)"
   missing = ", ".join(f"{_shortest(result.flood_levels[i]):g}" for i in left_out)
   return f"flood level ({len(indices)} of {total};\nnot drawn: b = {missing})"
 

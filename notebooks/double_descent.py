@@ -200,32 +200,27 @@ ax2.legend(); plt.tight_layout(); plt.show()
 #
 # * **The double descent of the test loss: reproduced.** The three levels share
 #   one trajectory (same seeds, and flooding does nothing while the loss is above
-#   `b`) until the training loss first reaches `b`: the test loss falls to 1.17 at
-#   epoch 5, then rises as the network starts to memorize. Without flooding the
-#   training loss keeps falling, to about 1e-4, and the test loss keeps rising: to
-#   about 1.5 around epoch 140 and 1.70 at epoch 150, where one seed hits a loss
-#   spike (SGD with momentum near zero loss is not stable; see the left panel).
-#   With flooding the training loss floats at `b` and the test loss peaks (1.51 at
-#   epoch 29 for `b = 0.05`, 1.42 at epoch 26 for `b = 0.1`), then comes down a
-#   second time, to 1.01 and 0.95 at epoch 150: below its first minimum, the one
-#   early stopping would keep. Final test accuracy: 0.645 without flooding, 0.674
-#   with `b = 0.05`, 0.681 with `b = 0.1` (2 seeds; without flooding they differ
-#   by 0.03); the validation accuracy picks `b = 0.1`.
+#   `b`) until the training loss first reaches `b`: the test loss falls to 1.06 at
+#   epoch 2, then rises as the network starts to memorize. Without flooding the
+#   training loss keeps falling, to about 1e-4, and the test loss rises to 1.62
+#   (epoch 26) and ends at 1.42. With flooding the training loss floats at `b`
+#   and the test loss peaks early (1.43 for `b = 0.05` and 1.34 for `b = 0.1`,
+#   both at epoch 5), then comes down a second time, to 0.96 and 0.91 at epoch
+#   150: below its first minimum, the one early stopping would keep. Final test
+#   accuracy: 0.676 without flooding, 0.690 with `b = 0.05`, 0.692 with `b = 0.1`
+#   (2 seeds, a gain about the size of their spread); the validation accuracy
+#   picks `b = 0` (the summary's last line: no level beats it on validation).
 # * **Flatter minima: not shown by this measure.** The largest Hessian
-#   eigenvalue is 0.23 and 3.9 for the two unflooded runs and between 0.38 and
-#   0.47 for all four flooded ones, so the flattest point by this measure is the
-#   unflooded run at zero training loss (seed 0). That says less about flatness
-#   than it seems: for the cross-entropy, the curvature shrinks as the predictions
+#   eigenvalue is 0.015 and 0.019 for the two unflooded runs and between 0.42 and
+#   0.48 for all four flooded ones, so the flattest points by this measure are the
+#   unflooded runs at zero training loss. That says less about flatness than it
+#   seems: for the cross-entropy, the curvature shrinks as the predictions
 #   saturate (the Hessian of the loss with respect to the logits, `diag(p) - p
 #   p^T`, vanishes as `p` becomes one-hot), so a network driven to zero training
 #   loss looks flat for that reason alone, and a flooded one cannot get there by
-#   construction. The right panel shows the confound. At a similar training loss
-#   the picture reverses: the other unflooded run (seed 1), caught in a loss spike
-#   at the last epoch with a training loss of 0.025, close to the `b = 0.05` runs'
-#   0.034, is 8 to 10 times sharper than they are, as the paper would expect; but
-#   that is one run, in a spike rather than at a minimum. A fair test would compare
-#   at matched training losses (or with a scale-invariant sharpness) over more
-#   seeds; this run does not settle it.
+#   construction (the right panel shows the confound: curvature against training
+#   loss). A fair test would compare at matched training losses (or with a
+#   scale-invariant sharpness) over more seeds; this run does not settle it.
 
 # %%
 print(f"notebook wall time: {time.perf_counter() - T0:.0f} s on {jax.devices()[0].platform}")

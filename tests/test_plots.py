@@ -166,3 +166,7 @@ def test_curves_of_some_levels_say_which_are_left_out(tmp_path, monkeypatch):
   assert [ax.get_legend().get_title().get_text() for ax in all_levels.axes if ax.get_legend()] == [
     "flood level"
   ]
+  many = _sweep_result(np.linspace(0, 0.6, 30).astype(np.float32))
+  fig = _drawn_figure(monkeypatch, plots.plot_curves, many, tmp_path)
+  titles = [ax.get_legend().get_title().get_text() for ax in fig.axes if ax.get_legend()]
+  assert titles == ["flood level (4 of 30 drawn)"]

@@ -258,6 +258,7 @@ def _cli(argv, capsys):
   return code, out, err
 
 
+@pytest.mark.filterwarnings("ignore::flood_jax._sweep.driver.AtChanceWarning")  # tiny random data
 def test_benchmark_command_on_original_mnist_files_resumes(tmp_path, capsys):
   import original_files
 
@@ -335,6 +336,7 @@ def test_data_dir_applies_to_benchmark_only(tmp_path, capsys):
   assert code == 2 and "--data-dir and --augment apply to reproduce benchmark only" in err
 
 
+@pytest.mark.filterwarnings("ignore::flood_jax._sweep.driver.AtChanceWarning")  # tiny random data
 def test_benchmark_resnet_protocol_on_original_files(tmp_path):
   """The ResNet-18 protocol's code path on tiny CIFAR-10 pickles and SVHN .mat files.
 
@@ -367,6 +369,7 @@ def test_benchmark_resnet_protocol_on_original_files(tmp_path):
     assert config["split"] == {"train": 40, "val": 10, "test": 20}  # 80:20
 
 
+@pytest.mark.filterwarnings("ignore::flood_jax._sweep.driver.AtChanceWarning")  # tiny random data
 def test_benchmark_augment_holds_out_15_percent(tmp_path):
   """--augment: random crops and flips, and the paper's 85:15 split."""
   import original_files
