@@ -106,6 +106,8 @@ def select(values: np.ndarray, factor: int, ties: str) -> np.ndarray:
   ranked = np.argsort(-filled, kind="stable")
   if ties == "first":
     return np.sort(ranked[:keep])
+  if ties == "ties":  # the engine's rule, so the replay is exact
+    return prune_lib.select(mean, factor)
   threshold = filled[ranked[keep - 1]]
   if ties == "ties-cut":  # a group tied across the cut goes with the cut (unless it is the top)
     above = np.flatnonzero(filled > threshold)

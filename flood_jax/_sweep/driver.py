@@ -48,7 +48,7 @@ from flood_jax._sweep.program import (
   get_program,
   injected_hyperparams,
 )
-from flood_jax._sweep.prune import Halving, run_pruned
+from flood_jax._sweep.prune import Halving, planned_chunk_epochs, run_pruned
 from flood_jax._sweep.tracking import Tracking, check_loggers
 
 
@@ -907,11 +907,7 @@ def _sweep_pruned(
   chunk_size, epochs = settings["chunk_size"], settings["epochs"]
   group = chunk_size * num_devices
   stops = [*prune.rungs(epochs), epochs]
-  alive = [grid.num_configs, *prune.survivors_per_rung(grid.num_configs, epochs)]
-  total = sum(
-    math.ceil(n * len(grid.seeds) / group) * (stop - first)
-    for n, first, stop in zip(alive, [0, *stops[:-1]], stops, strict=False)
-  )
+  total = planned_chunk_epochs(prune, grid.num_configs, len(grid.seeds), group, stops)
   start = time.perf_counter()
   bar = _progress_bar(progress, total, grid.num_models, group)
   try:

@@ -360,19 +360,26 @@ def run_pruned(
   return history, leaves[:num_kept], pruned_at
 
 
+def planned_chunk_epochs(
+  halving: Halving, configs: int, seeds: int, group: int, stops: list[int], segment: int = 0
+) -> int:
+  """Calls x epochs that segments ``segment...`` will run, ``configs`` training in ``segment``.
+
+  Each later rung keeps ``ceil(configs / factor)`` (at least: ties can keep
+  more, and a progress bar's total is then raised with :func:`_retotal`).
+  """
+  total = 0
+  for s in range(segment, len(stops)):
+    total += math.ceil(configs * seeds / group) * (stops[s] - (stops[s - 1] if s else 0))
+    configs = max(1, math.ceil(configs / halving.factor))
+  return total
+
+
 def _retotal(
   bar: Any, halving: Halving, configs: int, seeds: int, group: int, stops: list[int], segment: int
 ) -> None:
-  """Sets a tqdm bar's total to its progress so far plus what segments ``segment...`` will cost.
-
-  ``configs`` configurations train in ``segment``; each later rung keeps
-  ``1/factor`` of them (at least: ties can keep more, and the total follows).
-  """
+  """Sets a tqdm bar's total to its progress so far plus what segments ``segment...`` will cost."""
   if not hasattr(bar, "total") or segment >= len(stops):
     return
-  remaining = 0
-  for s in range(segment, len(stops)):
-    remaining += math.ceil(configs * seeds / group) * (stops[s] - (stops[s - 1] if s else 0))
-    configs = max(1, math.ceil(configs / halving.factor))
-  bar.total = bar.n + remaining
+  bar.total = bar.n + planned_chunk_epochs(halving, configs, seeds, group, stops, segment)
   bar.refresh()
