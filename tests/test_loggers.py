@@ -20,6 +20,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from test_sweep import _Interrupt  # a progress bar that presses Ctrl-C
 
 import flood_jax as fj
 from flood_jax import _sweep
@@ -277,21 +278,6 @@ def test_wandb_offline_one_run_per_model_grouped_by_the_sweep(logged):
 # --- resume, failures, pruning, the command line -----------------------------------------------
 
 
-class _Interrupt:
-  """A progress bar that presses Ctrl-C after a number of updates (one per call here)."""
-
-  def __init__(self, after):
-    self.after = after
-
-  def update(self, n):
-    self.after -= 1
-    if self.after == 0:
-      raise KeyboardInterrupt
-
-  def close(self):
-    pass
-
-
 def test_resumed_sweep_continues_the_same_runs_without_repeating_steps(
   data, tmp_path, mlflow_uri, monkeypatch
 ):
@@ -429,6 +415,7 @@ def test_command_line_logs_to_the_three_trackers_under_out(
   assert not (out / "mlflow.db").exists()
 
   # Without the extra: one line naming it, nothing trained.
+  capsys.readouterr()  # drop the first run's output (MLflow logs creating a new store)
   monkeypatch.setattr(fj.loggers.importlib.util, "find_spec", lambda name: None)
   code = cli.main([*CLI_ARGS, "--log", "wandb", "--out", str(tmp_path / "none")])
   err = capsys.readouterr().err

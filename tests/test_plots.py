@@ -9,6 +9,12 @@ from flood_jax._result import METRICS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LEVELS = np.array([0.0, 0.05, 0.1, 0.2, 0.4], np.float32)
+EVERY_PLOT = [
+  plots.plot_curves,
+  plots.plot_accuracy_vs_level,
+  plots.plot_flooded_fraction,
+  plots.plot_overview,
+]
 
 
 def _sweep_result(levels=LEVELS, seeds=(0, 1, 2), epochs=30):
@@ -44,15 +50,7 @@ def _assert_png(path, min_bytes=10_000):
   assert len(content) > min_bytes  # axes, curves and text, not a blank canvas
 
 
-@pytest.mark.parametrize(
-  "plot",
-  [
-    plots.plot_curves,
-    plots.plot_accuracy_vs_level,
-    plots.plot_flooded_fraction,
-    plots.plot_overview,
-  ],
-)
+@pytest.mark.parametrize("plot", EVERY_PLOT)
 def test_each_plot_writes_a_png_and_returns_its_path(plot, tmp_path):
   path = tmp_path / "sub" / "figure.png"  # the folder is made
   assert plot(_sweep_result(), path) == path
@@ -133,15 +131,7 @@ def _drawn_figure(monkeypatch, plot, result, tmp_path, **kwargs):
   return fig
 
 
-@pytest.mark.parametrize(
-  "plot",
-  [
-    plots.plot_curves,
-    plots.plot_accuracy_vs_level,
-    plots.plot_flooded_fraction,
-    plots.plot_overview,
-  ],
-)
+@pytest.mark.parametrize("plot", EVERY_PLOT)
 def test_a_long_title_fits_its_figure(plot, tmp_path, monkeypatch):
   title = "final accuracy vs flood level: " + ", ".join(["a long data set name"] * 6)
   fig = _drawn_figure(monkeypatch, plot, _sweep_result(), tmp_path, title=title)
