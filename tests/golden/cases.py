@@ -324,11 +324,16 @@ CASES: dict[str, Callable[[fj.Dataset], tuple[dict[str, Any], list[str]]]] = {
 }
 
 # What the bitwise comparison needs to hold: the same libraries (XLA's arithmetic can change
-# between releases; then the fixtures are recorded again with the new ones).
+# between releases) and the same kind of CPU (XLA's CPU code depends on its vector unit). On
+# another, the fixtures are recorded again with an engine known to be good.
 VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy")
 
 
-def versions() -> dict[str, str]:
+def machine() -> dict[str, str]:
   from importlib.metadata import version
 
-  return {name: version(name) for name in VERSIONED}
+  from flood_jax._devices import describe_cpu
+
+  out = {name: version(name) for name in VERSIONED}
+  out["cpu"] = describe_cpu().split(" ", 1)[1]  # without the core count
+  return out
