@@ -16,8 +16,9 @@ from flood_jax._dataset import Dataset
 from flood_jax._loss import adaflood_level
 from flood_jax._result import SweepResult
 from flood_jax._sweep.adapters import adapt
-from flood_jax._sweep.driver import LossFn, sweep
-from flood_jax._sweep.program import HELDOUT
+from flood_jax._sweep.driver import run
+from flood_jax._sweep.program import LossFn
+from flood_jax._sweep.spec import SweepSpec
 
 
 def adaflood_levels(
@@ -188,22 +189,19 @@ def fold_models(
       f" ({data.num_train}), got {folds!r}."
     )
   fold_of = fold_assignment(data.num_train, int(folds))
-  result = sweep(
+  spec = SweepSpec.for_fold_models(
     model,
     data,
-    objective=HELDOUT,
+    fold_training_sets(fold_of, int(folds)),
     seeds=seeds,
     optimizer=optimizer,
     epochs=epochs,
     batch_size=batch_size,
     loss_fn=loss_fn,
     chunk_size=chunk_size,
-    eval_every=epochs,
-    train_eval_size=0,
-    eval_test=False,
     progress=progress,
-    _fold_sets=fold_training_sets(fold_of, int(folds)),
   )
+  result = run(spec)
   return result, fold_of
 
 

@@ -1,19 +1,28 @@
 """The sweep engine: many models trained as one compiled program.
 
-Each concern has a module of its own:
+Each concern has a module of its own (``api.sweep`` -> ``spec`` -> ``driver.run``):
 
+- ``api``: ``sweep()``, whose body builds a :class:`~flood_jax._sweep.spec.SweepSpec` and runs it;
+- ``spec``: every argument checked once into a frozen record; ``TrainSpec`` is what one model
+  computes (the program cache's key); ``record()`` is the result's config and the fingerprint;
+- ``objectives``: flood, iFlood, AdaFlood and the fold models (the only module knowing them);
+- ``metrics``: the metric names and columns, by name;
 - ``grid``: flood levels x hyperparameters x seeds, and their flat order;
 - ``adapters``: linen modules, NNX factories and ``Model(init, apply)``;
-- ``program``: one model's training and evaluation, vmapped and sharded (the
-  one place with arithmetic);
-- ``layout``: devices, chunk sizes, the data on the devices;
-- ``checkpoint``: Orbax checkpoints and resuming;
-- ``prune``: successive halving (rungs, survivors, re-packing them);
-- ``driver``: ``sweep()``, which ties them together.
+- ``program``: one model's training and evaluation as pure functions, a chunk of them (the one
+  place with arithmetic); ``Carry`` and ``DeviceData`` name what travels;
+- ``compiled``: the chunk programs vmapped, sharded and jitted; ``cache``: programs reused;
+- ``schedule``: ``EvalPlan``, the evaluated epochs, rungs and epochs per call;
+- ``layout``: devices, chunk sizes, ``Layout.chunks``, the data on the devices;
+- ``prune``: the pruning ``Policy``: ``NoPruning`` (the default) and ``Halving``;
+- ``checkpoint``: the ``CheckpointStore`` (Orbax, one format) and ``NullStore``;
+- ``hosts``: what differs under several processes; ``tracking``: the loggers;
+  ``progress``: the progress bar;
+- ``driver``: ``run(spec)``, the one loop, and ``assemble``, the one ``SweepResult(...)``.
 """
 
 from flood_jax._sweep.adapters import Model
-from flood_jax._sweep.driver import sweep
+from flood_jax._sweep.api import sweep
 from flood_jax._sweep.layout import auto_chunk_size, count_params, plan_layout
 
 __all__ = ["Model", "auto_chunk_size", "count_params", "plan_layout", "sweep"]

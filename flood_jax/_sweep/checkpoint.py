@@ -1,5 +1,11 @@
 """Checkpoints of a sweep (Orbax): finished calls at once, the call in progress now and then.
 
+One format for every sweep: a finished call of segment ``s`` (the epochs up to a pruning
+policy's rung, or all of them) is ``done_SS_CCCCC`` (its models, what they keep, their
+history); the call in progress is ``current``. A pruned sweep's survivors at a rung follow
+from the history, so a resume replays the rungs instead of saving them. :class:`NullStore` is
+the store of a sweep without a checkpoint: it saves and finds nothing.
+
 A resumed sweep ends with exactly the results of an uninterrupted one: the
 carry (parameters, model and optimizer state, random streams) is saved as it
 is, and every random key of the run is derived from the seed and the epoch,
@@ -28,7 +34,8 @@ from flood_jax._dataset import Dataset
 from flood_jax._sweep import hosts
 
 # 4: every entry carries the SHA-256 of its files; the fingerprint names the computation.
-VERSION = 4
+# 5: one format for pruned and unpruned sweeps (finished calls per segment).
+VERSION = 5
 # A finished call is saved at once; the call in progress at most this often
 # (saving costs ~0.1 s, too much to pay after every call of a fast sweep).
 # Tests shorten it to exercise mid-call saves.
@@ -311,10 +318,15 @@ class CheckpointStore:
     due = time.monotonic() - self._last_save >= EVERY_S
     return hosts.agree(due) if agree else due
 
-  def finished_calls(self) -> list[int]:
-    """The finished calls on disk (``done_NNNNN``), sorted."""
+  def finished_calls(self) -> list[tuple[int, int]]:
+    """The finished calls on disk, ``(segment, call)``, sorted."""
     names = os.listdir(self.directory) if os.path.isdir(self.directory) else []
-    return sorted(int(n[5:]) for n in names if n.startswith("done_") and n[5:].isdigit())
+    out = []
+    for name in names:
+      parts = name.split("_")
+      if len(parts) == 3 and parts[0] == "done" and parts[1].isdigit() and parts[2].isdigit():
+        out.append((int(parts[1]), int(parts[2])))
+    return sorted(out)
 
   # Under several processes every process calls save with the same (gathered)
   # tree; Orbax writes it once, from process 0, and the directory moves are
@@ -351,8 +363,6 @@ class CheckpointStore:
   def _save_error(self, path: str, failure: str | None) -> CheckpointSaveError:
     done = len(self.finished_calls())
     kept = f"{done} finished call{'s' if done != 1 else ''}"
-    if not done and os.path.isdir(os.path.join(self.directory, "halving")):
-      kept = "the pruned sweep's last saved state"
     cause = failure or "on process 0"
     return CheckpointSaveError(
       f"saving the checkpoint {os.path.basename(path)} failed ({cause}); the last"
@@ -379,10 +389,12 @@ class CheckpointStore:
     )
     return None
 
-  def save_current(self, call: int, carry, epoch: int, history: np.ndarray) -> None:
+  def save_current(self, segment: int, call: int, carry, epoch: int, history) -> None:
+    """Keeps the call in progress: its carry after ``epoch`` epochs and its history."""
     self._save(
       os.path.join(self.directory, "current"),
       {
+        "segment": np.asarray(segment, np.int32),
         "call": np.asarray(call, np.int32),
         "epoch": np.asarray(epoch, np.int32),
         "carry": _leaves_to_tree(jax.tree.leaves(carry)),
@@ -390,24 +402,26 @@ class CheckpointStore:
       },
     )
 
-  def load_current(self, call: int, structure):
+  def load_current(self, segment: int, call: int, structure):
+    """``(carry, epoch, history)`` of call ``call`` of ``segment`` in progress, or ``None``."""
     path = os.path.join(self.directory, "current")
     if self._current_damaged or not os.path.isdir(path):
       return None
     tree = self._restore(path, "the call in progress")
     if tree is None:
       self._current_damaged = True  # said once; the call starts over
-    if tree is None or int(tree["call"]) != call:
+    if tree is None or (int(tree["segment"]), int(tree["call"])) != (segment, call):
       return None
     leaves = _tree_to_leaves(tree["carry"], jax.tree.leaves(structure))
     carry = jax.tree.unflatten(jax.tree.structure(structure), leaves)
     return carry, int(tree["epoch"]), tree["history"]
 
-  def save_done(self, call: int, leaves: list[Any], history: np.ndarray) -> None:
-    """Keeps a finished call: its models' (params, model state) and history."""
+  def save_done(self, segment: int, call: int, models, leaves: list[Any], history) -> None:
+    """Keeps a finished call: its models (flat indices), what they keep, and their history."""
     self._save(
-      os.path.join(self.directory, f"done_{call:05d}"),
+      os.path.join(self.directory, _done(segment, call)),
       {
+        "models": np.asarray(models, np.int64),
         "leaves": _leaves_to_tree(leaves),
         "history": history,
       },
@@ -416,30 +430,52 @@ class CheckpointStore:
       shutil.rmtree(os.path.join(self.directory, "current"), ignore_errors=True)
     hosts.barrier("flood_jax_checkpoint_done")
 
-  def load_done(self, call: int):
-    path = os.path.join(self.directory, f"done_{call:05d}")
+  def load_done(self, segment: int, call: int, models: np.ndarray):
+    """``(history, leaves)`` of a finished call of these ``models``, or ``None``."""
+    path = os.path.join(self.directory, _done(segment, call))
     if not os.path.isdir(path):
-      later = [c for c in self.finished_calls() if c > call]
+      later = [c for c in self.finished_calls() if c > (segment, call)]
       if later:
         warnings.warn(
-          f"checkpoint {path} is missing (call {later[0]} after it is there);"
+          f"checkpoint {path} is missing ({_done(*later[0])} after it is there);"
           f" call {call} is trained again.",
           CheckpointWarning,
-          stacklevel=2,
+          stacklevel=3,
         )
       return None
     tree = self._restore(path, f"call {call}")
-    if tree is None:
+    if tree is None or not np.array_equal(np.asarray(tree["models"]), models):
       return None
     return tree["history"], _tree_to_leaves(tree["leaves"])
 
-  def save_tree(self, name: str, tree: dict[str, Any]) -> None:
-    """Saves a dict of arrays under ``name`` (a pruned sweep's state between calls)."""
-    self._save(os.path.join(self.directory, name), tree)
 
-  def load_tree(self, name: str) -> dict[str, Any] | None:
-    """What :meth:`save_tree` saved under ``name``, or ``None`` (also if damaged: warned)."""
-    return self._restore(os.path.join(self.directory, name), "the sweep")
+class NullStore:
+  """The checkpoint of a sweep without ``checkpoint_dir``: saves nothing, finds nothing."""
+
+  directory = None
+
+  def due(self, agree: bool = False) -> bool:
+    del agree
+    return False
+
+  def load_current(self, segment: int, call: int, structure) -> None:
+    del segment, call, structure
+
+  def load_done(self, segment: int, call: int, models) -> None:
+    del segment, call, models
+
+  def save_current(self, segment, call, carry, epoch, history) -> None:
+    del segment, call, carry, epoch, history
+
+  def save_done(self, segment, call, models, leaves, history) -> None:
+    del segment, call, models, leaves, history
+
+  def close(self) -> None:
+    pass
+
+
+def _done(segment: int, call: int) -> str:
+  return f"done_{segment:02d}_{call:05d}"
 
 
 # What a changed fingerprint entry means, for the error message.

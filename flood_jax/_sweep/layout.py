@@ -9,6 +9,7 @@ through float round-off: see :func:`flood_jax.sweep`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import weakref
@@ -23,6 +24,76 @@ from jax.sharding import PartitionSpec as P
 from flood_jax._dataset import Dataset
 from flood_jax._sweep import hosts
 from flood_jax._sweep.adapters import adapt
+from flood_jax._sweep.program import DeviceData
+
+AXIS = "models"
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+  """The models of one call: their flat indices (padded with copies of the last) and where."""
+
+  call: int
+  index: np.ndarray  # (group,) flat model indices, padded
+  real: int  # how many of them are not padding
+
+  @property
+  def models(self) -> np.ndarray:
+    return self.index[: self.real]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Layout:
+  """Where a sweep runs: the mesh of its devices and the models per device per call."""
+
+  devices: tuple[Any, ...]
+  num_devices: int
+  chunk_size: int
+
+  @functools.cached_property
+  def mesh(self) -> Mesh:
+    return Mesh(np.asarray(self.devices[: self.num_devices]), (AXIS,))
+
+  @property
+  def group(self) -> int:
+    """Models per call."""
+    return self.chunk_size * self.num_devices
+
+  @property
+  def platform(self) -> str:
+    return self.devices[0].platform
+
+  @property
+  def sharded(self) -> NamedSharding:
+    """Split over the devices along the models axis."""
+    return NamedSharding(self.mesh, P(AXIS))
+
+  @property
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P())
+
+  def num_calls(self, num_models: int) -> int:
+    return math.ceil(num_models / self.group)
+
+  def chunks(self, models: np.ndarray) -> list[Chunk]:
+    """``models`` (flat indices, in order) in calls of :attr:`group`, the last one padded."""
+    out = []
+    for call in range(self.num_calls(len(models))):
+      index = models[call * self.group : (call + 1) * self.group]
+      real = len(index)
+      index = np.concatenate([index, np.full(self.group - real, index[-1])])
+      out.append(Chunk(call, index.astype(np.int64), real))
+    return out
+
+  @classmethod
+  def plan(
+    cls, model: Any, data: Dataset, num_models: int, batch_size: int, *, chunk_size, mesh
+  ) -> Layout:
+    devices, num_devices, chunk = plan_layout(
+      model, data, num_models, batch_size, chunk_size=chunk_size, mesh=mesh
+    )
+    return cls(tuple(devices), num_devices, chunk)
+
 
 
 def plan_layout(
@@ -122,7 +193,7 @@ def seed_slots(chunk_seeds: np.ndarray, num_devices: int) -> tuple[np.ndarray, n
   return slot_seeds, model_slot
 
 
-_DEVICE_DATA: dict[tuple[Any, ...], tuple[jax.Array, ...]] = {}
+_DEVICE_DATA: dict[tuple[Any, ...], DeviceData] = {}
 
 
 def eval_subsample(num_train: int, size: int | None) -> np.ndarray:
@@ -139,10 +210,10 @@ def eval_subsample(num_train: int, size: int | None) -> np.ndarray:
 
 def device_data(
   data: Dataset, mesh: Mesh, train_eval_size: int | None, eval_test: bool
-) -> tuple[tuple[jax.Array, ...], tuple[int, int, int]]:
+) -> tuple[DeviceData, tuple[int, int, int]]:
   """The arrays a sweep reads, on every device of ``mesh``, kept while ``data`` lives.
 
-  Returns ``(x_train, y_train, x_eval, y_eval)`` and the sizes of the
+  Returns a :class:`DeviceData` (without ``per_example``) and the sizes of the
   evaluation set's three parts: the training subsample
   (:func:`eval_subsample`), validation, and test (0 when ``eval_test`` is
   off). A sweep shares one copy per device among all its models, and later
@@ -156,9 +227,7 @@ def device_data(
   if key not in _DEVICE_DATA:
     parts_x = [data.x_train[train_index], data.x_val] + ([data.x_test] if eval_test else [])
     parts_y = [data.y_train[train_index], data.y_val] + ([data.y_test] if eval_test else [])
-    _DEVICE_DATA[key] = hosts.put(
-      (data.x_train, data.y_train, np.concatenate(parts_x), np.concatenate(parts_y)),
-      NamedSharding(mesh, P()),
-    )
+    arrays = (data.x_train, data.y_train, np.concatenate(parts_x), np.concatenate(parts_y))
+    _DEVICE_DATA[key] = DeviceData(*hosts.put(arrays, NamedSharding(mesh, P())))
     weakref.finalize(data, _DEVICE_DATA.pop, key, None)
   return _DEVICE_DATA[key], sizes

@@ -1,8 +1,11 @@
-"""Successive halving inside a sweep: rungs, survivors, and re-packing them into fewer chunks.
+"""Pruning policies: which configurations train on at each rung (Optuna's pruners' shape).
+
+A :class:`Policy` names its rungs and, at each, the configurations that survive; the driver
+runs one loop for every policy (:class:`NoPruning`, the default, has no rungs).
 
 Every model of a sweep runs in lockstep, so successive halving (Jamieson and
 Talwalkar, 2016) needs no scheduler: the driver runs every chunk up to a rung,
-this module ranks the configurations there and keeps the best ``1/factor``,
+:class:`Halving` ranks the configurations there and keeps the best ``1/factor``,
 and the survivors' carries are gathered and packed into fewer chunks of the
 same ``chunk_size``, so the later epochs cost less. A model's arithmetic does
 not depend on where in a chunk it sits or on what else is there (the engine's
@@ -14,24 +17,75 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from flood_jax._result import METRICS
-from flood_jax._sweep import checkpoint
-from flood_jax._sweep.grid import Grid
-from flood_jax._sweep.layout import seed_slots
+from flood_jax._sweep.metrics import column
 
-_VAL_LOSS, _VAL_ACCURACY = METRICS.index("val_loss"), METRICS.index("val_accuracy")
+_VAL_LOSS, _VAL_ACCURACY = column("val_loss"), column("val_accuracy")
 
 
 # How a configuration is ranked at a rung: its validation accuracy there, or a forecast.
 SCORES = ("accuracy", "trend")
+
+
+class Policy(Protocol):
+  """Which configurations train on: rungs, and the survivors at each."""
+
+  def rungs(self, epochs: int) -> tuple[int, ...]:
+    """The epochs (from 1) after which :meth:`survivors` is asked."""
+    ...
+
+  def survivors_per_rung(self, num_configs: int, epochs: int) -> list[int]:
+    """Configurations still training after each rung, if no two tie."""
+    ...
+
+  def survivors(
+    self, history: np.ndarray, alive: np.ndarray, grid: Any, epoch: int, epochs: int
+  ) -> np.ndarray:
+    """The configurations of ``alive`` (sorted flat indices) that train on after ``epoch``.
+
+    ``history`` is ``(models, epochs, metrics)`` in the grid's seed-major flat order.
+    """
+    ...
+
+  def record(self) -> dict[str, Any] | None:
+    """The policy's settings for the sweep's record (``None``: nothing to record)."""
+    ...
+
+
+@dataclasses.dataclass(frozen=True)
+class NoPruning:
+  """The default policy: no rungs, every configuration trains to the end."""
+
+  def rungs(self, epochs: int) -> tuple[int, ...]:
+    del epochs
+    return ()
+
+  def survivors(self, history, alive, grid, epoch, epochs):
+    del history, grid, epoch, epochs
+    return alive
+
+  def record(self) -> None:
+    return None
+
+  def survivors_per_rung(self, num_configs: int, epochs: int) -> list[int]:
+    del num_configs, epochs
+    return []
+
+
+def check_policy(prune: Any, epochs: int, multi_process: bool = False) -> Policy:
+  """``fj.sweep``'s ``prune=`` as a policy; one-line errors on bad input."""
+  del multi_process  # every process ranks the same gathered history
+  if prune is None:
+    return NoPruning()
+  if not isinstance(prune, Halving):
+    raise TypeError(
+      f"prune must be fj.Halving(min_epochs=..., factor=...), got {type(prune).__name__}."
+    )
+  prune.check(epochs)
+  return prune
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +190,23 @@ class Halving:
       )
     return rungs
 
+  def survivors(
+    self, history: np.ndarray, alive: np.ndarray, grid: Any, epoch: int, epochs: int
+  ) -> np.ndarray:
+    """The best ``ceil(n / factor)`` of the ``n`` alive configurations at ``epoch`` (ties kept)."""
+    if epoch >= epochs:
+      return alive
+    scores = config_scores(
+      history, alive, grid.num_configs, len(grid.seeds), epoch, self.score, epochs
+    )
+    return alive[select(scores, self.factor)]
+
+  def record(self) -> dict[str, Any]:
+    pruning: dict[str, Any] = {"min_epochs": int(self.min_epochs), "factor": int(self.factor)}
+    if self.score != "accuracy":  # (absent for the plain score: older records match)
+      pruning["score"] = self.score
+    return pruning
+
   def survivors_per_rung(self, num_configs: int, epochs: int) -> list[int]:
     """Configurations still training after each rung, ``[len(rungs)]``."""
     out, n = [], num_configs
@@ -226,160 +297,3 @@ def trend_forecast(acc: np.ndarray, epochs: np.ndarray, rung: int, last_epoch: i
     return mean
   slope = ((t - t.mean()) * (y - mean[..., None])).sum(axis=-1) / spread
   return mean + slope * (float(last_epoch) - t.mean())
-
-
-def run_pruned(
-  halving: Halving,
-  *,
-  grid: Grid,
-  program_for: Callable[[int], Any],
-  mesh: Mesh,
-  data: Any,
-  num_devices: int,
-  chunk_size: int,
-  epochs: int,
-  epochs_per_call: int,
-  store: checkpoint.CheckpointStore | None,
-  bar: Any,
-  tracking: Any = None,
-) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-  """Trains the sweep segment by segment, pruning at every rung.
-
-  Between rungs, every alive model runs in calls of ``chunk_size`` models per
-  device (padded with copies of the last), each model's carry kept on the
-  host between segments. At a rung the survivors are re-packed in the grid's
-  flat order, so fewer calls run.
-
-  Returns:
-    ``history`` ``(models, epochs, metrics)`` (NaN after a model's rung),
-    the leaves of ``(params, model state)`` stacked over models (a pruned
-    model's at its rung), and ``pruned_at`` ``(configs,)``: the epoch a
-    configuration was pruned after, 0 if it trained to the end.
-  """
-  num_configs, num_seeds = grid.num_configs, len(grid.seeds)
-  flat_levels, flat_hparams, flat_seeds = grid.flat()
-  group = chunk_size * num_devices
-  sharded = NamedSharding(mesh, P("models"))
-  structure = program_for(epochs_per_call).carry_structure
-  like = jax.tree.leaves(structure)
-  stops = [*halving.rungs(epochs), epochs]
-
-  history = np.full((grid.num_models, epochs, len(METRICS)), np.nan, np.float32)
-  pruned_at = np.zeros(num_configs, np.int64)
-  alive_configs = np.arange(num_configs)
-  leaves: list[np.ndarray] | None = None  # per carry leaf, (models, ...) on the host
-  segment, call_start = 0, 0
-  saved = store.load_tree("halving") if store is not None else None
-  if saved is not None:
-    segment, call_start = int(saved["segment"]), int(saved["call"])
-    history, pruned_at = np.asarray(saved["history"]), np.asarray(saved["pruned_at"])
-    alive_configs = np.asarray(saved["alive"]).astype(np.int64)
-    if "leaves" in saved:
-      leaves = [np.asarray(x) for x in checkpoint._tree_to_leaves(saved["leaves"])]
-    if tracking is not None:  # what a new logger has not seen
-      tracking.log(np.arange(grid.num_models), 0, history)
-    for s in range(segment):  # the progress already made
-      alive = int(np.sum((pruned_at == 0) | (pruned_at >= stops[s]))) * num_seeds
-      bar.update(math.ceil(alive / group) * (stops[s] - (stops[s - 1] if s else 0)))
-    _retotal(bar, halving, len(alive_configs), num_seeds, group, stops, segment)
-
-  def save(segment: int, call: int) -> None:
-    assert store is not None
-    tree = {
-      "segment": np.asarray(segment, np.int32),
-      "call": np.asarray(call, np.int32),
-      "history": history,
-      "pruned_at": pruned_at,
-      "alive": alive_configs,
-    }
-    if leaves is not None:
-      tree["leaves"] = {str(i): x for i, x in enumerate(leaves)}
-    store.save_tree("halving", tree)
-
-  while segment < len(stops):
-    first = stops[segment - 1] if segment else 0
-    stop = stops[segment]
-    models = (alive_configs[None, :] + num_configs * np.arange(num_seeds)[:, None]).ravel()
-    num_calls = math.ceil(len(models) / group)
-    if call_start:
-      bar.update(call_start * (stop - first))
-    for call in range(call_start, num_calls):
-      index = models[call * group : (call + 1) * group]
-      index = np.concatenate([index, np.full(group - len(index), index[-1])])
-      slot_seeds, model_slot = seed_slots(flat_seeds[index], num_devices)
-      levels, hparams, slot_seeds, model_slot = jax.device_put(
-        (flat_levels[index], flat_hparams[index], slot_seeds, model_slot), sharded
-      )
-      program = program_for(epochs_per_call)
-      if first == 0:
-        carry = program.init(levels, hparams, slot_seeds, model_slot, data)
-      else:
-        assert leaves is not None  # the first segment filled them
-        carry = jax.tree.unflatten(
-          jax.tree.structure(structure),
-          checkpoint._tree_to_leaves({str(i): x[index] for i, x in enumerate(leaves)}, like),
-        )
-        carry = jax.device_put(carry, sharded)
-      epoch = first
-      while epoch < stop:
-        length = min(epochs_per_call, stop - epoch)
-        carry, metrics = program_for(length).run(
-          carry, levels, slot_seeds, model_slot, np.int32(epoch), data
-        )
-        metrics = np.asarray(metrics)[: len(models) - call * group]
-        real = index[: len(metrics)]
-        history[real, epoch : epoch + length] = metrics
-        if tracking is not None:
-          tracking.log(real, epoch, metrics)
-        epoch += length
-        bar.update(length)
-      real = index[: min(group, len(models) - call * group)]
-      done = [np.asarray(checkpoint.raw_key_data(x)) for x in jax.tree.leaves(carry)]
-      if leaves is None:
-        leaves = [np.zeros((grid.num_models, *x.shape[1:]), x.dtype) for x in done]
-      for stacked, x in zip(leaves, done, strict=True):
-        stacked[real] = x[: len(real)]
-      if store is not None and call + 1 < num_calls and store.due():
-        save(segment, call + 1)
-    call_start = 0
-    if stop < epochs:
-      scores = config_scores(
-        history, alive_configs, num_configs, num_seeds, stop, halving.score, epochs
-      )
-      kept = alive_configs[select(scores, halving.factor)]
-      pruned_at[np.setdiff1d(alive_configs, kept)] = stop
-      alive_configs = kept
-      # Ties kept together can leave more survivors than planned: the bar's total follows.
-      _retotal(bar, halving, len(kept), num_seeds, group, stops, segment + 1)
-    segment += 1
-    if store is not None:
-      save(segment, 0)
-  # The result keeps (params, model state): the first two parts of the carry.
-  num_kept = len(jax.tree.leaves(structure[:2]))
-  assert leaves is not None
-  return history, leaves[:num_kept], pruned_at
-
-
-def planned_chunk_epochs(
-  halving: Halving, configs: int, seeds: int, group: int, stops: list[int], segment: int = 0
-) -> int:
-  """Calls x epochs that segments ``segment...`` will run, ``configs`` training in ``segment``.
-
-  Each later rung keeps ``ceil(configs / factor)`` (at least: ties can keep
-  more, and a progress bar's total is then raised with :func:`_retotal`).
-  """
-  total = 0
-  for s in range(segment, len(stops)):
-    total += math.ceil(configs * seeds / group) * (stops[s] - (stops[s - 1] if s else 0))
-    configs = max(1, math.ceil(configs / halving.factor))
-  return total
-
-
-def _retotal(
-  bar: Any, halving: Halving, configs: int, seeds: int, group: int, stops: list[int], segment: int
-) -> None:
-  """Sets a tqdm bar's total to its progress so far plus what segments ``segment...`` will cost."""
-  if not hasattr(bar, "total") or segment >= len(stops):
-    return
-  bar.total = bar.n + planned_chunk_epochs(halving, configs, seeds, group, stops, segment)
-  bar.refresh()

@@ -1,0 +1,474 @@
+"""A sweep's arguments as one frozen, validated record (``jax.jit``'s ``PjitInfo`` pattern).
+
+:meth:`SweepSpec.from_arguments` takes ``fj.sweep``'s keyword arguments, checks every one of
+them (each bad input is one line saying what was wrong and how to fix it, raised before
+anything trains or compiles) and derives what the engine needs once: the grid, the objective,
+the adapted model, and :class:`TrainSpec`, what one model computes (the program cache's key).
+:meth:`SweepSpec.for_fold_models` builds the fold models of ``fj.adaflood_levels`` the same
+way, so the public ``sweep()`` has no private argument. :meth:`SweepSpec.record` is the
+sweep's settings as the result and the checkpoint fingerprint keep them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from flood_jax._dataset import Dataset
+from flood_jax._sweep import checkpoint, hosts
+from flood_jax._sweep.adapters import Adapter, adapt
+from flood_jax._sweep.grid import Grid
+from flood_jax._sweep.objectives import PUBLIC, Objective
+from flood_jax._sweep.program import Augment, LossFn, injected_hyperparams
+from flood_jax._sweep.prune import NoPruning, Policy, check_policy
+from flood_jax._sweep.tracking import check_loggers
+
+if TYPE_CHECKING:
+  from flood_jax._sweep.layout import Layout
+  from flood_jax._sweep.schedule import EvalPlan
+
+# A batch of more than one, so logits of batch 1 (which broadcast against the labels and
+# train) are caught.
+_CHECK_BATCH = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+  """What one model computes: model, loss, optimizer, objective, augmentation and sizes."""
+
+  model: Any
+  loss_fn: LossFn
+  optimizer: optax.GradientTransformation
+  objective: Objective
+  augment: Augment | None
+  hyperparams: tuple[str, ...]
+  input_shape: tuple[int, ...]
+  batch_size: int
+
+  @property
+  def adapter(self) -> Adapter:
+    return adapt(self.model)
+
+  @property
+  def is_classification(self) -> bool:
+    return self.loss_fn is optax.softmax_cross_entropy_with_integer_labels
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalRequest:
+  """What the user asked to evaluate (``eval_every=None``: chosen by :mod:`.schedule`)."""
+
+  eval_every: int | None
+  train_eval_size: int | None
+  eval_test: bool
+  eval_batch_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+  """How the sweep runs: layout, calls, checkpoint, feedback (not what it computes)."""
+
+  chunk_size: int | None
+  mesh: Mesh | None
+  epochs_per_call: int | None
+  checkpoint_dir: str | None
+  progress: bool
+  gather_params: bool
+  loggers: tuple[Any, ...]
+
+  @property
+  def streamed(self) -> bool:
+    """Whether someone watches between calls (so a sweep runs in about 20 of them)."""
+    return self.progress or self.checkpoint_dir is not None or bool(self.loggers)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SweepSpec:
+  """Everything ``fj.sweep`` was asked, checked; the engine's only input."""
+
+  model: Any
+  data: Dataset
+  grid: Grid
+  train: TrainSpec
+  epochs: int
+  eval: EvalRequest
+  policy: Policy
+  run: RunOptions
+  # AdaFlood's per-example levels, or the fold models' training sets.
+  per_example: np.ndarray | None = None
+
+  @property
+  def objective(self) -> Objective:
+    return self.train.objective
+
+  @property
+  def level_name(self) -> str:
+    return self.objective.level_name
+
+  @property
+  def num_trained(self) -> int:
+    """Training examples each model draws from (a fold model: its own training set)."""
+    if self.objective.is_fold_models:
+      assert self.per_example is not None
+      return self.per_example.shape[1]
+    return self.data.num_train
+
+  @classmethod
+  def from_arguments(
+    cls,
+    model: Any,
+    data: Dataset,
+    *,
+    flood_levels: Sequence[float] | np.ndarray | None,
+    seeds: Sequence[int],
+    optimizer: optax.GradientTransformation,
+    epochs: int,
+    batch_size: int,
+    hyperparams: Mapping[str, Sequence[float]] | None,
+    objective: str,
+    per_example_levels: np.ndarray | None,
+    gamma: Sequence[float] | np.ndarray | None,
+    augment: Augment | None,
+    loss_fn: LossFn | None,
+    chunk_size: int | None,
+    mesh: Mesh | None,
+    epochs_per_call: int | None,
+    eval_every: int | None,
+    train_eval_size: int | None,
+    eval_test: bool,
+    eval_batch_size: int,
+    checkpoint_dir: str | os.PathLike[str] | None,
+    progress: bool,
+    gather_params: bool,
+    prune: Any,
+    loggers: Sequence[Any] | None,
+  ) -> SweepSpec:
+    """``fj.sweep``'s arguments, checked (see :func:`flood_jax.sweep`)."""
+    _check_data_and_optimizer(data, optimizer)
+    _check_sizes(data, epochs, batch_size, eval_batch_size, chunk_size, epochs_per_call,
+                 eval_every, train_eval_size)  # fmt: skip
+    if objective not in PUBLIC:
+      raise ValueError(f"objective must be one of {PUBLIC}, got {objective!r}.")
+    _check_functions(augment=augment, loss_fn=loss_fn)
+    if checkpoint_dir is not None:
+      checkpoint.check_directory(checkpoint_dir)
+    logger_list = check_loggers(loggers)
+    chosen = Objective.named(objective)
+    levels, per_example = _level_axis(data, chosen, flood_levels, per_example_levels, gamma)
+    grid = Grid.build(levels, hyperparams, seeds)
+    policy = check_policy(prune, epochs, multi_process=hosts.process_count() > 1)
+    return cls._build(
+      model, data, grid, chosen, optimizer, epochs, batch_size, augment, loss_fn,
+      EvalRequest(eval_every, train_eval_size, bool(eval_test), eval_batch_size),
+      policy,
+      RunOptions(chunk_size, mesh, epochs_per_call,
+                 None if checkpoint_dir is None else os.fspath(checkpoint_dir),
+                 bool(progress), bool(gather_params), tuple(logger_list)),
+      per_example,
+    )  # fmt: skip
+
+  @classmethod
+  def for_fold_models(
+    cls,
+    model: Any,
+    data: Dataset,
+    fold_sets: np.ndarray,
+    *,
+    seeds: Sequence[int],
+    optimizer: optax.GradientTransformation,
+    epochs: int,
+    batch_size: int,
+    loss_fn: LossFn | None,
+    chunk_size: int | None,
+    progress: bool,
+  ) -> SweepSpec:
+    """The fold models of ``fj.adaflood_levels``: model ``k`` trains on ``fold_sets[k]``."""
+    _check_data_and_optimizer(data, optimizer)
+    _check_sizes(data, epochs, batch_size, 2048, chunk_size, None, epochs, 0)
+    _check_functions(augment=None, loss_fn=loss_fn)
+    fold_sets = np.asarray(fold_sets, np.int32)
+    if batch_size > fold_sets.shape[1]:
+      raise ValueError(
+        f"batch_size {batch_size} is larger than a fold model's training set"
+        f" ({fold_sets.shape[1]} examples); use batch_size <= {fold_sets.shape[1]} or"
+        " fewer folds."
+      )
+    grid = Grid.build(np.arange(len(fold_sets)), None, seeds)
+    return cls._build(
+      model, data, grid, Objective.fold_models(), optimizer, epochs, batch_size, None, loss_fn,
+      EvalRequest(epochs, 0, False, 2048), NoPruning(),
+      RunOptions(chunk_size, None, None, None, bool(progress), True, ()), fold_sets,
+    )  # fmt: skip
+
+  @classmethod
+  def _build(
+    cls, model, data, grid, objective, optimizer, epochs, batch_size, augment, loss_fn,
+    evaluation, policy, run, per_example,
+  ) -> SweepSpec:  # fmt: skip
+    """The checks that need the model, and the record."""
+    adapter = adapt(model)
+    loss_fn = loss_fn or optax.softmax_cross_entropy_with_integer_labels
+    default_loss = loss_fn is optax.softmax_cross_entropy_with_integer_labels
+    abstract_params = _check_model_output(adapter, data, default_loss)
+    _check_hyperparams(abstract_params, optimizer, grid)
+    if augment is not None:
+      _check_augment(augment, data, batch_size)
+    train = TrainSpec(
+      model=model,
+      loss_fn=loss_fn,
+      optimizer=optimizer,
+      objective=objective,
+      augment=augment,
+      hyperparams=tuple(grid.hyperparams),
+      input_shape=data.input_shape,
+      batch_size=batch_size,
+    )
+    return cls(model, data, grid, train, epochs, evaluation, policy, run, per_example)
+
+  def record(self, layout: Layout, plan: EvalPlan) -> dict[str, Any]:
+    """The sweep's settings: ``SweepResult.config``, and (with the data's and program's
+    digests) the checkpoint fingerprint. Its keys and values are a stable format."""
+    config = {
+      "model": self.train.adapter.describe(),
+      "data": repr(self.data),
+      **self.grid.to_dict(),
+      "epochs": self.epochs,
+      "batch_size": self.train.batch_size,
+      "objective": self.objective.name,
+      "augment": None if self.train.augment is None else _name(self.train.augment),
+      "loss_fn": _name(self.train.loss_fn),
+      "chunk_size": layout.chunk_size,
+      "devices": layout.num_devices,
+      "processes": hosts.process_count(),
+      "platform": layout.platform,
+      "epochs_per_call": plan.epochs_per_call,
+      "eval_every": plan.eval_every,
+      "train_eval_size": plan.eval_sizes[0],
+      "eval_test": self.eval.eval_test,
+    }
+    pruning = self.policy.record()
+    if pruning is not None:
+      config["prune"] = pruning
+    if self.per_example is not None:  # what the models train on: no resume of other levels
+      config.update(self.objective.per_example_digest(self.per_example))
+    return config
+
+
+def _name(fn: Any) -> str:
+  return getattr(fn, "__name__", None) or repr(fn)
+
+
+def _first_line(err: BaseException) -> str:
+  return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _check_data_and_optimizer(data: Any, optimizer: Any) -> None:
+  if not isinstance(data, Dataset):
+    raise TypeError(
+      f"data must be a flood_jax.Dataset, got {type(data).__name__}; build one"
+      " with flood_jax.Dataset(x_train=..., y_train=..., x_val=..., ...) or"
+      " flood_jax.data.load(name)."
+    )
+  if not isinstance(optimizer, optax.GradientTransformation):
+    raise TypeError(
+      f"optimizer must be an Optax transformation such as optax.sgd(0.01),"
+      f" got {type(optimizer).__name__}."
+    )
+
+
+def _check_sizes(
+  data, epochs, batch_size, eval_batch_size, chunk_size, epochs_per_call, eval_every,
+  train_eval_size,
+) -> None:  # fmt: skip
+  for name, value in [
+    ("epochs", epochs),
+    ("batch_size", batch_size),
+    ("eval_batch_size", eval_batch_size),
+  ]:
+    _check_positive_int(name, value)
+  for name, value in [
+    ("chunk_size", chunk_size),
+    ("epochs_per_call", epochs_per_call),
+    ("eval_every", eval_every),
+  ]:
+    if value is not None:
+      _check_positive_int(name, value)
+  if train_eval_size is not None and (
+    isinstance(train_eval_size, bool)
+    or not isinstance(train_eval_size, (int, np.integer))
+    or train_eval_size < 0
+  ):
+    raise ValueError(
+      "train_eval_size must be a number of examples >= 0 (0: skip the training"
+      f" loss) or None (the whole training set), got {train_eval_size!r}."
+    )
+  if batch_size > data.num_train:
+    raise ValueError(
+      f"batch_size {batch_size} is larger than the training set"
+      f" ({data.num_train} examples); use batch_size <= {data.num_train}."
+    )
+
+
+def _check_functions(**functions: Any) -> None:
+  for name, fn in functions.items():
+    if fn is not None and not callable(fn):
+      raise TypeError(f"{name} must be a function, got {type(fn).__name__}.")
+
+
+def _level_axis(data, objective: Objective, flood_levels, per_example_levels, gamma):
+  """The values of the grid's first axis, and the per-example input (AdaFlood's levels)."""
+  if not objective.reads_example_levels:
+    for name, value in [("per_example_levels", per_example_levels), ("gamma", gamma)]:
+      if value is not None:
+        raise ValueError(
+          f"{name} is AdaFlood's; pass objective='adaflood' with it, or drop it"
+          f" for objective={objective.name!r}."
+        )
+    if flood_levels is None:
+      raise TypeError("sweep() needs flood_levels=[...], e.g. [0.0, 0.05, 0.1].")
+    return flood_levels, None
+  if flood_levels is not None:
+    raise ValueError(
+      "with objective='adaflood' the levels are per example: pass"
+      " per_example_levels=fj.adaflood_levels(...) and gamma=[...] instead of"
+      " flood_levels."
+    )
+  return _gammas(gamma), _example_levels(data, per_example_levels)
+
+
+def _example_levels(data: Dataset, per_example_levels: Any) -> np.ndarray:
+  if per_example_levels is None:
+    raise ValueError(
+      "objective='adaflood' needs per_example_levels=, the held-out losses from"
+      " fj.adaflood_levels(model, data, folds=..., ...)."
+    )
+  levels = np.asarray(per_example_levels)
+  if levels.shape != (data.num_train,) or not np.issubdtype(levels.dtype, np.number):
+    raise ValueError(
+      f"per_example_levels must be numbers of shape (n_train,) = ({data.num_train},),"
+      f" one per training example; got shape {levels.shape}."
+    )
+  if not np.all(np.isfinite(levels)) or np.any(levels < 0):
+    raise ValueError("per_example_levels must be finite losses >= 0; some are not.")
+  return levels.astype(np.float32)
+
+
+def _gammas(gamma: Any) -> np.ndarray:
+  gammas = np.asarray([0.0] if gamma is None else gamma, np.float64)
+  if (
+    gammas.ndim != 1
+    or gammas.size == 0
+    or np.any(~np.isfinite(gammas))
+    or np.any((gammas < 0) | (gammas > 1))
+  ):
+    raise ValueError(
+      f"gamma must be a non-empty list of numbers in [0, 1], e.g. [0.0, 0.5, 0.9]; got {gamma!r}."
+    )
+  return gammas
+
+
+def _check_hyperparams(params: Any, optimizer, grid: Grid) -> None:
+  """Every swept hyperparameter is a numeric one the optimizer injects (``params``: abstract)."""
+  if not grid.hyperparams:
+    return
+  opt_state = jax.eval_shape(optimizer.init, params)
+  numeric, scheduled = injected_hyperparams(opt_state)
+  if not numeric and not scheduled:
+    raise ValueError(
+      "hyperparams needs an optimizer built with optax.inject_hyperparams, e.g."
+      " optax.inject_hyperparams(optax.sgd)(learning_rate=0.1); this one"
+      " exposes none."
+    )
+  for name in grid.hyperparams:
+    if name in scheduled:
+      raise ValueError(
+        f"hyperparameter {name!r} is a schedule in this optimizer; give it a"
+        " number (it is set per model) or leave it out of hyperparams."
+      )
+    if name not in numeric:
+      raise ValueError(
+        f"the optimizer exposes no hyperparameter {name!r}; it exposes"
+        f" {sorted(numeric)} (wrap the optimizer factory with"
+        " optax.inject_hyperparams to expose its arguments)."
+      )
+
+
+def _check_model_output(adapter: Adapter, data: Dataset, default_loss: bool) -> Any:
+  """Initializes the model and calls it on a batch, abstractly, and checks what comes out.
+
+  Returns the abstract parameters (shapes and dtypes). Nothing runs or compiles.
+  """
+  x = jax.ShapeDtypeStruct((_CHECK_BATCH, *data.input_shape), jnp.float32)
+
+  def forward(x):
+    params, model_state, rng_state = adapter.init(jax.random.key(0), x)
+    logits, _, _ = adapter.apply(
+      params, model_state, rng_state, x, train=True, key=jax.random.key(0)
+    )
+    return params, logits
+
+  try:
+    params, logits = jax.eval_shape(forward, x)
+  except TypeError as err:
+    raise _call_error(adapter, err) from None
+  if len(logits.shape) != 2 or logits.shape[0] != _CHECK_BATCH:
+    raise ValueError(
+      f"the model must return logits of shape (batch, classes), got"
+      f" {tuple(logits.shape)} for a batch of {_CHECK_BATCH}; flatten or pool its"
+      " output, keeping one row per example."
+    )
+  if default_loss and logits.shape[-1] < data.num_classes:
+    raise ValueError(
+      f"the model outputs {logits.shape[-1]} logits but the data has"
+      f" {data.num_classes} classes; give its last layer {data.num_classes}"
+      " outputs."
+    )
+  return params
+
+
+def _call_error(adapter: Adapter, err: TypeError) -> TypeError:
+  """What a TypeError from calling the model means, in the sweep's words."""
+  if adapter.kind == "linen" and "train" in str(err):
+    return TypeError(
+      "fj.sweep calls a linen model as model.apply(variables, x, train=True)"
+      " (False to evaluate); give its __call__ a `train: bool` argument"
+      f" (use it for BatchNorm/Dropout, or ignore it). Flax said: {_first_line(err)}"
+    )
+  if adapter.kind == "plain":
+    return TypeError(
+      "fj.sweep calls fj.Model as init(key, x) -> params and apply(params, x,"
+      f" train) -> logits; one of them does not fit: {_first_line(err)}"
+    )
+  return err
+
+
+def _check_augment(augment: Augment, data: Dataset, batch_size: int) -> None:
+  """``augment(key, x_batch)`` must return a batch of the same shape (checked abstractly)."""
+  x = jax.ShapeDtypeStruct((batch_size, *data.input_shape), jnp.float32)
+  try:
+    out = jax.eval_shape(augment, jax.random.key(0), x)
+  except Exception as err:  # whatever the function raises, say where
+    raise ValueError(
+      f"augment({_name(augment)}) fails on a key and a batch of shape {tuple(x.shape)}"
+      f" float32: {type(err).__name__}: {_first_line(err)}"
+    ) from None
+  shape = getattr(out, "shape", None)
+  if shape is None or tuple(shape) != tuple(x.shape):
+    raise ValueError(
+      f"augment must return a batch of the shape it is given, {tuple(x.shape)}; it"
+      f" returned {None if shape is None else tuple(shape)}; crop or pad back to the"
+      " input shape."
+    )
