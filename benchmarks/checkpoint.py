@@ -60,7 +60,7 @@ def measure(tree: dict, root: str, rounds: int) -> dict[str, float]:
   store.directory, store._locked = root, False
   sync = ocp.Checkpointer(ocp.StandardCheckpointHandler())
   old = ocp.StandardCheckpointer()
-  path, tmp = os.path.join(root, "done_00000"), os.path.join(root, "done_00000.partial")
+  path, tmp = os.path.join(root, "done_00_00000"), os.path.join(root, "done_00_00000.partial")
   times: dict[str, list[float]] = {
     k: [] for k in ["save", "save (old)", "checksums", "restore", "verify", "lock"]
   }

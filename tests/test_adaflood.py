@@ -9,7 +9,7 @@ import pytest
 from test_sweep import SmallMLP, _toy_dataset, assert_bitwise_equal
 
 import flood_jax as fj
-from flood_jax._sweep import program as program_lib
+from flood_jax._sweep import cache as program_cache
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_gamma_axis_and_new_levels_compile_nothing(data, tmp_path):
   first = fj.sweep(
     SmallMLP(), data, objective="adaflood", per_example_levels=levels, gamma=[0.0, 0.5, 1.0], **KW
   )
-  program = next(reversed(program_lib._PROGRAMS.values()))
+  program = program_cache.last_program()
   compiled = program._run._cache_size()
   again = fj.sweep(
     SmallMLP(),
@@ -106,7 +106,7 @@ def test_gamma_axis_and_new_levels_compile_nothing(data, tmp_path):
     gamma=[0.0, 0.5, 1.0],
     **KW,
   )
-  assert next(reversed(program_lib._PROGRAMS.values())) is program
+  assert program_cache.last_program() is program
   assert program._run._cache_size() == compiled  # the levels are an input, not a constant
   assert first.history["val_loss"].shape == (3, 2, 6)
   # Other levels, other models (gamma = 1 ignores them).

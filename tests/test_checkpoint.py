@@ -63,9 +63,9 @@ def _saved_calls(monkeypatch):
   saved = []
   save_done = checkpoint.CheckpointStore.save_done
 
-  def record(self, call, leaves, history):
+  def record(self, segment, call, models, leaves, history):
     saved.append(call)
-    save_done(self, call, leaves, history)
+    save_done(self, segment, call, models, leaves, history)
 
   monkeypatch.setattr(checkpoint.CheckpointStore, "save_done", record)
   return saved
@@ -107,7 +107,7 @@ def test_full_disk_keeps_the_finished_calls_and_a_resume_ends_as_uninterrupted(
   assert "\n" not in message and "No space left on device" in message
   assert str(directory) in message and "2 finished calls" in message and "free space" in message
   names = sorted(os.listdir(directory))
-  assert names == ["done_00000", "done_00001", "sweep.json"]  # no partial entry, no lock
+  assert names == ["done_00_00000", "done_00_00001", "sweep.json"]  # no partial entry, no lock
 
   saved = _saved_calls(monkeypatch)
   assert_bitwise_equal(_run(data, directory), full[0])
@@ -130,9 +130,10 @@ def test_a_failed_save_in_a_pruned_sweep_keeps_its_last_state(data, tmp_path, mo
   directory = tmp_path / "cut"
   with monkeypatch.context() as patch:
     patch.setattr(ocp.Checkpointer, "save", fail_the_third)
-    with pytest.raises(CheckpointSaveError, match="pruned sweep's last saved state"):
+    with pytest.raises(CheckpointSaveError, match=r"\(2 finished calls\)"):
       _run(data, directory, **kw)
-  assert sorted(os.listdir(directory)) == ["halving", "sweep.json"]
+  # The two saves before it are kept; no partial entry, no lock.
+  assert sorted(os.listdir(directory)) == ["done_00_00000", "done_00_00001", "sweep.json"]
   assert_bitwise_equal(_run(data, directory, **kw), whole)
 
 
@@ -196,7 +197,7 @@ def test_a_resume_with_another_optimizer_is_refused(data, tmp_path):
   with pytest.raises(KeyboardInterrupt), pytest.MonkeyPatch.context() as patch:
     patch.setattr(_sweep.driver, "_progress_bar", lambda *args: _Interrupt(after=4))
     _run(data, directory, optimizer=optax.adam(1e-2))
-  assert (directory / "done_00000").is_dir()
+  assert (directory / "done_00_00000").is_dir()
   for other in [optax.adam(0.1), optax.sgd(1e-2), optax.adamw(1e-2)]:
     with pytest.raises(ValueError, match=r"differs in: computation \(the model, optimizer") as e:
       _run(data, directory, optimizer=other)
@@ -253,7 +254,7 @@ def _largest_file(directory):
 @pytest.mark.parametrize("damage", ["overwritten", "truncated", "deleted file", "deleted call"])
 def test_a_damaged_call_is_named_and_trained_again(data, full, tmp_path, monkeypatch, damage):
   directory = _copy(full[1], tmp_path / "ckpt")
-  call = directory / "done_00001"
+  call = directory / "done_00_00001"
   path = _largest_file(call)
   if damage == "overwritten":
     with open(path, "r+b") as f:
@@ -268,7 +269,7 @@ def test_a_damaged_call_is_named_and_trained_again(data, full, tmp_path, monkeyp
 
     shutil.rmtree(call)
   saved = _saved_calls(monkeypatch)
-  with pytest.warns(CheckpointWarning, match="done_00001") as caught:
+  with pytest.warns(CheckpointWarning, match="done_00_00001") as caught:
     resumed = _run(data, directory)
   assert len(caught) == 1 and "call 1 is trained again" in str(caught[0].message)
   assert saved == [1]  # not the whole sweep
@@ -456,8 +457,8 @@ def test_the_command_line_keeps_the_finished_calls_when_a_save_fails(tmp_path, c
   assert "No space left on device" in err and "2 finished calls kept in" in err
   assert sorted(os.listdir(cut / "checkpoint")) == [
     "command.json",
-    "done_00000",
-    "done_00001",
+    "done_00_00000",
+    "done_00_00001",
     "sweep.json",
   ]
   command = err.strip().split("then run: ")[1].split()

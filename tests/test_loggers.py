@@ -295,7 +295,7 @@ def test_resumed_sweep_continues_the_same_runs_without_repeating_steps(
     patch.setattr(_sweep.driver, "_progress_bar", lambda *args: _Interrupt(after=EPOCHS + 3))
     with pytest.raises(KeyboardInterrupt):
       run()
-  assert (ckpt / "done_00000").is_dir() and not (ckpt / "current").exists()
+  assert (ckpt / "done_00_00000").is_dir() and not (ckpt / "current").exists()
   state = json.loads((ckpt / tracking.STATE_FILE).read_text())
   assert state["logged"][:4] == [EPOCHS, EPOCHS, 2, 2] and state["logged"][4:] == [0] * 4
   result = run()

@@ -202,7 +202,7 @@ def test_resumed_sweep_equals_uninterrupted(data, tmp_path, monkeypatch):
     patch.setattr(_sweep.driver, "_progress_bar", lambda *args: _Interrupt(after=4))
     with pytest.raises(KeyboardInterrupt):
       run(tmp_path / "b")  # stops in the second chunk, mid-run
-  assert (tmp_path / "b" / "done_00000").is_dir()
+  assert (tmp_path / "b" / "done_00_00000").is_dir()
   assert (tmp_path / "b" / "current").is_dir()
   resumed = run(tmp_path / "b")
   assert_bitwise_equal(resumed, full)

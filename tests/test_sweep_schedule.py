@@ -10,7 +10,7 @@ import pytest
 from test_sweep_models import _plain_model, _toy
 
 import flood_jax as fj
-from flood_jax._sweep import program as program_lib
+from flood_jax._sweep import cache as program_cache
 
 
 class Net(nn.Module):
@@ -31,13 +31,13 @@ KW = dict(flood_levels=[0.0, 0.2], seeds=[0], epochs=6, batch_size=16, progress=
 
 def test_equal_fresh_arguments_reuse_the_compiled_program(data):
   first = fj.sweep(Net(), data, optimizer=optax.sgd(0.05, momentum=0.9), eval_every=1, **KW)
-  program = next(reversed(program_lib._PROGRAMS.values()))  # the one just used
+  program = program_cache.last_program()  # the one just used
   # A new model object, a new optimizer, a new loss function: all equal.
   loss = lambda logits, y: optax.softmax_cross_entropy_with_integer_labels(logits, y)
   again = fj.sweep(
     Net(), data, optimizer=optax.sgd(0.05, momentum=0.9), eval_every=1, loss_fn=loss, **KW
   )
-  assert next(reversed(program_lib._PROGRAMS.values())) is program  # served, not rebuilt
+  assert program_cache.last_program() is program  # served, not rebuilt
   for name in first.history:
     np.testing.assert_array_equal(first.history[name], again.history[name])
 
@@ -49,7 +49,7 @@ def test_a_changed_hyperparameter_is_never_served_a_stale_program(data):
     result = fj.sweep(
       model, data, optimizer=optax.sgd(learning_rate, momentum=0.9), eval_every=1, **KW
     )
-    computations.append(next(reversed(program_lib._PROGRAMS.values())).computation_key())
+    computations.append(program_cache.last_program().computation_key())
     return result
 
   slow, fast, wide = sweep(Net(), 0.01), sweep(Net(), 0.2), sweep(Net(width=24), 0.01)
@@ -111,7 +111,7 @@ def test_what_is_evaluated(data):
 
 
 def test_default_schedule_keeps_evaluation_cheap():
-  from flood_jax._sweep.driver import auto_eval_every, evaluated_epochs
+  from flood_jax._sweep.schedule import auto_eval_every, evaluated_epochs
 
   # 2,000 training examples, 1,000 + 1,000 + 1,000 evaluated: every 5th epoch.
   assert auto_eval_every(3000, 2000, 30) == 5

@@ -275,8 +275,7 @@ class _Loop:
     """What a finished call keeps, on the host (and in the checkpoint)."""
     rows = self.state.history[chunk.index]
     if self.plan.rungs:
-      leaves = [np.asarray(checkpoint.raw_key_data(hosts.to_host(x)))
-                for x in jax.tree.leaves(carry)]  # fmt: skip
+      leaves = [hosts.to_host(checkpoint.raw_key_data(x)) for x in jax.tree.leaves(carry)]
       self.store.save_done(segment, chunk.call, chunk.index, leaves, rows)
       self.keep_loaded(chunk, leaves)
       return
