@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from flood_jax._checks import is_integer, is_number
 from flood_jax._dataset import Dataset
 from flood_jax._loss import adaflood_level
 from flood_jax._result import SweepResult
@@ -116,11 +116,7 @@ def adaflood_levels(
     <https://arxiv.org/abs/2311.02891>`_, TMLR 2024 (reference code:
     https://github.com/BorealisAI/adaflood).
   """
-  if (
-    isinstance(gamma, bool)
-    or not isinstance(gamma, numbers.Real)
-    or not (0.0 <= float(gamma) <= 1.0)
-  ):
+  if not is_number(gamma) or not (0.0 <= float(gamma) <= 1.0):
     raise ValueError(f"gamma must be a number in [0, 1], e.g. 0.5; got {gamma!r}.")
   result, fold_of = fold_models(
     model,
@@ -179,11 +175,7 @@ def fold_models(
   """
   if not isinstance(data, Dataset):
     raise TypeError(f"data must be a flood_jax.Dataset, got {type(data).__name__}.")
-  if (
-    isinstance(folds, bool)
-    or not isinstance(folds, (int, np.integer))
-    or not (2 <= folds <= data.num_train)
-  ):
+  if not is_integer(folds) or not (2 <= folds <= data.num_train):
     raise ValueError(
       f"folds must be an integer from 2 to the number of training examples"
       f" ({data.num_train}), got {folds!r}."

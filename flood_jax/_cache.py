@@ -1,14 +1,22 @@
-"""JAX's persistent compilation cache, turned on in one line.
+"""Caches: JAX's persistent compilation cache, and the library's own in-memory ones.
 
 A sweep's programs take seconds to compile and milliseconds per model to run,
 so a second run of the same script (or ``flood-jax sweep`` with the same
 settings) should not compile again. JAX can keep compiled programs on disk,
-keyed by the program itself, across processes; this turns that on.
+keyed by the program itself, across processes; :func:`enable_compile_cache`
+turns that on.
+
+Within a process the library keeps a few memos (compiled programs, model
+adapters, arrays already on the devices). Each module that keeps one
+registers a function that empties it (:func:`register`);
+:func:`clear_caches` calls them all, e.g. to free device memory or between
+tests that must not share state.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 ENV = "FLOOD_JAX_COMPILE_CACHE"
 
@@ -52,3 +60,37 @@ def enable_compile_cache(path: str | os.PathLike[str] | None = None) -> str | No
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   return directory
+
+
+_CLEARERS: list[Callable[[], object]] = []
+
+
+def register(clear: Callable[[], object]) -> Callable[[], object]:
+  """Registers ``clear`` (no arguments) to be called by :func:`clear_caches`; returns it.
+
+  A module-level memo registers its clearing function where it is defined,
+  e.g. ``register(_PROGRAMS.clear)`` or ``register(_adapt_cached.cache_clear)``.
+  Registering the same function twice calls it once.
+  """
+  if clear not in _CLEARERS:
+    _CLEARERS.append(clear)
+  return clear
+
+
+def clear_caches() -> None:
+  """Empties every in-memory cache the library keeps (each registered with :func:`register`).
+
+  Later sweeps rebuild what they need: programs are traced and compiled again
+  (or read from the persistent compilation cache, which this leaves alone),
+  data are put on the devices again. Results already returned are unaffected.
+
+  Examples:
+    >>> from flood_jax._cache import clear_caches, register
+    >>> memo = {"key": "value"}
+    >>> _ = register(memo.clear)
+    >>> clear_caches()
+    >>> memo
+    {}
+  """
+  for clear in list(_CLEARERS):
+    clear()

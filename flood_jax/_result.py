@@ -1,15 +1,22 @@
-"""``SweepResult``: what a sweep returns, with tables and saving to disk."""
+"""``SweepResult``: what a sweep returns, and the queries on it.
+
+Its tables are made in ``_report`` and its files written and read in
+``_result_io``; the methods here delegate to them.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import Any, cast
 
 import jax
 import numpy as np
+
+from flood_jax import _report, _result_io
+from flood_jax._result_io import json_safe as _json_safe  # noqa: F401 (_sweep/tracking.py uses it)
+from flood_jax._result_io import shortest as _shortest
 
 METRICS = (
   "train_loss",
@@ -317,43 +324,7 @@ class SweepResult:
     the sweep has no ``b = 0``, or when ``b = 0`` was pruned before this
     configuration's last evaluation; the summary shows ``n/a``).
     """
-    test_es = self.at_stopping("test_accuracy", "best_val")
-    diverged = self.diverged()
-    epochs, pruned_at = self.epochs, self.pruned_at
-    assert epochs is not None and pruned_at is not None  # __post_init__ always sets them
-    zero = np.flatnonzero(np.asarray(self.flood_levels) == self._no_flooding)
-    rows = []
-    for config, index in zip(self.configurations(), np.ndindex(*self.config_shape), strict=True):
-      row: dict[str, Any] = dict(config)
-      # The last evaluation a configuration had: the end, or its rung.
-      last = int(np.searchsorted(epochs, pruned_at[index])) if pruned_at[index] else -1
-      ok = ~diverged[index] & np.isfinite(self.history["val_loss"][index][:, last])
-      # Paired by seed against b = 0 at the same hyperparameters.
-      base = (int(zero[0]), *index[1:]) if zero.size else None
-      for name, metric in [("d_test_acc", "test_accuracy"), ("d_test_loss", "test_loss")]:
-        if base is None:
-          row[name] = row[name + "_std"] = math.nan
-          continue
-        pair = ok & np.isfinite(self.history["val_loss"][base][:, last])
-        diff = (self.history[metric][index][:, last] - self.history[metric][base][:, last])[pair]
-        row[name] = float(np.mean(diff)) if diff.size else math.nan
-        row[name + "_std"] = float(np.std(diff)) if diff.size else math.nan
-      for name, values in [
-        ("val_acc", self.history["val_accuracy"][index][:, last]),
-        ("best_val_acc", np.nanmax(self.history["val_accuracy"][index], -1)),
-        ("test_acc", self.history["test_accuracy"][index][:, last]),
-        ("test_acc_es", test_es[index]),
-        ("train_loss", self.history["train_loss"][index][:, last]),
-        ("test_loss", self.history["test_loss"][index][:, last]),
-        ("flooded", self.history["flooded_fraction"][index][:, last]),
-      ]:
-        kept = values[ok]
-        row[name] = float(np.mean(kept)) if kept.size else math.nan
-        row[name + "_std"] = float(np.std(kept)) if kept.size else math.nan
-      row["diverged"] = int(np.sum(diverged[index]))
-      row["pruned_at"] = int(pruned_at[index])
-      rows.append(row)
-    return rows
+    return _report.table(self)
 
   def summary(self) -> str:
     """A readable table: per configuration, mean +/- std over seeds of final metrics.
@@ -368,118 +339,11 @@ class SweepResult:
     non-finite validation loss when there are any. The best configuration by
     final validation accuracy is marked with ``*``.
     """
-    try:
-      best: dict[str, float] | None = self.best()
-    except ValueError:
-      best = None
-    rows = self.table()
-    show_diverged = any(row["diverged"] for row in rows)
-    show_pruned = bool(np.any(self.pruned_at))
-    show_paired = len(self.flood_levels) > 1 and any(np.isfinite(row["d_test_acc"]) for row in rows)
-    names = list(self.hyperparams)
-    header = [
-      "gamma" if self.level_name == "gamma" else "level",
-      *names,
-      "val acc",
-      "best val acc",
-      "test acc",
-      "test acc (ES)",
-      "train loss",
-      "test loss",
-      "flooded",
-    ]
-    if show_paired:
-      baseline = "gamma=1" if self.level_name == "gamma" else "b=0"
-      header += [f"Δ test acc vs {baseline}", f"Δ test loss vs {baseline}"]
-    if show_diverged:
-      header.append("diverged")
-    if show_pruned:
-      header.append("pruned")
-    lines = []
-    for row in rows:
-      mark = "*" if best is not None and all(row[k] == v for k, v in best.items()) else " "
-      cells = [f"{row[self.level_name]:.4g}{mark}"]
-      cells += [f"{row[name]:.4g}" for name in names]
-      for key, digits in [
-        ("val_acc", 4),
-        ("best_val_acc", 4),
-        ("test_acc", 4),
-        ("test_acc_es", 4),
-        ("train_loss", 4),
-        ("test_loss", 4),
-        ("flooded", 2),
-      ]:
-        if len(self.seeds) > 1:
-          cells.append(f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}")
-        else:
-          cells.append(f"{row[key]:.{digits}f}")
-      if show_paired:
-        for key in ("d_test_acc", "d_test_loss"):
-          if row[self.level_name] == self._no_flooding:
-            cells.append("")
-          elif not np.isfinite(row[key]):  # no pair: b = 0 pruned earlier, or diverged
-            cells.append("n/a")
-          elif len(self.seeds) > 1:
-            cells.append(f"{row[key]:+.4f} ± {row[key + '_std']:.4f}")
-          else:
-            cells.append(f"{row[key]:+.4f}")
-      if show_diverged:
-        cells.append(f"{row['diverged']}/{len(self.seeds)}")
-      if show_pruned:
-        cells.append(f"epoch {row['pruned_at']}" if row["pruned_at"] else "")
-      lines.append(cells)
-    widths = [max(len(h), *(len(c[j]) for c in lines)) for j, h in enumerate(header)]
-    out = [
-      "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)),
-      "  ".join("-" * w for w in widths),
-    ]
-    out += [
-      "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)).rstrip() for cells in lines
-    ]
-    if best is None:
-      out.append("best configuration: none, every configuration diverged.")
-    elif not names:
-      out.append(
-        f"best {self.level_name.replace('_', ' ')} (final val acc, mean over"
-        f" {len(self.seeds)} seed(s)): {best[self.level_name]:.4g}; by early stopping:"
-        f" {self.best('best_val')[self.level_name]:.4g}"
-      )
-    else:
-      out.append(
-        f"best configuration (final val acc, mean over {len(self.seeds)} seed(s)):"
-        f" {_show_config(best)}; by early stopping: {_show_config(self.best('best_val'))}"
-      )
-    versus = self._versus_line()
-    if versus:
-      out.append(versus)
-    return "\n".join(out)
+    return _report.summary(self)
 
   def to_dict(self) -> dict[str, Any]:
     """Metrics and settings as JSON-ready Python values (no parameters)."""
-    try:
-      best: dict[str, float] | None = self.best()
-      best_es: dict[str, float] | None = self.best("best_val")
-    except ValueError:
-      best = best_es = None
-    epochs, pruned_at = self.epochs, self.pruned_at
-    assert epochs is not None and pruned_at is not None  # __post_init__ always sets them
-    return {
-      "axes": list(self.axes),
-      "flood_levels": [_shortest(b) for b in self.flood_levels],
-      "hyperparams": {k: [_shortest(v) for v in vs] for k, vs in self.hyperparams.items()},
-      "seeds": [int(s) for s in self.seeds],
-      "best": best,
-      "best_early_stopping": best_es,
-      "best_flood_level": None if best is None else best[self.level_name],
-      "best_flood_level_early_stopping": None if best_es is None else best_es[self.level_name],
-      "wall_time": self.wall_time,
-      "epochs": [int(e) for e in epochs],
-      "config": self.config,
-      "final": {metric: _shortest_list(self.history[metric][..., -1]) for metric in METRICS},
-      "table": self.table(),
-      "history": {k: _shortest_list(v) for k, v in self.history.items()},
-      "pruned_at": pruned_at.tolist(),
-    }
+    return _result_io.to_dict(self)
 
   def save(self, directory: str | os.PathLike[str], with_params: bool = True) -> str:
     """Writes ``results.json`` (metrics, settings) and ``params.npz`` to ``directory``.
@@ -491,46 +355,12 @@ class SweepResult:
     Returns:
       The path of ``results.json``.
     """
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "results.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(_json_safe(self.to_dict()), f, indent=1)
-    os.replace(tmp, path)
-    if with_params and self.final_params is not None:
-      leaves = jax.tree_util.tree_leaves_with_path(
-        {"params": self.final_params, "batch_stats": self.final_batch_stats}
-      )
-      # Any: the checker matches **arrays against savez's allow_pickle: bool too.
-      arrays: dict[str, Any] = {jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}
-      np.savez(os.path.join(directory, "params.npz"), **arrays)
-    return path
+    return _result_io.save(self, directory, with_params)
 
   @classmethod
   def load(cls, directory: str | os.PathLike[str]) -> SweepResult:
     """Reads the metrics written by :meth:`save` (parameters are not restored)."""
-    path = os.path.join(directory, "results.json")
-    if not os.path.exists(path):
-      raise FileNotFoundError(
-        f"no results.json in {directory}; run a sweep with it as --out first."
-      )
-    with open(path) as f:
-      raw = json.load(f)
-    return cls(
-      flood_levels=np.asarray(raw["flood_levels"], np.float32),
-      seeds=np.asarray(raw["seeds"], np.int64),
-      history={
-        # null (a NaN when saved) reads back as NaN.
-        k: np.array(v, dtype=np.float64)
-        for k, v in raw["history"].items()
-      },
-      config=raw.get("config", {}),
-      wall_time=raw.get("wall_time", math.nan),
-      hyperparams={k: np.asarray(v, np.float32) for k, v in raw.get("hyperparams", {}).items()},
-      epochs=raw.get("epochs"),
-      pruned_at=raw.get("pruned_at"),
-      level_name=raw.get("axes", ["flood_level"])[0],
-    )
+    return _result_io.load(cls, directory)
 
   def versus_no_flooding(
     self, metric: str = "val_accuracy", rule: str = "final"
@@ -589,66 +419,13 @@ class SweepResult:
       "p": paired_p(-diff if lower_is_better else diff),
     }
 
-  def _versus_line(self) -> str | None:
-    """The summary's line saying whether the winner is distinguishable from ``b = 0``."""
-    if len(self.seeds) < 2:
-      return None
-    try:
-      best = self.best()
-    except ValueError:
-      return None
-    baseline = "gamma = 1" if self.level_name == "gamma" else "b = 0"
-    if best[self.level_name] == self._no_flooding:
-      return f"no flooding ({baseline}) has the best validation accuracy."
-    row = self.versus_no_flooding()
-    if row is None or not np.isfinite(row["p"]):
-      return None
-    verdict = "better than" if row["p"] < 0.05 else "not distinguishable from"
-    return (
-      f"{_show_config(best)} vs {baseline}: validation accuracy {row['diff']:+.4f} ±"
-      f" {row['std']:.4f} over {row['seeds']} seeds (paired t-test, p = {row['p']:.2g}):"
-      f" {verdict} {baseline} at the 5% level."
-    )
-
   @property
   def _no_flooding(self) -> float:
     """The value of the first axis that trains without flooding: ``b = 0``, or ``gamma = 1``."""
     return 1.0 if self.level_name == "gamma" else 0.0
 
   def __repr__(self) -> str:
-    try:
-      best = _show_config(self.best())
-    except ValueError:
-      best = "none (all diverged)"
-    shape = ", ".join(
-      f"{name}s={n}" if name != "flood_level" else f"levels={n}"
-      for name, n in zip(self.axes, self.history["val_accuracy"].shape, strict=False)
-    )
-    return f"SweepResult({shape}, epochs={self.num_epochs}, best={best})"
-
-
-def _shortest(value: Any) -> float:
-  """A float32 value as the shortest decimal that reads back (0.003, not 0.0030000000261).
-
-  NaN and infinities pass through. Other dtypes are returned as plain floats.
-  """
-  value = np.asarray(value)
-  if value.dtype == np.float32:
-    scalar = value[()]
-    if not np.isfinite(scalar):
-      return float(scalar)
-    return float(np.format_float_positional(scalar, unique=True, trim="-"))
-  return float(value)
-
-
-def _shortest_list(values: Any) -> Any:
-  """``values.tolist()`` with every float32 written as its shortest decimal (nested lists)."""
-  values = np.asarray(values)
-  if values.dtype != np.float32:
-    return values.tolist()
-  if values.ndim == 0:
-    return _shortest(values)
-  return [_shortest_list(v) for v in values]
+    return _report.describe(self)
 
 
 def paired_p(diff: Any) -> float:
@@ -665,10 +442,6 @@ def paired_p(diff: Any) -> float:
   from scipy import stats
 
   return float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)  # pyright: ignore[reportAttributeAccessIssue]
-
-
-def _show_config(config: dict[str, float]) -> str:
-  return ", ".join(f"{'b' if k == 'flood_level' else k} = {v:.4g}" for k, v in config.items())
 
 
 def _find(name: str, values: np.ndarray, value: float) -> int:
@@ -688,14 +461,3 @@ def _plain(value: Any) -> Any:
 def _check_rule(rule: str) -> None:
   if rule not in _RULES:
     raise ValueError(f"unknown epoch rule {rule!r}; use one of {_RULES}.")
-
-
-def _json_safe(value: Any) -> Any:
-  """NaN and infinities become None: strict JSON has no spelling for them."""
-  if isinstance(value, float):
-    return value if math.isfinite(value) else None
-  if isinstance(value, dict):
-    return {str(k): _json_safe(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_json_safe(v) for v in value]
-  return value

@@ -54,6 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flood_jax._checks import int_at_least, is_integer, is_number, number_in, true_or_false
 from flood_jax._dataset import Dataset
 
 __all__ = ["DATASETS", "IMAGE_SETS", "LOCAL_FILES", "ImageSpec", "load", "random_crop_flip"]
@@ -208,18 +209,8 @@ def _option_names(builder: Callable[..., Dataset]) -> list[str]:
 # Checks shared by the builders (each raises a one-line ValueError).
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise ValueError(f"{name} must be an integer, got {value!r}.")
-  if value < minimum:
-    raise ValueError(f"{name} must be at least {minimum}, got {value}.")
-  return int(value)
-
-
 def _check_noise(label_noise: Any) -> float:
-  if isinstance(label_noise, bool) or not isinstance(
-    label_noise, (int, float, np.integer, np.floating)
-  ):
+  if not is_number(label_noise):
     raise ValueError(f"label_noise must be a number, got {label_noise!r}.")
   if not 0.0 <= float(label_noise) < 1.0:
     raise ValueError(f"label_noise must be in [0, 1) (a fraction of labels), got {label_noise}.")
@@ -227,33 +218,18 @@ def _check_noise(label_noise: Any) -> float:
 
 
 def _check_seed(seed: Any) -> int:
-  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+  if not is_integer(seed):
     raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
   if seed < 0:
     raise ValueError(f"seed must be a non-negative integer, got {seed}.")
   return int(seed)
 
 
-def _check_float(
-  name: str, value: Any, low: float, high: float, low_open: bool = False, high_open: bool = True
-) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-    raise ValueError(f"{name} must be a number, got {value!r}.")
-  value = float(value)
-  too_low = value <= low if low_open else value < low
-  too_high = value >= high if high_open else value > high
-  if not np.isfinite(value) or too_low or too_high:
-    left, right = "(" if low_open else "[", ")" if high_open else "]"
-    interval = f"{left}{low}, {high}{right}"
-    raise ValueError(f"{name} must be in {interval}, got {value}.")
-  return value
-
-
 def _split_sizes(
   n_total: int, n_val: int | None, n_train: int | None, default_val: int
 ) -> tuple[int, int]:
   """Validates the validation and training sizes carved from ``n_total``."""
-  n_val = default_val if n_val is None else _check_int("n_val", n_val, 1)
+  n_val = default_val if n_val is None else int_at_least("n_val", n_val, 1)
   if n_val > n_total - 2:
     raise ValueError(
       f"n_val={n_val} is too large: the training split has {n_total}"
@@ -261,7 +237,7 @@ def _split_sizes(
       f" {n_total - 2}."
     )
   rest = n_total - n_val
-  n_train = rest if n_train is None else _check_int("n_train", n_train, 2)
+  n_train = rest if n_train is None else int_at_least("n_train", n_train, 2)
   if n_train > rest:
     raise ValueError(
       f"n_train={n_train} is more than the {rest} training examples left"
@@ -317,9 +293,9 @@ _Sampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
 def _synthetic(
   name: str, sample: _Sampler, n_train: int, n_val: int, n_test: int, label_noise: float, seed: int
 ) -> Dataset:
-  n_train = _check_int("n_train", n_train, 2)
-  n_val = _check_int("n_val", n_val, 1)
-  n_test = _check_int("n_test", n_test, 1)
+  n_train = int_at_least("n_train", n_train, 2)
+  n_val = int_at_least("n_val", n_val, 1)
+  n_test = int_at_least("n_test", n_test, 1)
   label_noise = _check_noise(label_noise)
   # One independent stream per split and one for the noise: the test set does
   # not change with n_train, and the clean data not with label_noise.
@@ -358,7 +334,7 @@ def _two_gaussians(
   seed: int = 0,
 ) -> Dataset:
   """Two Gaussians: class 0 ~ N(0, I), class 1 ~ N(1, I) in ``dim`` dims."""
-  dim = _check_int("dim", dim, 1)
+  dim = int_at_least("dim", dim, 1)
 
   def sample(rng: np.random.Generator, n: int):
     n1 = n // 2
@@ -406,7 +382,7 @@ def _spiral(
   ``t`` and class 0 at radius ``t + pi``, both at angle ``t``, plus Gaussian
   noise of standard deviation ``noise`` on each coordinate.
   """
-  noise = _check_float("noise", noise, 0.0, np.inf)
+  noise = number_in("noise", noise, 0.0, np.inf, high_open=True)
 
   def sample(rng: np.random.Generator, n: int):
     xs, ys = [], []
@@ -480,8 +456,8 @@ def _digits(
   *, val_fraction: float = 0.2, test_fraction: float = 0.2, label_noise: float = 0.0, seed: int = 0
 ) -> Dataset:
   """scikit-learn's digits: 1797 8x8 images, pixels / 16, flattened to 64."""
-  val_fraction = _check_float("val_fraction", val_fraction, 0.0, 1.0, low_open=True)
-  test_fraction = _check_float("test_fraction", test_fraction, 0.0, 1.0, low_open=True)
+  val_fraction = number_in("val_fraction", val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+  test_fraction = number_in("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
   label_noise = _check_noise(label_noise)
   from sklearn.datasets import load_digits
 
@@ -541,9 +517,8 @@ def _load_image_set(
     ("n_test", n_test, 1),
   ):
     if value is not None:
-      _check_int(option, value, minimum)
-  if not isinstance(flatten, (bool, np.bool_)):
-    raise ValueError(f"flatten must be True or False, got {flatten!r}.")
+      int_at_least(option, value, minimum)
+  true_or_false("flatten", flatten)
   given = [
     k
     for k, v in (("data_dir", data_dir), ("hf_path", hf_path), ("cache_dir", cache_dir))
@@ -659,7 +634,7 @@ def _split_indices(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
   """Sorted validation, training and test indices, and the label noise's generator."""
   n_val, n_train = _split_sizes(n_train_all, n_val, n_train, default_val=default_val)
-  n_test = n_test_all if n_test is None else _check_int("n_test", n_test, 1)
+  n_test = n_test_all if n_test is None else int_at_least("n_test", n_test, 1)
   if n_test > n_test_all:
     raise ValueError(f"n_test={n_test} is more than the {n_test_all} test examples.")
   split_rng, test_rng, noise_rng = np.random.default_rng(_check_seed(seed)).spawn(3)
@@ -1154,25 +1129,16 @@ def random_crop_flip(
     CVPR 2016, Sec. 4.2 (4-pixel padding, random 32x32 crops, horizontal
     flips on CIFAR-10). https://arxiv.org/abs/1512.03385
   """
-  if (
-    isinstance(padding, (bool, np.bool_))
-    or not isinstance(padding, (int, np.integer))
-    or padding < 0
-  ):
+  if not is_integer(padding) or padding < 0:
     raise ValueError(
       f"padding must be a non-negative integer (pixels per side, 0 for no"
       f" cropping), got {padding!r}."
     )
   padding = int(padding)
-  if not isinstance(flip, (bool, np.bool_)):
-    raise ValueError(f"flip must be True or False, got {flip!r}.")
-  flip = bool(flip)
+  flip = true_or_false("flip", flip)
   if image_shape is not None:
     shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else ()
-    if len(shape) != 3 or any(
-      isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d < 1
-      for d in shape
-    ):
+    if len(shape) != 3 or any(not is_integer(d) or d < 1 for d in shape):
       raise ValueError(
         f"image_shape must be (height, width, channels), three positive"
         f" integers, got {image_shape!r}."

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from test_sweep import SmallMLP, _toy_dataset, assert_bitwise_equal
+from helpers import SmallMLP, _toy_dataset, assert_bitwise_equal
 
 import flood_jax as fj
 from flood_jax._sweep import cache as program_cache

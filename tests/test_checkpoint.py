@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-from test_sweep import SmallMLP, _Interrupt, _toy_dataset, assert_bitwise_equal
+from helpers import SmallMLP, _Interrupt, _toy_dataset, assert_bitwise_equal
 
 import flood_jax as fj
 from flood_jax import _sweep
@@ -144,7 +144,7 @@ READ_ONLY = textwrap.dedent(
   import jax, numpy as np, optax
   import flood_jax as fj
   import orbax.checkpoint as ocp
-  from test_sweep import SmallMLP, _toy_dataset
+  from helpers import SmallMLP, _toy_dataset
   directory = sys.argv[1]
   if os.geteuid() == 0:
     # root writes through file modes: fail the writer as a read-only file system would.

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-from test_sweep import _Interrupt  # a progress bar that presses Ctrl-C
+from helpers import _Interrupt  # a progress bar that presses Ctrl-C
 
 import flood_jax as fj
 from flood_jax import _sweep

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import optax
 import pytest
-from test_sweep import SmallMLP, _Interrupt, _toy_dataset, assert_bitwise_equal
+from helpers import SmallMLP, _Interrupt, _toy_dataset, assert_bitwise_equal
 
 import flood_jax as fj
 from flood_jax import _sweep

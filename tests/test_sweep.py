@@ -7,56 +7,19 @@ import subprocess
 import sys
 import textwrap
 
-import flax.linen as nn
 import jax
 import numpy as np
 import optax
 import pytest
+from helpers import SmallMLP, _Interrupt, _toy_dataset, assert_bitwise_equal
 
 import flood_jax as fj
-from flood_jax import _sweep
-
-
-class SmallMLP(nn.Module):
-  width: int = 32
-  batch_norm: bool = False
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    x = nn.Dense(self.width)(x)
-    if self.batch_norm:
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
-    x = nn.Dense(self.width)(nn.relu(x))
-    return nn.Dense(2)(nn.relu(x))
-
-
-def _spiral_like(n=240, noise=0.1, seed=0):
-  rng = np.random.default_rng(seed)
-  x = rng.normal(size=(n, 2)).astype(np.float32)
-  y = (np.sin(2 * x[:, 0]) > x[:, 1]).astype(np.int32)
-  flip = rng.random(n) < noise
-  y = np.where(flip, 1 - y, y)
-  return x, y
+from flood_jax import _report, _sweep
 
 
 @pytest.fixture(scope="module")
 def data():
   return _toy_dataset()
-
-
-def _toy_dataset(n=240, n_train=120, n_val=60, seed=0) -> fj.Dataset:
-  """The spiral-like toy set: ``n_train`` training, ``n_val`` validation, the rest test."""
-  x, y = _spiral_like(n=n, seed=seed)
-  stop = n_train + n_val
-  return fj.Dataset(
-    x_train=x[:n_train],
-    y_train=y[:n_train],
-    x_val=x[n_train:stop],
-    y_val=y[n_train:stop],
-    x_test=x[stop:],
-    y_test=y[stop:],
-    name="toy",
-  )
 
 
 KW = dict(
@@ -166,29 +129,6 @@ def test_custom_loss_fn(data):
   assert result.history["train_loss"][0, 0, -1] < 0.5
 
 
-def assert_bitwise_equal(result, other):
-  """Histories, parameters and BatchNorm statistics equal, bit for bit."""
-  for name in other.history:
-    np.testing.assert_array_equal(result.history[name], other.history[name])
-  jax.tree.map(np.testing.assert_array_equal, result.final_params, other.final_params)
-  jax.tree.map(np.testing.assert_array_equal, result.final_batch_stats, other.final_batch_stats)
-
-
-class _Interrupt:
-  """A progress bar that presses Ctrl-C after a number of updates."""
-
-  def __init__(self, after):
-    self.after = after
-
-  def update(self, n):
-    self.after -= 1
-    if self.after == 0:
-      raise KeyboardInterrupt
-
-  def close(self):
-    pass
-
-
 def test_resumed_sweep_equals_uninterrupted(data, tmp_path, monkeypatch):
   # One device, so the run takes the calls (and interruptions) counted below.
   one_device = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("models",))
@@ -221,7 +161,7 @@ def test_best_level_rules_and_summary(grid):
   assert grid.best("best_val")["flood_level"] == LEVELS[int(np.argmax(best_epoch))]
   text = grid.summary()
   assert "best flood level" in text and "±" in text
-  versus = grid._versus_line()  # whether the winner is told apart from b = 0 (2 seeds: a line)
+  versus = _report.versus_line(grid)  # is the winner told apart from b = 0 (2 seeds: a line)
   assert versus is not None and text.splitlines()[-1] == versus
   assert len(text.splitlines()) == 2 + len(LEVELS) + 2
   with pytest.raises(ValueError, match="epoch rule"):
@@ -293,7 +233,7 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np, optax
     sys.path.insert(0, {tests!r})
-    from test_sweep import SmallMLP, _spiral_like, KW
+    from helpers import SmallMLP, _spiral_like
     import flood_jax as fj
     assert jax.device_count() == 8, jax.devices()
     x, y = _spiral_like()
@@ -303,7 +243,8 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     for devices in (1, 8):
       mesh = jax.make_mesh((devices,), ("models",), devices=jax.devices()[:devices])
       r = fj.sweep(SmallMLP(batch_norm=True), data, flood_levels=[0.0, 0.2, 0.4, 0.6],
-                   seeds=[0, 3], chunk_size=1, mesh=mesh, **KW)
+                   seeds=[0, 3], chunk_size=1, mesh=mesh, epochs=12, batch_size=20,
+                   optimizer=optax.sgd(0.05, momentum=0.9), eval_every=1, progress=False)
       out[devices] = {{k: v.tolist() for k, v in r.history.items()}}
       out[str(devices) + "_devices"] = r.config["devices"]
     print(json.dumps(out))

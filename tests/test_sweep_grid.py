@@ -8,8 +8,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-from test_sweep import _Interrupt, assert_bitwise_equal
-from test_sweep_models import _plain_model, _toy, make_nnx
+from helpers import _Interrupt, _plain_model, _toy, assert_bitwise_equal, make_nnx
 
 import flood_jax as fj
 from flood_jax import _sweep

@@ -9,25 +9,9 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from helpers import NNXNet, _plain_model, _toy, make_nnx
 
 import flood_jax as fj
-
-
-def _toy(n=160, seed=0, classes=2):
-  rng = np.random.default_rng(seed)
-  x = rng.normal(size=(n, 4)).astype(np.float32)
-  y = (np.sin(2 * x[:, 0]) > x[:, 1]).astype(np.int32) + (x[:, 2] > 1) * (classes - 2)
-  y = np.where(rng.random(n) < 0.1, (y + 1) % classes, y).astype(np.int32)
-  a, b = n // 2, 3 * n // 4
-  return fj.Dataset(
-    x_train=x[:a],
-    y_train=y[:a],
-    x_val=x[a:b],
-    y_val=y[a:b],
-    x_test=x[b:],
-    y_test=y[b:],
-    num_classes=classes,
-  )
 
 
 @pytest.fixture(scope="module")
@@ -38,21 +22,6 @@ def data():
 KW = dict(
   optimizer=optax.sgd(0.1, momentum=0.9), epochs=6, batch_size=16, progress=False, eval_every=1
 )
-
-
-class NNXNet(nnx.Module):
-  def __init__(self, rngs, dropout=0.0, outputs=2):
-    self.hidden = nnx.Linear(4, 16, rngs=rngs)
-    self.norm = nnx.BatchNorm(16, momentum=0.9, rngs=rngs)
-    self.drop = nnx.Dropout(dropout, rngs=rngs)
-    self.out = nnx.Linear(16, outputs, rngs=rngs)
-
-  def __call__(self, x):
-    return self.out(self.drop(nnx.relu(self.norm(self.hidden(x)))))
-
-
-def make_nnx(rngs):
-  return NNXNet(rngs, dropout=0.2)
 
 
 def _assert_same_models(result, other, where, where_other):
@@ -106,27 +75,6 @@ def test_dropout_masks_are_paired_across_levels_and_differ_across_seeds(nnx_grid
   assert np.all(result.history["flooded_fraction"] == 0)
   np.testing.assert_array_equal(result.history["train_loss"][0], result.history["train_loss"][1])
   assert not np.allclose(result.history["train_loss"][0, 0], result.history["train_loss"][0, 1])
-
-
-def _plain_model(dropout=False):
-  def init(key, x):
-    k1, k2 = jax.random.split(key)
-    return {
-      "w1": jax.random.normal(k1, (x.shape[-1], 16)) * 0.5,
-      "b1": jnp.zeros(16),
-      "w2": jax.random.normal(k2, (16, 2)) * 0.25,
-    }
-
-  def apply(params, x, train):
-    return jax.nn.relu(x @ params["w1"] + params["b1"]) @ params["w2"]
-
-  def apply_dropout(params, x, train, key=None):
-    h = jax.nn.relu(x @ params["w1"] + params["b1"])
-    if train:
-      h = jnp.where(jax.random.bernoulli(key, 0.8, h.shape), h / 0.8, 0.0)
-    return h @ params["w2"]
-
-  return fj.Model(init=init, apply=apply_dropout if dropout else apply)
 
 
 def test_plain_model_inside_sweep_equals_alone(data):

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-from test_sweep_models import _plain_model, _toy
+from helpers import _plain_model, _toy
 
 import flood_jax as fj
 from flood_jax._sweep import cache as program_cache

@@ -7,10 +7,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from flood_jax._checks import atomic_write
+from flood_jax._checks import first_line as one_line  # noqa: F401 (the subcommands import it from here)
 
 PROG = "flood-jax"
 OUT_ROOT = "runs"  # where outputs go unless --out says otherwise
@@ -38,12 +40,6 @@ class UsageError(Exception):
   """Bad input from the user: printed as one line, exit code 2."""
 
 
-def one_line(err: BaseException) -> str:
-  """The first line of ``err``'s message, or its type's name if it has none."""
-  lines = str(err).strip().splitlines()
-  return lines[0] if lines else type(err).__name__
-
-
 def fail(message: str) -> int:
   """Prints ``flood-jax: error: message`` to stderr; returns exit code 2."""
   print(f"{PROG}: error: {message}", file=sys.stderr)
@@ -52,10 +48,8 @@ def fail(message: str) -> int:
 
 def write_json(path: str, value: Any) -> None:
   """Writes ``value`` to ``path`` as JSON, atomically (a temporary file, then a rename)."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
+  with atomic_write(path) as f:
     json.dump(value, f, indent=1)
-  os.replace(tmp, path)
 
 
 def add_compile_cache_arguments(group: Any) -> None:

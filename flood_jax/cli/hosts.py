@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from flood_jax._checks import first_line
 from flood_jax.cli.args import positive_int
 from flood_jax.cli.common import PROG, UsageError
 
@@ -128,10 +129,9 @@ def join(args: Any) -> None:
       args.coordinator, args.num_processes, args.process_id, join_timeout_seconds=timeout
     )
   except (ValueError, RuntimeError) as err:
-    lines = str(err).strip().splitlines()
     raise UsageError(
       "could not join the other processes (jax.distributed.initialize):"
-      f" {lines[0] if lines else type(err).__name__}"
+      f" {first_line(err)}"
       + (
         ""
         if args.coordinator

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import dataclasses
 import json
 import math
@@ -30,6 +29,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from flood_jax._result_io import write_history_csv
 from flood_jax._sweep.checkpoint import CheckpointError, CheckpointSaveError
 from flood_jax.cli import hosts as hosts_cli
 from flood_jax.cli import tracking as tracking_cli
@@ -638,46 +638,6 @@ def _write_outputs(result: Any, out: str, plot: bool = True) -> list[str]:
     ]:
       written.append(plot_fn(result, os.path.join(out, f"{name}.png")))
   return [os.fspath(p) for p in written]
-
-
-def write_history_csv(result: Any, path: str) -> str:
-  """Writes the per-epoch history in long format: one row per configuration, seed, epoch.
-
-  Columns: the axes of ``result`` (``flood_level``, one per swept
-  hyperparameter such as ``learning_rate``, ``seed``), ``epoch`` (from 1),
-  then one per metric of ``result.history``.
-
-  Args:
-    result: a :class:`flood_jax.SweepResult`.
-    path: the CSV file to write.
-
-  Returns:
-    ``path``.
-  """
-  import numpy as np
-
-  from flood_jax._result import _shortest  # float32 values as their shortest decimals
-
-  metrics = list(result.history)
-  values = [result.flood_levels, *result.hyperparams.values()]
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow([*result.axes, "epoch", *metrics])
-    for index in np.ndindex(*result.config_shape):
-      configuration = [f"{_shortest(v[i]):.6g}" for v, i in zip(values, index, strict=True)]
-      for j, seed in enumerate(result.seeds):
-        for entry, epoch in enumerate(result.epochs):
-          writer.writerow(
-            [
-              *configuration,
-              int(seed),
-              int(epoch),
-              *(repr(_shortest(result.history[m][(*index, j, entry)])) for m in metrics),
-            ]
-          )
-  os.replace(tmp, path)
-  return path
 
 
 def _swept_hyperparams(config: dict[str, Any]) -> dict[str, list[float]]:

@@ -1,0 +1,196 @@
+"""Small checks and helpers shared across the library.
+
+Each validator raises one line (``ValueError``) saying what was wrong, with the
+value it got; the ``is_*`` predicates let a caller with its own message reuse
+the test. ``first_line`` shortens an error to its first line for a one-line
+message, and ``atomic_write`` writes a file so that a kill leaves the old file
+or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+import os
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
+
+import numpy as np
+
+
+def is_number(value: Any) -> bool:
+  """Whether ``value`` is a real number (Python or NumPy) and not a bool.
+
+  Python counts ``True`` as the integer 1; a flag passed where a number is
+  meant is a mistake, so it is refused.
+
+  Examples:
+    >>> import numpy as np
+    >>> from flood_jax._checks import is_number
+    >>> is_number(0.5), is_number(np.float32(2)), is_number(True), is_number("1")
+    (True, True, False, False)
+  """
+  return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def is_integer(value: Any) -> bool:
+  """Whether ``value`` is an integer (Python or NumPy) and not a bool.
+
+  Examples:
+    >>> import numpy as np
+    >>> from flood_jax._checks import is_integer
+    >>> is_integer(3), is_integer(np.int64(3)), is_integer(3.0), is_integer(False)
+    (True, True, False, False)
+  """
+  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def positive_int(name: str, value: Any) -> int:
+  """``value`` as an ``int``; ``ValueError`` unless it is an integer >= 1.
+
+  Examples:
+    >>> from flood_jax._checks import positive_int
+    >>> positive_int("epochs", 3)
+    3
+    >>> positive_int("epochs", 0)
+    Traceback (most recent call last):
+    ValueError: epochs must be a positive integer, got 0.
+  """
+  if not is_integer(value) or value < 1:
+    raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+  return int(value)
+
+
+def int_at_least(name: str, value: Any, minimum: int) -> int:
+  """``value`` as an ``int``; ``ValueError`` unless it is an integer >= ``minimum``.
+
+  Examples:
+    >>> from flood_jax._checks import int_at_least
+    >>> int_at_least("n_train", 2, 2)
+    2
+    >>> int_at_least("n_train", 1, 2)
+    Traceback (most recent call last):
+    ValueError: n_train must be at least 2, got 1.
+  """
+  if not is_integer(value):
+    raise ValueError(f"{name} must be an integer, got {value!r}.")
+  if value < minimum:
+    raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+  return int(value)
+
+
+def number_in(
+  name: str,
+  value: Any,
+  low: float,
+  high: float,
+  *,
+  low_open: bool = False,
+  high_open: bool = False,
+) -> float:
+  """``value`` as a ``float``; ``ValueError`` unless it is a finite number in the interval.
+
+  The interval is ``[low, high]``, open at either end with ``low_open`` or
+  ``high_open``.
+
+  Examples:
+    >>> from flood_jax._checks import number_in
+    >>> number_in("val_fraction", 0.2, 0.0, 1.0, low_open=True, high_open=True)
+    0.2
+    >>> number_in("val_fraction", 1.0, 0.0, 1.0, low_open=True, high_open=True)
+    Traceback (most recent call last):
+    ValueError: val_fraction must be in (0.0, 1.0), got 1.0.
+  """
+  if not is_number(value):
+    raise ValueError(f"{name} must be a number, got {value!r}.")
+  value = float(value)
+  too_low = value <= low if low_open else value < low
+  too_high = value >= high if high_open else value > high
+  if not np.isfinite(value) or too_low or too_high:
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value}.")
+  return value
+
+
+def true_or_false(name: str, value: Any) -> bool:
+  """``value`` as a ``bool``; ``ValueError`` unless it is ``True`` or ``False`` (NumPy's too).
+
+  Examples:
+    >>> from flood_jax._checks import true_or_false
+    >>> true_or_false("flip", 1)
+    Traceback (most recent call last):
+    ValueError: flip must be True or False, got 1.
+  """
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"{name} must be True or False, got {value!r}.")
+  return bool(value)
+
+
+def choice(name: str, value: Any, choices: Sequence[str], hint: str = "") -> str:
+  """``value``; ``ValueError`` unless it is one of ``choices``.
+
+  ``hint`` (an example of a right call) follows the message after ``;``.
+
+  Examples:
+    >>> from flood_jax._checks import choice
+    >>> choice("objective", "iflood", ("flood", "iflood"))
+    'iflood'
+    >>> choice("objective", "mean", ("flood", "iflood"))
+    Traceback (most recent call last):
+    ValueError: objective must be one of ('flood', 'iflood'), got 'mean'.
+  """
+  if value not in choices:
+    raise ValueError(
+      f"{name} must be one of {choices}, got {value!r}" + (f"; {hint}." if hint else ".")
+    )
+  return value
+
+
+def first_line(err: BaseException, empty: str | None = None) -> str:
+  """The first line of ``err``'s message, for a one-line report of it.
+
+  An error with no message gives ``empty``, by default the error's type name.
+
+  Examples:
+    >>> from flood_jax._checks import first_line
+    >>> first_line(ValueError("bad shape\\n  (a traceback of details)"))
+    'bad shape'
+    >>> first_line(KeyError()), first_line(KeyError(), empty="")
+    ('KeyError', '')
+  """
+  text = str(err).strip()
+  if text:
+    return text.splitlines()[0]
+  return type(err).__name__ if empty is None else empty
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], newline: str | None = None) -> Iterator[IO[str]]:
+  """Opens ``path + ".tmp"`` for writing text; on success renames it over ``path``.
+
+  The temporary file is in the same directory, so the rename is atomic: a
+  process killed while writing leaves the old file (or none) and a
+  ``.tmp``, never half a file under ``path``. On an error the temporary file
+  is removed and the error raised.
+
+  Examples:
+    >>> import json, os, tempfile
+    >>> from flood_jax._checks import atomic_write
+    >>> path = os.path.join(tempfile.mkdtemp(), "state.json")
+    >>> with atomic_write(path) as f:
+    ...   json.dump({"epoch": 3}, f)
+    >>> with open(path) as f:
+    ...   f.read()
+    '{"epoch": 3}'
+    >>> os.listdir(os.path.dirname(path))
+    ['state.json']
+  """
+  tmp = os.fspath(path) + ".tmp"
+  try:
+    with open(tmp, "w", newline=newline) as f:
+      yield f
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise

@@ -1,0 +1,227 @@
+"""A :class:`~flood_jax.SweepResult` as tables: its rows, its readable summary, its repr.
+
+:meth:`SweepResult.table`, :meth:`~SweepResult.summary` and ``repr`` delegate
+here; what the columns mean is in their docstrings.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+  from flood_jax._result import SweepResult
+
+# The summary's per-seed columns: the table's key and the decimals shown.
+_COLUMNS = (
+  ("val_acc", 4),
+  ("best_val_acc", 4),
+  ("test_acc", 4),
+  ("test_acc_es", 4),
+  ("train_loss", 4),
+  ("test_loss", 4),
+  ("flooded", 2),
+)
+
+
+def table(result: SweepResult) -> list[dict[str, Any]]:
+  """One row per configuration (see :meth:`SweepResult.table`)."""
+  test_es = result.at_stopping("test_accuracy", "best_val")
+  diverged = result.diverged()
+  epochs, pruned_at = result.epochs, result.pruned_at
+  assert epochs is not None and pruned_at is not None  # __post_init__ always sets them
+  zero = np.flatnonzero(np.asarray(result.flood_levels) == result._no_flooding)
+  rows = []
+  for config, index in zip(result.configurations(), np.ndindex(*result.config_shape), strict=True):
+    row: dict[str, Any] = dict(config)
+    # The last evaluation a configuration had: the end, or its rung.
+    last = int(np.searchsorted(epochs, pruned_at[index])) if pruned_at[index] else -1
+    ok = ~diverged[index] & np.isfinite(result.history["val_loss"][index][:, last])
+    # Paired by seed against b = 0 at the same hyperparameters.
+    base = (int(zero[0]), *index[1:]) if zero.size else None
+    row.update(_paired(result, index, base, ok, last))
+    row.update(_means(result, index, ok, last, test_es))
+    row["diverged"] = int(np.sum(diverged[index]))
+    row["pruned_at"] = int(pruned_at[index])
+    rows.append(row)
+  return rows
+
+
+def _paired(
+  result: SweepResult, index: tuple[int, ...], base: tuple[int, ...] | None, ok: Any, last: int
+) -> dict[str, float]:
+  """``d_test_acc`` and ``d_test_loss`` (with ``_std``): differences from ``base``, by seed."""
+  row: dict[str, float] = {}
+  history = result.history
+  for name, metric in [("d_test_acc", "test_accuracy"), ("d_test_loss", "test_loss")]:
+    if base is None:
+      row[name] = row[name + "_std"] = math.nan
+      continue
+    pair = ok & np.isfinite(history["val_loss"][base][:, last])
+    diff = (history[metric][index][:, last] - history[metric][base][:, last])[pair]
+    row[name] = float(np.mean(diff)) if diff.size else math.nan
+    row[name + "_std"] = float(np.std(diff)) if diff.size else math.nan
+  return row
+
+
+def _means(
+  result: SweepResult, index: tuple[int, ...], ok: Any, last: int, test_es: np.ndarray
+) -> dict[str, float]:
+  """Mean and std over the seeds ``ok`` of the key metrics at evaluation ``last``."""
+  row: dict[str, float] = {}
+  history = result.history
+  for name, values in [
+    ("val_acc", history["val_accuracy"][index][:, last]),
+    ("best_val_acc", np.nanmax(history["val_accuracy"][index], -1)),
+    ("test_acc", history["test_accuracy"][index][:, last]),
+    ("test_acc_es", test_es[index]),
+    ("train_loss", history["train_loss"][index][:, last]),
+    ("test_loss", history["test_loss"][index][:, last]),
+    ("flooded", history["flooded_fraction"][index][:, last]),
+  ]:
+    kept = values[ok]
+    row[name] = float(np.mean(kept)) if kept.size else math.nan
+    row[name + "_std"] = float(np.std(kept)) if kept.size else math.nan
+  return row
+
+
+def summary(result: SweepResult) -> str:
+  """A readable table (see :meth:`SweepResult.summary`)."""
+  try:
+    best: dict[str, float] | None = result.best()
+  except ValueError:
+    best = None
+  rows = table(result)
+  show = {
+    "diverged": any(row["diverged"] for row in rows),
+    "pruned": bool(np.any(result.pruned_at)),
+    "paired": len(result.flood_levels) > 1 and any(np.isfinite(row["d_test_acc"]) for row in rows),
+  }
+  header = _header(result, show)
+  lines = [_cells(result, row, best, show) for row in rows]
+  widths = [max(len(h), *(len(c[j]) for c in lines)) for j, h in enumerate(header)]
+  out = [
+    "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)),
+    "  ".join("-" * w for w in widths),
+  ]
+  out += [
+    "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)).rstrip() for cells in lines
+  ]
+  out.append(_best_line(result, best))
+  versus = versus_line(result)
+  if versus:
+    out.append(versus)
+  return "\n".join(out)
+
+
+def _header(result: SweepResult, show: dict[str, bool]) -> list[str]:
+  """The summary's column names."""
+  header = [
+    "gamma" if result.level_name == "gamma" else "level",
+    *result.hyperparams,
+    "val acc",
+    "best val acc",
+    "test acc",
+    "test acc (ES)",
+    "train loss",
+    "test loss",
+    "flooded",
+  ]
+  if show["paired"]:
+    baseline = "gamma=1" if result.level_name == "gamma" else "b=0"
+    header += [f"Δ test acc vs {baseline}", f"Δ test loss vs {baseline}"]
+  if show["diverged"]:
+    header.append("diverged")
+  if show["pruned"]:
+    header.append("pruned")
+  return header
+
+
+def _cells(
+  result: SweepResult, row: dict[str, Any], best: dict[str, float] | None, show: dict[str, bool]
+) -> list[str]:
+  """One row of the summary, as text cells (the best configuration's level marked ``*``)."""
+  seeds = len(result.seeds)
+  mark = "*" if best is not None and all(row[k] == v for k, v in best.items()) else " "
+  cells = [f"{row[result.level_name]:.4g}{mark}"]
+  cells += [f"{row[name]:.4g}" for name in result.hyperparams]
+  for key, digits in _COLUMNS:
+    if seeds > 1:
+      cells.append(f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}")
+    else:
+      cells.append(f"{row[key]:.{digits}f}")
+  if show["paired"]:
+    for key in ("d_test_acc", "d_test_loss"):
+      if row[result.level_name] == result._no_flooding:
+        cells.append("")
+      elif not np.isfinite(row[key]):  # no pair: b = 0 pruned earlier, or diverged
+        cells.append("n/a")
+      elif seeds > 1:
+        cells.append(f"{row[key]:+.4f} ± {row[key + '_std']:.4f}")
+      else:
+        cells.append(f"{row[key]:+.4f}")
+  if show["diverged"]:
+    cells.append(f"{row['diverged']}/{seeds}")
+  if show["pruned"]:
+    cells.append(f"epoch {row['pruned_at']}" if row["pruned_at"] else "")
+  return cells
+
+
+def _best_line(result: SweepResult, best: dict[str, float] | None) -> str:
+  """The summary's line naming the best configuration, by both rules."""
+  if best is None:
+    return "best configuration: none, every configuration diverged."
+  seeds = len(result.seeds)
+  if not result.hyperparams:
+    level = result.level_name
+    return (
+      f"best {level.replace('_', ' ')} (final val acc, mean over"
+      f" {seeds} seed(s)): {best[level]:.4g}; by early stopping:"
+      f" {result.best('best_val')[level]:.4g}"
+    )
+  return (
+    f"best configuration (final val acc, mean over {seeds} seed(s)):"
+    f" {show_config(best)}; by early stopping: {show_config(result.best('best_val'))}"
+  )
+
+
+def versus_line(result: SweepResult) -> str | None:
+  """The summary's line saying whether the winner is distinguishable from ``b = 0``."""
+  if len(result.seeds) < 2:
+    return None
+  try:
+    best = result.best()
+  except ValueError:
+    return None
+  baseline = "gamma = 1" if result.level_name == "gamma" else "b = 0"
+  if best[result.level_name] == result._no_flooding:
+    return f"no flooding ({baseline}) has the best validation accuracy."
+  row = result.versus_no_flooding()
+  if row is None or not np.isfinite(row["p"]):
+    return None
+  verdict = "better than" if row["p"] < 0.05 else "not distinguishable from"
+  return (
+    f"{show_config(best)} vs {baseline}: validation accuracy {row['diff']:+.4f} ±"
+    f" {row['std']:.4f} over {row['seeds']} seeds (paired t-test, p = {row['p']:.2g}):"
+    f" {verdict} {baseline} at the 5% level."
+  )
+
+
+def describe(result: SweepResult) -> str:
+  """``repr(result)``: the axes' sizes, the epochs and the best configuration."""
+  try:
+    best = show_config(result.best())
+  except ValueError:
+    best = "none (all diverged)"
+  shape = ", ".join(
+    f"{name}s={n}" if name != "flood_level" else f"levels={n}"
+    for name, n in zip(result.axes, result.history["val_accuracy"].shape, strict=False)
+  )
+  return f"SweepResult({shape}, epochs={result.num_epochs}, best={best})"
+
+
+def show_config(config: dict[str, float]) -> str:
+  """``b = 0.1, learning_rate = 0.01``: a configuration for a line of text."""
+  return ", ".join(f"{'b' if k == 'flood_level' else k} = {v:.4g}" for k, v in config.items())
