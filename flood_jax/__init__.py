@@ -7,7 +7,7 @@ _devices.use_cpu_cores_at_import()  # Before anything starts JAX's backend.
 
 from flood_jax import data, loggers, models  # noqa: E402  (flood_jax.data.load, ...)
 from flood_jax._adaflood import adaflood_levels  # noqa: E402
-from flood_jax._cache import enable_compile_cache  # noqa: E402
+from flood_jax._cache import clear_caches, enable_compile_cache  # noqa: E402
 from flood_jax._dataset import Dataset  # noqa: E402
 from flood_jax._loss import flooded_loss, iflooded_loss  # noqa: E402
 from flood_jax._result import SweepResult  # noqa: E402
@@ -26,6 +26,7 @@ __all__ = [
   "Model",
   "SweepResult",
   "adaflood_levels",
+  "clear_caches",
   "data",
   "enable_compile_cache",
   "flood",

@@ -1,14 +1,13 @@
 """Successive halving inside a sweep (``fj.sweep(..., prune=fj.Halving(...))``)."""
 
 import math
+import os
 import pathlib
 import re
 import subprocess
 import sys
 
 import jax
-import os
-
 import numpy as np
 import optax
 import pytest

@@ -24,6 +24,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from flood_jax._cache import register
+
 Params = Any
 
 
@@ -232,6 +234,9 @@ def adapt(model: Any) -> Adapter:
 @functools.lru_cache(maxsize=32)
 def _adapt_cached(model: Any) -> Adapter:
   return _adapt(model)
+
+
+register(_adapt_cached.cache_clear)
 
 
 def _adapt(model: Any) -> Adapter:

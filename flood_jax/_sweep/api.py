@@ -10,6 +10,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from flood_jax._dataset import Dataset
 from flood_jax._result import SweepResult
 from flood_jax._sweep.driver import run
 from flood_jax._sweep.program import Augment, LossFn

@@ -17,6 +17,7 @@ from typing import Any
 
 from jax.sharding import Mesh
 
+from flood_jax._cache import register
 from flood_jax._sweep.compiled import Program
 from flood_jax._sweep.program import CallPlan
 from flood_jax._sweep.spec import TrainSpec
@@ -53,15 +54,13 @@ def get_program(train: TrainSpec, plan: CallPlan, mesh: Mesh) -> Program:
   return program
 
 
+register(_PROGRAMS.clear)
+register(_BY_COMPUTATION.clear)
+
+
 def last_program() -> Program:
   """The program most recently looked up (for tests and benchmarks)."""
   return next(reversed(_PROGRAMS.values()))
-
-
-def clear() -> None:
-  """Forgets every cached program (their compiled code is freed with them)."""
-  _PROGRAMS.clear()
-  _BY_COMPUTATION.clear()
 
 
 def _by_computation(program: Program) -> None:

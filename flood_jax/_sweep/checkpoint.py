@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flood_jax._checks import first_line
 from flood_jax._dataset import Dataset
 from flood_jax._sweep import hosts
 
@@ -209,7 +210,7 @@ class CheckpointStore:
       except (OSError, ValueError) as err:
         raise ValueError(
           f"checkpoint_dir {directory}: its fingerprint sweep.json is unreadable"
-          f" ({_first_line(err)}), so which sweep it holds is unknown; pass a new"
+          f" ({first_line(err)}), so which sweep it holds is unknown; pass a new"
           " directory (or delete this one to start over)."
         ) from None
       if saved.get("version") != VERSION and "version" in saved:
@@ -381,7 +382,7 @@ class CheckpointStore:
       try:
         return self._checkpointer.restore(path)
       except Exception as err:  # a file that reads wrong is damage too
-        damage = f"it does not restore: {_first_line(err)}"
+        damage = f"it does not restore: {first_line(err)}"
     warnings.warn(
       f"checkpoint {path} is damaged ({damage}); {what} is trained again.",
       CheckpointWarning,
@@ -544,13 +545,8 @@ def _cause(err: BaseException) -> str:
   for words in _OS_ERRORS:
     if words in text:
       return words
-  line = _first_line(err)
+  line = first_line(err)
   return line if len(line) <= 200 else line[:197] + "..."
-
-
-def _first_line(err: BaseException) -> str:
-  text = str(err).strip()
-  return text.splitlines()[0] if text else type(err).__name__
 
 
 # Orbax restores plain dicts, not NamedTuples (optimizer states): a carry is

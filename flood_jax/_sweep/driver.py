@@ -262,7 +262,8 @@ class _Loop:
       self.tracking.log(chunk.models, 0, rows[: chunk.real, :epoch])
       return hosts.put_keys(carry, self.layout.sharded), epoch
     if first == 0:
-      return self.programs.main.init(*placed, self.data), 0
+      levels, hparams, slot_seeds, model_slot = placed
+      return self.programs.main.init(levels, hparams, slot_seeds, model_slot, self.data), 0
     carries = self.state.carries
     assert carries is not None  # the first segment filled them
     like = jax.tree.leaves(structure)
@@ -285,8 +286,9 @@ class _Loop:
       if self.spec.run.gather_params or self.spec.run.checkpoint_dir is not None:
         gathered = [hosts.to_host(x) for x in kept]
         self.store.save_done(segment, chunk.call, chunk.index, gathered, rows)
-      local = [hosts.local_rows(x) for x in kept]
-      self.state.pieces.append(gathered if self.spec.run.gather_params else local)
+      if gathered is None or not self.spec.run.gather_params:
+        gathered = [hosts.local_rows(x) for x in kept]
+      self.state.pieces.append(gathered)
       return
     # Big weights of a one-call sweep stay where they are (no copy); else each call's come
     # home, so the devices hold one call's models at a time.
@@ -405,4 +407,3 @@ def _warn_if_at_chance(result: SweepResult, data: Dataset) -> None:
 
 class AtChanceWarning(UserWarning):
   """Every model of a sweep ended at chance: the best configuration it names means nothing."""
-

@@ -21,6 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from flood_jax._cache import register
 from flood_jax._dataset import Dataset
 from flood_jax._sweep import hosts
 from flood_jax._sweep.adapters import adapt
@@ -95,7 +96,6 @@ class Layout:
     return cls(tuple(devices), num_devices, chunk)
 
 
-
 def plan_layout(
   model: Any,
   data: Dataset,
@@ -165,6 +165,9 @@ def _count_params(model: Any, input_shape: tuple[int, ...]) -> int:
   return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
 
 
+register(_count_params.cache_clear)
+
+
 def mesh_devices(mesh: Mesh | None) -> list[Any]:
   """The devices of a 1-D ``mesh``, or all devices."""
   if mesh is None:
@@ -194,6 +197,7 @@ def seed_slots(chunk_seeds: np.ndarray, num_devices: int) -> tuple[np.ndarray, n
 
 
 _DEVICE_DATA: dict[tuple[Any, ...], DeviceData] = {}
+register(_DEVICE_DATA.clear)
 
 
 def eval_subsample(num_train: int, size: int | None) -> np.ndarray:

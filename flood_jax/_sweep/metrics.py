@@ -31,7 +31,7 @@ EVALUATED = Evaluation._fields
 # The history's columns after the evaluated ones: what the training epoch itself measured.
 TRAINED = ("flooded_fraction",)
 REPORTED = tuple(m for m in METRICS if m not in TRAINED)
-assert METRICS == (*REPORTED, *TRAINED), "the history's evaluated metrics come first"
+assert (*REPORTED, *TRAINED) == METRICS, "the history's evaluated metrics come first"
 # Positions in an evaluation of the history's evaluated metrics (a constant of the program).
 REPORTED_COLUMNS = tuple(EVALUATED.index(m) for m in REPORTED)
 

@@ -88,7 +88,7 @@ class Objective:
     return optax.chain(optimizer)
 
   def example_levels_like(self, batch_size: int) -> jax.ShapeDtypeStruct | None:
-    """The abstract per-example levels of one mini-batch (for tracing), if the program reads them."""
+    """The abstract per-example levels of a mini-batch (for tracing), if the program reads any."""
     if self.reads_example_levels:
       return jax.ShapeDtypeStruct((batch_size,), jnp.float32)
     return None

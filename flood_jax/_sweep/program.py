@@ -174,9 +174,9 @@ def epoch_one(train: TrainSpec, carry, batches, level, seed, epoch, x_train, y_t
       value, flooded = train.objective.value(losses, level, levels, idx)
       return value, (new_state, new_rngs, flooded)
 
-    (loss, (model_state, rng_state, flooded)), grads = jax.value_and_grad(
-      objective, has_aux=True
-    )(params)
+    (loss, (model_state, rng_state, flooded)), grads = jax.value_and_grad(objective, has_aux=True)(
+      params
+    )
     updates, opt_state = tx.update(grads, opt_state, params, value=loss)
     params = optax.apply_updates(params, updates)
     return Carry(params, model_state, rng_state, opt_state), flooded
@@ -284,9 +284,9 @@ def run_chunk(train: TrainSpec, plan: CallPlan, carry, levels, slot_seeds, model
     e = first + offset
     # One permutation per seed, shared by that seed's models.
     perms = jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, e), n))(shuffle_keys)
-    batches = perms[:, : steps * train.batch_size].reshape(
-      perms.shape[0], steps, train.batch_size
-    )[model_slot]
+    batches = perms[:, : steps * train.batch_size].reshape(perms.shape[0], steps, train.batch_size)[
+      model_slot
+    ]
     batches = train.objective.examples(batches, data.per_example, levels)
     example_levels = train.objective.example_levels(data.per_example)
     carry, flooded = epoch(carry, batches, levels, seeds, e, data.x_train, data.y_train,

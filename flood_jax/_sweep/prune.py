@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from flood_jax._checks import is_integer
 from flood_jax._sweep.metrics import column
 
 _VAL_LOSS, _VAL_ACCURACY = column("val_loss"), column("val_accuracy")
@@ -160,7 +161,7 @@ class Halving:
 
   def __post_init__(self):
     for name, value, low in [("min_epochs", self.min_epochs, 1), ("factor", self.factor, 2)]:
-      if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+      if not is_integer(value) or value < low:
         raise ValueError(
           f"Halving {name} must be an integer >= {low}, got {value!r}; e.g."
           " fj.Halving(min_epochs=10, factor=3)."

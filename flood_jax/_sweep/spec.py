@@ -22,6 +22,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from flood_jax._checks import first_line, is_integer, positive_int
 from flood_jax._dataset import Dataset
 from flood_jax._sweep import checkpoint, hosts
 from flood_jax._sweep.adapters import Adapter, adapt
@@ -266,15 +267,6 @@ def _name(fn: Any) -> str:
   return getattr(fn, "__name__", None) or repr(fn)
 
 
-def _first_line(err: BaseException) -> str:
-  return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-
-
 def _check_data_and_optimizer(data: Any, optimizer: Any) -> None:
   if not isinstance(data, Dataset):
     raise TypeError(
@@ -298,19 +290,15 @@ def _check_sizes(
     ("batch_size", batch_size),
     ("eval_batch_size", eval_batch_size),
   ]:
-    _check_positive_int(name, value)
+    positive_int(name, value)
   for name, value in [
     ("chunk_size", chunk_size),
     ("epochs_per_call", epochs_per_call),
     ("eval_every", eval_every),
   ]:
     if value is not None:
-      _check_positive_int(name, value)
-  if train_eval_size is not None and (
-    isinstance(train_eval_size, bool)
-    or not isinstance(train_eval_size, (int, np.integer))
-    or train_eval_size < 0
-  ):
+      positive_int(name, value)
+  if train_eval_size is not None and (not is_integer(train_eval_size) or train_eval_size < 0):
     raise ValueError(
       "train_eval_size must be a number of examples >= 0 (0: skip the training"
       f" loss) or None (the whole training set), got {train_eval_size!r}."
@@ -445,12 +433,12 @@ def _call_error(adapter: Adapter, err: TypeError) -> TypeError:
     return TypeError(
       "fj.sweep calls a linen model as model.apply(variables, x, train=True)"
       " (False to evaluate); give its __call__ a `train: bool` argument"
-      f" (use it for BatchNorm/Dropout, or ignore it). Flax said: {_first_line(err)}"
+      f" (use it for BatchNorm/Dropout, or ignore it). Flax said: {first_line(err)}"
     )
   if adapter.kind == "plain":
     return TypeError(
       "fj.sweep calls fj.Model as init(key, x) -> params and apply(params, x,"
-      f" train) -> logits; one of them does not fit: {_first_line(err)}"
+      f" train) -> logits; one of them does not fit: {first_line(err)}"
     )
   return err
 
@@ -463,7 +451,7 @@ def _check_augment(augment: Augment, data: Dataset, batch_size: int) -> None:
   except Exception as err:  # whatever the function raises, say where
     raise ValueError(
       f"augment({_name(augment)}) fails on a key and a batch of shape {tuple(x.shape)}"
-      f" float32: {type(err).__name__}: {_first_line(err)}"
+      f" float32: {type(err).__name__}: {first_line(err)}"
     ) from None
   shape = getattr(out, "shape", None)
   if shape is None or tuple(shape) != tuple(x.shape):
