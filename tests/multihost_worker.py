@@ -78,6 +78,9 @@ def main(spec: dict, out_dir: str) -> None:
 
       checkpoint.CheckpointStore._save = save_then_die
 
+  prune = spec.pop("prune", None)  # [min_epochs, factor]
+  if prune is not None:
+    spec["prune"] = fj.Halving(*prune)
   result = fj.sweep(
     SmallMLP(),
     data,
@@ -92,6 +95,7 @@ def main(spec: dict, out_dir: str) -> None:
   for prefix, tree in [("params", result.final_params), ("batch_stats", result.final_batch_stats)]:
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
       arrays[prefix + jax.tree_util.keystr(path)] = np.asarray(leaf)
+  arrays["pruned_at"] = np.asarray(result.pruned_at)
   if result.local_models is not None:
     arrays["local_models"] = result.local_models
   info = dict(

@@ -115,6 +115,24 @@ def test_killed_process_resumes_bitwise_on_the_same_processes(two_processes, tmp
   assert "ValueError" in message and "2 process(es)" in message and "runs on 1" in message
 
 
+def test_a_pruned_sweep_on_two_processes_equals_one_process_with_the_same_devices(tmp_path):
+  # 3 configurations x 2 seeds; the rung after epoch 2 keeps 2 of them, re-packed (b = 1.0,
+  # above the initial loss, ascends from the start and is cut).
+  spec = dict(SPEC, flood_levels=[0.0, 0.2, 1.0], prune=[2, 2])
+  _check_ok(_run(spec, tmp_path / "two", 2, 2))
+  _check_ok(_run(spec, tmp_path / "one", 1, 4))
+  first, second = _results(tmp_path / "two", 2)
+  (alone,) = _results(tmp_path / "one", 1)
+  assert set(first) == set(alone) and "local_models" not in first
+  for name in alone:
+    if name != "info":
+      np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+      np.testing.assert_array_equal(first[name], alone[name], err_msg=name)
+  assert sorted(first["pruned_at"].tolist()) == [0, 0, 2]  # one configuration cut at the rung
+  cut = int(np.argmax(first["pruned_at"]))
+  assert np.all(np.isnan(first["history/val_loss"][cut, :, 2:]))  # no epochs after its rung
+
+
 def test_only_process_0_logs(two_processes):
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
