@@ -248,8 +248,8 @@ def sweep_schedule(data, epochs, batch_size):
   n = data.num_train
   if "eval_every" not in params:
     return np.arange(1, epochs + 1), np.arange(n), True
-  from flood_jax._sweep.schedule import auto_eval_every, evaluated_epochs
   from flood_jax._sweep.layout import eval_subsample
+  from flood_jax._sweep.schedule import auto_eval_every, evaluated_epochs
 
   size = params["train_eval_size"].default if "train_eval_size" in params else None
   eval_test = bool(params["eval_test"].default) if "eval_test" in params else True

@@ -34,9 +34,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def worker(spec: dict, out: str) -> None:
   """One process of one layout: compiles, then times warm sweeps."""
   sys.path.insert(0, ROOT)
+  from flood_jax import _launch
   from flood_jax._sweep import hosts
 
-  hosts.initialize_from_env()
+  _launch.initialize_from_env()
   import flax.linen as nn
   import jax
   import numpy as np
@@ -139,7 +140,7 @@ def main() -> None:
   sys.path.insert(0, ROOT)
   import numpy as np
 
-  from flood_jax._sweep import hosts
+  from flood_jax import _launch
 
   env = dict(os.environ)
   env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -164,7 +165,7 @@ def main() -> None:
         )
         out = os.path.join(tmp, f"{processes}-{round_}.json")
         start = time.perf_counter()
-        runs = hosts.run_local_processes(
+        runs = _launch.run_local_processes(
           [__file__, "--worker", json.dumps(spec), out], processes, devices, timeout=600, env=env
         )
         starts[name].append(time.perf_counter() - start)

@@ -1,7 +1,7 @@
 """One process of the multi-process tests (tests/test_multihost.py); not a test itself.
 
 Run as ``python multihost_worker.py SPEC_JSON OUT_DIR`` by
-:func:`flood_jax._sweep.hosts.run_local_processes`: joins the processes, runs
+:func:`flood_jax._launch.run_local_processes`: joins the processes, runs
 the sweep the spec describes, and writes this process's result to
 ``OUT_DIR/result_<process>.npz``.
 """
@@ -12,9 +12,9 @@ import sys
 
 
 def main(spec: dict, out_dir: str) -> None:
-  from flood_jax._sweep import hosts
+  from flood_jax import _launch
 
-  joined = hosts.initialize_from_env()
+  joined = _launch.initialize_from_env()
   import flax.linen as nn
   import jax
   import numpy as np

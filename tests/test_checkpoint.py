@@ -478,12 +478,12 @@ def test_the_command_line_refuses_conflicting_host_options(tmp_path, capsys):
 
 
 def test_waiting_for_a_coordinator_says_so_and_gives_up_after_the_timeout(tmp_path):
-  from flood_jax._sweep import hosts
+  from flood_jax import _launch
 
   command = [
     *TINY,
     "--coordinator",
-    f"127.0.0.1:{hosts.free_port()}",  # nobody listens there
+    f"127.0.0.1:{_launch.free_port()}",  # nobody listens there
     "--num-processes",
     "2",
     "--process-id",

@@ -15,7 +15,7 @@ import socket
 import numpy as np
 import pytest
 
-from flood_jax._sweep import hosts
+from flood_jax import _launch
 
 WORKER = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
 # 6 models, one per device per call: two calls on 4 devices, the second padded.
@@ -34,7 +34,7 @@ def _env():
 def _run(spec, out_dir, processes, devices, **kwargs):
   os.makedirs(out_dir, exist_ok=True)
   env = dict(_env(), FLOOD_JAX_HEARTBEAT_S="5")  # a dead process is noticed in 5 s
-  return hosts.run_local_processes(
+  return _launch.run_local_processes(
     [WORKER, json.dumps(spec), str(out_dir)], processes, devices, timeout=TIMEOUT, env=env, **kwargs
   )
 
@@ -222,7 +222,7 @@ def test_command_line_on_two_processes_prints_and_writes_once(tmp_path, launch):
   else:  # JAX's cluster detection (jax.distributed.initialize() with no arguments)
     args += ["--distributed"]
     env.update(_slurm_job_env())
-  runs = hosts.run_local_processes(args, 2, 2, timeout=TIMEOUT, env=env)
+  runs = _launch.run_local_processes(args, 2, 2, timeout=TIMEOUT, env=env)
   _check_ok(runs)
   first, second = runs
   assert "; 4 cpu devices on 2 processes" in first.stdout

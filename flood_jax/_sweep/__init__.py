@@ -16,7 +16,7 @@ Each concern has a module of its own (``api.sweep`` -> ``spec`` -> ``driver.run`
 - ``layout``: devices, chunk sizes, ``Layout.chunks``, the data on the devices;
 - ``prune``: the pruning ``Policy``: ``NoPruning`` (the default) and ``Halving``;
 - ``checkpoint``: the ``CheckpointStore`` (Orbax, one format) and ``NullStore``;
-- ``hosts``: what differs under several processes; ``tracking``: the loggers;
+- ``hosts``: what differs under several processes (starting them: ``flood_jax._launch``); ``tracking``: the loggers;
   ``progress``: the progress bar;
 - ``driver``: ``run(spec)``, the one loop, and ``assemble``, the one ``SweepResult(...)``.
 """

@@ -108,9 +108,9 @@ def join(args: Any) -> None:
       f"--process-id {args.process_id} is out of range for --num-processes"
       f" {args.num_processes} (0 to {args.num_processes - 1})"
     )
-  from flood_jax._sweep import hosts
+  from flood_jax import _launch
 
-  timeout = getattr(args, "join_timeout", None) or hosts.JOIN_TIMEOUT_S
+  timeout = getattr(args, "join_timeout", None) or _launch.JOIN_TIMEOUT_S
   where = (
     f"at {args.coordinator} as process {args.process_id} of {args.num_processes}"
     if args.coordinator
@@ -125,7 +125,7 @@ def join(args: Any) -> None:
   if args.coordinator and args.process_id != 0:
     _wait_for_coordinator(args.coordinator, timeout)
   try:
-    hosts.initialize(
+    _launch.initialize(
       args.coordinator, args.num_processes, args.process_id, join_timeout_seconds=timeout
     )
   except (ValueError, RuntimeError) as err:
