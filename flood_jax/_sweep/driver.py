@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
@@ -50,6 +49,7 @@ from flood_jax._sweep.program import (
 )
 from flood_jax._sweep.prune import Halving, planned_chunk_epochs, run_pruned
 from flood_jax._sweep.tracking import Tracking, check_loggers
+from flood_jax._task import task_from_arguments, warn_if_never_floods
 
 
 def sweep(
@@ -153,8 +153,10 @@ def sweep(
     model: a linen module, an NNX factory ``lambda rngs: Net(rngs=rngs)``, or
       ``fj.Model(init, apply)``; see above.
     data: the :class:`flood_jax.Dataset` (shared by all models, not copied).
-    flood_levels: the levels ``b >= 0`` to train, at least one (not with
-      ``objective="adaflood"``, whose first axis is ``gamma``).
+    flood_levels: the levels ``b`` to train, finite numbers, at least one
+      (not with ``objective="adaflood"``, whose first axis is ``gamma``). A
+      level below 0 floods only a loss that can go below 0; with the default
+      cross-entropy it never floods, and a ``NeverFloodsWarning`` says so.
     seeds: integer seeds, at least one.
     optimizer: any Optax transformation; with ``objective="flood"``,
       ``flood(b)`` is put in front of it.
@@ -310,6 +312,8 @@ def sweep(
     data, objective, flood_levels, per_example_levels, gamma, _fold_sets
   )
   grid = Grid.build(levels, hyperparams, seeds)
+  if objective in ("flood", "iflood"):  # a level below what the loss reaches never floods
+    warn_if_never_floods(task_from_arguments(None, loss_fn), grid.flood_levels)
   adapter = adapt(model)
   loss_fn = loss_fn or optax.softmax_cross_entropy_with_integer_labels
   abstract_params = _check_model_output(
@@ -365,7 +369,8 @@ def sweep(
     objective=objective,
     augment=augment,
     hyperparams=tuple(grid.hyperparams),
-    input_shape=data.input_shape,
+    inputs=data.input_spec,
+    targets=data.target_spec,
     batch_size=batch_size,
     epochs=epochs,
     eval_every=eval_every,
@@ -748,7 +753,7 @@ def _check_model_output(adapter: Adapter, data: Dataset, default_loss: bool) -> 
   """
   # A batch of more than one, so logits of batch 1 (which broadcast against
   # the labels and train) are caught.
-  x = jax.ShapeDtypeStruct((_CHECK_BATCH, *data.input_shape), jnp.float32)
+  x = data.input_spec.batch(_CHECK_BATCH)
 
   def forward(x):
     params, model_state, rng_state = adapter.init(jax.random.key(0), x)
@@ -778,7 +783,7 @@ def _check_model_output(adapter: Adapter, data: Dataset, default_loss: bool) -> 
       f" {tuple(logits.shape)} for a batch of {_CHECK_BATCH}; flatten or pool its"
       " output, keeping one row per example."
     )
-  if default_loss and logits.shape[-1] < data.num_classes:
+  if default_loss and data.num_classes is not None and logits.shape[-1] < data.num_classes:
     raise ValueError(
       f"the model outputs {logits.shape[-1]} logits but the data has"
       f" {data.num_classes} classes; give its last layer {data.num_classes}"
@@ -792,21 +797,35 @@ _CHECK_BATCH = 3
 
 def _check_augment(augment: Augment, data: Dataset, batch_size: int) -> None:
   """``augment(key, x_batch)`` must return a batch of the same shape (checked abstractly)."""
-  x = jax.ShapeDtypeStruct((batch_size, *data.input_shape), jnp.float32)
+  x = data.input_spec.batch(batch_size)
+  described = _shapes(x)
   try:
     out = jax.eval_shape(augment, jax.random.key(0), x)
   except Exception as err:  # whatever the function raises, say where
     raise ValueError(
-      f"augment({_name(augment)}) fails on a key and a batch of shape {tuple(x.shape)}"
-      f" float32: {type(err).__name__}: {_first_line(err)}"
+      f"augment({_name(augment)}) fails on a key and a batch of shape {described}:"
+      f" {type(err).__name__}: {_first_line(err)}"
     ) from None
-  shape = getattr(out, "shape", None)
-  if shape is None or tuple(shape) != tuple(x.shape):
-    raise ValueError(
-      f"augment must return a batch of the shape it is given, {tuple(x.shape)}; it"
-      f" returned {None if shape is None else tuple(shape)}; crop or pad back to the"
-      " input shape."
+  try:
+    same = jax.tree.structure(out) == jax.tree.structure(x) and all(
+      tuple(o.shape) == tuple(i.shape)
+      for o, i in zip(jax.tree.leaves(out), jax.tree.leaves(x), strict=True)
     )
+  except AttributeError:  # a leaf without a shape
+    same = False
+  if not same:
+    shaped = all(hasattr(o, "shape") for o in jax.tree.leaves(out))
+    returned = _shapes(out, dtypes=False) if shaped else None
+    raise ValueError(
+      f"augment must return a batch of the shape it is given, {_shapes(x, dtypes=False)}; it"
+      f" returned {returned}; crop or pad back to the input shape."
+    )
+
+
+def _shapes(x: Any, dtypes: bool = True) -> str:
+  """A batch's shape in words: ``(8, 2) float32`` for an array, a dict of them for a pytree."""
+  described = jax.tree.map(lambda a: f"{tuple(a.shape)}" + (f" {a.dtype}" if dtypes else ""), x)
+  return described if isinstance(described, str) else str(described)
 
 
 def _warn_if_at_chance(result: SweepResult, data: Dataset) -> None:

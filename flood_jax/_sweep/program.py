@@ -31,6 +31,7 @@ import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from flood_jax._dataset import InputSpec
 from flood_jax._loss import adaflood_level, iflooded_loss
 from flood_jax._sweep.adapters import Adapter, adapt
 from flood_jax._sweep.checkpoint import raw_key_data
@@ -176,7 +177,9 @@ class Program:
   objective: str
   augment: Augment | None
   hyperparams: tuple[str, ...]
-  input_shape: tuple[int, ...]
+  # One example's inputs and targets (structure, shapes, dtypes): Dataset.input_spec, target_spec.
+  inputs: InputSpec
+  targets: InputSpec
   batch_size: int
   epochs: int
   epochs_per_call: int
@@ -253,7 +256,7 @@ class Program:
 
   def _init_model(self, seed, x):
     init_key, _ = jax.random.split(jax.random.key(seed))
-    return self.adapter.init(init_key, x[:1])
+    return self.adapter.init(init_key, jax.tree.map(lambda a: a[:1], x))
 
   def _init_optimizer(self, params, level, hparams):
     opt_state = self._tx(level).init(params)
@@ -266,7 +269,7 @@ class Program:
   @functools.cached_property
   def carry_structure(self):
     """Abstract carry of one model (shapes and dtypes, no leading axis)."""
-    x = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
+    x = self.inputs.batch(1)
     with jax.threefry_partitionable(False):
       return jax.eval_shape(self._init_one, *_abstract_scalars(len(self.hyperparams)), x)
 
@@ -277,10 +280,10 @@ class Program:
     return self.__dict__["_computation"]
 
   def _computation_key(self) -> tuple[Any, ...]:
-    x = jax.ShapeDtypeStruct((self.batch_size, *self.input_shape), jnp.float32)
-    y = jax.ShapeDtypeStruct((self.batch_size,), jnp.int32)
-    x_eval = jax.ShapeDtypeStruct((max(sum(self.eval_sizes), 1), *self.input_shape), jnp.float32)
-    y_eval = jax.ShapeDtypeStruct(x_eval.shape[:1], jnp.int32)
+    x = self.inputs.batch(self.batch_size)
+    y = self.targets.batch(self.batch_size)
+    x_eval = self.inputs.batch(max(sum(self.eval_sizes), 1))
+    y_eval = self.targets.batch(max(sum(self.eval_sizes), 1))
     example_levels = (
       jax.ShapeDtypeStruct((self.batch_size,), jnp.float32)
       if self.objective == "adaflood"
@@ -306,7 +309,8 @@ class Program:
       digest.hexdigest(),
       self.objective,
       self.hyperparams,
-      self.input_shape,
+      self.inputs,
+      self.targets,
       self.batch_size,
       self.epochs,
       self.epochs_per_call,
@@ -333,7 +337,7 @@ class Program:
     def step(carry, inputs):
       params, model_state, rng_state, opt_state = carry
       idx, step_index = inputs
-      x, y = x_train[idx], y_train[idx]
+      x, y = jax.tree.map(lambda a: a[idx], x_train), y_train[idx]
       if self.augment is not None:
         x = self.augment(jax.random.fold_in(augment_key, step_index), x)
       key = jax.random.fold_in(dropout_key, step_index)
@@ -377,14 +381,17 @@ class Program:
     batches of ``eval_batch_size``, so the program holds one copy of the
     evaluation, not one per split. A split of size 0 gives NaN.
     """
-    n = x.shape[0]
+    n = jax.tree.leaves(x)[0].shape[0]
     size = min(self.eval_batch_size, n)
     num_batches = math.ceil(n / size)
     pad = num_batches * size - n
-    xs = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]).reshape(
-      (num_batches, size, *x.shape[1:])
-    )
-    ys = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)]).reshape(num_batches, size)
+
+    def batched(a):  # (n, ...) -> (num_batches, size, ...), padded with zeros
+      return jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]).reshape(
+        (num_batches, size, *a.shape[1:])
+      )
+
+    xs, ys = jax.tree.map(batched, x), batched(y)
 
     def one_batch(args):
       xb, yb = args
@@ -392,7 +399,7 @@ class Program:
       return self.loss_fn(logits, yb), (jnp.argmax(logits, -1) == yb).astype(jnp.float32)
 
     if num_batches == 1:
-      losses, correct = one_batch((xs[0], ys[0]))
+      losses, correct = one_batch(jax.tree.map(lambda a: a[0], (xs, ys)))
     else:
       losses, correct = jax.lax.map(one_batch, (xs, ys))
     losses, correct = losses.reshape(-1), correct.reshape(-1)
@@ -445,7 +452,7 @@ class Program:
       assert per_example is not None  # the fold models' training sets are always passed
       n = per_example.shape[1]
     else:
-      n = x_train.shape[0]
+      n = jax.tree.leaves(x_train)[0].shape[0]
     steps = n // self.batch_size
     seeds = slot_seeds[0][model_slot]
     shuffle_keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s))[1])(slot_seeds[0])
