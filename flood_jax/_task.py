@@ -148,12 +148,17 @@ class Task:
     return self._loss(outputs, y)
 
   def evaluate(self, outputs: Outputs, y: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Per-example loss and metrics of a batch: ``(loss (batch,), {name: (batch,) float32})``."""
+    """Per-example loss and metrics of a batch: ``(loss (batch,), {name: (batch,) float32})``.
+
+    The loss first, then the metrics in order: for :class:`Classification` the
+    very operations the sweep traced before tasks.
+    """
+    loss = self._loss(outputs, y)
     values = {name: jnp.asarray(fn(outputs, y)) for name, fn in self._metrics.items()}
     values = {
       name: v if v.dtype == jnp.float32 else v.astype(jnp.float32) for name, v in values.items()
     }
-    return self._loss(outputs, y), values
+    return loss, values
 
   @property
   def history_keys(self) -> tuple[str, ...]:

@@ -129,13 +129,15 @@ def test_a_shifted_loss_at_a_shifted_negative_level_has_the_same_gradient():
   def loss(w):
     return jnp.mean((x @ w - y) ** 2)
 
+  def per_example(w):
+    return (x @ w - y) ** 2
+
   shift = 3.0
   for w in [jnp.array([0.1, 0.2]), jnp.array([0.6, -0.4]), jnp.array([2.0, 1.0])]:
     for level in [0.05, 0.3, 1.0]:
       plain = jax.grad(lambda w, b=level: fj.flooded_loss(loss(w), b))(w)
       shifted = jax.grad(lambda w, b=level: fj.flooded_loss(loss(w) - shift, b - shift))(w)
       np.testing.assert_allclose(shifted, plain, rtol=1e-6)
-      per_example = lambda w: (x @ w - y) ** 2  # noqa: E731
       np.testing.assert_allclose(
         jax.grad(lambda w, b=level: fj.iflooded_loss(per_example(w) - shift, b - shift))(w),
         jax.grad(lambda w, b=level: fj.iflooded_loss(per_example(w), b))(w),
