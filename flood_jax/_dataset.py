@@ -46,11 +46,6 @@ class InputSpec:
     ]
     return jax.tree.unflatten(self.treedef, leaves)
 
-  @property
-  def is_array(self) -> bool:
-    """Whether the inputs are one array (not a dict, tuple, ... of them)."""
-    return self.treedef.num_leaves == 1 and self.treedef.num_nodes == 1
-
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:

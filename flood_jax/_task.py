@@ -78,7 +78,7 @@ class Task:
     ('train_loss', 'val_loss', 'test_loss', 'flooded_fraction', 'val_mae', 'test_mae')
     >>> out, y = jnp.array([[0.0, -2.0], [1.0, 0.0]]), jnp.array([0.1, 1.0])
     >>> [round(float(v), 3) for v in task.per_example_loss(out, y)]
-    [-0.631, 0.0]
+    [-0.963, 0.0]
     >>> task.check(out, y)  # right shapes: nothing to say
   """
 

@@ -3,7 +3,8 @@
 Each concern has a module of its own:
 
 - ``grid``: flood levels x hyperparameters x seeds, and their flat order;
-- ``adapters``: linen modules, NNX factories and ``Model(init, apply)``;
+- ``adapters``: linen modules, NNX factories and ``Model(init, apply)``, and
+  ``Pretrained`` (any of them started from given weights);
 - ``program``: one model's training and evaluation, vmapped and sharded (the
   one place with arithmetic);
 - ``layout``: devices, chunk sizes, the data on the devices;
@@ -12,8 +13,8 @@ Each concern has a module of its own:
 - ``driver``: ``sweep()``, which ties them together.
 """
 
-from flood_jax._sweep.adapters import Model
+from flood_jax._sweep.adapters import Model, Pretrained
 from flood_jax._sweep.driver import sweep
 from flood_jax._sweep.layout import auto_chunk_size, count_params, plan_layout
 
-__all__ = ["Model", "auto_chunk_size", "count_params", "plan_layout", "sweep"]
+__all__ = ["Model", "Pretrained", "auto_chunk_size", "count_params", "plan_layout", "sweep"]
