@@ -379,7 +379,7 @@ def test_missing_extra_message(monkeypatch):
       "mnist2",
       {},
       "unknown data set 'mnist2'; known data sets: two_gaussians,"
-      " sinusoid, spiral, mnist1d, digits, mnist, fashion_mnist, kmnist,"
+      " sinusoid, spiral, mnist1d, digits, diabetes, mnist, fashion_mnist, kmnist,"
       " cifar10, cifar100, svhn",
     ),
     (3, {}, "unknown data set 3"),

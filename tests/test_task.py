@@ -211,3 +211,31 @@ def test_a_level_below_a_loss_that_cannot_go_below_zero_warns_once_in_one_line()
     warn_if_never_floods(fj.Classification(), [0.0, 0.1])
     warn_if_never_floods(fj.Task(lambda o, y: o), [-50.0, 5.0])  # a likelihood may go there
     warn_if_never_floods(fj.Classification(loss=lambda o, y: o), [-1.0])  # bound unknown
+
+
+def test_a_sweep_below_zero_warns_once_and_trains_like_no_flooding():
+  def init(key, x):
+    return {"w": jax.random.normal(key, (x.shape[-1], 2)) * 0.3}
+
+  def apply(params, x, train):
+    return x @ params["w"]
+
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(40, 3)).astype(np.float32)
+  y = (x[:, 0] > 0).astype(np.int32)
+  data = fj.Dataset(x_train=x[:24], y_train=y[:24], x_val=x[24:32], y_val=y[24:32],
+                    x_test=x[32:], y_test=y[32:])  # fmt: skip
+  with pytest.warns(NeverFloodsWarning) as record:
+    result = fj.sweep(
+      fj.Model(init, apply),
+      data,
+      flood_levels=[-0.5, 0.0],
+      seeds=[0],
+      optimizer=optax.sgd(0.1),
+      epochs=2,
+      batch_size=8,
+      progress=False,
+    )
+  assert len(record) == 1 and "-0.5 is below 0" in str(record[0].message)
+  for key, values in result.history.items():
+    np.testing.assert_array_equal(values[0], values[1], err_msg=key)  # the cross-entropy >= 0
