@@ -75,7 +75,7 @@ class Task:
     ...   return 0.5 * (log_var + (y - mean) ** 2 / jnp.exp(log_var))
     >>> task = fj.Task(nll, metrics={"mae": lambda out, y: jnp.abs(out[:, 0] - y)})
     >>> task.history_keys
-    ('train_loss', 'val_loss', 'test_loss', 'flooded_fraction', 'val_mae', 'test_mae')
+    ('train_loss', 'val_loss', 'val_mae', 'test_loss', 'test_mae', 'flooded_fraction')
     >>> out, y = jnp.array([[0.0, -2.0], [1.0, 0.0]]), jnp.array([0.1, 1.0])
     >>> [round(float(v), 3) for v in task.per_example_loss(out, y)]
     [-0.963, 0.0]
@@ -162,10 +162,20 @@ class Task:
 
   @property
   def history_keys(self) -> tuple[str, ...]:
-    """The keys of a sweep's history with this task, in order."""
+    """The keys of a sweep's history with this task, in order.
+
+    ``train_loss``, ``val_loss``, ``val_<metric>``..., ``test_loss``,
+    ``test_<metric>``..., ``flooded_fraction``: for :class:`Classification`
+    exactly the sweep's keys before tasks (``flood_jax._result.METRICS``).
+    """
+    metrics = self.metric_names
     return (
-      *LOSS_KEYS,
-      *(f"{split}_{name}" for name in self._metrics for split in ("val", "test")),
+      "train_loss",
+      "val_loss",
+      *(f"val_{name}" for name in metrics),
+      "test_loss",
+      *(f"test_{name}" for name in metrics),
+      "flooded_fraction",
     )
 
   @property
@@ -274,8 +284,10 @@ class Classification(Task):
     >>> import jax.numpy as jnp
     >>> import flood_jax as fj
     >>> task = fj.Classification()
-    >>> task.select, task.mode, task.history_keys[4:]
-    ('accuracy', 'max', ('val_accuracy', 'test_accuracy'))
+    >>> task.select, task.mode, task.selection_key
+    ('accuracy', 'max', 'val_accuracy')
+    >>> task.history_keys[2:5]
+    ('val_accuracy', 'test_loss', 'test_accuracy')
     >>> logits, y = jnp.array([[2.0, 0.0], [0.0, 1.0]]), jnp.array([0, 0])
     >>> loss, metrics = task.evaluate(logits, y)
     >>> [round(float(v), 4) for v in loss], metrics["accuracy"].tolist()

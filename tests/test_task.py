@@ -9,7 +9,13 @@ import optax
 import pytest
 
 import flood_jax as fj
-from flood_jax._task import NeverFloodsWarning, task_from_arguments, warn_if_never_floods
+from flood_jax._result import METRICS
+from flood_jax._task import (
+  LOSS_KEYS,
+  NeverFloodsWarning,
+  task_from_arguments,
+  warn_if_never_floods,
+)
 
 LOGITS = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.5], [0.3, 0.2, 0.1], [-1.0, 0.0, 3.0]])
 LABELS = jnp.array([0, 2, 1, 2])
@@ -22,6 +28,7 @@ def test_classification_is_softmax_cross_entropy_and_accuracy_by_hand():
   np.testing.assert_allclose(loss, -log_softmax[np.arange(4), np.asarray(LABELS)], rtol=1e-6)
   np.testing.assert_array_equal(metrics["accuracy"], [1.0, 0.0, 0.0, 1.0])
   assert metrics["accuracy"].dtype == jnp.float32
+  assert fj.Classification().history_keys == METRICS  # the keys (and order) before tasks
 
 
 def test_classification_is_bitwise_what_the_engine_computed_before_tasks():
@@ -69,12 +76,12 @@ def test_regression_squared_and_absolute_errors_by_hand():
   assert task.history_keys == (
     "train_loss",
     "val_loss",
-    "test_loss",
-    "flooded_fraction",
     "val_mse",
-    "test_mse",
     "val_mae",
+    "test_loss",
+    "test_mse",
     "test_mae",
+    "flooded_fraction",
   )
 
 
@@ -107,7 +114,17 @@ def test_task_of_a_user_loss_and_metrics():
   np.testing.assert_array_equal(metrics["within"], [1.0, 0.0])
   assert metrics["within"].dtype == jnp.float32
   assert task.metric_names == ("within", "mae")
-  assert task.history_keys[4:] == ("val_within", "test_within", "val_mae", "test_mae")
+  assert task.history_keys == (
+    "train_loss",
+    "val_loss",
+    "val_within",
+    "val_mae",
+    "test_loss",
+    "test_within",
+    "test_mae",
+    "flooded_fraction",
+  )
+  assert set(fj.Task(nll).history_keys) == set(LOSS_KEYS)
   assert (task.select, task.mode, task.loss_lower_bound) == ("loss", "min", None)
   assert task.selection_key == "val_loss"
   task.check(out, y)
