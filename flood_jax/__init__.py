@@ -11,20 +11,25 @@ from flood_jax._cache import clear_caches, enable_compile_cache  # noqa: E402
 from flood_jax._dataset import Dataset  # noqa: E402
 from flood_jax._loss import flooded_loss, iflooded_loss  # noqa: E402
 from flood_jax._result import SweepResult  # noqa: E402
-from flood_jax._sweep import Model, sweep  # noqa: E402
+from flood_jax._sweep import Model, Pretrained, sweep  # noqa: E402
 from flood_jax._sweep.prune import Halving  # noqa: E402
+from flood_jax._task import Classification, Regression, Task  # noqa: E402
 from flood_jax._train_state import FloodTrainState  # noqa: E402
 from flood_jax._transform import FloodState, flood, flooded_fraction  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+  "Classification",
   "Dataset",
   "FloodState",
   "FloodTrainState",
   "Halving",
   "Model",
+  "Pretrained",
+  "Regression",
   "SweepResult",
+  "Task",
   "adaflood_levels",
   "clear_caches",
   "data",

@@ -206,8 +206,11 @@ def heldout_losses(
   """
   loss_fn = loss_fn or optax.softmax_cross_entropy_with_integer_labels
   adapter = adapt(result.model)
-  x_train, y_train = np.asarray(data.x_train), np.asarray(data.y_train)
-  _, init_state, rng_state = adapter.init(jax.random.key(0), jnp.asarray(x_train[:1]))
+  x_train, y_train = jax.tree.map(np.asarray, data.x_train), np.asarray(data.y_train)
+  rows = lambda x, index: jax.tree.map(lambda a: a[index], x)  # the inputs may be a pytree
+  _, init_state, rng_state = adapter.init(
+    jax.random.key(0), jax.tree.map(jnp.asarray, rows(x_train, slice(0, 1)))
+  )
 
   @jax.jit
   def losses(params, model_state, x, y):
@@ -226,5 +229,5 @@ def heldout_losses(
         if result.final_batch_stats is None
         else jax.tree.map(pick, result.final_batch_stats)
       )
-      out[members] += np.asarray(losses(params, state, x_train[members], y_train[members]))
+      out[members] += np.asarray(losses(params, state, rows(x_train, members), y_train[members]))
   return (out / num_seeds).astype(np.float32)

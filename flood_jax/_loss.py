@@ -3,8 +3,11 @@ its per-example levels (AdaFlood, Bae et al., 2024)."""
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 
@@ -15,10 +18,15 @@ def flooded_loss(loss: ArrayLike, flood_level: ArrayLike) -> jax.Array:
 
     \tilde J(\theta) = |J(\theta) - b| + b
 
-  where :math:`J` is the mini-batch *mean* loss and :math:`b \ge 0` the flood
-  level. Above ``b`` this is ``J`` itself (gradient descent); below ``b`` it is
-  ``2b - J``, so the gradient's sign flips (gradient ascent) and the training
-  loss floats around ``b`` instead of going to zero. Its gradient is
+  where :math:`J` is the mini-batch *mean* loss and :math:`b` the flood
+  level, any finite number (negative for a loss that goes below 0, such as a
+  negative log-likelihood; for a loss ``>= 0`` a level below 0 never floods).
+  Shifting both by a constant changes nothing but the value: with
+  :math:`J' = J + c` and :math:`b' = b + c`, :math:`\tilde J' = \tilde J + c`,
+  so the gradients are the same. Above ``b`` this is ``J`` itself (gradient
+  descent); below ``b`` it is ``2b - J``, so the gradient's sign flips
+  (gradient ascent) and the training loss floats around ``b`` instead of going
+  to zero. Its gradient is
   :math:`\nabla \tilde J = s \nabla J` with :math:`s = +1` if :math:`J \ge b`
   else :math:`-1` (JAX's derivative of ``abs`` at 0 is ``+1``).
 
@@ -47,9 +55,27 @@ def flooded_loss(loss: ArrayLike, flood_level: ArrayLike) -> jax.Array:
     Ishida et al., `Do We Need Zero Training Loss After Achieving Zero
     Training Error? <https://arxiv.org/abs/2002.08709>`_, ICML 2020.
   """
+  _check_finite(flood_level, "flooded_loss")
   loss = jnp.asarray(loss)
   flood_level = jnp.asarray(flood_level)
   return jnp.abs(loss - flood_level) + flood_level
+
+
+def _check_finite(flood_level: ArrayLike, caller: str) -> None:
+  """One line for a NaN or infinite level given as a Python or NumPy number.
+
+  Levels on a device or traced are not read back (that would cost a transfer
+  per step); under ``flood_jax.sweep`` the grid checked them already.
+  """
+  if isinstance(flood_level, (numbers.Number, np.ndarray, np.generic)) and not isinstance(
+    flood_level, bool
+  ):
+    level = np.asarray(flood_level)
+    if np.issubdtype(level.dtype, np.number) and not np.all(np.isfinite(level)):
+      raise ValueError(
+        f"{caller} needs finite flood levels, got {flood_level!r}; any finite number works,"
+        " negative ones too."
+      )
 
 
 def iflooded_loss(per_example_losses: ArrayLike, flood_level: ArrayLike) -> jax.Array:
@@ -100,6 +126,7 @@ def iflooded_loss(per_example_losses: ArrayLike, flood_level: ArrayLike) -> jax.
     Bae et al., `AdaFlood: Adaptive Flood Regularization
     <https://arxiv.org/abs/2311.02891>`_, TMLR 2024.
   """
+  _check_finite(flood_level, "iflooded_loss")
   per_example_losses = jnp.asarray(per_example_losses)
   if per_example_losses.ndim == 0:
     raise ValueError(

@@ -32,10 +32,12 @@ class FloodState(NamedTuple):
 
 
 def check_flood_level(flood_level: Any, *, name: str = "flood_level") -> None:
-  """Raises ``ValueError`` for a concrete flood level that is not finite and >= 0.
+  """Raises ``ValueError`` for a concrete flood level that is not a finite number.
 
-  Traced and schedule values are left alone: they are checked where they are
-  known (a schedule's values cannot be checked before it runs).
+  Any finite level is accepted, negative ones too: a loss that can go below 0
+  (a negative log-likelihood) floods at a negative level. Traced and schedule
+  values are left alone: they are checked where they are known (a schedule's
+  values cannot be checked before it runs).
   """
   if callable(flood_level) or isinstance(flood_level, jax.core.Tracer):
     return
@@ -54,8 +56,8 @@ def check_flood_level(flood_level: Any, *, name: str = "flood_level") -> None:
     if not np.issubdtype(array.dtype, np.number):
       raise ValueError(f"{name} must be a number, got {flood_level!r}.")
     level = float(array)
-  if not math.isfinite(level) or level < 0:
-    raise ValueError(f"{name} must be a finite number >= 0, got {level!r}.")
+  if not math.isfinite(level):
+    raise ValueError(f"{name} must be a finite number, got {level!r}.")
 
 
 def flood(flood_level: FloodLevel) -> optax.GradientTransformationExtraArgs:
@@ -87,10 +89,13 @@ def flood(flood_level: FloodLevel) -> optax.GradientTransformationExtraArgs:
   ``optax.chain(flood(b), optax.apply_if_finite(opt, max_consecutive_errors))``.
 
   Args:
-    flood_level: the flood level ``b >= 0``: a float, a scalar array (it may
-      be traced, e.g. under ``jax.vmap`` over levels), or a schedule, a
-      callable of the step count like any Optax schedule. Works inside
-      ``optax.inject_hyperparams(flood)(flood_level=...)``.
+    flood_level: the flood level ``b``, any finite number: a float, a scalar
+      array (it may be traced, e.g. under ``jax.vmap`` over levels), or a
+      schedule, a callable of the step count like any Optax schedule. Works
+      inside ``optax.inject_hyperparams(flood)(flood_level=...)``. A level
+      below 0 floods only a loss that can go below 0 (a negative
+      log-likelihood); for a loss ``>= 0`` it never floods (plain descent).
+      NaN or infinite levels are refused.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose

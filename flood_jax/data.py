@@ -10,6 +10,8 @@ One entry point, :func:`load`, with the names in :data:`DATASETS`:
   - ``mnist1d``: MNIST-1D (Greydanus, 2020), built locally by the ``mnist1d``
     package (never downloaded).
   - ``digits``: scikit-learn's 8x8 hand-written digits (ships with sklearn).
+  - ``diabetes``: scikit-learn's diabetes regression set (ships with sklearn):
+    10 features, a float target; for ``fj.Regression()``.
 
 * Benchmark image sets, through the optional extra
   ``pip install "flood_jax[datasets]"``: ``mnist``, ``fashion_mnist``,
@@ -125,6 +127,7 @@ DATASETS: tuple[str, ...] = (
   "spiral",
   "mnist1d",
   "digits",
+  "diabetes",
   *IMAGE_SETS,
 )
 
@@ -147,6 +150,10 @@ def load(name: str, **options: Any) -> Dataset:
     ``label_noise``, ``seed``. 40 features, 10 classes, 1000 test examples.
   * ``digits``: ``val_fraction`` [0.2], ``test_fraction`` [0.2],
     ``label_noise``, ``seed``. 64 features in [0, 1], 10 classes.
+  * ``diabetes``: ``val_fraction`` [0.2], ``test_fraction`` [0.2], ``seed``.
+    442 patients, 10 features, a float32 target (disease progression after a
+    year), features and target standardized with the training split's mean
+    and standard deviation; a regression (``task=fj.Regression()``).
   * ``mnist``, ``fashion_mnist``, ``kmnist``, ``cifar10``, ``cifar100``,
     ``svhn``: ``n_val`` [10% of the training split from the Hub, 20% from
     ``data_dir``], ``n_train`` [the rest], ``n_test`` [all], ``flatten``
@@ -161,7 +168,8 @@ def load(name: str, **options: Any) -> Dataset:
     **options: the data set's options listed above; any other raises.
 
   Returns:
-    A :class:`flood_jax.Dataset` with float32 inputs and int32 labels.
+    A :class:`flood_jax.Dataset` with float32 inputs and int32 labels (float32
+    targets for ``diabetes``).
 
   Raises:
     ValueError: unknown name, unknown option, an option out of range, or a
@@ -486,6 +494,53 @@ def _digits(
     y_val=y[val],
     x_test=x[test],
     y_test=y[test],
+  )
+
+
+def _diabetes(*, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+  r"""scikit-learn's diabetes regression set, standardized with the training split's statistics.
+
+  The raw features :math:`x` (age, sex, body mass index, blood pressure, six
+  serum measurements) and target :math:`t` (a measure of disease progression
+  one year later) of 442 patients become :math:`(x - \mu_x) / \sigma_x` and
+  :math:`(t - \mu_t) / \sigma_t`, with means and standard deviations of the
+  training split only (so validation and test tell nothing to the scaling). A
+  model predicting the training mean has a training MSE of 1.
+  """
+  val_fraction = number_in("val_fraction", val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+  test_fraction = number_in("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
+  from sklearn.datasets import load_diabetes
+
+  features, target = load_diabetes(return_X_y=True, scaled=False)
+  x, t = np.asarray(features, np.float64), np.asarray(target, np.float64)
+  n = len(t)
+  n_val, n_test = round(val_fraction * n), round(test_fraction * n)
+  if min(n_val, n_test) < 1 or n - n_val - n_test < 2:
+    raise ValueError(
+      f"val_fraction={val_fraction} and test_fraction={test_fraction} leave"
+      f" {n - n_val - n_test} of {n} examples for training and {n_val},"
+      f" {n_test} for validation and test; each split needs examples."
+    )
+  order = np.random.default_rng(_check_seed(seed)).permutation(n)
+  test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+  mean_x, std_x = x[train].mean(0), x[train].std(0)
+  mean_t, std_t = t[train].mean(), t[train].std()
+
+  def split(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (
+      ((x[rows] - mean_x) / std_x).astype(np.float32),
+      ((t[rows] - mean_t) / std_t).astype(np.float32),
+    )
+
+  (x_train, y_train), (x_val, y_val), (x_test, y_test) = split(train), split(val), split(test)
+  return Dataset(
+    x_train=x_train,
+    y_train=y_train,
+    x_val=x_val,
+    y_val=y_val,
+    x_test=x_test,
+    y_test=y_test,
+    name="diabetes",
   )
 
 
@@ -1063,6 +1118,7 @@ _BUILDERS: dict[str, Callable[..., Dataset]] = {
   "spiral": _spiral,
   "mnist1d": _mnist1d,
   "digits": _digits,
+  "diabetes": _diabetes,
   **{name: functools.partial(_load_image_set, name) for name in IMAGE_SETS},
 }
 

@@ -39,6 +39,7 @@ def test_names():
     "spiral",
     "mnist1d",
     "digits",
+    "diabetes",
     "mnist",
     "fashion_mnist",
     "kmnist",
@@ -46,7 +47,7 @@ def test_names():
     "cifar100",
     "svhn",
   )
-  assert set(data.IMAGE_SETS) == set(data.DATASETS[5:])
+  assert set(data.IMAGE_SETS) == set(data.DATASETS[6:])
   for spec in data.IMAGE_SETS.values():
     assert len(spec.mean) == len(spec.std) in (1, 3)
 
@@ -378,7 +379,7 @@ def test_missing_extra_message(monkeypatch):
       "mnist2",
       {},
       "unknown data set 'mnist2'; known data sets: two_gaussians,"
-      " sinusoid, spiral, mnist1d, digits, mnist, fashion_mnist, kmnist,"
+      " sinusoid, spiral, mnist1d, digits, diabetes, mnist, fashion_mnist, kmnist,"
       " cifar10, cifar100, svhn",
     ),
     (3, {}, "unknown data set 3"),
@@ -760,3 +761,33 @@ def test_hub_offline_mode_names_data_dir(monkeypatch):
   with pytest.raises(ConnectionError, match="HF_HUB_OFFLINE=1 is set and no copy") as info:
     data.load("cifar10")
   assert "\n" not in str(info.value) and "--data-dir DIR" in str(info.value)
+
+
+def test_diabetes_is_a_standardized_regression_with_a_validation_split():
+  from sklearn.datasets import load_diabetes
+
+  ds = data.load("diabetes")
+  assert (ds.num_train, len(ds.y_val), len(ds.y_test)) == (266, 88, 88)
+  assert ds.input_shape == (10,) and ds.num_classes is None
+  assert ds.x_train.dtype == ds.y_train.dtype == np.float32 and ds.y_train.shape == (266,)
+  # Standardized with the training split's statistics, not the others'.
+  np.testing.assert_allclose(ds.x_train.mean(0), 0.0, atol=1e-5)
+  np.testing.assert_allclose(ds.x_train.std(0), 1.0, rtol=1e-5)
+  np.testing.assert_allclose([ds.y_train.mean(), ds.y_train.std()], [0.0, 1.0], atol=1e-5)
+  assert abs(float(ds.y_val.mean())) > 1e-3
+  # Every patient once, in one split, by one affine map of the raw target (slope 1 / std).
+  features, target = load_diabetes(return_X_y=True, scaled=False)
+  restored = np.sort(np.concatenate([ds.y_train, ds.y_val, ds.y_test]))
+  slope, intercept = np.polyfit(np.sort(target), restored, 1)
+  np.testing.assert_allclose(slope * np.sort(target) + intercept, restored, atol=1e-5)
+  assert slope > 0
+  assert features.shape == (442, 10)
+  # Seeded: the same split again, another for another seed.
+  np.testing.assert_array_equal(data.load("diabetes").x_val, ds.x_val)
+  assert not np.array_equal(data.load("diabetes", seed=1).y_val, ds.y_val)
+  small = data.load("diabetes", val_fraction=0.1, test_fraction=0.3)
+  assert (len(small.y_val), len(small.y_test)) == (44, 133)
+  with pytest.raises(ValueError, match="val_fraction must be in"):
+    data.load("diabetes", val_fraction=1.5)
+  with pytest.raises(ValueError, match="unknown option 'label_noise'"):
+    data.load("diabetes", label_noise=0.1)

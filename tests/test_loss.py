@@ -119,3 +119,41 @@ def test_iflooded_loss_equal_per_example_levels_is_iflood():
 def test_iflooded_loss_rejects_levels_of_higher_rank():
   with pytest.raises(ValueError, match="one per example"):
     fj.iflooded_loss(jnp.zeros(3), jnp.zeros((2, 3)))
+
+
+def test_a_shifted_loss_at_a_shifted_negative_level_has_the_same_gradient():
+  # |(J - c) - (b - c)| + (b - c) = J~ - c: the same gradient at every w, below 0 too.
+  x = jnp.array([[1.0, 2.0], [-1.0, 0.5], [0.3, -0.7]])
+  y = jnp.array([0.5, -1.0, 0.2])
+
+  def loss(w):
+    return jnp.mean((x @ w - y) ** 2)
+
+  def per_example(w):
+    return (x @ w - y) ** 2
+
+  shift = 3.0
+  for w in [jnp.array([0.1, 0.2]), jnp.array([0.6, -0.4]), jnp.array([2.0, 1.0])]:
+    for level in [0.05, 0.3, 1.0]:
+      plain = jax.grad(lambda w, b=level: fj.flooded_loss(loss(w), b))(w)
+      shifted = jax.grad(lambda w, b=level: fj.flooded_loss(loss(w) - shift, b - shift))(w)
+      np.testing.assert_allclose(shifted, plain, rtol=1e-6)
+      np.testing.assert_allclose(
+        jax.grad(lambda w, b=level: fj.iflooded_loss(per_example(w) - shift, b - shift))(w),
+        jax.grad(lambda w, b=level: fj.iflooded_loss(per_example(w), b))(w),
+        rtol=1e-6,
+      )
+
+
+def test_a_negative_level_floods_a_negative_loss():
+  assert float(fj.flooded_loss(-2.0, -1.0)) == 0.0  # 2b - J = -2 + 2
+  assert float(jax.grad(fj.flooded_loss)(-2.0, -1.0)) == -1.0
+  assert float(jax.grad(fj.flooded_loss)(-0.5, -1.0)) == 1.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), np.array(-np.inf)])
+def test_a_non_finite_level_is_one_line(bad):
+  with pytest.raises(ValueError, match=r"^flooded_loss needs finite flood levels, got .*$"):
+    fj.flooded_loss(0.3, bad)
+  with pytest.raises(ValueError, match="iflooded_loss needs finite flood levels"):
+    fj.iflooded_loss(jnp.ones(3), np.array([0.1, bad, 0.2]))

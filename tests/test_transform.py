@@ -183,10 +183,47 @@ def test_works_under_sharding():
   assert updates.sharding.is_equivalent_to(sharding, 1)
 
 
-@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), np.float32("nan")])
 def test_bad_python_flood_level(bad):
-  with pytest.raises(ValueError, match="flood_level must be a finite number >= 0"):
+  with pytest.raises(ValueError, match="flood_level must be a finite number, got"):
     fj.flood(bad)
+
+
+def test_a_shifted_loss_at_a_shifted_negative_level_trains_like_the_unshifted_one():
+  # J' = J - c floods at b' = b - c exactly where J floods at b: same signs, same updates.
+  # (c = 2.0 and the values below are exact in float32, so J - c < b - c iff J < b.)
+  target = jnp.array([0.5, -1.0, 2.0])
+
+  def loss(params):
+    return jnp.mean((params - target) ** 2)
+
+  shift = 2.0
+  opt = optax.sgd(0.05, momentum=0.9)
+  plain, shifted = optax.chain(fj.flood(0.25), opt), optax.chain(fj.flood(0.25 - shift), opt)
+  p1 = p2 = jnp.array([1.0, 0.0, 1.0])
+  s1, s2 = plain.init(p1), shifted.init(p2)
+  signs = []
+  for _ in range(40):
+    v1, g1 = jax.value_and_grad(loss)(p1)
+    v2, g2 = jax.value_and_grad(lambda p: loss(p) - shift)(p2)
+    u1, s1 = plain.update(g1, s1, p1, value=v1)
+    u2, s2 = shifted.update(g2, s2, p2, value=v2)
+    np.testing.assert_array_equal(u1, u2)
+    signs.append(bool(v1 < 0.25))
+    p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u2)
+  np.testing.assert_array_equal(p1, p2)
+  assert any(signs) and not all(signs)  # it both ascended and descended
+  assert int(s1[0].flooded_count) == int(s2[0].flooded_count) == sum(signs)
+
+
+def test_a_negative_level_floods_a_loss_that_goes_below_it():
+  tx = optax.chain(fj.flood(-1.0), optax.sgd(1.0))
+  state = tx.init(jnp.ones(2))
+  up, state = tx.update(jnp.ones(2), state, value=-1.5)
+  np.testing.assert_array_equal(up, -jnp.ones(2) * -1.0)  # ascent: sgd's -lr * (-g)
+  up, state = tx.update(jnp.ones(2), state, value=-0.5)
+  np.testing.assert_array_equal(up, -jnp.ones(2))
+  assert float(fj.flooded_fraction(state)) == 0.5
 
 
 def test_non_scalar_flood_level():

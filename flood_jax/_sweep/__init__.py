@@ -8,7 +8,8 @@ Each concern has a module of its own (``api.sweep`` -> ``spec`` -> ``driver.run`
 - ``objectives``: flood, iFlood, AdaFlood and the fold models (the only module knowing them);
 - ``metrics``: the metric names and columns, by name;
 - ``grid``: flood levels x hyperparameters x seeds, and their flat order;
-- ``adapters``: linen modules, NNX factories and ``Model(init, apply)``;
+- ``adapters``: linen modules, NNX factories and ``Model(init, apply)``, and ``Pretrained``
+  (any of them started from given weights);
 - ``program``: one model's training and evaluation as pure functions, a chunk of them (the one
   place with arithmetic); ``Carry`` and ``DeviceData`` name what travels;
 - ``compiled``: the chunk programs vmapped, sharded and jitted; ``cache``: programs reused;
@@ -16,13 +17,13 @@ Each concern has a module of its own (``api.sweep`` -> ``spec`` -> ``driver.run`
 - ``layout``: devices, chunk sizes, ``Layout.chunks``, the data on the devices;
 - ``prune``: the pruning ``Policy``: ``NoPruning`` (the default) and ``Halving``;
 - ``checkpoint``: the ``CheckpointStore`` (Orbax, one format) and ``NullStore``;
-- ``hosts``: what differs under several processes (starting them: ``flood_jax._launch``); ``tracking``: the loggers;
-  ``progress``: the progress bar;
+- ``hosts``: what differs under several processes (starting them: ``flood_jax._launch``);
+  ``tracking``: the loggers; ``progress``: the progress bar;
 - ``driver``: ``run(spec)``, the one loop, and ``assemble``, the one ``SweepResult(...)``.
 """
 
-from flood_jax._sweep.adapters import Model
+from flood_jax._sweep.adapters import Model, Pretrained
 from flood_jax._sweep.api import sweep
 from flood_jax._sweep.layout import auto_chunk_size, count_params, plan_layout
 
-__all__ = ["Model", "auto_chunk_size", "count_params", "plan_layout", "sweep"]
+__all__ = ["Model", "Pretrained", "auto_chunk_size", "count_params", "plan_layout", "sweep"]

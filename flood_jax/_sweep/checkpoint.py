@@ -47,7 +47,8 @@ def checksum(data: Dataset) -> str:
   """A short digest of the data set's arrays, for the checkpoint's fingerprint."""
   digest = hashlib.sha256()
   for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
-    digest.update(np.ascontiguousarray(getattr(data, name)).tobytes())
+    for leaf in jax.tree.leaves(getattr(data, name)):  # one leaf for a plain array
+      digest.update(np.ascontiguousarray(leaf).tobytes())
   return digest.hexdigest()[:16]
 
 

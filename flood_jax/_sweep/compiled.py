@@ -102,7 +102,7 @@ class Program:
   @functools.cached_property
   def carry_structure(self) -> one.Carry:
     """Abstract carry of one model (shapes and dtypes, no leading axis)."""
-    x = jax.ShapeDtypeStruct((1, *self.train.input_shape), jnp.float32)
+    x = self.train.inputs.batch(1)
     init = lambda seed, level, h, x: one.init_one(self.train, seed, level, h, x)
     with jax.threefry_partitionable(False):
       return jax.eval_shape(init, *_abstract_scalars(len(self.train.hyperparams)), x)
@@ -111,7 +111,7 @@ class Program:
     """What determines this program's computation (see :mod:`.cache`); computed once."""
     if self.__dict__.get("_computation") is None:
       train = self.train
-      shape = (train.objective, train.hyperparams, train.input_shape, train.batch_size)
+      shape = (train.objective, train.hyperparams, train.inputs, train.targets, train.batch_size)
       object.__setattr__(self, "_computation", (self.digest(), *shape, self.plan, self.mesh))
     return self.__dict__["_computation"]
 
@@ -122,10 +122,9 @@ class Program:
 
 def _digest(train: TrainSpec, plan: one.CallPlan) -> str:
   batch = train.batch_size
-  x = jax.ShapeDtypeStruct((batch, *train.input_shape), jnp.float32)
-  y = jax.ShapeDtypeStruct((batch,), jnp.int32)
-  x_eval = jax.ShapeDtypeStruct((max(sum(plan.eval_sizes), 1), *train.input_shape), jnp.float32)
-  y_eval = jax.ShapeDtypeStruct(x_eval.shape[:1], jnp.int32)
+  x, y = train.inputs.batch(batch), train.targets.batch(batch)
+  num_eval = max(sum(plan.eval_sizes), 1)
+  x_eval, y_eval = train.inputs.batch(num_eval), train.targets.batch(num_eval)
   example_levels = train.objective.example_levels_like(batch)
 
   def one_model(seed, level, hparams, x, y, x_eval, y_eval, example_levels):

@@ -16,13 +16,12 @@ import weakref
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from flood_jax._cache import register
-from flood_jax._dataset import Dataset
+from flood_jax._dataset import Dataset, InputSpec
 from flood_jax._sweep import hosts
 from flood_jax._sweep.adapters import adapt
 from flood_jax._sweep.program import DeviceData
@@ -152,15 +151,15 @@ def auto_chunk_size(model: Any, data: Dataset, batch_size: int, platform: str) -
 def count_params(model: Any, data: Dataset) -> int:
   """Number of trainable parameters of ``model`` on ``data``'s inputs."""
   try:
-    return _count_params(model, data.input_shape)
+    return _count_params(model, data.input_spec)
   except TypeError:  # an unhashable model: count without the cache
-    return _count_params.__wrapped__(model, data.input_shape)
+    return _count_params.__wrapped__(model, data.input_spec)
 
 
 @functools.lru_cache(maxsize=32)
-def _count_params(model: Any, input_shape: tuple[int, ...]) -> int:
+def _count_params(model: Any, inputs: InputSpec) -> int:
   adapter = adapt(model)
-  x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+  x = inputs.batch(1)
   params, _, _ = jax.eval_shape(lambda x: adapter.init(jax.random.key(0), x), x)
   return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
 
@@ -229,9 +228,11 @@ def device_data(
   sizes = (len(train_index), len(data.y_val), len(data.y_test) if eval_test else 0)
   key = (id(data), mesh, sizes)
   if key not in _DEVICE_DATA:
-    parts_x = [data.x_train[train_index], data.x_val] + ([data.x_test] if eval_test else [])
+    train_x = jax.tree.map(lambda a: a[train_index], data.x_train)
+    parts_x = [train_x, data.x_val] + ([data.x_test] if eval_test else [])
     parts_y = [data.y_train[train_index], data.y_val] + ([data.y_test] if eval_test else [])
-    arrays = (data.x_train, data.y_train, np.concatenate(parts_x), np.concatenate(parts_y))
+    x_eval = jax.tree.map(lambda *a: np.concatenate(a), *parts_x)
+    arrays = (data.x_train, data.y_train, x_eval, np.concatenate(parts_y))
     _DEVICE_DATA[key] = DeviceData(*hosts.put(arrays, NamedSharding(mesh, P())))
     weakref.finalize(data, _DEVICE_DATA.pop, key, None)
   return _DEVICE_DATA[key], sizes

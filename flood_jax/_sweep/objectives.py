@@ -110,12 +110,12 @@ class Objective:
     value = iflooded_loss(losses, level_i)
     return value, jnp.mean((losses < level_i).astype(jnp.float32))
 
-  def num_trained(self, x_train: jax.Array, per_example: jax.Array | None) -> int:
+  def num_trained(self, x_train: Any, per_example: jax.Array | None) -> int:
     """Training examples a model draws its mini-batches from."""
     if self.is_fold_models:
       assert per_example is not None  # the fold models' training sets are always passed
       return per_example.shape[1]
-    return x_train.shape[0]
+    return jax.tree.leaves(x_train)[0].shape[0]
 
   def examples(
     self, batches: jax.Array, per_example: jax.Array | None, levels: jax.Array

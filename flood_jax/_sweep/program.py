@@ -52,9 +52,9 @@ class DeviceData(NamedTuple):
   ``per_example`` is AdaFlood's per-example levels or the fold models' training sets.
   """
 
-  x_train: jax.Array
+  x_train: Any  # an array, or a pytree of arrays with a common leading axis
   y_train: jax.Array
-  x_eval: jax.Array
+  x_eval: Any
   y_eval: jax.Array
   per_example: jax.Array | None = None
 
@@ -134,7 +134,7 @@ def _inject_states(node: Any):
 
 def init_model(train: TrainSpec, seed, x):
   init_key, _ = jax.random.split(jax.random.key(seed))
-  return train.adapter.init(init_key, x[:1])
+  return train.adapter.init(init_key, jax.tree.map(lambda a: a[:1], x))
 
 
 def init_optimizer(train: TrainSpec, params, level, hparams):
@@ -161,7 +161,7 @@ def epoch_one(train: TrainSpec, carry, batches, level, seed, epoch, x_train, y_t
   def step(carry, inputs):
     params, model_state, rng_state, opt_state = carry
     idx, step_index = inputs
-    x, y = x_train[idx], y_train[idx]
+    x, y = jax.tree.map(lambda a: a[idx], x_train), y_train[idx]
     if train.augment is not None:
       x = train.augment(jax.random.fold_in(augment_key, step_index), x)
     key = jax.random.fold_in(dropout_key, step_index)
@@ -193,14 +193,17 @@ def evaluate_one(train: TrainSpec, plan: CallPlan, params, model_state, rng_stat
   ``eval_batch_size``, so the program holds one copy of the evaluation, not one per split. A
   split of size 0 gives NaN.
   """
-  n = x.shape[0]
+  n = jax.tree.leaves(x)[0].shape[0]
   size = min(plan.eval_batch_size, n)
   num_batches = math.ceil(n / size)
   pad = num_batches * size - n
-  xs = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]).reshape(
-    (num_batches, size, *x.shape[1:])
-  )
-  ys = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)]).reshape(num_batches, size)
+
+  def batched(a):  # (n, ...) -> (num_batches, size, ...), padded with zeros
+    return jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]).reshape(
+      (num_batches, size, *a.shape[1:])
+    )
+
+  xs, ys = jax.tree.map(batched, x), batched(y)
 
   def one_batch(args):
     xb, yb = args
@@ -208,7 +211,7 @@ def evaluate_one(train: TrainSpec, plan: CallPlan, params, model_state, rng_stat
     return train.loss_fn(logits, yb), (jnp.argmax(logits, -1) == yb).astype(jnp.float32)
 
   if num_batches == 1:
-    losses, correct = one_batch((xs[0], ys[0]))
+    losses, correct = one_batch(jax.tree.map(lambda a: a[0], (xs, ys)))
   else:
     losses, correct = jax.lax.map(one_batch, (xs, ys))
   losses, correct = losses.reshape(-1), correct.reshape(-1)

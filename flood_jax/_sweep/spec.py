@@ -17,13 +17,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh
 
 from flood_jax._checks import first_line, is_integer, positive_int
-from flood_jax._dataset import Dataset
+from flood_jax._dataset import Dataset, InputSpec
 from flood_jax._sweep import checkpoint, hosts
 from flood_jax._sweep.adapters import Adapter, adapt
 from flood_jax._sweep.grid import Grid
@@ -31,6 +30,7 @@ from flood_jax._sweep.objectives import PUBLIC, Objective
 from flood_jax._sweep.program import Augment, LossFn, injected_hyperparams
 from flood_jax._sweep.prune import NoPruning, Policy, check_policy
 from flood_jax._sweep.tracking import check_loggers
+from flood_jax._task import task_from_arguments, warn_if_never_floods
 
 if TYPE_CHECKING:
   from flood_jax._sweep.layout import Layout
@@ -51,7 +51,9 @@ class TrainSpec:
   objective: Objective
   augment: Augment | None
   hyperparams: tuple[str, ...]
-  input_shape: tuple[int, ...]
+  # One example's inputs and targets (structure, shapes, dtypes).
+  inputs: InputSpec
+  targets: InputSpec
   batch_size: int
 
   @property
@@ -165,6 +167,8 @@ class SweepSpec:
     chosen = Objective.named(objective)
     levels, per_example = _level_axis(data, chosen, flood_levels, per_example_levels, gamma)
     grid = Grid.build(levels, hyperparams, seeds)
+    if not chosen.reads_example_levels:  # a level below what the loss reaches never floods
+      warn_if_never_floods(task_from_arguments(None, loss_fn), grid.flood_levels)
     policy = check_policy(prune, epochs, multi_process=hosts.process_count() > 1)
     return cls._build(
       model, data, grid, chosen, optimizer, epochs, batch_size, augment, loss_fn,
@@ -229,7 +233,8 @@ class SweepSpec:
       objective=objective,
       augment=augment,
       hyperparams=tuple(grid.hyperparams),
-      input_shape=data.input_shape,
+      inputs=data.input_spec,
+      targets=data.target_spec,
       batch_size=batch_size,
     )
     return cls(model, data, grid, train, epochs, evaluation, policy, run, per_example)
@@ -399,7 +404,7 @@ def _check_model_output(adapter: Adapter, data: Dataset, default_loss: bool) -> 
 
   Returns the abstract parameters (shapes and dtypes). Nothing runs or compiles.
   """
-  x = jax.ShapeDtypeStruct((_CHECK_BATCH, *data.input_shape), jnp.float32)
+  x = data.input_spec.batch(_CHECK_BATCH)
 
   def forward(x):
     params, model_state, rng_state = adapter.init(jax.random.key(0), x)
@@ -418,7 +423,7 @@ def _check_model_output(adapter: Adapter, data: Dataset, default_loss: bool) -> 
       f" {tuple(logits.shape)} for a batch of {_CHECK_BATCH}; flatten or pool its"
       " output, keeping one row per example."
     )
-  if default_loss and logits.shape[-1] < data.num_classes:
+  if default_loss and data.num_classes is not None and logits.shape[-1] < data.num_classes:
     raise ValueError(
       f"the model outputs {logits.shape[-1]} logits but the data has"
       f" {data.num_classes} classes; give its last layer {data.num_classes}"
@@ -445,18 +450,31 @@ def _call_error(adapter: Adapter, err: TypeError) -> TypeError:
 
 def _check_augment(augment: Augment, data: Dataset, batch_size: int) -> None:
   """``augment(key, x_batch)`` must return a batch of the same shape (checked abstractly)."""
-  x = jax.ShapeDtypeStruct((batch_size, *data.input_shape), jnp.float32)
+  x = data.input_spec.batch(batch_size)
   try:
     out = jax.eval_shape(augment, jax.random.key(0), x)
   except Exception as err:  # whatever the function raises, say where
     raise ValueError(
-      f"augment({_name(augment)}) fails on a key and a batch of shape {tuple(x.shape)}"
-      f" float32: {type(err).__name__}: {first_line(err)}"
+      f"augment({_name(augment)}) fails on a key and a batch of shape {_shapes(x)}:"
+      f" {type(err).__name__}: {first_line(err)}"
     ) from None
-  shape = getattr(out, "shape", None)
-  if shape is None or tuple(shape) != tuple(x.shape):
-    raise ValueError(
-      f"augment must return a batch of the shape it is given, {tuple(x.shape)}; it"
-      f" returned {None if shape is None else tuple(shape)}; crop or pad back to the"
-      " input shape."
+  try:
+    same = jax.tree.structure(out) == jax.tree.structure(x) and all(
+      tuple(o.shape) == tuple(i.shape)
+      for o, i in zip(jax.tree.leaves(out), jax.tree.leaves(x), strict=True)
     )
+  except AttributeError:  # a leaf without a shape
+    same = False
+  if not same:
+    shaped = all(hasattr(o, "shape") for o in jax.tree.leaves(out))
+    returned = _shapes(out, dtypes=False) if shaped else None
+    raise ValueError(
+      f"augment must return a batch of the shape it is given, {_shapes(x, dtypes=False)}; it"
+      f" returned {returned}; crop or pad back to the input shape."
+    )
+
+
+def _shapes(x: Any, dtypes: bool = True) -> str:
+  """A batch's shape in words: ``(8, 2) float32`` for an array, a dict of them for a pytree."""
+  described = jax.tree.map(lambda a: f"{tuple(a.shape)}" + (f" {a.dtype}" if dtypes else ""), x)
+  return described if isinstance(described, str) else str(described)

@@ -442,6 +442,11 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
   dataset = given.get("dataset", d.dataset)
   if dataset not in _datasets():
     raise UsageError(f"unknown data set {dataset!r}; known: {', '.join(_datasets())}")
+  if dataset == "diabetes":  # until fj.sweep takes task=: the command line sweeps classifiers
+    raise UsageError(
+      "diabetes is a regression set, which the command line does not sweep yet; in Python:"
+      " fj.sweep(model, fj.data.load('diabetes'), task=fj.Regression(), ...)"
+    )
   model = given.get("model", d.model)
   if model not in _models():
     raise UsageError(f"unknown model {model!r}; known: {', '.join(_models())}")
