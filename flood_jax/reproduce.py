@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import optax
 
+from flood_jax import _optimizers
 from flood_jax import data as data_lib
 from flood_jax import models as models_lib
 from flood_jax._result import SweepResult
@@ -93,18 +94,21 @@ class Setting:
 def make_optimizer(
   name: str, learning_rate: float | None = None, weight_decay: float = 0.0
 ) -> optax.GradientTransformation:
-  """The paper's optimizers: SGD (lr 0.01, momentum 0.9) or Adam (lr 0.001)."""
-  if name == "sgd":
-    sgd = optax.sgd(0.01 if learning_rate is None else learning_rate, momentum=0.9)
-    if weight_decay:
-      return optax.chain(optax.add_decayed_weights(weight_decay), sgd)
-    return sgd
-  if name == "adam":
-    lr = 0.001 if learning_rate is None else learning_rate
-    if weight_decay:  # L2 as in torch.optim.Adam(weight_decay=...), not AdamW
-      return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr))
-    return optax.adam(lr)
-  raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adam'.")
+  """The paper's optimizers: SGD (lr 0.01, momentum 0.9) or Adam (lr 0.001).
+
+  Weight decay is L2, added to the gradient before the optimizer (as
+  ``torch.optim.SGD``/``Adam``'s ``weight_decay`` in the paper's code; not
+  AdamW): ``flood_jax._optimizers.optimizer`` with ``decay="l2"``.
+  """
+  if learning_rate is None:
+    learning_rate = 0.01 if name == "sgd" else 0.001
+  return _optimizers.optimizer(
+    name,
+    learning_rate,
+    decay="l2",
+    weight_decay=weight_decay,
+    momentum=0.9 if name == "sgd" else None,
+  )
 
 
 @dataclasses.dataclass
