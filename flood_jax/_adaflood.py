@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ def adaflood_levels(
   seeds: Sequence[int] = (0,),
   loss_fn: LossFn | None = None,
   chunk_size: int | None = None,
+  checkpoint_dir: str | os.PathLike[str] | None = None,
   progress: bool = False,
 ) -> np.ndarray:
   r"""AdaFlood's flood level of every training example, from held-out fold models.
@@ -79,6 +81,8 @@ def adaflood_levels(
     loss_fn: per-example loss ``loss_fn(logits, labels) -> (batch,)``, used
       for training and for the held-out losses; default softmax cross-entropy.
     chunk_size: models trained together per device, as in ``fj.sweep``.
+    checkpoint_dir: as in ``fj.sweep``: the fold models' sweep is saved there
+      and a later call with the same arguments continues from it.
     progress: show the sweep's progress bar.
 
   Returns:
@@ -131,6 +135,7 @@ def adaflood_levels(
     seeds=seeds,
     loss_fn=loss_fn,
     chunk_size=chunk_size,
+    checkpoint_dir=checkpoint_dir,
     progress=progress,
   )
   heldout = heldout_losses(result, data, fold_of, loss_fn=loss_fn)
@@ -169,6 +174,7 @@ def fold_models(
   seeds: Sequence[int] = (0,),
   loss_fn: LossFn | None = None,
   chunk_size: int | None = None,
+  checkpoint_dir: str | os.PathLike[str] | None = None,
   progress: bool = False,
 ) -> tuple[SweepResult, np.ndarray]:
   """The auxiliary models of :func:`adaflood_levels`, as one sweep: ``(result, fold_of)``.
@@ -201,6 +207,7 @@ def fold_models(
     eval_every=epochs,
     train_eval_size=0,
     eval_test=False,
+    checkpoint_dir=checkpoint_dir,
     progress=progress,
     _fold_sets=fold_training_sets(fold_of, int(folds)),
   )
