@@ -549,7 +549,7 @@ def _kept(
   run_dir = os.path.join(out_dir, "runs", key)
   checkpoint_dir = os.path.join(out_dir, "checkpoints", key)
   seconds_path = os.path.join(run_dir, "seconds.json")
-  if os.path.exists(os.path.join(run_dir, done)) and not os.path.isdir(checkpoint_dir):
+  if _is_kept(out_dir, key, done):
     seconds = math.nan
     if os.path.exists(seconds_path):  # (absent in the runs of older versions)
       with open(seconds_path) as f:
@@ -566,6 +566,13 @@ def _kept(
   with contextlib.suppress(OSError):  # a setting's folder of parts, once the last is kept
     os.rmdir(os.path.dirname(checkpoint_dir))
   return value, seconds, False
+
+
+def _is_kept(out_dir: str, key: str, done: str) -> bool:
+  """Whether :func:`_kept` finished ``key`` in an earlier call (and none is training it)."""
+  return os.path.exists(os.path.join(out_dir, "runs", key, done)) and not os.path.isdir(
+    os.path.join(out_dir, "checkpoints", key)
+  )
 
 
 def _kept_sweep(
@@ -893,6 +900,10 @@ def adaflood(
         progress=progress,
       )
 
+    parts = {"flood": "results.json", "iflood": "results.json", "folds": "folds.json"}
+    parts["adaflood"] = "results.json"
+    if not all(_is_kept(out_dir, f"{slug}/{p}", done) for p, done in parts.items()):
+      data()  # loaded before any part's clock starts, as the seconds were always measured
     print(
       f"{prefix}: flooding and iFlood at {len(levels)} levels, {folds} fold models,"
       f" AdaFlood at {len(gamma_list)} gammas; {len(seed_list)} seeds, {epochs} epochs",
