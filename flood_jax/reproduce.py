@@ -900,8 +900,13 @@ def adaflood(
         progress=progress,
       )
 
-    parts = {"flood": "results.json", "iflood": "results.json", "folds": "folds.json"}
-    parts["adaflood"] = "results.json"
+    # Each part of the setting, in order, and the file that marks it kept.
+    parts = {
+      "flood": "results.json",
+      "iflood": "results.json",
+      "folds": "folds.json",
+      "adaflood": "results.json",
+    }
     if not all(_is_kept(out_dir, f"{slug}/{p}", done) for p, done in parts.items()):
       data()  # loaded before any part's clock starts, as the seconds were always measured
     print(
@@ -912,9 +917,10 @@ def adaflood(
     results: dict[str, SweepResult] = {}
     seconds: dict[str, float] = {}
 
-    def said(part: str, read: bool, done: str) -> None:
+    def said(part: str, read: bool) -> None:
       if read:  # finished in an earlier, interrupted call
-        print(f"  {part}: done earlier, read {os.path.join(out_dir, 'runs', slug, part, done)}")
+        path = os.path.join(out_dir, "runs", slug, part, parts[part])
+        print(f"  {part}: done earlier, read {path}")
 
     for objective in ("flood", "iflood"):
 
@@ -934,7 +940,7 @@ def adaflood(
       results[objective], seconds[objective], read = _kept_sweep(
         out_dir, f"{slug}/{objective}", train
       )
-      said(objective, read, "results.json")
+      said(objective, read)
 
     def train_folds(checkpoint_dir: str) -> dict[str, Any]:
       ds, flipped = data()
@@ -968,7 +974,7 @@ def adaflood(
       load=lambda run_dir: _read_json_file(os.path.join(run_dir, "folds.json")),
       done="folds.json",
     )
-    said("folds", read, "folds.json")
+    said("folds", read)
     heldout = np.asarray(fold_record["heldout"], np.float32)
 
     def train_adaflood(checkpoint_dir: str) -> SweepResult:
@@ -988,7 +994,7 @@ def adaflood(
     results["adaflood"], seconds["adaflood"], read = _kept_sweep(
       out_dir, f"{slug}/adaflood", train_adaflood
     )
-    said("adaflood", read, "results.json")
+    said("adaflood", read)
     test, test_es, chosen, chosen_es = {}, {}, {}, {}
     for method, result in results.items():
       test[method], test_es[method], chosen[method], chosen_es[method] = choose_per_seed(result)
@@ -1008,7 +1014,7 @@ def adaflood(
       test_es=test_es,
       chosen=chosen,
       chosen_es=chosen_es,
-      seconds={k: seconds[k] for k in ("flood", "iflood", "folds", "adaflood")},
+      seconds=seconds,
       num_models={
         "folds": folds,
         **{m: int(np.prod(r.history["val_loss"].shape[:-1])) for m, r in results.items()},
