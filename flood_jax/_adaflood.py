@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ def adaflood_levels(
   seeds: Sequence[int] = (0,),
   loss_fn: LossFn | None = None,
   chunk_size: int | None = None,
+  checkpoint_dir: str | os.PathLike[str] | None = None,
   progress: bool = False,
 ) -> np.ndarray:
   r"""AdaFlood's flood level of every training example, from held-out fold models.
@@ -80,6 +82,8 @@ def adaflood_levels(
     loss_fn: per-example loss ``loss_fn(logits, labels) -> (batch,)``, used
       for training and for the held-out losses; default softmax cross-entropy.
     chunk_size: models trained together per device, as in ``fj.sweep``.
+    checkpoint_dir: as in ``fj.sweep``: the fold models' sweep is saved there
+      and a later call with the same arguments continues from it.
     progress: show the sweep's progress bar.
 
   Returns:
@@ -128,6 +132,7 @@ def adaflood_levels(
     seeds=seeds,
     loss_fn=loss_fn,
     chunk_size=chunk_size,
+    checkpoint_dir=checkpoint_dir,
     progress=progress,
   )
   heldout = heldout_losses(result, data, fold_of, loss_fn=loss_fn)
@@ -166,6 +171,7 @@ def fold_models(
   seeds: Sequence[int] = (0,),
   loss_fn: LossFn | None = None,
   chunk_size: int | None = None,
+  checkpoint_dir: str | os.PathLike[str] | None = None,
   progress: bool = False,
 ) -> tuple[SweepResult, np.ndarray]:
   """The auxiliary models of :func:`adaflood_levels`, as one sweep: ``(result, fold_of)``.
@@ -191,6 +197,7 @@ def fold_models(
     batch_size=batch_size,
     loss_fn=loss_fn,
     chunk_size=chunk_size,
+    checkpoint_dir=checkpoint_dir,
     progress=progress,
   )
   result = run(spec)

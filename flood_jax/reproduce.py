@@ -30,16 +30,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
+import math
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import optax
 
+from flood_jax import _optimizers
 from flood_jax import data as data_lib
 from flood_jax import models as models_lib
 from flood_jax._result import SweepResult
@@ -93,18 +96,21 @@ class Setting:
 def make_optimizer(
   name: str, learning_rate: float | None = None, weight_decay: float = 0.0
 ) -> optax.GradientTransformation:
-  """The paper's optimizers: SGD (lr 0.01, momentum 0.9) or Adam (lr 0.001)."""
-  if name == "sgd":
-    sgd = optax.sgd(0.01 if learning_rate is None else learning_rate, momentum=0.9)
-    if weight_decay:
-      return optax.chain(optax.add_decayed_weights(weight_decay), sgd)
-    return sgd
-  if name == "adam":
-    lr = 0.001 if learning_rate is None else learning_rate
-    if weight_decay:  # L2 as in torch.optim.Adam(weight_decay=...), not AdamW
-      return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr))
-    return optax.adam(lr)
-  raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adam'.")
+  """The paper's optimizers: SGD (lr 0.01, momentum 0.9) or Adam (lr 0.001).
+
+  Weight decay is L2, added to the gradient before the optimizer (as
+  ``torch.optim.SGD``/``Adam``'s ``weight_decay`` in the paper's code; not
+  AdamW): ``flood_jax._optimizers.optimizer`` with ``decay="l2"``.
+  """
+  if learning_rate is None:
+    learning_rate = 0.01 if name == "sgd" else 0.001
+  return _optimizers.optimizer(
+    name,
+    learning_rate,
+    decay="l2",
+    weight_decay=weight_decay,
+    momentum=0.9 if name == "sgd" else None,
+  )
 
 
 @dataclasses.dataclass
@@ -442,31 +448,26 @@ def _run_protocol(
 ) -> list[Comparison]:
   from flood_jax import plots  # matplotlib is imported only when plotting
 
-  os.makedirs(out_dir, exist_ok=True)
   levels = [float(b) for b in flood_levels]
   if 0.0 not in levels:
     levels = [0.0, *levels]
   seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-  comparisons, runs = [], []
-  start = time.perf_counter()
-  for i, setting in enumerate(settings):
+  config = dict(
+    extra_config or {},
+    flood_levels=levels,
+    seeds=seed_list,
+    epochs=epochs,
+    settings=[s.label for s in settings],
+  )
+
+  def run_setting(prefix: str, setting: Setting) -> tuple[Setting, SweepResult]:
     slug = _slug(setting)
-    run_dir = os.path.join(out_dir, "runs", slug)
-    checkpoint_dir = os.path.join(out_dir, "checkpoints", slug)
-    done = os.path.join(run_dir, "results.json")
-    if os.path.exists(done) and not os.path.isdir(checkpoint_dir):
-      # Finished in an earlier, interrupted call: reuse it.
-      result = SweepResult.load(run_dir)
-      print(f"[{i + 1}/{len(settings)}] {setting.label}: done earlier, read {done}")
-    else:
+
+    def train(checkpoint_dir: str) -> SweepResult:
       ds = load(setting)
       model = make_model(setting, ds)
-      print(
-        f"[{i + 1}/{len(settings)}] {setting.label}: {len(levels)} levels x"
-        f" {len(seed_list)} seeds, {epochs} epochs",
-        flush=True,
-      )
-      result = sweep(
+      print(f"{prefix}: {len(levels)} levels x {len(seed_list)} seeds, {epochs} epochs", flush=True)
+      return sweep(
         model,
         ds,
         flood_levels=levels,
@@ -480,32 +481,119 @@ def _run_protocol(
         loggers=None if loggers is None else loggers(slug),
         **({} if augment is None else {"augment": augment}),
       )
-      result.save(run_dir, with_params=False)
-      shutil.rmtree(checkpoint_dir)  # the results are on disk; the weights are not kept
-    comparison = compare(result, setting)
-    comparisons.append(comparison)
-    runs.append((setting, result))
+
+    result, _, read = _kept_sweep(out_dir, slug, train)
+    if read:  # finished in an earlier, interrupted call
+      print(f"{prefix}: done earlier, read {os.path.join(out_dir, 'runs', slug, 'results.json')}")
     plots.plot_curves(result, os.path.join(out_dir, "figures", f"curves_{slug}.png"))
     plots.plot_accuracy_vs_level(
       result, os.path.join(out_dir, "figures", f"accuracy_vs_level_{slug}.png")
     )
-    _write_outputs(
-      name,
-      out_dir,
-      comparisons,
-      time.perf_counter() - start,
-      dict(
-        extra_config or {},
-        flood_levels=levels,
-        seeds=seed_list,
-        epochs=epochs,
-        settings=[s.label for s in settings],
-      ),
-    )
+    return setting, result
+
+  def write(runs: list[tuple[Setting, SweepResult]], wall_time: float) -> None:
+    _write_outputs(name, out_dir, [compare(r, s) for s, r in runs], wall_time, config)
+
+  runs = _protocol(out_dir, settings, run_setting, write)
   _summary_figure(runs, os.path.join(out_dir, "figures", f"{name}_accuracy_vs_level.png"))
+  return [compare(result, setting) for setting, result in runs]
+
+
+_T = TypeVar("_T")
+
+
+def _protocol(
+  out_dir: str,
+  settings: Sequence[Setting],
+  run_setting: Callable[[str, Setting], _T],
+  write: Callable[[list[_T], float], None],
+) -> list[_T]:
+  """The loop of every protocol: each setting in turn, the outputs rewritten after each.
+
+  ``run_setting(prefix, setting)`` trains a setting (or reads it back) with
+  :func:`_kept`, so an interrupted protocol resumes: finished settings are
+  read, the one in progress continues from its checkpoint. ``prefix`` is
+  ``"[i/n] label"`` for its messages; ``write(done, wall_time)`` writes the
+  tables and JSON of the settings done so far.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  start = time.perf_counter()
+  done: list[_T] = []
+  for i, setting in enumerate(settings):
+    done.append(run_setting(f"[{i + 1}/{len(settings)}] {setting.label}", setting))
+    write(done, time.perf_counter() - start)
   with contextlib.suppress(OSError):  # empty once every setting finished
     os.rmdir(os.path.join(out_dir, "checkpoints"))
-  return comparisons
+  return done
+
+
+def _kept(
+  out_dir: str,
+  key: str,
+  train: Callable[[str], _T],
+  *,
+  save: Callable[[_T, str], object],
+  load: Callable[[str], _T],
+  done: str,
+) -> tuple[_T, float, bool]:
+  """What an earlier call kept in ``OUT/runs/KEY/``, or else trained now and kept there.
+
+  ``train(checkpoint_dir)`` trains with its checkpoint in
+  ``OUT/checkpoints/KEY/``, so a call interrupted in it continues from there;
+  ``save(value, run_dir)`` keeps the value (``done`` is the file it writes
+  last, the mark of a finished part), then the checkpoint is removed.
+  Returns ``(value, seconds, read)``: ``seconds`` is the wall time of the call
+  that trained it (of the last one, for a part resumed from its checkpoint)
+  and ``read`` says whether it was read back rather than trained.
+  """
+  run_dir = os.path.join(out_dir, "runs", key)
+  checkpoint_dir = os.path.join(out_dir, "checkpoints", key)
+  seconds_path = os.path.join(run_dir, "seconds.json")
+  if _is_kept(out_dir, key, done):
+    seconds = math.nan
+    if os.path.exists(seconds_path):  # (absent in the runs of older versions)
+      with open(seconds_path) as f:
+        seconds = float(json.load(f)["seconds"])
+    return load(run_dir), seconds, True
+  tic = time.perf_counter()
+  value = train(checkpoint_dir)
+  seconds = time.perf_counter() - tic
+  os.makedirs(run_dir, exist_ok=True)
+  with open(seconds_path, "w") as f:
+    json.dump({"seconds": seconds}, f)
+  save(value, run_dir)
+  shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the value is on disk; no weights kept
+  with contextlib.suppress(OSError):  # a setting's folder of parts, once the last is kept
+    os.rmdir(os.path.dirname(checkpoint_dir))
+  return value, seconds, False
+
+
+def _is_kept(out_dir: str, key: str, done: str) -> bool:
+  """Whether :func:`_kept` finished ``key`` in an earlier call (and none is training it)."""
+  return os.path.exists(os.path.join(out_dir, "runs", key, done)) and not os.path.isdir(
+    os.path.join(out_dir, "checkpoints", key)
+  )
+
+
+def _kept_sweep(
+  out_dir: str, key: str, train: Callable[[str], SweepResult]
+) -> tuple[SweepResult, float, bool]:
+  """:func:`_kept` for a sweep: its ``results.json`` and ``history.csv``, without weights."""
+  return _kept(
+    out_dir,
+    key,
+    train,
+    save=lambda result, run_dir: result.save(run_dir, with_params=False),
+    load=_load_sweep,
+    done="results.json",
+  )
+
+
+def _load_sweep(run_dir: str) -> SweepResult:
+  """A kept sweep as it was trained: its curves float32 again (JSON reads them as float64)."""
+  result = SweepResult.load(run_dir)
+  history = {k: v.astype(np.float32) for k, v in result.history.items()}
+  return dataclasses.replace(result, history=history)
 
 
 def _write_outputs(name, out_dir, comparisons, wall_time, config) -> None:
@@ -747,10 +835,16 @@ def adaflood(
   :func:`synthetic`; one-sided paired t-tests across seeds compare the
   methods. The synthetic sets use the data of :func:`synthetic`; ``mnist1d``
   its standard split (``n_train``/``n_test`` do not apply).
+
+  An interrupted call resumes, as :func:`synthetic` does: each part of a
+  setting (``flood``, ``iflood``, ``folds``: the held-out losses, ``adaflood``)
+  is kept in ``out_dir/runs/SETTING/PART/`` once it finishes and read back by
+  a later call with the same arguments, and the part in progress continues
+  from its checkpoint in ``out_dir/checkpoints/SETTING/PART/``. Its
+  ``seconds`` are then those of the call that finished it.
   """
   from flood_jax._adaflood import adaflood_levels
 
-  os.makedirs(out_dir, exist_ok=True)
   settings = _grid(datasets, noise_rates, optimizers)
   levels = sorted({0.0, *(float(b) for b in flood_levels)})
   gamma_list = sorted({1.0, *(float(g) for g in gammas)})
@@ -758,79 +852,161 @@ def adaflood(
   # The fold models' seed differs from the main models': their held-out losses
   # are not tied to any one main run.
   fold_seed = 1000
-  comparisons: list[MethodsComparison] = []
-  start = time.perf_counter()
-  for i, setting in enumerate(settings):
+  config = dict(
+    flood_levels=levels,
+    gammas=gamma_list,
+    seeds=seed_list,
+    epochs=epochs,
+    folds=folds,
+    fold_seed=fold_seed,
+    n_train=n_train,
+    n_val=n_val,
+    n_test=n_test,
+    hidden=hidden,
+    depth=depth,
+    batch_size=batch_size,
+    eval_every=eval_every,
+    settings=[s.label for s in settings],
+  )
 
-    def load(noise, setting=setting):
-      if setting.dataset == "mnist1d":
-        return data_lib.load("mnist1d", label_noise=noise, seed=0)
-      return data_lib.load(
-        setting.dataset, n_train=n_train, n_val=n_val, n_test=n_test, label_noise=noise, seed=0
+  def run_setting(prefix: str, setting: Setting) -> MethodsComparison:
+    slug = _slug(setting)
+
+    @functools.cache
+    def data() -> tuple[Any, np.ndarray]:
+      """The setting's data set and which labels the noise changed (read only to train)."""
+
+      def load(noise):
+        if setting.dataset == "mnist1d":
+          return data_lib.load("mnist1d", label_noise=noise, seed=0)
+        return data_lib.load(
+          setting.dataset, n_train=n_train, n_val=n_val, n_test=n_test, label_noise=noise, seed=0
+        )
+
+      ds = load(setting.label_noise)
+      # The labels the noise changed (the clean data do not depend on the noise rate).
+      return ds, np.asarray(load(0.0).y_train) != np.asarray(ds.y_train)
+
+    def model(ds) -> Any:
+      assert ds.num_classes is not None  # Dataset infers it on construction
+      return models_lib.MLP(num_classes=ds.num_classes, hidden=hidden, depth=depth)
+
+    def kw(ds) -> dict[str, Any]:
+      return dict(
+        seeds=seed_list,
+        epochs=epochs,
+        batch_size=min(batch_size, ds.num_train),
+        eval_every=eval_every,
+        progress=progress,
       )
 
-    ds = load(setting.label_noise)
-    # The labels the noise changed (the clean data do not depend on the noise rate).
-    flipped = np.asarray(load(0.0).y_train) != np.asarray(ds.y_train)
-    assert ds.num_classes is not None  # Dataset infers it on construction
-    model = models_lib.MLP(num_classes=ds.num_classes, hidden=hidden, depth=depth)
-    kw: dict[str, Any] = dict(
-      seeds=seed_list,
-      epochs=epochs,
-      batch_size=min(batch_size, ds.num_train),
-      eval_every=eval_every,
-      progress=progress,
-    )
+    # Each part of the setting, in order, and the file that marks it kept.
+    parts = {
+      "flood": "results.json",
+      "iflood": "results.json",
+      "folds": "folds.json",
+      "adaflood": "results.json",
+    }
+    if not all(_is_kept(out_dir, f"{slug}/{p}", done) for p, done in parts.items()):
+      data()  # loaded before any part's clock starts, as the seconds were always measured
     print(
-      f"[{i + 1}/{len(settings)}] {setting.label}: flooding and iFlood at"
-      f" {len(levels)} levels, {folds} fold models, AdaFlood at {len(gamma_list)}"
-      f" gammas; {len(seed_list)} seeds, {epochs} epochs",
+      f"{prefix}: flooding and iFlood at {len(levels)} levels, {folds} fold models,"
+      f" AdaFlood at {len(gamma_list)} gammas; {len(seed_list)} seeds, {epochs} epochs",
       flush=True,
     )
     results: dict[str, SweepResult] = {}
     seconds: dict[str, float] = {}
+
+    def said(part: str, read: bool) -> None:
+      if read:  # finished in an earlier, interrupted call
+        path = os.path.join(out_dir, "runs", slug, part, parts[part])
+        print(f"  {part}: done earlier, read {path}")
+
     for objective in ("flood", "iflood"):
-      tic = time.perf_counter()
-      results[objective] = sweep(
-        model,
-        ds,
-        objective=objective,
-        flood_levels=levels,
-        optimizer=make_optimizer(setting.optimizer),
-        loggers=None if loggers is None else loggers(f"{_slug(setting)}-{objective}"),
-        **kw,
+
+      def train(checkpoint_dir: str, objective=objective) -> SweepResult:
+        ds, _ = data()
+        return sweep(
+          model(ds),
+          ds,
+          objective=objective,
+          flood_levels=levels,
+          optimizer=make_optimizer(setting.optimizer),
+          loggers=None if loggers is None else loggers(f"{slug}-{objective}"),
+          checkpoint_dir=checkpoint_dir,
+          **kw(ds),
+        )
+
+      results[objective], seconds[objective], read = _kept_sweep(
+        out_dir, f"{slug}/{objective}", train
       )
-      seconds[objective] = time.perf_counter() - tic
-    tic = time.perf_counter()
-    fold_batch = min(batch_size, ds.num_train - -(-ds.num_train // folds))
-    heldout = adaflood_levels(
-      model,
-      ds,
-      folds=folds,
-      gamma=0.0,
-      seeds=(fold_seed,),
-      optimizer=make_optimizer(setting.optimizer),
-      epochs=epochs,
-      batch_size=fold_batch,
-      progress=progress,
+      said(objective, read)
+
+    def train_folds(checkpoint_dir: str) -> dict[str, Any]:
+      ds, flipped = data()
+      heldout = adaflood_levels(
+        model(ds),
+        ds,
+        folds=folds,
+        gamma=0.0,
+        seeds=(fold_seed,),
+        optimizer=make_optimizer(setting.optimizer),
+        epochs=epochs,
+        batch_size=min(batch_size, ds.num_train - -(-ds.num_train // folds)),
+        progress=progress,
+        checkpoint_dir=checkpoint_dir,
+      )
+      return {
+        "heldout": heldout.tolist(),  # float32 values: exact in JSON
+        "flipped": int(flipped.sum()),
+        # The mean held-out loss over clean and flipped training labels.
+        "heldout_loss": {
+          "clean": float(heldout[~flipped].mean()),
+          "flipped": float(heldout[flipped].mean()) if flipped.any() else None,
+        },
+      }
+
+    fold_record, seconds["folds"], read = _kept(
+      out_dir,
+      f"{slug}/folds",
+      train_folds,
+      save=lambda record, run_dir: _write_json_file(os.path.join(run_dir, "folds.json"), record),
+      load=lambda run_dir: _read_json_file(os.path.join(run_dir, "folds.json")),
+      done="folds.json",
     )
-    seconds["folds"] = time.perf_counter() - tic
-    tic = time.perf_counter()
-    results["adaflood"] = sweep(
-      model,
-      ds,
-      objective="adaflood",
-      per_example_levels=heldout,
-      gamma=gamma_list,
-      optimizer=make_optimizer(setting.optimizer),
-      loggers=None if loggers is None else loggers(f"{_slug(setting)}-adaflood"),
-      **kw,
+    said("folds", read)
+    heldout = np.asarray(fold_record["heldout"], np.float32)
+
+    def train_adaflood(checkpoint_dir: str) -> SweepResult:
+      ds, _ = data()
+      return sweep(
+        model(ds),
+        ds,
+        objective="adaflood",
+        per_example_levels=heldout,
+        gamma=gamma_list,
+        optimizer=make_optimizer(setting.optimizer),
+        loggers=None if loggers is None else loggers(f"{slug}-adaflood"),
+        checkpoint_dir=checkpoint_dir,
+        **kw(ds),
+      )
+
+    results["adaflood"], seconds["adaflood"], read = _kept_sweep(
+      out_dir, f"{slug}/adaflood", train_adaflood
     )
-    seconds["adaflood"] = time.perf_counter() - tic
+    said("adaflood", read)
     test, test_es, chosen, chosen_es = {}, {}, {}, {}
     for method, result in results.items():
       test[method], test_es[method], chosen[method], chosen_es[method] = choose_per_seed(result)
-    comparison = MethodsComparison(
+    heldout_means = fold_record["heldout_loss"]
+    print(
+      f"  seconds: {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())};"
+      f" mean held-out loss: clean labels {heldout_means['clean']:.3f},"
+      f" flipped labels ({fold_record['flipped']})"
+      f" {heldout_means['flipped'] or float('nan'):.3f}",
+      flush=True,
+    )
+    return MethodsComparison(
       setting=setting,
       no_flood=results["flood"].history["test_accuracy"][0, :, -1],
       no_flood_es=results["flood"].at_stopping("test_accuracy", "best_val")[0],
@@ -843,41 +1019,25 @@ def adaflood(
         "folds": folds,
         **{m: int(np.prod(r.history["val_loss"].shape[:-1])) for m, r in results.items()},
       },
+      heldout_loss=heldout_means,
     )
-    comparisons.append(comparison)
-    heldout_means = {
-      "clean": float(heldout[~flipped].mean()),
-      "flipped": float(heldout[flipped].mean()) if flipped.any() else None,
-    }
-    comparison.heldout_loss = heldout_means
-    print(
-      f"  seconds: {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())};"
-      f" mean held-out loss: clean labels {heldout_means['clean']:.3f},"
-      f" flipped labels ({int(flipped.sum())}) {heldout_means['flipped'] or float('nan'):.3f}",
-      flush=True,
-    )
-    _write_methods_outputs(
-      out_dir,
-      comparisons,
-      time.perf_counter() - start,
-      dict(
-        flood_levels=levels,
-        gammas=gamma_list,
-        seeds=seed_list,
-        epochs=epochs,
-        folds=folds,
-        fold_seed=fold_seed,
-        n_train=n_train,
-        n_val=n_val,
-        n_test=n_test,
-        hidden=hidden,
-        depth=depth,
-        batch_size=batch_size,
-        eval_every=eval_every,
-        settings=[s.label for s in settings],
-      ),
-    )
-  return comparisons
+
+  def write(comparisons: list[MethodsComparison], wall_time: float) -> None:
+    _write_methods_outputs(out_dir, comparisons, wall_time, config)
+
+  return _protocol(out_dir, settings, run_setting, write)
+
+
+def _write_json_file(path: str, record: dict[str, Any]) -> None:
+  """Writes ``record`` to ``path`` whole or not at all (a temporary file, then a rename)."""
+  with open(path + ".tmp", "w") as f:
+    json.dump(record, f)
+  os.replace(path + ".tmp", path)
+
+
+def _read_json_file(path: str) -> dict[str, Any]:
+  with open(path) as f:
+    return json.load(f)
 
 
 def _write_methods_outputs(out_dir, comparisons, wall_time, config) -> None:

@@ -254,3 +254,22 @@ def test_readme_adaflood_example_runs_in_a_fresh_interpreter():
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "('gamma', 'seed')" in proc.stdout and "vs gamma=1" in proc.stdout
+
+
+def test_adaflood_levels_checkpoint_and_resume(data, tmp_path):
+  """With checkpoint_dir the fold models are saved as they train; a second call reads them."""
+  kw = dict(folds=2, optimizer=optax.sgd(0.05, momentum=0.9), epochs=4, batch_size=20, chunk_size=2)
+  plain = fj.adaflood_levels(SmallMLP(batch_norm=True), data, gamma=0.0, **kw)
+  first = fj.adaflood_levels(
+    SmallMLP(batch_norm=True), data, gamma=0.0, checkpoint_dir=tmp_path, **kw
+  )
+  assert (tmp_path / "sweep.json").is_file() and (tmp_path / "done_00000").is_dir()
+  again = fj.adaflood_levels(
+    SmallMLP(batch_norm=True), data, gamma=0.0, checkpoint_dir=tmp_path, **kw
+  )
+  np.testing.assert_array_equal(first, plain)
+  np.testing.assert_array_equal(again, plain)
+  with pytest.raises(ValueError, match="differs in: epochs"):
+    fj.adaflood_levels(
+      SmallMLP(batch_norm=True), data, gamma=0.0, checkpoint_dir=tmp_path, **dict(kw, epochs=5)
+    )

@@ -217,34 +217,100 @@ def test_reproduce_command_errors(argv, match, capsys):
   assert re.search(match, err)
 
 
-def test_adaflood_tiny_end_to_end(tmp_path):
-  comparisons = reproduce.adaflood(
-    str(tmp_path),
-    datasets=("spiral",),
-    noise_rates=(0.1,),
-    flood_levels=(0.2,),
-    gammas=(0.5,),
-    seeds=2,
-    epochs=2,
-    folds=2,
-    n_train=40,
-    n_val=20,
-    n_test=30,
-    hidden=16,
-    depth=1,
-    progress=False,
-  )
-  (c,) = comparisons
-  assert set(c.test) == {"flood", "iflood", "adaflood"} and c.test["adaflood"].shape == (2,)
-  assert set(np.unique(c.chosen["adaflood"])) <= {0.5, 1.0}  # gamma = 1 (no flooding) added
-  assert set(np.unique(c.chosen["flood"])) <= {0.0, 0.2}
-  assert c.num_models == {"folds": 2, "flood": 4, "iflood": 4, "adaflood": 4}
+class _CtrlC:
+  """A logger that presses Ctrl-C when its sweep logs the last model (in its last call)."""
+
+  def __init__(self, last):
+    self.last = last
+
+  def log(self, run, step, metrics):
+    if run.index == self.last:
+      raise KeyboardInterrupt
+
+
+ADAFLOOD_TINY = dict(
+  datasets=("spiral",),
+  noise_rates=(0.05, 0.1),
+  flood_levels=(0.2,),
+  gammas=(0.2, 0.5, 0.8),
+  seeds=5,
+  epochs=2,
+  folds=2,
+  n_train=40,
+  n_val=20,
+  n_test=30,
+  hidden=16,
+  depth=1,
+  progress=False,
+)
+
+
+def _files(directory):
+  return {p: p.stat().st_mtime_ns for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_adaflood_tiny_end_to_end_and_resumed_after_an_interrupt(tmp_path, capsys):
+  full_dir = tmp_path / "full"
+  full = reproduce.adaflood(str(full_dir), **ADAFLOOD_TINY)
+  assert len(full) == 2
+  c = full[1]
+  assert set(c.test) == {"flood", "iflood", "adaflood"} and c.test["adaflood"].shape == (5,)
+  # gamma = 1 (no flooding) is added, and b = 0
+  assert np.isin(c.chosen["adaflood"], np.float32([0.2, 0.5, 0.8, 1.0])).all()
+  assert np.isin(c.chosen["flood"], np.float32([0.0, 0.2])).all()
+  assert c.num_models == {"folds": 2, "flood": 10, "iflood": 10, "adaflood": 20}
   assert c.seconds["folds"] > 0 and c.heldout_loss["flipped"] is not None
-  table = (tmp_path / "adaflood_table.md").read_text()
+  table = (full_dir / "adaflood_table.md").read_text()
   assert "spiral, noise 0.1, adam" in table and "Early stopping" in table
-  raw = json.loads((tmp_path / "reproduce.json").read_text())
-  assert raw["protocol"] == "adaflood" and raw["config"]["gammas"] == [0.5, 1.0]
+  raw = json.loads((full_dir / "reproduce.json").read_text())
+  assert raw["protocol"] == "adaflood" and raw["config"]["gammas"] == [0.2, 0.5, 0.8, 1.0]
   assert "adaflood>flood" in raw["comparisons"][0]["p_values"]
+  assert not (full_dir / "checkpoints").exists()
+
+  out = tmp_path / "cut"
+  first, second = out / "runs" / "spiral_noise0.05_adam", out / "runs" / "spiral_noise0.1_adam"
+  # Ctrl-C in the last call of the second setting's AdaFlood sweep (20 models,
+  # 4 gammas x 5 seeds; at most 8 a device per call on a CPU): by then the first
+  # setting, the second's flooding, iFlood and fold models, and its first call are kept.
+  interrupt = lambda name: [_CtrlC(last=19)] if name == "spiral_noise0.1_adam-adaflood" else []
+  with pytest.raises(KeyboardInterrupt):
+    reproduce.adaflood(str(out), loggers=interrupt, **ADAFLOOD_TINY)
+  for part in ("flood/results.json", "iflood/results.json", "folds/folds.json"):
+    assert (first / part).is_file() and (second / part).is_file()
+  assert (first / "adaflood" / "results.json").is_file()
+  assert not (second / "adaflood").exists()
+  assert (out / "checkpoints" / "spiral_noise0.1_adam" / "adaflood" / "done_00000").is_dir()
+  assert not (out / "checkpoints" / "spiral_noise0.05_adam").exists()
+  kept = _files(first)
+  capsys.readouterr()
+
+  resumed = reproduce.adaflood(str(out), **ADAFLOOD_TINY)
+  printed = capsys.readouterr().out
+  # Read, not trained: all four parts of the first setting, three of the second;
+  # the fourth went on from its checkpoint (a checkpoint of other arguments
+  # would be refused with a ValueError) and ends as the uninterrupted run above.
+  assert printed.count("done earlier") == 7, printed
+  assert _files(first) == kept
+  assert not (out / "checkpoints").exists()
+
+  assert len(resumed) == 2
+  for a, b in zip(resumed, full, strict=True):
+    assert a.setting == b.setting and a.num_models == b.num_models
+    assert a.heldout_loss == b.heldout_loss
+    np.testing.assert_array_equal(a.no_flood, b.no_flood)
+    np.testing.assert_array_equal(a.no_flood_es, b.no_flood_es)
+    for name in ("test", "test_es", "chosen", "chosen_es"):
+      for method in reproduce.METHODS:
+        np.testing.assert_array_equal(getattr(a, name)[method], getattr(b, name)[method])
+
+  def comparisons(directory):
+    raw = json.loads((directory / "reproduce.json").read_text())
+    return [{k: v for k, v in c.items() if k != "seconds"} for c in raw["comparisons"]]
+
+  assert comparisons(out) == comparisons(full_dir)
+  tables = [(d / "adaflood_table.md").read_text().split("\n\n", 1)[1] for d in (out, full_dir)]
+  strip = lambda t: re.sub(r"\| \d+ models, [^|]*\|", "|", t)  # the fold models' seconds
+  assert strip(tables[0]) == strip(tables[1])
 
 
 # reproduce benchmark on tiny files in the original formats (tests/original_files.py).

@@ -194,11 +194,14 @@ class SweepSpec:
     loss_fn: LossFn | None,
     chunk_size: int | None,
     progress: bool,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
   ) -> SweepSpec:
     """The fold models of ``fj.adaflood_levels``: model ``k`` trains on ``fold_sets[k]``."""
     _check_data_and_optimizer(data, optimizer)
     _check_sizes(data, epochs, batch_size, 2048, chunk_size, None, epochs, 0)
     _check_functions(augment=None, loss_fn=loss_fn)
+    if checkpoint_dir is not None:
+      checkpoint.check_directory(checkpoint_dir)
     fold_sets = np.asarray(fold_sets, np.int32)
     if batch_size > fold_sets.shape[1]:
       raise ValueError(
@@ -210,7 +213,10 @@ class SweepSpec:
     return cls._build(
       model, data, grid, Objective.fold_models(), optimizer, epochs, batch_size, None, loss_fn,
       EvalRequest(epochs, 0, False, 2048), NoPruning(),
-      RunOptions(chunk_size, None, None, None, bool(progress), True, ()), fold_sets,
+      RunOptions(chunk_size, None, None,
+                 None if checkpoint_dir is None else os.fspath(checkpoint_dir),
+                 bool(progress), True, ()),
+      fold_sets,
     )  # fmt: skip
 
   @classmethod

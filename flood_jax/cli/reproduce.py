@@ -55,11 +55,18 @@ DESCRIPTION = textwrap.dedent("""\
                   2-core CPU; 53 min measured per weight decay on a heavily
                   shared one)
 
+    Weight decay: synthetic, mnist1d, digits and adaflood use none; benchmark's
+    1e-5 is L2, added to the gradient before Adam (torch.optim.Adam's
+    weight_decay), not AdamW's decoupled decay, which is what flood-jax sweep
+    --optimizer adam --weight-decay builds.
+
     The flood level is chosen per seed by validation accuracy (with and
     without early stopping); a one-sided paired t-test across seeds says
     whether flooding raised test accuracy. Options left out keep the
-    protocol's defaults; smaller values fit a time budget. An interrupted run
-    resumes when the same command is run again.""")
+    protocol's defaults; smaller values fit a time budget. Every finished
+    setting is kept in OUT/runs/SETTING/ and the sweep in progress is
+    checkpointed in OUT/checkpoints/: an interrupted run resumes when the same
+    command is run again.""")
 
 PROTOCOLS = ("synthetic", "mnist1d", "digits", "adaflood", "benchmark")
 

@@ -27,7 +27,7 @@ import textwrap
 import time
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flood_jax._result_io import write_history_csv
 from flood_jax._sweep.checkpoint import CheckpointError, CheckpointSaveError
@@ -57,6 +57,9 @@ from flood_jax.cli.common import (
   use_compile_cache,
   write_json,
 )
+
+if TYPE_CHECKING:
+  from flood_jax._optimizers import Decay
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +127,9 @@ CONFIG_KEYS = (
 # optimizer, several are an axis of the grid, by optax hyperparameter name.
 _HYPERPARAMS = {"lr": "learning_rate", "weight_decay": "weight_decay"}
 _OBJECTIVES = ("flood", "iflood")
+# The form of --weight-decay per --optimizer (flood_jax._optimizers): AdamW's
+# decoupled decay for adam; for sgd, L2 (added to the gradient before the momentum).
+DECAY: dict[str, Decay] = {"adam": "decoupled", "sgd": "l2"}
 
 
 def _format_levels(levels: Sequence[float]) -> str:
@@ -133,7 +139,9 @@ def _format_levels(levels: Sequence[float]) -> str:
 DESCRIPTION = f"""\
 Train one model per (flood level, seed) pair, all at once, and compare them.
 --lr or --weight-decay with several values adds an axis to the grid: one
-model per (flood level, learning rate, weight decay, seed).
+model per (flood level, learning rate, weight decay, seed). The weight decay
+is decoupled for --optimizer adam (AdamW) and L2 for sgd (added to the
+gradient before the momentum; see flood_jax._optimizers).
 
 Prints a table (per configuration: final and best validation accuracy, final
 test accuracy, training and test loss, flooded fraction; mean ± std over
@@ -278,8 +286,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     "--weight-decay",
     type=non_negative_float_list,
     metavar="WD[,WD...]",
-    help="decoupled weight decay: adamw for adam, add_decayed_weights before"
-    " sgd; a comma list sweeps it as an axis of the grid"
+    help="weight decay: decoupled for adam (AdamW), L2 for sgd (added to the"
+    " gradient before the momentum, as torch.optim.SGD); a comma list sweeps it"
+    " as an axis of the grid"
     f" (default: {d.weight_decay:g})",
   )
 
@@ -655,32 +664,21 @@ def _optimizer(config: dict[str, Any]):
 
   Without a grid the settings are compiled in. With one, the learning rate
   and the weight decay are injected hyperparameters, started at their first
-  values; :func:`flood_jax.sweep` sets them per model.
+  values; :func:`flood_jax.sweep` sets them per model. The weight decay is
+  decoupled for adam (AdamW) and L2 for sgd (:data:`DECAY`).
   """
-  import optax
+  from flood_jax._optimizers import optimizer
 
-  lr, decay = config["lr"], config["weight_decay"]
-  momentum = config["momentum"] or None
-  if _swept_hyperparams(config):
-    start = {
-      name: config[key][0] if isinstance(config[key], list) else config[key]
-      for key, name in _HYPERPARAMS.items()
-    }
-    if config["optimizer"] == "adam":
-      return optax.inject_hyperparams(optax.adamw)(**start)
-    return optax.inject_hyperparams(_sgd, static_args=("momentum",))(momentum=momentum, **start)
-  if config["optimizer"] == "adam":
-    return optax.adamw(lr, weight_decay=decay) if decay else optax.adam(lr)
-  sgd = optax.sgd(lr, momentum=momentum)
-  return optax.chain(optax.add_decayed_weights(decay), sgd) if decay else sgd
-
-
-def _sgd(learning_rate: float, weight_decay: float, momentum: float | None):
-  """SGD with decoupled weight decay, for ``optax.inject_hyperparams``."""
-  import optax
-
-  return optax.chain(
-    optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate, momentum=momentum)
+  start = {
+    key: config[key][0] if isinstance(config[key], list) else config[key] for key in _HYPERPARAMS
+  }
+  return optimizer(
+    config["optimizer"],
+    start["lr"],
+    decay=DECAY[config["optimizer"]],
+    weight_decay=start["weight_decay"],
+    momentum=config["momentum"] or None,
+    inject=bool(_swept_hyperparams(config)),
   )
 
 
