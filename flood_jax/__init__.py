@@ -12,6 +12,7 @@ from flood_jax._dataset import Dataset  # noqa: E402
 from flood_jax._loss import flooded_loss, iflooded_loss  # noqa: E402
 from flood_jax._result import SweepResult  # noqa: E402
 from flood_jax._sweep import Model, sweep  # noqa: E402
+from flood_jax._sweep.plan import Plan, plan  # noqa: E402
 from flood_jax._sweep.prune import Halving  # noqa: E402
 from flood_jax._train_state import FloodTrainState  # noqa: E402
 from flood_jax._transform import FloodState, flood, flooded_fraction  # noqa: E402
@@ -24,6 +25,7 @@ __all__ = [
   "FloodTrainState",
   "Halving",
   "Model",
+  "Plan",
   "SweepResult",
   "adaflood_levels",
   "data",
@@ -34,5 +36,6 @@ __all__ = [
   "iflooded_loss",
   "loggers",
   "models",
+  "plan",
   "sweep",
 ]

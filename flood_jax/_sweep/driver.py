@@ -39,6 +39,8 @@ from flood_jax._sweep import checkpoint, hosts
 from flood_jax._sweep.adapters import Adapter, adapt
 from flood_jax._sweep.grid import Grid
 from flood_jax._sweep.layout import device_data, plan_layout, seed_slots
+from flood_jax._sweep.memory import device_limit, parse_bytes
+from flood_jax._sweep.plan import Plan, data_nbytes, make_plan, run_usage
 from flood_jax._sweep.program import (
   AXIS,
   HELDOUT,
@@ -79,7 +81,9 @@ def sweep(
   gather_params: bool = True,
   prune: Halving | None = None,
   loggers: Sequence[Any] | None = None,
+  memory_limit: int | str | None = None,
   _fold_sets: np.ndarray | None = None,  # private: flood_jax.adaflood_levels' fold models
+  _plan_only: bool = False,  # private: flood_jax.plan, which returns the Plan here
 ) -> SweepResult:
   r"""Trains one model per (flood level, hyperparameters, seed), all at once.
 
@@ -238,6 +242,14 @@ def sweep(
       its summary at the end; only process 0 logs. A logger that fails warns
       once and is left out. With ``checkpoint_dir`` a resumed sweep goes on
       in the same runs. See :mod:`flood_jax.loggers`.
+    memory_limit: bytes each device may hold (an int, or a string such as
+      ``"16GB"`` or ``"8GiB"``). With it, or on a GPU or TPU that reports its
+      memory (then its ``bytes_limit`` less 10%), the default ``chunk_size``
+      is the most models per device whose compiled program fits, from XLA's
+      memory analysis (:func:`flood_jax.plan` shows it without training); a
+      given ``chunk_size`` that does not fit, or a model that does not fit
+      once, is a ``ValueError`` with the numbers. Without it a CPU keeps its
+      measured layout. ``result.plan`` is the plan the sweep ran.
 
   Returns:
     A :class:`flood_jax.SweepResult`; ``history[metric]`` has shape
@@ -303,6 +315,7 @@ def sweep(
     eval_every,
     train_eval_size,
   )
+  limit = None if memory_limit is None else parse_bytes(memory_limit)
   if checkpoint_dir is not None:
     checkpoint.check_directory(checkpoint_dir)
   loggers = check_loggers(loggers)
@@ -321,13 +334,9 @@ def sweep(
   num_models = grid.num_models
   flat_levels, flat_hparams, flat_seeds = grid.flat()
 
-  devices, num_devices, chunk_size = plan_layout(
+  devices, num_devices, preferred_chunk = plan_layout(
     model, data, num_models, batch_size, chunk_size=chunk_size, mesh=mesh
   )
-  group = chunk_size * num_devices  # models per call
-  num_calls = math.ceil(num_models / group)
-  padded = num_calls * group
-  pad_index = np.concatenate([np.arange(num_models), np.full(padded - num_models, num_models - 1)])
   run_mesh = Mesh(np.asarray(devices[:num_devices]), (AXIS,))
   run_data, eval_sizes = device_data(data, run_mesh, train_eval_size, bool(eval_test))
   if _fold_sets is None:
@@ -371,11 +380,29 @@ def sweep(
     eval_every=eval_every,
     eval_sizes=eval_sizes,
     eval_batch_size=eval_batch_size,
-    mesh=run_mesh,
-    chunk_size=chunk_size,
   )
   if rungs:
     settings["also_evaluate"] = rungs
+  plan = _plan(
+    dict(settings, epochs_per_call=epochs_per_call),
+    run_data,
+    devices,
+    num_devices=num_devices,
+    num_models=num_models,
+    num_seeds=len(grid.seeds),
+    preferred_chunk=preferred_chunk,
+    chunk_size=chunk_size,
+    memory_limit=limit,
+    measure=_plan_only,
+  )
+  if _plan_only:
+    return cast(Any, plan)
+  chunk_size = plan.chunk_size
+  settings.update(mesh=run_mesh, chunk_size=chunk_size)
+  group = chunk_size * num_devices  # models per call
+  num_calls = math.ceil(num_models / group)
+  padded = num_calls * group
+  pad_index = np.concatenate([np.arange(num_models), np.full(padded - num_models, num_models - 1)])
   program = get_program(epochs_per_call=epochs_per_call, **settings)
   # A last call with fewer epochs (only when epochs_per_call, given, does
   # not divide the epochs) runs a program of its own.
@@ -444,6 +471,7 @@ def sweep(
       level_name=level_name,
       tracking=tracking,
     )
+    pruned.plan = plan
     if loss_fn is optax.softmax_cross_entropy_with_integer_labels:  # a classification
       _warn_if_at_chance(pruned, data)
     return pruned
@@ -560,12 +588,45 @@ def sweep(
     model=model,
     epochs=eval_epochs,
     level_name=level_name,
+    plan=plan,
   )
   # A classification with a best configuration to name (fold models have none).
   if loss_fn is optax.softmax_cross_entropy_with_integer_labels and objective != HELDOUT:
     _warn_if_at_chance(result, data)
   tracking.finish(result)
   return result
+
+
+def _plan(
+  settings: dict[str, Any],
+  run_data: Any,
+  devices: list[Any],
+  *,
+  num_devices: int,
+  num_models: int,
+  num_seeds: int,
+  preferred_chunk: int,
+  chunk_size: int | None,
+  memory_limit: int | None,
+  measure: bool,
+) -> Plan:
+  """The sweep's :class:`Plan` (:func:`flood_jax._sweep.plan.make_plan`): its chunk size decided."""
+  platform = devices[0].platform
+  local = devices[0] if devices[0].process_index == jax.process_index() else jax.local_devices()[0]
+  return make_plan(
+    run_usage(settings, local, run_data, num_seeds),
+    num_models=num_models,
+    num_devices=num_devices,
+    platform=platform,
+    preferred_chunk=preferred_chunk,
+    chunk_size=chunk_size,
+    memory_limit=memory_limit,
+    device_limit=None if platform == "cpu" else device_limit(local),
+    data_bytes=data_nbytes(run_data),
+    batch_size=settings["batch_size"],
+    eval_batch_size=settings["eval_batch_size"],
+    measure=measure,
+  )
 
 
 def _checkpointed(carry: Any) -> Any:
