@@ -87,6 +87,7 @@ def main() -> None:
   parser.add_argument("--models", default="resnet18,resnet20")
   parser.add_argument("--memory-limit", default="16GiB")
   parser.add_argument("--batch-size", type=int, default=128)
+  parser.add_argument("--eval-batch-size", type=int, default=2048)
   parser.add_argument("--levels", type=int, default=21)
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--train", type=int, default=40000)
@@ -98,7 +99,8 @@ def main() -> None:
     f" {platform.processor() or platform.machine()} {os.cpu_count()} cores;"
     f" jax {jax.__version__}, {jax.device_count()}"
     f" {jax.devices()[0].platform} device(s); data {data.num_train}/{len(data.y_val)}/"
-    f"{len(data.y_test)} x 32x32x3 float32; batch {args.batch_size}, eval batch 2048;"
+    f"{len(data.y_test)} x 32x32x3 float32; batch {args.batch_size}, eval batch"
+    f" {args.eval_batch_size};"
     f" {args.levels} levels x {args.seeds} seeds; memory_limit {format_bytes(limit)}"
   )
   header = (
@@ -120,6 +122,7 @@ def main() -> None:
       optimizer=optax.sgd(0.1, momentum=0.9),
       epochs=1,
       batch_size=args.batch_size,
+      eval_batch_size=args.eval_batch_size,
       memory_limit=limit,
     )
     seconds = time.perf_counter() - start

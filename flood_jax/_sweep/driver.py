@@ -37,6 +37,7 @@ from flood_jax._dataset import Dataset
 from flood_jax._result import METRICS, SweepResult
 from flood_jax._sweep import checkpoint, hosts
 from flood_jax._sweep.adapters import Adapter, adapt
+from flood_jax._sweep.ahead import compile_run_ahead
 from flood_jax._sweep.grid import Grid
 from flood_jax._sweep.layout import device_data, plan_layout, seed_slots
 from flood_jax._sweep.memory import device_limit, parse_bytes
@@ -506,7 +507,22 @@ def sweep(
         tracking.log(index, 0, history[rows, :epoch])
         bar.update(epoch)
       else:
+        wait = None
+        if call == 0 and not multi_process and epochs >= epochs_per_call:
+          # The training call compiles while the initialization does.
+          wait = compile_run_ahead(
+            program,
+            group,
+            NamedSharding(run_mesh, P(AXIS)),
+            chunk_levels,
+            slot_seeds,
+            model_slot,
+            np.int32(0),
+            run_data,
+          )
         carry = program.init(chunk_levels, chunk_hparams, slot_seeds, model_slot, run_data)
+        if wait is not None:
+          wait()
         epoch = 0
       while epoch < epochs:
         this = program if epochs - epoch >= epochs_per_call else tail_program

@@ -298,11 +298,13 @@ def plan(model: Any, data: Any, **sweep_arguments: Any) -> Plan:
   Takes :func:`flood_jax.sweep`'s arguments (``memory_limit=`` among them)
   and checks them as it does. The chunk size (models per device per call) is
   the most whose compiled program fits the memory limit (``memory_limit=``
-  bytes per device, or on a GPU or TPU the device's limit less 10%): XLA's
-  memory analysis of the program at two chunk sizes gives
-  :math:`\\text{peak}(k) = a + b k` bytes, the largest :math:`k` that fits is
-  evened out over the calls and compiled once more to check it. Nothing
-  runs; each measured chunk size costs one compilation. On a CPU without a
+  bytes per device, or on a GPU or TPU the device's limit less 10%), from
+  XLA's memory analysis: the program of all the models a device trains is
+  compiled first; if it does not fit, a chunk of 2 is too, the line
+  :math:`\\text{peak}(k) = a + b k` bytes through the two gives the largest
+  :math:`k` that fits, evened out over the calls, and that chunk is compiled
+  once more to check it. Nothing runs; each measured chunk size costs one
+  compilation. On a CPU without a
   limit the chunk size is the CPU's measured preference, as in
   ``fj.sweep``, and only that one chunk is compiled, to report its bytes.
 
