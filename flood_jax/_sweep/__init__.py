@@ -7,6 +7,9 @@ Each concern has a module of its own:
 - ``program``: one model's training and evaluation, vmapped and sharded (the
   one place with arithmetic);
 - ``layout``: devices, chunk sizes, the data on the devices;
+- ``memory``: XLA's memory analysis of a chunk, the line fitted to it, the chunk that fits;
+- ``plan``: the :class:`Plan` a sweep runs (``fj.plan``) and how its chunk size is decided;
+- ``ahead``: the training call compiled while the initialization compiles;
 - ``checkpoint``: Orbax checkpoints and resuming;
 - ``prune``: successive halving (rungs, survivors, re-packing them);
 - ``driver``: ``sweep()``, which ties them together.
