@@ -12,6 +12,7 @@ from flood_jax._dataset import Dataset  # noqa: E402
 from flood_jax._loss import flooded_loss, iflooded_loss  # noqa: E402
 from flood_jax._result import SweepResult  # noqa: E402
 from flood_jax._sweep import Model, Pretrained, sweep  # noqa: E402
+from flood_jax._sweep.plan import Plan, plan  # noqa: E402
 from flood_jax._sweep.prune import Halving  # noqa: E402
 from flood_jax._task import Classification, Regression, Task  # noqa: E402
 from flood_jax._train_state import FloodTrainState  # noqa: E402
@@ -26,6 +27,7 @@ __all__ = [
   "FloodTrainState",
   "Halving",
   "Model",
+  "Plan",
   "Pretrained",
   "Regression",
   "SweepResult",
@@ -40,5 +42,6 @@ __all__ = [
   "iflooded_loss",
   "loggers",
   "models",
+  "plan",
   "sweep",
 ]

@@ -71,6 +71,9 @@ class SweepResult:
     level_name: the name of the first axis: ``"flood_level"``, or
       ``"gamma"`` for an AdaFlood sweep (its ``flood_levels`` then hold the
       values of ``gamma``, and "no flooding" is ``gamma = 1``, not ``b = 0``).
+    plan: the layout the sweep ran (a ``flood_jax.Plan``: models per device
+      and per call, calls, memory per device; see :func:`flood_jax.plan`);
+      ``None`` after :meth:`load`.
 
   A *configuration* is a flood level with one value of each hyperparameter.
   The best one (:meth:`best`, :attr:`best_flood_level`) maximizes the
@@ -93,6 +96,7 @@ class SweepResult:
   local_models: np.ndarray | None = None
   pruned_at: np.ndarray | None = None
   level_name: str = "flood_level"
+  plan: Any = dataclasses.field(default=None, repr=False, compare=False)
 
   def __post_init__(self):
     if self.epochs is None:

@@ -263,7 +263,7 @@ def test_adaflood_levels_checkpoint_and_resume(data, tmp_path):
   first = fj.adaflood_levels(
     SmallMLP(batch_norm=True), data, gamma=0.0, checkpoint_dir=tmp_path, **kw
   )
-  assert (tmp_path / "sweep.json").is_file() and (tmp_path / "done_00000").is_dir()
+  assert (tmp_path / "sweep.json").is_file() and (tmp_path / "done_00_00000").is_dir()
   again = fj.adaflood_levels(
     SmallMLP(batch_norm=True), data, gamma=0.0, checkpoint_dir=tmp_path, **kw
   )

@@ -279,7 +279,7 @@ def test_adaflood_tiny_end_to_end_and_resumed_after_an_interrupt(tmp_path, capsy
     assert (first / part).is_file() and (second / part).is_file()
   assert (first / "adaflood" / "results.json").is_file()
   assert not (second / "adaflood").exists()
-  assert (out / "checkpoints" / "spiral_noise0.1_adam" / "adaflood" / "done_00000").is_dir()
+  assert (out / "checkpoints" / "spiral_noise0.1_adam" / "adaflood" / "done_00_00000").is_dir()
   assert not (out / "checkpoints" / "spiral_noise0.05_adam").exists()
   kept = _files(first)
   capsys.readouterr()

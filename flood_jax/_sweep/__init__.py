@@ -15,6 +15,8 @@ Each concern has a module of its own (``api.sweep`` -> ``spec`` -> ``driver.run`
 - ``compiled``: the chunk programs vmapped, sharded and jitted; ``cache``: programs reused;
 - ``schedule``: ``EvalPlan``, the evaluated epochs, rungs and epochs per call;
 - ``layout``: devices, chunk sizes, ``Layout.chunks``, the data on the devices;
+- ``memory``: XLA's memory analysis of a chunk, the line fitted to it, the chunk that fits;
+- ``plan``: the ``Plan`` a sweep runs (``fj.plan``) and how its chunk size is decided;
 - ``prune``: the pruning ``Policy``: ``NoPruning`` (the default) and ``Halving``;
 - ``checkpoint``: the ``CheckpointStore`` (Orbax, one format) and ``NullStore``;
 - ``hosts``: what differs under several processes (starting them: ``flood_jax._launch``);

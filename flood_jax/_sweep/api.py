@@ -45,6 +45,7 @@ def sweep(
   gather_params: bool = True,
   prune: Halving | None = None,
   loggers: Sequence[Any] | None = None,
+  memory_limit: int | str | None = None,
 ) -> SweepResult:
   r"""Trains one model per (flood level, hyperparameters, seed), all at once.
 
@@ -205,6 +206,14 @@ def sweep(
       its summary at the end; only process 0 logs. A logger that fails warns
       once and is left out. With ``checkpoint_dir`` a resumed sweep goes on
       in the same runs. See :mod:`flood_jax.loggers`.
+    memory_limit: bytes each device may hold (an int, or a string such as
+      ``"16GB"`` or ``"8GiB"``). With it, or on a GPU or TPU that reports its
+      memory (then its ``bytes_limit`` less 10%), the default ``chunk_size``
+      is the most models per device whose compiled program fits, from XLA's
+      memory analysis (:func:`flood_jax.plan` shows it without training); a
+      given ``chunk_size`` that does not fit, or a model that does not fit
+      once, is a ``ValueError`` with the numbers. Without it a CPU keeps its
+      measured layout. ``result.plan`` is the plan the sweep ran.
 
   Returns:
     A :class:`flood_jax.SweepResult`; ``history[metric]`` has shape
@@ -283,5 +292,6 @@ def sweep(
       gather_params=gather_params,
       prune=prune,
       loggers=loggers,
+      memory_limit=memory_limit,
     )
   )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -35,7 +35,10 @@ from flood_jax._result import SweepResult
 from flood_jax._sweep import cache, checkpoint, hosts
 from flood_jax._sweep.compiled import Program
 from flood_jax._sweep.layout import Chunk, Layout, device_data, seed_slots
+from flood_jax._sweep.memory import device_limit
 from flood_jax._sweep.metrics import empty_history
+from flood_jax._sweep.plan import Plan as MemoryPlan
+from flood_jax._sweep.plan import data_nbytes, make_plan, run_usage
 from flood_jax._sweep.program import Carry, DeviceData
 from flood_jax._sweep.progress import planned_chunk_epochs, progress_bar, retotal
 from flood_jax._sweep.schedule import EvalPlan
@@ -99,16 +102,25 @@ class RunState:
     self.alive = kept
 
 
-def run(spec: SweepSpec) -> SweepResult:
-  """Trains the sweep ``spec`` describes; see :func:`flood_jax.sweep`."""
-  layout = Layout.plan(
+class Prepared(NamedTuple):
+  """What a sweep runs on: its layout, its data on the devices, its schedule and memory plan."""
+
+  layout: Layout
+  data: DeviceData
+  plan: EvalPlan
+  memory: MemoryPlan
+
+
+def planned(spec: SweepSpec, measure: bool = False) -> Prepared:
+  """The layout (chunk size from the memory plan), the data placed, the schedule."""
+  first = Layout.plan(
     spec.model, spec.data, spec.grid.num_models, spec.train.batch_size,
     chunk_size=spec.run.chunk_size, mesh=spec.run.mesh,
   )  # fmt: skip
-  data, eval_sizes = device_data(spec.data, layout.mesh, spec.eval.train_eval_size,
+  data, eval_sizes = device_data(spec.data, first.mesh, spec.eval.train_eval_size,
                                  spec.eval.eval_test)  # fmt: skip
   if spec.per_example is not None:
-    data = data._replace(per_example=hosts.put(spec.per_example, layout.replicated))
+    data = data._replace(per_example=hosts.put(spec.per_example, first.replicated))
   batch = spec.train.batch_size
   plan = EvalPlan.plan(
     epochs=spec.epochs,
@@ -119,8 +131,38 @@ def run(spec: SweepSpec) -> SweepResult:
     rungs=spec.policy.rungs(spec.epochs),
     epochs_per_call=spec.run.epochs_per_call,
     streamed=spec.run.streamed,
-    chunk_size=layout.chunk_size,
+    chunk_size=first.chunk_size,
   )
+  memory_plan = _memory_plan(spec, first, plan, data, measure)
+  layout = Layout(first.devices, first.num_devices, memory_plan.chunk_size)
+  return Prepared(layout, data, dataclasses.replace(plan, chunk_size=layout.chunk_size),
+                  memory_plan)  # fmt: skip
+
+
+def _memory_plan(spec, first: Layout, plan: EvalPlan, data, measure: bool) -> MemoryPlan:
+  """The chunk size that fits the devices' memory (:mod:`flood_jax._sweep.plan`)."""
+  devices = first.devices
+  local = devices[0] if devices[0].process_index == jax.process_index() else jax.local_devices()[0]
+  call = plan.call(plan.epochs_per_call)
+  return make_plan(
+    run_usage(spec.train, call, local, data, len(spec.grid.seeds)),
+    num_models=spec.grid.num_models,
+    num_devices=first.num_devices,
+    platform=first.platform,
+    preferred_chunk=first.chunk_size,
+    chunk_size=spec.run.chunk_size,
+    memory_limit=spec.run.memory_limit,
+    device_limit=None if first.platform == "cpu" else device_limit(local),
+    data_bytes=data_nbytes(jax.tree.leaves(tuple(data))),
+    batch_size=spec.train.batch_size,
+    eval_batch_size=spec.eval.eval_batch_size,
+    measure=measure,
+  )
+
+
+def run(spec: SweepSpec) -> SweepResult:
+  """Trains the sweep ``spec`` describes; see :func:`flood_jax.sweep`."""
+  layout, data, plan, memory_plan = planned(spec)
   programs = Programs(spec, plan, layout)
   config = spec.record(layout, plan)
   store = _open_store(spec, config, programs)
@@ -136,7 +178,8 @@ def run(spec: SweepSpec) -> SweepResult:
   loop = _Loop(spec, plan, layout, programs, data, store, tracking)
   start = time.perf_counter()
   loop.train()
-  result = assemble(spec, plan, layout, programs, loop.state, config, time.perf_counter() - start)
+  wall_time = time.perf_counter() - start
+  result = assemble(spec, plan, layout, programs, loop.state, config, wall_time, memory_plan)
   if spec.train.is_classification and spec.objective.has_best:
     _warn_if_at_chance(result, spec.data)
   tracking.finish(result)
@@ -316,7 +359,7 @@ class _Loop:
     return hosts.local_indices(self.layout.sharded, self.layout.group)
 
 
-def assemble(spec, plan, layout, programs, state, config, wall_time) -> SweepResult:
+def assemble(spec, plan, layout, programs, state, config, wall_time, memory_plan) -> SweepResult:
   """The one place a :class:`SweepResult` is built."""
   grid = spec.grid
   stacked, local_models = _stacked(spec, plan, layout, programs, state)
@@ -342,6 +385,7 @@ def assemble(spec, plan, layout, programs, state, config, wall_time) -> SweepRes
     epochs=plan.eval_epochs,
     pruned_at=state.pruned_at.reshape(grid.config_shape),
     level_name=spec.level_name,
+    plan=memory_plan,
   )
 
 

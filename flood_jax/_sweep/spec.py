@@ -26,6 +26,7 @@ from flood_jax._dataset import Dataset, InputSpec
 from flood_jax._sweep import checkpoint, hosts
 from flood_jax._sweep.adapters import Adapter, adapt
 from flood_jax._sweep.grid import Grid
+from flood_jax._sweep.memory import parse_bytes
 from flood_jax._sweep.objectives import PUBLIC, Objective
 from flood_jax._sweep.program import Augment, LossFn, injected_hyperparams
 from flood_jax._sweep.prune import NoPruning, Policy, check_policy
@@ -86,6 +87,7 @@ class RunOptions:
   progress: bool
   gather_params: bool
   loggers: tuple[Any, ...]
+  memory_limit: int | None = None  # bytes per device (None: the device's, if it says)
 
   @property
   def streamed(self) -> bool:
@@ -153,6 +155,7 @@ class SweepSpec:
     gather_params: bool,
     prune: Any,
     loggers: Sequence[Any] | None,
+    memory_limit: int | str | None = None,
   ) -> SweepSpec:
     """``fj.sweep``'s arguments, checked (see :func:`flood_jax.sweep`)."""
     _check_data_and_optimizer(data, optimizer)
@@ -164,6 +167,7 @@ class SweepSpec:
     if checkpoint_dir is not None:
       checkpoint.check_directory(checkpoint_dir)
     logger_list = check_loggers(loggers)
+    limit = None if memory_limit is None else parse_bytes(memory_limit)
     chosen = Objective.named(objective)
     levels, per_example = _level_axis(data, chosen, flood_levels, per_example_levels, gamma)
     grid = Grid.build(levels, hyperparams, seeds)
@@ -176,7 +180,7 @@ class SweepSpec:
       policy,
       RunOptions(chunk_size, mesh, epochs_per_call,
                  None if checkpoint_dir is None else os.fspath(checkpoint_dir),
-                 bool(progress), bool(gather_params), tuple(logger_list)),
+                 bool(progress), bool(gather_params), tuple(logger_list), limit),
       per_example,
     )  # fmt: skip
 

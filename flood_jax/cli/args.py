@@ -236,3 +236,13 @@ def parse_prune(text: str) -> list[Any]:
   if min_epochs < 1 or factor < 2:
     raise argparse.ArgumentTypeError(f"--prune needs MIN_EPOCHS >= 1 and FACTOR >= 2, got {text!r}")
   return [min_epochs, factor] if score is None else [min_epochs, factor, score]
+
+
+def memory_size(text: str) -> int:
+  """Bytes from ``16GB`` (10**9), ``8GiB`` (2**30), ``500MB`` or a plain number."""
+  from flood_jax._sweep.memory import parse_bytes
+
+  try:
+    return parse_bytes(text, "--memory-limit")
+  except (TypeError, ValueError) as err:
+    raise argparse.ArgumentTypeError(str(err).rstrip(".")) from None

@@ -36,6 +36,7 @@ from flood_jax.cli import tracking as tracking_cli
 from flood_jax.cli.args import (
   OPTIMIZERS,
   fraction,
+  memory_size,
   non_negative_float_list,
   parse_levels,
   parse_prune,
@@ -121,6 +122,7 @@ CONFIG_KEYS = (
   "prune",
   "log",
   "log_dir",
+  "memory_limit",
 )
 
 # Options that take a comma list: one value is a fixed setting of the
@@ -312,6 +314,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     " model's size and the platform)",
   )
   running.add_argument(
+    "--memory-limit",
+    type=memory_size,
+    metavar="SIZE",
+    help="bytes each device may hold, e.g. 16GB (10**9) or 8GiB (2**30): the"
+    " default --chunk-size is then the most models per device that fit, from"
+    " XLA's memory analysis (default: on a GPU or TPU its memory less 10%%; on"
+    " a CPU the measured layout)",
+  )
+  running.add_argument(
+    "--dry-run",
+    action="store_true",
+    help="print the plan (models per device and per call, calls, memory per"
+    " device by part) and exit without training or writing anything",
+  )
+  running.add_argument(
     "--devices",
     type=positive_int,
     metavar="N",
@@ -429,6 +446,7 @@ def _sweep_config(given: dict[str, Any], resume: bool) -> dict[str, Any]:
         "log": None,
         "log_dir": None,
         "data_dir": None,
+        "memory_limit": None,
         **json.load(f)["config"],
       }
     changed = [
@@ -511,6 +529,7 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
     "prune": given.get("prune"),
     "log": given.get("log"),
     "log_dir": given.get("log_dir"),
+    "memory_limit": given.get("memory_limit"),
   }
 
 
@@ -568,6 +587,8 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
     ),
     flush=True,
   )
+  if args.dry_run:
+    return _dry_run(model, data, config, mesh, hyperparams, say)
   created = not os.path.exists(checkpoint)  # only this run's own may be cleaned up
   try:
     os.makedirs(checkpoint, exist_ok=True)
@@ -595,6 +616,7 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
         progress=not args.no_progress,
         prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
         loggers=loggers,
+        memory_limit=config.get("memory_limit"),
       )
   except (ValueError, TypeError) as err:
     # Bad input trained nothing: leave no checkpoint behind, but never one
@@ -629,6 +651,38 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
   written = _write_outputs(result, out, plot=not args.no_plots)
   shutil.rmtree(checkpoint, ignore_errors=True)  # everything is in `out` now
   print(f"wrote to {out}/: {', '.join(os.path.basename(p) for p in written)}")
+  return 0
+
+
+def _dry_run(
+  model: Any, data: Any, config: dict[str, Any], mesh: Any, hyperparams: Any, say: Any
+) -> int:
+  """``--dry-run``: prints ``fj.plan`` for the sweep the options describe; trains nothing."""
+  import flood_jax as fj
+  from flood_jax import data as data_lib
+
+  try:
+    plan = fj.plan(
+      model,
+      data,
+      flood_levels=config["levels"],
+      seeds=config["seeds"],
+      optimizer=_optimizer(config),
+      hyperparams=hyperparams or None,
+      objective=config["objective"],
+      augment=data_lib.random_crop_flip(padding=4) if config["augment"] else None,
+      epochs=config["epochs"],
+      batch_size=config["batch_size"],
+      eval_every=config.get("eval_every"),
+      chunk_size=config["chunk_size"],
+      mesh=mesh,
+      prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
+      memory_limit=config.get("memory_limit"),
+    )
+  except (ValueError, TypeError) as err:
+    raise UsageError(one_line(err)) from None
+  say(plan)
+  say("dry run: nothing trained or written")
   return 0
 
 
