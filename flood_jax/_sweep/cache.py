@@ -41,8 +41,11 @@ def get_program(train: TrainSpec, plan: CallPlan, mesh: Mesh) -> Program:
   # Only compare computations when there is a program to compare with (the keys of cached
   # programs are computed then, once): a process's first sweep pays no tracing for it.
   if _BY_COMPUTATION or _PROGRAMS:
-    for cached in list(_PROGRAMS.values()):
-      _by_computation(cached)
+    for key_, cached in list(_PROGRAMS.items()):
+      try:
+        _by_computation(cached)
+      except Exception:  # its model no longer traces (e.g. its module's globals are gone)
+        del _PROGRAMS[key_]
     computation = program.computation_key()
     if computation in _BY_COMPUTATION:
       program = _BY_COMPUTATION[computation]
