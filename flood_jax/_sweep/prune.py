@@ -23,11 +23,10 @@ import numpy as np
 
 from flood_jax._checks import is_integer
 from flood_jax._sweep.metrics import column
+from flood_jax._task import Classification, Task
 
-_VAL_LOSS, _VAL_ACCURACY = column("val_loss"), column("val_accuracy")
-
-
-# How a configuration is ranked at a rung: its validation accuracy there, or a forecast.
+# How a configuration is ranked at a rung: its validation accuracy there (a task's selection
+# metric, e.g. the validation loss of a regression, lower better), or a forecast of it.
 SCORES = ("accuracy", "trend")
 
 
@@ -43,11 +42,18 @@ class Policy(Protocol):
     ...
 
   def survivors(
-    self, history: np.ndarray, alive: np.ndarray, grid: Any, epoch: int, epochs: int
+    self,
+    history: np.ndarray,
+    alive: np.ndarray,
+    grid: Any,
+    epoch: int,
+    epochs: int,
+    task: Task | None = None,
   ) -> np.ndarray:
     """The configurations of ``alive`` (sorted flat indices) that train on after ``epoch``.
 
-    ``history`` is ``(models, epochs, metrics)`` in the grid's seed-major flat order.
+    ``history`` is ``(models, epochs, metrics)`` in the grid's seed-major flat order, its
+    metrics the ``task``'s history keys (``None``: classification's).
     """
     ...
 
@@ -64,8 +70,8 @@ class NoPruning:
     del epochs
     return ()
 
-  def survivors(self, history, alive, grid, epoch, epochs):
-    del history, grid, epoch, epochs
+  def survivors(self, history, alive, grid, epoch, epochs, task=None):
+    del history, grid, epoch, epochs, task
     return alive
 
   def record(self) -> None:
@@ -192,13 +198,19 @@ class Halving:
     return rungs
 
   def survivors(
-    self, history: np.ndarray, alive: np.ndarray, grid: Any, epoch: int, epochs: int
+    self,
+    history: np.ndarray,
+    alive: np.ndarray,
+    grid: Any,
+    epoch: int,
+    epochs: int,
+    task: Task | None = None,
   ) -> np.ndarray:
     """The best ``ceil(n / factor)`` of the ``n`` alive configurations at ``epoch`` (ties kept)."""
     if epoch >= epochs:
       return alive
     scores = config_scores(
-      history, alive, grid.num_configs, len(grid.seeds), epoch, self.score, epochs
+      history, alive, grid.num_configs, len(grid.seeds), epoch, self.score, epochs, task
     )
     return alive[select(scores, self.factor)]
 
@@ -249,25 +261,33 @@ def config_scores(
   epoch: int,
   score: str = "accuracy",
   last_epoch: int | None = None,
+  task: Task | None = None,
 ) -> np.ndarray:
   """Each alive configuration's score at ``epoch`` (from 1): higher is better.
 
   ``history`` is ``(models, epochs, metrics)`` in the grid's seed-major flat
-  order (NaN where an epoch was not evaluated). ``score="accuracy"``: mean
-  validation accuracy over seeds at ``epoch``; ``"trend"``: the mean over
-  seeds of :func:`trend_forecast` at ``last_epoch``. A configuration with a
-  seed whose validation loss is not finite at ``epoch`` scores NaN.
+  order (NaN where an epoch was not evaluated), its metrics the ``task``'s
+  history keys (``None``: classification's). ``score="accuracy"``: mean over
+  seeds of the task's selection metric at ``epoch`` (classification: the
+  validation accuracy), negated when lower is better (``mode="min"``);
+  ``"trend"``: likewise of :func:`trend_forecast` at ``last_epoch``. A
+  configuration with a seed whose validation loss is not finite at ``epoch``
+  scores NaN.
   """
+  task = Classification() if task is None else task
+  val_loss, selected = column(task, "val_loss"), column(task, task.selection_key)
   rows = alive_configs[None, :] + num_configs * np.arange(num_seeds)[:, None]  # (seeds, n)
   at = history[rows, epoch - 1]
-  ok = np.isfinite(at[..., _VAL_LOSS])
+  ok = np.isfinite(at[..., val_loss])
   if score == "trend":
     assert last_epoch is not None
-    acc = history[rows, :epoch, _VAL_ACCURACY]  # (seeds, n, epoch)
+    acc = history[rows, :epoch, selected]  # (seeds, n, epoch)
     evaluated = np.flatnonzero(np.isfinite(acc).any(axis=(0, 1))) + 1
     value = trend_forecast(acc[..., evaluated - 1], evaluated, epoch, last_epoch)
   else:
-    value = at[..., _VAL_ACCURACY]
+    value = at[..., selected]
+  if task.mode == "min":  # higher is better here
+    value = -value
   return np.where(ok, value, np.nan).mean(axis=0)
 
 
