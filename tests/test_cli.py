@@ -156,7 +156,7 @@ def test_devices_flag_creates_cpu_devices_before_jax_starts(tmp_path):
     (["--model", "nope"], "unknown model 'nope'; known: mlp"),
     (["--levels", "0:0.2"], "malformed levels"),
     (["--levels", "a,b"], "malformed levels"),
-    (["--levels=-0.1,0.2"], ">= 0"),
+    (["--levels=0,inf"], "must be finite numbers"),
     (["--seeds", "0"], "at least 1"),
     (["--batch-size", "1000"], "larger than the training set"),
     (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),

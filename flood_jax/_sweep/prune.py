@@ -104,7 +104,8 @@ class Halving:
   ``epochs``). At a rung, each configuration still training (a flood level
   with one value of each hyperparameter; its seeds are kept or dropped
   together) is scored by its mean validation accuracy over seeds at that
-  epoch, and the best :math:`\lceil n / \eta \rceil` of the :math:`n` are
+  epoch (the task's selection metric, oriented by its ``mode``: a
+  regression's lowest validation loss is best), and the best :math:`\lceil n / \eta \rceil` of the :math:`n` are
   kept (at least one; a configuration with a non-finite validation loss
   scores lowest; ties are kept together, see below). The rest stop
   training there. With :math:`n_0 = C` configurations, :math:`n_{k+1} =
@@ -144,8 +145,9 @@ class Halving:
       sweep's ``epochs``.
     factor: the survivors' share at each rung is ``1/factor``; an integer
       >= 2.
-    score: ``"accuracy"`` (mean validation accuracy over seeds at the rung)
-      or ``"trend"`` (its forecast at the last epoch, see above).
+    score: ``"accuracy"`` (mean validation accuracy over seeds at the rung;
+      for another task its selection metric) or ``"trend"`` (its forecast at
+      the last epoch, see above).
 
   Examples:
     >>> import flood_jax as fj
