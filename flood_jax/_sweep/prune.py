@@ -105,11 +105,12 @@ class Halving:
   with one value of each hyperparameter; its seeds are kept or dropped
   together) is scored by its mean validation accuracy over seeds at that
   epoch (the task's selection metric, oriented by its ``mode``: a
-  regression's lowest validation loss is best), and the best :math:`\lceil n / \eta \rceil` of the :math:`n` are
-  kept (at least one; a configuration with a non-finite validation loss
-  scores lowest; ties are kept together, see below). The rest stop
-  training there. With :math:`n_0 = C` configurations, :math:`n_{k+1} =
-  \lceil n_k / \eta \rceil` and :math:`S` seeds, the sweep trains
+  regression's lowest validation loss is best), and the best
+  :math:`\lceil n / \eta \rceil` of the :math:`n` are kept (at least one; a
+  configuration with a non-finite validation loss scores lowest; ties are
+  kept together, see below). The rest stop training there. With
+  :math:`n_0 = C` configurations, :math:`n_{k+1} = \lceil n_k / \eta \rceil` and
+  :math:`S` seeds, the sweep trains
 
   .. math:: S \sum_k n_k (r_k - r_{k-1}), \quad r_{-1} = 0,
 

@@ -184,7 +184,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     "--dataset",
     type=snake_name,
     metavar="NAME",
-    help=f"data set, one of {', '.join(_datasets())} (default: {d.dataset})",
+    help=f"data set, one of {', '.join(_datasets())} (default: {d.dataset}); diabetes is a"
+    " regression, swept with fj.Regression() and the mlp",
   )
   data.add_argument(
     "--label-noise",
@@ -234,7 +235,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     type=parse_levels,
     metavar="LEVELS",
     help="flood levels: START:STOP:COUNT (COUNT levels from START to STOP"
-    " inclusive, like numpy.linspace) or a comma list such as 0,0.02,0.05"
+    " inclusive, like numpy.linspace) or a comma list such as 0,0.02,0.05;"
+    " any finite numbers (a negative one: --levels=-1,0)"
     f" (default: {_format_levels(d.levels)})",
   )
   grid.add_argument(
