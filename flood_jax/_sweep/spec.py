@@ -180,7 +180,8 @@ class SweepSpec:
     levels, per_example = _level_axis(data, chosen, flood_levels, per_example_levels, gamma)
     grid = Grid.build(levels, hyperparams, seeds)
     if not chosen.reads_example_levels:  # a level below what the loss reaches never floods
-      warn_if_never_floods(chosen_task, grid.flood_levels)
+      # (pointing at the user's fj.sweep call: this, sweep(), its caller)
+      warn_if_never_floods(chosen_task, grid.flood_levels, stacklevel=4)
     policy = check_policy(prune, epochs, multi_process=hosts.process_count() > 1)
     return cls._build(
       model, data, grid, chosen, optimizer, epochs, batch_size, augment, chosen_task,
