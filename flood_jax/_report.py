@@ -97,10 +97,9 @@ def _means(
   row: dict[str, float] = {}
   history = result.history
   s, key = _short(result.selection), result.selection_key
-  best_val = np.nanmax if result.mode == "max" else np.nanmin
   for name, values in [
     (f"val_{s}", history[key][index][:, last]),
-    (f"best_val_{s}", best_val(history[key][index], -1)),
+    (f"best_val_{s}", _best_over_epochs(history[key][index], result.mode)),
     *((f"test_{_short(m)}", history[f"test_{m}"][index][:, last]) for m in result.metric_names),
     (f"test_{s}_es", test_es[index]),
     ("train_loss", history["train_loss"][index][:, last]),
@@ -111,6 +110,14 @@ def _means(
     row[name] = float(np.mean(kept)) if kept.size else math.nan
     row[name + "_std"] = float(np.std(kept)) if kept.size else math.nan
   return row
+
+
+def _best_over_epochs(values: np.ndarray, mode: str) -> np.ndarray:
+  """The best (``mode``) of each run's evaluations, NaN where none is a number (no warning)."""
+  signed = values if mode == "max" else -values
+  best = np.max(np.where(np.isnan(signed), -np.inf, signed), axis=-1)
+  best = np.where(np.isneginf(best), np.nan, best)
+  return best if mode == "max" else -best
 
 
 def summary(result: SweepResult) -> str:
