@@ -20,6 +20,7 @@ from flood_jax._sweep.adapters import adapt
 from flood_jax._sweep.driver import run
 from flood_jax._sweep.program import LossFn
 from flood_jax._sweep.spec import SweepSpec
+from flood_jax._task import Task, task_from_arguments
 
 
 def adaflood_levels(
@@ -36,6 +37,7 @@ def adaflood_levels(
   chunk_size: int | None = None,
   checkpoint_dir: str | os.PathLike[str] | None = None,
   progress: bool = False,
+  task: Task | None = None,
 ) -> np.ndarray:
   r"""AdaFlood's flood level of every training example, from held-out fold models.
 
@@ -80,11 +82,14 @@ def adaflood_levels(
       code's default is 0.5).
     seeds: seeds of the auxiliary models (each fold trained once per seed).
     loss_fn: per-example loss ``loss_fn(logits, labels) -> (batch,)``, used
-      for training and for the held-out losses; default softmax cross-entropy.
+      for training and for the held-out losses; default softmax cross-entropy
+      (the shorthand of ``task=fj.Classification(loss=loss_fn)``).
     chunk_size: models trained together per device, as in ``fj.sweep``.
     checkpoint_dir: as in ``fj.sweep``: the fold models' sweep is saved there
       and a later call with the same arguments continues from it.
     progress: show the sweep's progress bar.
+    task: the task whose per-example loss the fold models train on and give
+      held out, as in ``fj.sweep`` (default :class:`flood_jax.Classification`).
 
   Returns:
     ``(n_train,)`` float32: the level :math:`\theta_i` of every training
@@ -122,6 +127,7 @@ def adaflood_levels(
   """
   if not is_number(gamma) or not (0.0 <= float(gamma) <= 1.0):
     raise ValueError(f"gamma must be a number in [0, 1], e.g. 0.5; got {gamma!r}.")
+  chosen = task_from_arguments(task, loss_fn)
   result, fold_of = fold_models(
     model,
     data,
@@ -130,12 +136,12 @@ def adaflood_levels(
     epochs=epochs,
     batch_size=batch_size,
     seeds=seeds,
-    loss_fn=loss_fn,
     chunk_size=chunk_size,
     checkpoint_dir=checkpoint_dir,
     progress=progress,
+    task=chosen,
   )
-  heldout = heldout_losses(result, data, fold_of, loss_fn=loss_fn)
+  heldout = heldout_losses(result, data, fold_of, loss_fn=chosen.loss)
   return np.asarray(adaflood_level(heldout, float(gamma)), np.float32)
 
 
@@ -173,6 +179,7 @@ def fold_models(
   chunk_size: int | None = None,
   checkpoint_dir: str | os.PathLike[str] | None = None,
   progress: bool = False,
+  task: Task | None = None,
 ) -> tuple[SweepResult, np.ndarray]:
   """The auxiliary models of :func:`adaflood_levels`, as one sweep: ``(result, fold_of)``.
 
@@ -199,6 +206,7 @@ def fold_models(
     chunk_size=chunk_size,
     checkpoint_dir=checkpoint_dir,
     progress=progress,
+    task=task,
   )
   result = run(spec)
   return result, fold_of

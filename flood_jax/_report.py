@@ -14,21 +14,42 @@ import numpy as np
 if TYPE_CHECKING:
   from flood_jax._result import SweepResult
 
-# The summary's per-seed columns: the table's key and the decimals shown.
-_COLUMNS = (
-  ("val_acc", 4),
-  ("best_val_acc", 4),
-  ("test_acc", 4),
-  ("test_acc_es", 4),
-  ("train_loss", 4),
-  ("test_loss", 4),
-  ("flooded", 2),
-)
+# A metric's name in the table's keys and the summary's header (classification's: val_acc).
+_SHORT = {"accuracy": "acc"}
+
+
+def _short(name: str) -> str:
+  return _SHORT.get(name, name)
+
+
+def _columns(result: SweepResult) -> list[tuple[str, str, int]]:
+  """The summary's per-seed columns: the table's key, the header and the decimals shown.
+
+  For classification: val_acc, best_val_acc, test_acc, test_acc_es, train_loss, test_loss,
+  flooded; for another task the selection metric's, each metric's test value, and the losses.
+  """
+  s = _short(result.selection)
+  return [
+    (f"val_{s}", f"val {s}", 4),
+    (f"best_val_{s}", f"best val {s}", 4),
+    *((f"test_{_short(m)}", f"test {_short(m)}", 4) for m in result.metric_names),
+    (f"test_{s}_es", f"test {s} (ES)", 4),
+    ("train_loss", "train loss", 4),
+    ("test_loss", "test loss", 4),
+    ("flooded", "flooded", 2),
+  ]
+
+
+def _paired_columns(result: SweepResult) -> list[tuple[str, str]]:
+  """The paired differences from b = 0: each metric's on the test set, then the test loss."""
+  return [(f"d_test_{_short(m)}", f"test_{m}") for m in result.metric_names] + [
+    ("d_test_loss", "test_loss")
+  ]
 
 
 def table(result: SweepResult) -> list[dict[str, Any]]:
   """One row per configuration (see :meth:`SweepResult.table`)."""
-  test_es = result.at_stopping("test_accuracy", "best_val")
+  test_es = result.at_stopping(f"test_{result.selection}", "best_val")
   diverged = result.diverged()
   epochs, pruned_at = result.epochs, result.pruned_at
   assert epochs is not None and pruned_at is not None  # __post_init__ always sets them
@@ -52,10 +73,13 @@ def table(result: SweepResult) -> list[dict[str, Any]]:
 def _paired(
   result: SweepResult, index: tuple[int, ...], base: tuple[int, ...] | None, ok: Any, last: int
 ) -> dict[str, float]:
-  """``d_test_acc`` and ``d_test_loss`` (with ``_std``): differences from ``base``, by seed."""
+  """``d_test_acc`` and ``d_test_loss`` (with ``_std``): differences from ``base``, by seed.
+
+  (One per metric of the task, then the loss.)
+  """
   row: dict[str, float] = {}
   history = result.history
-  for name, metric in [("d_test_acc", "test_accuracy"), ("d_test_loss", "test_loss")]:
+  for name, metric in _paired_columns(result):
     if base is None:
       row[name] = row[name + "_std"] = math.nan
       continue
@@ -72,11 +96,12 @@ def _means(
   """Mean and std over the seeds ``ok`` of the key metrics at evaluation ``last``."""
   row: dict[str, float] = {}
   history = result.history
+  s, key = _short(result.selection), result.selection_key
   for name, values in [
-    ("val_acc", history["val_accuracy"][index][:, last]),
-    ("best_val_acc", np.nanmax(history["val_accuracy"][index], -1)),
-    ("test_acc", history["test_accuracy"][index][:, last]),
-    ("test_acc_es", test_es[index]),
+    (f"val_{s}", history[key][index][:, last]),
+    (f"best_val_{s}", _best_over_epochs(history[key][index], result.mode)),
+    *((f"test_{_short(m)}", history[f"test_{m}"][index][:, last]) for m in result.metric_names),
+    (f"test_{s}_es", test_es[index]),
     ("train_loss", history["train_loss"][index][:, last]),
     ("test_loss", history["test_loss"][index][:, last]),
     ("flooded", history["flooded_fraction"][index][:, last]),
@@ -85,6 +110,14 @@ def _means(
     row[name] = float(np.mean(kept)) if kept.size else math.nan
     row[name + "_std"] = float(np.std(kept)) if kept.size else math.nan
   return row
+
+
+def _best_over_epochs(values: np.ndarray, mode: str) -> np.ndarray:
+  """The best (``mode``) of each run's evaluations, NaN where none is a number (no warning)."""
+  signed = values if mode == "max" else -values
+  best = np.max(np.where(np.isnan(signed), -np.inf, signed), axis=-1)
+  best = np.where(np.isneginf(best), np.nan, best)
+  return best if mode == "max" else -best
 
 
 def summary(result: SweepResult) -> str:
@@ -97,7 +130,8 @@ def summary(result: SweepResult) -> str:
   show = {
     "diverged": any(row["diverged"] for row in rows),
     "pruned": bool(np.any(result.pruned_at)),
-    "paired": len(result.flood_levels) > 1 and any(np.isfinite(row["d_test_acc"]) for row in rows),
+    "paired": len(result.flood_levels) > 1
+    and any(np.isfinite(row[_paired_columns(result)[0][0]]) for row in rows),
   }
   header = _header(result, show)
   lines = [_cells(result, row, best, show) for row in rows]
@@ -121,17 +155,11 @@ def _header(result: SweepResult, show: dict[str, bool]) -> list[str]:
   header = [
     "gamma" if result.level_name == "gamma" else "level",
     *result.hyperparams,
-    "val acc",
-    "best val acc",
-    "test acc",
-    "test acc (ES)",
-    "train loss",
-    "test loss",
-    "flooded",
+    *(title for _, title, _ in _columns(result)),
   ]
   if show["paired"]:
     baseline = "gamma=1" if result.level_name == "gamma" else "b=0"
-    header += [f"Δ test acc vs {baseline}", f"Δ test loss vs {baseline}"]
+    header += [f"Δ {key[2:].replace('_', ' ')} vs {baseline}" for key, _ in _paired_columns(result)]
   if show["diverged"]:
     header.append("diverged")
   if show["pruned"]:
@@ -147,13 +175,13 @@ def _cells(
   mark = "*" if best is not None and all(row[k] == v for k, v in best.items()) else " "
   cells = [f"{row[result.level_name]:.4g}{mark}"]
   cells += [f"{row[name]:.4g}" for name in result.hyperparams]
-  for key, digits in _COLUMNS:
+  for key, _, digits in _columns(result):
     if seeds > 1:
       cells.append(f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}")
     else:
       cells.append(f"{row[key]:.{digits}f}")
   if show["paired"]:
-    for key in ("d_test_acc", "d_test_loss"):
+    for key, _ in _paired_columns(result):
       if row[result.level_name] == result._no_flooding:
         cells.append("")
       elif not np.isfinite(row[key]):  # no pair: b = 0 pruned earlier, or diverged
@@ -174,15 +202,16 @@ def _best_line(result: SweepResult, best: dict[str, float] | None) -> str:
   if best is None:
     return "best configuration: none, every configuration diverged."
   seeds = len(result.seeds)
+  by = f"final val {_short(result.selection)}"
   if not result.hyperparams:
     level = result.level_name
     return (
-      f"best {level.replace('_', ' ')} (final val acc, mean over"
+      f"best {level.replace('_', ' ')} ({by}, mean over"
       f" {seeds} seed(s)): {best[level]:.4g}; by early stopping:"
       f" {result.best('best_val')[level]:.4g}"
     )
   return (
-    f"best configuration (final val acc, mean over {seeds} seed(s)):"
+    f"best configuration ({by}, mean over {seeds} seed(s)):"
     f" {show_config(best)}; by early stopping: {show_config(result.best('best_val'))}"
   )
 
@@ -196,14 +225,15 @@ def versus_line(result: SweepResult) -> str | None:
   except ValueError:
     return None
   baseline = "gamma = 1" if result.level_name == "gamma" else "b = 0"
+  metric = f"validation {result.selection}"
   if best[result.level_name] == result._no_flooding:
-    return f"no flooding ({baseline}) has the best validation accuracy."
+    return f"no flooding ({baseline}) has the best {metric}."
   row = result.versus_no_flooding()
   if row is None or not np.isfinite(row["p"]):
     return None
   verdict = "better than" if row["p"] < 0.05 else "not distinguishable from"
   return (
-    f"{show_config(best)} vs {baseline}: validation accuracy {row['diff']:+.4f} ±"
+    f"{show_config(best)} vs {baseline}: {metric} {row['diff']:+.4f} ±"
     f" {row['std']:.4f} over {row['seeds']} seeds (paired t-test, p = {row['p']:.2g}):"
     f" {verdict} {baseline} at the 5% level."
   )
@@ -217,7 +247,7 @@ def describe(result: SweepResult) -> str:
     best = "none (all diverged)"
   shape = ", ".join(
     f"{name}s={n}" if name != "flood_level" else f"levels={n}"
-    for name, n in zip(result.axes, result.history["val_accuracy"].shape, strict=False)
+    for name, n in zip(result.axes, result.history["val_loss"].shape, strict=False)
   )
   return f"SweepResult({shape}, epochs={result.num_epochs}, best={best})"
 

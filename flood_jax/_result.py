@@ -74,11 +74,17 @@ class SweepResult:
     plan: the layout the sweep ran (a ``flood_jax.Plan``: models per device
       and per call, calls, memory per device; see :func:`flood_jax.plan`);
       ``None`` after :meth:`load`.
+    selection_key: the history key that chooses the best configuration, the
+      task's ``val_<select>`` (``"val_accuracy"`` for classification,
+      ``"val_loss"`` for ``fj.Regression()``).
+    mode: ``"max"`` when a higher ``selection_key`` is better, ``"min"`` when
+      a lower one is.
 
   A *configuration* is a flood level with one value of each hyperparameter.
-  The best one (:meth:`best`, :attr:`best_flood_level`) maximizes the
-  validation accuracy at the **final epoch**, averaged over seeds (ties go to
-  the first, i.e. the smaller level). A model whose validation loss is not
+  The best one (:meth:`best`, :attr:`best_flood_level`) has the best
+  (``mode``) ``selection_key`` at the **final epoch**, averaged over seeds
+  (ties go to the first, i.e. the smaller level): for classification the
+  highest validation accuracy. A model whose validation loss is not
   finite has *diverged*: its configuration is never chosen, and
   :meth:`summary` counts it.
   """
@@ -97,14 +103,38 @@ class SweepResult:
   pruned_at: np.ndarray | None = None
   level_name: str = "flood_level"
   plan: Any = dataclasses.field(default=None, repr=False, compare=False)
+  selection_key: str = "val_accuracy"
+  mode: str = "max"
 
   def __post_init__(self):
+    if self.selection_key not in self.history:
+      raise ValueError(
+        f"selection_key {self.selection_key!r} is not a key of the history"
+        f" {sorted(self.history)}; name the validation metric that picks the best."
+      )
+    if self.mode not in ("min", "max"):
+      raise ValueError(f"mode must be 'min' (lower is better) or 'max', got {self.mode!r}.")
     if self.epochs is None:
-      self.epochs = np.arange(1, self.history["val_accuracy"].shape[-1] + 1)
+      self.epochs = np.arange(1, self.history["val_loss"].shape[-1] + 1)
     self.epochs = np.asarray(self.epochs, np.int64)
     if self.pruned_at is None:
-      self.pruned_at = np.zeros(self.history["val_accuracy"].shape[:-2], np.int64)
+      self.pruned_at = np.zeros(self.history["val_loss"].shape[:-2], np.int64)
     self.pruned_at = np.asarray(self.pruned_at, np.int64)
+
+  @property
+  def metric_names(self) -> tuple[str, ...]:
+    """The task's metrics besides the loss, in order (``("accuracy",)`` for classification)."""
+    return tuple(k[4:] for k in self.history if k.startswith("val_") and k != "val_loss")
+
+  @property
+  def selection(self) -> str:
+    """What chooses the best configuration: ``"loss"`` or a metric's name (the task's select)."""
+    return self.selection_key[4:]
+
+  def _signed(self, values: Any) -> np.ndarray:
+    """``values`` oriented so that higher is better (negated when ``mode="min"``)."""
+    values = np.asarray(values)
+    return values if self.mode == "max" else -values
 
   @property
   def axes(self) -> tuple[str, ...]:
@@ -121,7 +151,7 @@ class SweepResult:
   @property
   def config_shape(self) -> tuple[int, ...]:
     """``(levels, *values per hyperparameter)``."""
-    return tuple(self.history["val_accuracy"].shape[:-2])
+    return tuple(self.history["val_loss"].shape[:-2])
 
   @property
   def best_flood_level(self) -> float:
@@ -145,11 +175,14 @@ class SweepResult:
     return ~np.isfinite(self.history["val_loss"][..., -1]) & (self.pruned_at == 0)[..., None]
 
   def best(self, rule: str = "final") -> dict[str, float]:
-    """The best configuration by mean validation accuracy over seeds.
+    """The best configuration by the mean over seeds of :attr:`selection_key`.
+
+    Highest with ``mode="max"`` (classification: validation accuracy), lowest
+    with ``mode="min"`` (a regression's validation loss).
 
     Args:
       rule: ``"final"`` scores each run by its last epoch's validation
-        accuracy; ``"best_val"`` by its best epoch's (early stopping).
+        value; ``"best_val"`` by its best epoch's (early stopping).
 
     Returns:
       ``{"flood_level": b, **hyperparameters}`` of the winner (ties: the
@@ -165,31 +198,33 @@ class SweepResult:
         "every configuration of the sweep diverged (validation loss NaN or"
         " infinite); lower the learning rate or check the data and model."
       )
-    flat = int(np.nanargmax(scores))
+    flat = int(np.nanargmax(self._signed(scores)))
     return self.configurations()[flat]
 
   def val_score(self, rule: str = "final") -> np.ndarray:
-    """Validation accuracy per run, ``(levels, *hyperparameters, seeds)``, under ``rule``.
+    """:attr:`selection_key` per run, ``(levels, *hyperparameters, seeds)``, under ``rule``.
 
-    Diverged and pruned runs (and epochs with a non-finite validation loss)
-    score NaN.
+    ``"best_val"``: the best (``mode``) value over the evaluations. Diverged
+    and pruned runs (and epochs with a non-finite validation loss) score NaN.
     """
     _check_rule(rule)
     kept = np.isfinite(self.history["val_loss"]) & (self.pruned_at == 0)[..., None, None]
-    val = np.where(kept, self.history["val_accuracy"], np.nan)
+    val = np.where(kept, self.history[self.selection_key], np.nan)
     if rule == "final":
       return val[..., -1]
-    best = np.max(np.where(np.isnan(val), -np.inf, val), axis=-1)
-    return np.where(np.isneginf(best), np.nan, best)  # no finite epoch: NaN
+    signed = self._signed(val)
+    best = np.max(np.where(np.isnan(signed), -np.inf, signed), axis=-1)
+    return np.where(np.isneginf(best), np.nan, self._signed(best))  # no finite epoch: NaN
 
   def stopping_epoch(self, rule: str = "final") -> np.ndarray:
     """Where each run is read in ``history``'s last axis, ``(levels, *hyperparameters, seeds)``.
 
-    ``"best_val"`` takes the first evaluation of highest validation accuracy
+    ``"best_val"`` takes the first evaluation of best (``mode``)
+    :attr:`selection_key`, for classification the highest validation accuracy
     (``result.epochs[index]`` is its epoch).
     """
     _check_rule(rule)
-    val = self.history["val_accuracy"]
+    val = self._signed(self.history[self.selection_key])
     if rule == "final":
       return np.full(val.shape[:-1], val.shape[-1] - 1)
     return np.argmax(np.nan_to_num(val, nan=-np.inf), axis=-1)
@@ -346,7 +381,12 @@ class SweepResult:
     return _report.summary(self)
 
   def to_dict(self) -> dict[str, Any]:
-    """Metrics and settings as JSON-ready Python values (no parameters)."""
+    """Metrics and settings as JSON-ready Python values (no parameters).
+
+    A result whose selection is not classification's (``val_accuracy``,
+    ``max``) also holds ``"selection": {"key": ..., "mode": ...}``, which
+    :meth:`load` reads back (a file without it is classification's).
+    """
     return _result_io.to_dict(self)
 
   def save(self, directory: str | os.PathLike[str], with_params: bool = True) -> str:
@@ -367,7 +407,7 @@ class SweepResult:
     return _result_io.load(cls, directory)
 
   def versus_no_flooding(
-    self, metric: str = "val_accuracy", rule: str = "final"
+    self, metric: str | None = None, rule: str = "final"
   ) -> dict[str, Any] | None:
     r"""The best configuration against no flooding, paired by seed: is the winner any better?
 
@@ -375,13 +415,15 @@ class SweepResult:
     ``b = 0`` (``gamma = 1`` for AdaFlood) at the same hyperparameters are
     compared on ``metric`` at the epoch ``rule`` reads, seed by seed:
     :math:`d_s = m_s(\text{best}) - m_s(b = 0)`. A one-sided paired t-test
-    asks whether the mean of :math:`d` is above 0 (below 0 for a metric
-    ending in ``loss``). The winner was chosen on the validation numbers, so
+    asks whether the mean of :math:`d` is better than 0: above 0, or below 0
+    for a loss (a key ending in ``loss``) and for every metric of a task with
+    ``mode="min"``. The winner was chosen on the validation numbers, so
     on a validation metric the test is optimistic (the winner's curse): a
     large p says that seed noise alone can explain the win.
 
     Args:
-      metric: a key of ``history``; default the selection metric.
+      metric: a key of ``history``; default the selection metric
+        (:attr:`selection_key`).
       rule: ``"final"`` or ``"best_val"``, as in :meth:`best`.
 
     Returns:
@@ -400,6 +442,9 @@ class SweepResult:
       >>> row["config"], round(row["diff"], 4), row["p"] < 0.05
       ({'flood_level': 0.1}, 0.0367, True)
     """
+    metric = self.selection_key if metric is None else metric
+    if metric not in self.history:
+      raise ValueError(f"unknown metric {metric!r}; known: {sorted(self.history)}.")
     zero = np.flatnonzero(np.asarray(self.flood_levels) == self._no_flooding)
     try:
       best = self.best(rule)
@@ -413,7 +458,7 @@ class SweepResult:
     values = np.take_along_axis(self.history[metric], at[..., None], axis=-1)[..., 0]
     diff = np.asarray(values[index] - values[base], np.float64)
     diff = diff[np.isfinite(diff)]
-    lower_is_better = metric.endswith("loss")
+    lower_is_better = self.lower_is_better(metric)
     return {
       "config": best,
       "metric": metric,
@@ -422,6 +467,16 @@ class SweepResult:
       "seeds": int(diff.size),
       "p": paired_p(-diff if lower_is_better else diff),
     }
+
+  def lower_is_better(self, metric: str) -> bool:
+    """Whether a lower value of history key ``metric`` is better.
+
+    A loss always; the selection metric as ``mode`` says; another metric as the
+    task's ``mode`` (a regression's ``mse``, ``mae``: lower; accuracy: higher).
+    """
+    if metric == self.selection_key:
+      return self.mode == "min"
+    return metric.endswith("loss") or self.mode == "min"
 
   @property
   def _no_flooding(self) -> float:

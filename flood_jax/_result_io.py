@@ -22,11 +22,12 @@ from flood_jax._checks import atomic_write
 if TYPE_CHECKING:
   from flood_jax._result import SweepResult
 
+# What a results.json without a "selection" entry was chosen by.
+CLASSIFICATION_SELECTION = ("val_accuracy", "max")
+
 
 def to_dict(result: SweepResult) -> dict[str, Any]:
   """Metrics and settings as JSON-ready Python values (no parameters)."""
-  from flood_jax._result import METRICS
-
   try:
     best: dict[str, float] | None = result.best()
     best_es: dict[str, float] | None = result.best("best_val")
@@ -47,11 +48,24 @@ def to_dict(result: SweepResult) -> dict[str, Any]:
     "wall_time": result.wall_time,
     "epochs": [int(e) for e in epochs],
     "config": result.config,
-    "final": {metric: shortest_list(result.history[metric][..., -1]) for metric in METRICS},
+    "final": {k: shortest_list(result.history[k][..., -1]) for k in _metric_order(result)},
     "table": result.table(),
     "history": {k: shortest_list(v) for k, v in result.history.items()},
     "pruned_at": pruned_at.tolist(),
+    # (classification's files keep their format: only another selection is written)
+    **(
+      {}
+      if (result.selection_key, result.mode) == CLASSIFICATION_SELECTION
+      else {"selection": {"key": result.selection_key, "mode": result.mode}}
+    ),
   }
+
+
+def _metric_order(result: SweepResult) -> tuple[str, ...]:
+  """The history's keys: classification's in their fixed order, another task's as given."""
+  from flood_jax._result import METRICS
+
+  return METRICS if set(result.history) == set(METRICS) else tuple(result.history)
 
 
 def save(result: SweepResult, directory: str | os.PathLike[str], with_params: bool = True) -> str:
@@ -77,6 +91,8 @@ def load(cls: type[SweepResult], directory: str | os.PathLike[str]) -> SweepResu
     raise FileNotFoundError(f"no results.json in {directory}; run a sweep with it as --out first.")
   with open(path) as f:
     raw = json.load(f)
+  key, mode = CLASSIFICATION_SELECTION
+  selection = raw.get("selection", {"key": key, "mode": mode})
   return cls(
     flood_levels=np.asarray(raw["flood_levels"], np.float32),
     seeds=np.asarray(raw["seeds"], np.int64),
@@ -91,6 +107,8 @@ def load(cls: type[SweepResult], directory: str | os.PathLike[str]) -> SweepResu
     epochs=raw.get("epochs"),
     pruned_at=raw.get("pruned_at"),
     level_name=raw.get("axes", ["flood_level"])[0],
+    selection_key=selection["key"],
+    mode=selection["mode"],
   )
 
 

@@ -402,13 +402,16 @@ class NeverFloodsWarning(UserWarning):
   """A flood level below a loss that cannot go below it: that level trains like no flooding."""
 
 
-def warn_if_never_floods(task: Task, flood_levels: Sequence[float] | np.ndarray) -> None:
+def warn_if_never_floods(
+  task: Task, flood_levels: Sequence[float] | np.ndarray, stacklevel: int = 3
+) -> None:
   """Warns once, in one line, when a level is below what the task's loss can reach.
 
   A level ``b`` below the loss's lower bound (0 for the built-in tasks) is
   never above the loss, so it never floods: that model trains exactly like
   ``b = 0``'s (plain descent). Nothing is said for a task without a known
-  bound (a user's :class:`Task`, whose loss may go negative).
+  bound (a user's :class:`Task`, whose loss may go negative). ``stacklevel``
+  as in :func:`warnings.warn`, counted from this function's caller's caller.
   """
   bound = task.loss_lower_bound
   if bound is None:
@@ -421,10 +424,10 @@ def warn_if_never_floods(task: Task, flood_levels: Sequence[float] | np.ndarray)
   warnings.warn(
     f"flood level{'s' if below.size > 1 else ''} {listed} {'are' if below.size > 1 else 'is'}"
     f" below {bound:g}, which {task.describe()}'s loss never goes below, so"
-    f" {'they' if below.size > 1 else 'it'} never flood (plain descent); use levels >= {bound:g},"
-    " or a fj.Task whose loss can go lower.",
+    f" {'they never flood' if below.size > 1 else 'it never floods'} (plain descent); use"
+    f" levels >= {bound:g}, or a fj.Task whose loss can go lower.",
     NeverFloodsWarning,
-    stacklevel=3,
+    stacklevel=stacklevel,
   )
 
 

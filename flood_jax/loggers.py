@@ -137,7 +137,8 @@ def run_summaries(result: Any) -> list[dict[str, Any]]:
   """Each model's summary, in the flat order of :class:`Run`'s ``index``.
 
   Keys: ``final/<metric>`` (the last evaluation), ``early_stopping/<metric>``
-  (at the evaluation of best validation accuracy) and ``early_stopping/epoch``,
+  (at the evaluation of best validation accuracy, or of the task's selection
+  metric) and ``early_stopping/epoch``,
   ``chosen`` (its configuration is ``result.best()``), ``pruned`` and
   ``pruned_at`` (successive halving; 0 if not pruned), ``diverged``.
 

@@ -113,7 +113,7 @@ def plot_curves(
   ax_train.set_title("training loss (unflooded)")
   ax_test.set_title("test loss")
   for ax in (ax_train, ax_test):
-    _style_loss_axis(ax)
+    _style_loss_axis(ax, result)
   ax_test.legend(title=_legend_title(result, indices), fontsize="small")
   _suptitle(fig, title or _describe(result, "loss per epoch"))
   return _save(fig, path, dpi)
@@ -129,7 +129,9 @@ def plot_accuracy_vs_level(
   """Final test and validation accuracy against the flood level.
 
   Mean over seeds with error bars (one standard deviation); the best level
-  (by final validation accuracy) is marked with a dashed vertical line.
+  (by final validation accuracy) is marked with a dashed vertical line. For a
+  task selected by another metric (``fj.Regression()``: the loss), that
+  metric's test and validation values.
 
   Args:
     result: the sweep.
@@ -144,7 +146,7 @@ def plot_accuracy_vs_level(
   fig, (ax,) = _figure(1, 1, width=6.5)
   _draw_accuracy(ax, result)
   ax.set_title("")  # the figure's title says it
-  _suptitle(fig, title or _describe(result, "final accuracy vs flood level"))
+  _suptitle(fig, title or _describe(result, f"final {_selected(result)} vs flood level"))
   return _save(fig, path, dpi)
 
 
@@ -226,7 +228,7 @@ def plot_overview(
   ax_train.set_title("training loss (unflooded)")
   ax_test.set_title("test loss")
   for ax in (ax_train, ax_test):
-    _style_loss_axis(ax)
+    _style_loss_axis(ax, result)
   ax_test.legend(title=_legend_title(result, indices), fontsize="small")
   _draw_accuracy(ax_acc, result)
   _suptitle(fig, title or _describe(result, "flooding sweep"))
@@ -328,7 +330,12 @@ def _draw_curve(
     ax.axhline(level, color=color, lw=1.0, ls=":")
 
 
-def _style_loss_axis(ax: Axes) -> None:
+def _selected(result: SweepResult) -> str:
+  """The selection metric in words: ``accuracy`` (classification), ``loss``, a metric's name."""
+  return result.selection
+
+
+def _style_loss_axis(ax: Axes, result: SweepResult) -> None:
   """A log axis when the curves span more than a decade, else a linear one."""
   values = np.concatenate(
     [np.asarray(line.get_ydata()) for line in ax.get_lines() if np.size(line.get_ydata()) > 2]
@@ -339,17 +346,21 @@ def _style_loss_axis(ax: Axes) -> None:
   if log:
     ax.set_yscale("log")
   ax.set_xlabel("epoch")
-  ax.set_ylabel("cross-entropy loss" + (" (log scale)" if log else ""))
+  classification = result.selection_key == "val_accuracy"
+  ax.set_ylabel(
+    ("cross-entropy loss" if classification else "loss") + (" (log scale)" if log else "")
+  )
   ax.grid(alpha=0.3, which="both")
 
 
 def _draw_accuracy(ax: Axes, result: SweepResult) -> None:
-  """Final test and validation accuracy vs level, mean +/- std over seeds."""
+  """Final test and validation accuracy (the selection metric) vs level, mean +/- std over seeds."""
   levels = np.asarray(result.flood_levels, np.float64)
   order = np.argsort(levels)
+  selected = _selected(result)
   for metric, name, marker, color in [
-    ("test_accuracy", "test", "o", "tab:blue"),
-    ("val_accuracy", "validation", "s", "tab:orange"),
+    (f"test_{selected}", "test", "o", "tab:blue"),
+    (f"val_{selected}", "validation", "s", "tab:orange"),
   ]:
     final = np.asarray(result.history[metric][..., -1], np.float64)  # (levels, seeds)
     mean, std = final.mean(axis=1)[order], final.std(axis=1)[order]
@@ -362,7 +373,7 @@ def _draw_accuracy(ax: Axes, result: SweepResult) -> None:
       capsize=3,
       lw=1.4,
       color=color,
-      label=f"{name} accuracy",
+      label=f"{name} {selected}",
     )
     ax.fill_between(levels[order], mean - std, mean + std, color=color, alpha=0.12, lw=0)
   best = result.best_flood_level
@@ -370,8 +381,8 @@ def _draw_accuracy(ax: Axes, result: SweepResult) -> None:
     best, color="black", ls="--", lw=1.0, label=f"best level b = {best:.4g} (by validation)"
   )
   ax.set_xlabel("flood level b")
-  ax.set_ylabel(f"final accuracy (mean ± std, {_seeds(result)})")
-  ax.set_title("final accuracy vs flood level")
+  ax.set_ylabel(f"final {selected} (mean ± std, {_seeds(result)})")
+  ax.set_title(f"final {selected} vs flood level")
   ax.grid(alpha=0.3)
   ax.legend(fontsize="small")
 

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+import flood_jax as fj
 from flood_jax import cli
 from flood_jax._result import METRICS
 from flood_jax._sweep import driver
@@ -156,7 +157,7 @@ def test_devices_flag_creates_cpu_devices_before_jax_starts(tmp_path):
     (["--model", "nope"], "unknown model 'nope'; known: mlp"),
     (["--levels", "0:0.2"], "malformed levels"),
     (["--levels", "a,b"], "malformed levels"),
-    (["--levels=-0.1,0.2"], ">= 0"),
+    (["--levels=0,inf"], "must be finite numbers"),
     (["--seeds", "0"], "at least 1"),
     (["--batch-size", "1000"], "larger than the training set"),
     (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
@@ -463,3 +464,31 @@ def test_hub_offline_mode_exits_2_in_seconds(tmp_path):
   )
   assert proc.returncode == 2, proc.stderr
   assert proc.stderr.count("\n") == 1 and "--data-dir DIR" in proc.stderr
+
+
+def test_diabetes_sweeps_a_regression_with_the_mlp_at_negative_levels(tmp_path, capsys):
+  out_dir = tmp_path / "diabetes"
+  args = ["sweep", "--dataset", "diabetes", "--levels=-0.1,0,0.3", "--seeds", "2"]
+  args += ["--epochs", "2", "--batch-size", "64", "--hidden", "8", "--depth", "1"]
+  code, out, err = _run([*args, "--devices", "1", "--no-progress", "--out", str(out_dir)], capsys)
+  assert code == 0, err
+  assert "never flood" in err and len(err.strip().splitlines()) == 1  # one line: b = -0.1
+  assert "best flood level (final val loss" in out and "val mae" not in out
+  assert "test mae" in out and "test acc" not in out
+  results = json.loads((out_dir / "results.json").read_text())
+  assert results["selection"] == {"key": "val_loss", "mode": "min"}
+  assert results["config"]["task"] == "Regression()"
+  assert {"val_mse", "val_mae", "test_mse", "test_mae"} <= set(results["history"])
+  assert fj.SweepResult.load(out_dir).best() == results["best"]
+
+
+@pytest.mark.parametrize(
+  "extra, message",
+  [
+    (["--model", "cnn"], "diabetes is a regression set, swept with --model mlp"),
+    (["--label-noise", "0.1"], "--label-noise applies to the classification sets"),
+  ],
+)
+def test_diabetes_with_a_classifier_option_is_one_line(extra, message, tmp_path, capsys):
+  code, _, err = _run(["sweep", "--dataset", "diabetes", *extra, "--out", str(tmp_path)], capsys)
+  assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

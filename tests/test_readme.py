@@ -43,3 +43,14 @@ def test_sweeps_section_examples_run_in_a_fresh_interpreter():
   accuracies = dict(re.findall(r"^(NNX|fj\.Model): test accuracy ([0-9.]+)", proc.stdout, re.M))
   assert set(accuracies) == {"NNX", "fj.Model"}, proc.stdout[-2000:]
   assert all(float(a) > 0.8 for a in accuracies.values()), accuracies
+
+
+def test_tasks_section_example_runs_in_a_fresh_interpreter():
+  section = README.split("### Beyond classification", 1)[1].split("\n### ", 1)[0]
+  code = _python_blocks(section)[0]
+  proc = subprocess.run(
+    [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "val_loss min {'flood_level'" in proc.stdout
+  assert "'val_mae'" in proc.stdout and "best flood level (final val loss" in proc.stdout

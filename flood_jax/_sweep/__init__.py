@@ -6,7 +6,7 @@ Each concern has a module of its own (``api.sweep`` -> ``spec`` -> ``driver.run`
 - ``spec``: every argument checked once into a frozen record; ``TrainSpec`` is what one model
   computes (the program cache's key); ``record()`` is the result's config and the fingerprint;
 - ``objectives``: flood, iFlood, AdaFlood and the fold models (the only module knowing them);
-- ``metrics``: the metric names and columns, by name;
+- ``metrics``: the metric names and columns of a task (its loss and metrics per split), by name;
 - ``grid``: flood levels x hyperparameters x seeds, and their flat order;
 - ``adapters``: linen modules, NNX factories and ``Model(init, apply)``, and ``Pretrained``
   (any of them started from given weights);

@@ -16,6 +16,7 @@ from flood_jax._sweep.driver import run
 from flood_jax._sweep.program import Augment, LossFn
 from flood_jax._sweep.prune import Halving
 from flood_jax._sweep.spec import SweepSpec
+from flood_jax._task import Task
 
 
 def sweep(
@@ -46,6 +47,7 @@ def sweep(
   prune: Halving | None = None,
   loggers: Sequence[Any] | None = None,
   memory_limit: int | str | None = None,
+  task: Task | None = None,
 ) -> SweepResult:
   r"""Trains one model per (flood level, hyperparameters, seed), all at once.
 
@@ -141,7 +143,8 @@ def sweep(
       to every training mini-batch, with a key per seed and step (paired
       across levels), e.g. :func:`flood_jax.data.random_crop_flip`.
     loss_fn: per-example loss ``loss_fn(logits, labels) -> (batch,)``;
-      default ``optax.softmax_cross_entropy_with_integer_labels``.
+      default ``optax.softmax_cross_entropy_with_integer_labels``. The
+      shorthand of ``task=fj.Classification(loss=loss_fn)``.
     chunk_size: models trained together per device (vmapped). Default: chosen
       from the model's size and the platform (a few at a time on a CPU, many
       on an accelerator), and at most the models per device. Given
@@ -214,6 +217,13 @@ def sweep(
       given ``chunk_size`` that does not fit, or a model that does not fit
       once, is a ``ValueError`` with the numbers. Without it a CPU keeps its
       measured layout. ``result.plan`` is the plan the sweep ran.
+    task: what the models learn (:class:`flood_jax.Classification`, the
+      default; :class:`flood_jax.Regression`; or a :class:`flood_jax.Task`):
+      its per-example loss is flooded, its metrics are reported as
+      ``val_<name>``/``test_<name>``, and its ``select``/``mode`` choose the
+      best configuration (and rank the configurations when pruning). A loss
+      or metric that does not give one number per example is one error
+      before training.
 
   Returns:
     A :class:`flood_jax.SweepResult`; ``history[metric]`` has shape
@@ -293,5 +303,6 @@ def sweep(
       prune=prune,
       loggers=loggers,
       memory_limit=memory_limit,
+      task=task,
     )
   )

@@ -87,7 +87,7 @@ class RunState:
   def start(cls, spec: SweepSpec) -> RunState:
     grid = spec.grid
     return cls(
-      history=empty_history(grid.num_models, spec.epochs),
+      history=empty_history(spec.train.task, grid.num_models, spec.epochs),
       alive=np.arange(grid.num_configs),
       pruned_at=np.zeros(grid.num_configs, np.int64),
     )
@@ -171,7 +171,7 @@ def run(spec: SweepSpec) -> SweepResult:
     grid=spec.grid,
     level_name=spec.level_name,
     config=config,
-    metrics=_metrics(),
+    metrics=spec.train.task.history_keys,
     eval_epochs=plan.eval_epochs,
     checkpoint_dir=store.directory,
   )
@@ -184,12 +184,6 @@ def run(spec: SweepSpec) -> SweepResult:
     _warn_if_at_chance(result, spec.data)
   tracking.finish(result)
   return result
-
-
-def _metrics() -> tuple[str, ...]:
-  from flood_jax._result import METRICS
-
-  return METRICS
 
 
 def _open_store(spec: SweepSpec, config: dict[str, Any], programs: Programs):
@@ -252,7 +246,7 @@ class _Loop:
     """The policy's survivors after ``stop`` epochs; the bar's total follows them."""
     grid = self.spec.grid
     kept = self.spec.policy.survivors(
-      self.state.history, self.state.alive, grid, stop, self.plan.epochs
+      self.state.history, self.state.alive, grid, stop, self.plan.epochs, self.spec.train.task
     )
     self.state.prune(kept, stop)
     # Ties kept together can leave more survivors than planned: the bar's total follows.
@@ -369,13 +363,12 @@ def assemble(spec, plan, layout, programs, state, config, wall_time, memory_plan
     model_state = None
   unflatten = grid.unflatten if local_models is None else (lambda x: x)
   history = state.history[:, plan.eval_epochs - 1]
-  from flood_jax._result import METRICS
-
+  task = spec.train.task
   return SweepResult(
     flood_levels=grid.flood_levels,
     seeds=grid.seeds,
     hyperparams=dict(grid.hyperparams),
-    history={m: grid.unflatten(history[..., i]) for i, m in enumerate(METRICS)},
+    history={m: grid.unflatten(history[..., i]) for i, m in enumerate(task.history_keys)},
     final_params=jax.tree.map(unflatten, params),
     final_batch_stats=(None if model_state is None else jax.tree.map(unflatten, model_state)),
     local_models=local_models,
@@ -386,6 +379,8 @@ def assemble(spec, plan, layout, programs, state, config, wall_time, memory_plan
     pruned_at=state.pruned_at.reshape(grid.config_shape),
     level_name=spec.level_name,
     plan=memory_plan,
+    selection_key=task.selection_key,
+    mode=task.mode,
   )
 
 

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from flood_jax._sweep.metrics import REPORTED_COLUMNS, Evaluation
+from flood_jax._sweep.metrics import evaluated, reported_columns
 
 if TYPE_CHECKING:
   from flood_jax._sweep.spec import TrainSpec
@@ -170,7 +170,7 @@ def epoch_one(train: TrainSpec, carry, batches, level, seed, epoch, x_train, y_t
       logits, new_state, new_rngs = train.adapter.apply(
         params, model_state, rng_state, x, train=True, key=key
       )
-      losses = train.loss_fn(logits, y)
+      losses = train.task.loss(logits, y)
       value, flooded = train.objective.value(losses, level, levels, idx)
       return value, (new_state, new_rngs, flooded)
 
@@ -187,8 +187,10 @@ def epoch_one(train: TrainSpec, carry, batches, level, seed, epoch, x_train, y_t
 
 
 def evaluate_one(train: TrainSpec, plan: CallPlan, params, model_state, rng_state, x, y):
-  """Per split (train subsample, validation, test): mean loss and accuracy (:class:`Evaluation`).
+  """Per split (train subsample, validation, test): the mean loss and each task metric.
 
+  Returns them stacked in the order of :func:`flood_jax._sweep.metrics.evaluated` (for
+  classification: loss and accuracy per split, the very operations of the sweep before tasks).
   The splits are evaluated together, one pass over their concatenation in batches of
   ``eval_batch_size``, so the program holds one copy of the evaluation, not one per split. A
   split of size 0 gives NaN.
@@ -207,24 +209,25 @@ def evaluate_one(train: TrainSpec, plan: CallPlan, params, model_state, rng_stat
 
   def one_batch(args):
     xb, yb = args
-    logits, _, _ = train.adapter.apply(params, model_state, rng_state, xb, train=False, key=None)
-    return train.loss_fn(logits, yb), (jnp.argmax(logits, -1) == yb).astype(jnp.float32)
+    outputs, _, _ = train.adapter.apply(params, model_state, rng_state, xb, train=False, key=None)
+    losses, metrics = train.task.evaluate(outputs, yb)
+    return [losses, *(metrics[name] for name in train.task.metric_names)]
 
   if num_batches == 1:
-    losses, correct = one_batch(jax.tree.map(lambda a: a[0], (xs, ys)))
+    columns = one_batch(jax.tree.map(lambda a: a[0], (xs, ys)))
   else:
-    losses, correct = jax.lax.map(one_batch, (xs, ys))
-  losses, correct = losses.reshape(-1), correct.reshape(-1)
+    columns = jax.lax.map(one_batch, (xs, ys))
+  columns = [c.reshape(-1) for c in columns]
   out = []
   start = 0
   for count in plan.eval_sizes:
     if count == 0:
-      out += [jnp.float32(jnp.nan), jnp.float32(jnp.nan)]
+      out += [jnp.float32(jnp.nan)] * len(columns)
     else:
-      out += [jnp.mean(losses[start : start + count]), jnp.mean(correct[start : start + count])]
+      out += [jnp.mean(c[start : start + count]) for c in columns]
     start += count
-  assert len(out) == len(Evaluation._fields)
-  return jnp.stack(out)  # the Evaluation's fields, in order
+  assert len(out) == len(evaluated(train.task))
+  return jnp.stack(out)  # metrics.evaluated(task), in order
 
 
 # -- a chunk on one device ------------------------------------------------------------
@@ -281,7 +284,7 @@ def run_chunk(train: TrainSpec, plan: CallPlan, carry, levels, slot_seeds, model
 
   def evaluated(carry):
     m = evaluate(carry.params, carry.model_state, carry.rng_state, data.x_eval, data.y_eval)
-    return m[:, jnp.array(REPORTED_COLUMNS)]  # the train accuracy is not reported
+    return m[:, jnp.array(reported_columns(train.task))]  # the train split's metrics are not
 
   def epoch_body(carry, offset):
     e = first + offset
@@ -300,7 +303,7 @@ def run_chunk(train: TrainSpec, plan: CallPlan, carry, levels, slot_seeds, model
       due = ((e + 1) % plan.eval_every == 0) | (e == plan.epochs - 1)
       for extra in plan.also_evaluate:
         due = due | (e + 1 == extra)
-      width = len(REPORTED_COLUMNS)
+      width = len(reported_columns(train.task))
       metrics = jax.lax.cond(
         due, evaluated, lambda _: jnp.full((levels.shape[0], width), jnp.nan), carry
       )

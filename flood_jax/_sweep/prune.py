@@ -23,11 +23,10 @@ import numpy as np
 
 from flood_jax._checks import is_integer
 from flood_jax._sweep.metrics import column
+from flood_jax._task import Classification, Task
 
-_VAL_LOSS, _VAL_ACCURACY = column("val_loss"), column("val_accuracy")
-
-
-# How a configuration is ranked at a rung: its validation accuracy there, or a forecast.
+# How a configuration is ranked at a rung: its validation accuracy there (a task's selection
+# metric, e.g. the validation loss of a regression, lower better), or a forecast of it.
 SCORES = ("accuracy", "trend")
 
 
@@ -43,11 +42,18 @@ class Policy(Protocol):
     ...
 
   def survivors(
-    self, history: np.ndarray, alive: np.ndarray, grid: Any, epoch: int, epochs: int
+    self,
+    history: np.ndarray,
+    alive: np.ndarray,
+    grid: Any,
+    epoch: int,
+    epochs: int,
+    task: Task | None = None,
   ) -> np.ndarray:
     """The configurations of ``alive`` (sorted flat indices) that train on after ``epoch``.
 
-    ``history`` is ``(models, epochs, metrics)`` in the grid's seed-major flat order.
+    ``history`` is ``(models, epochs, metrics)`` in the grid's seed-major flat order, its
+    metrics the ``task``'s history keys (``None``: classification's).
     """
     ...
 
@@ -64,8 +70,8 @@ class NoPruning:
     del epochs
     return ()
 
-  def survivors(self, history, alive, grid, epoch, epochs):
-    del history, grid, epoch, epochs
+  def survivors(self, history, alive, grid, epoch, epochs, task=None):
+    del history, grid, epoch, epochs, task
     return alive
 
   def record(self) -> None:
@@ -98,11 +104,13 @@ class Halving:
   ``epochs``). At a rung, each configuration still training (a flood level
   with one value of each hyperparameter; its seeds are kept or dropped
   together) is scored by its mean validation accuracy over seeds at that
-  epoch, and the best :math:`\lceil n / \eta \rceil` of the :math:`n` are
-  kept (at least one; a configuration with a non-finite validation loss
-  scores lowest; ties are kept together, see below). The rest stop
-  training there. With :math:`n_0 = C` configurations, :math:`n_{k+1} =
-  \lceil n_k / \eta \rceil` and :math:`S` seeds, the sweep trains
+  epoch (the task's selection metric, oriented by its ``mode``: a
+  regression's lowest validation loss is best), and the best
+  :math:`\lceil n / \eta \rceil` of the :math:`n` are kept (at least one; a
+  configuration with a non-finite validation loss scores lowest; ties are
+  kept together, see below). The rest stop training there. With
+  :math:`n_0 = C` configurations, :math:`n_{k+1} = \lceil n_k / \eta \rceil` and
+  :math:`S` seeds, the sweep trains
 
   .. math:: S \sum_k n_k (r_k - r_{k-1}), \quad r_{-1} = 0,
 
@@ -138,8 +146,9 @@ class Halving:
       sweep's ``epochs``.
     factor: the survivors' share at each rung is ``1/factor``; an integer
       >= 2.
-    score: ``"accuracy"`` (mean validation accuracy over seeds at the rung)
-      or ``"trend"`` (its forecast at the last epoch, see above).
+    score: ``"accuracy"`` (mean validation accuracy over seeds at the rung;
+      for another task its selection metric) or ``"trend"`` (its forecast at
+      the last epoch, see above).
 
   Examples:
     >>> import flood_jax as fj
@@ -192,13 +201,19 @@ class Halving:
     return rungs
 
   def survivors(
-    self, history: np.ndarray, alive: np.ndarray, grid: Any, epoch: int, epochs: int
+    self,
+    history: np.ndarray,
+    alive: np.ndarray,
+    grid: Any,
+    epoch: int,
+    epochs: int,
+    task: Task | None = None,
   ) -> np.ndarray:
     """The best ``ceil(n / factor)`` of the ``n`` alive configurations at ``epoch`` (ties kept)."""
     if epoch >= epochs:
       return alive
     scores = config_scores(
-      history, alive, grid.num_configs, len(grid.seeds), epoch, self.score, epochs
+      history, alive, grid.num_configs, len(grid.seeds), epoch, self.score, epochs, task
     )
     return alive[select(scores, self.factor)]
 
@@ -249,25 +264,33 @@ def config_scores(
   epoch: int,
   score: str = "accuracy",
   last_epoch: int | None = None,
+  task: Task | None = None,
 ) -> np.ndarray:
   """Each alive configuration's score at ``epoch`` (from 1): higher is better.
 
   ``history`` is ``(models, epochs, metrics)`` in the grid's seed-major flat
-  order (NaN where an epoch was not evaluated). ``score="accuracy"``: mean
-  validation accuracy over seeds at ``epoch``; ``"trend"``: the mean over
-  seeds of :func:`trend_forecast` at ``last_epoch``. A configuration with a
-  seed whose validation loss is not finite at ``epoch`` scores NaN.
+  order (NaN where an epoch was not evaluated), its metrics the ``task``'s
+  history keys (``None``: classification's). ``score="accuracy"``: mean over
+  seeds of the task's selection metric at ``epoch`` (classification: the
+  validation accuracy), negated when lower is better (``mode="min"``);
+  ``"trend"``: likewise of :func:`trend_forecast` at ``last_epoch``. A
+  configuration with a seed whose validation loss is not finite at ``epoch``
+  scores NaN.
   """
+  task = Classification() if task is None else task
+  val_loss, selected = column(task, "val_loss"), column(task, task.selection_key)
   rows = alive_configs[None, :] + num_configs * np.arange(num_seeds)[:, None]  # (seeds, n)
   at = history[rows, epoch - 1]
-  ok = np.isfinite(at[..., _VAL_LOSS])
+  ok = np.isfinite(at[..., val_loss])
   if score == "trend":
     assert last_epoch is not None
-    acc = history[rows, :epoch, _VAL_ACCURACY]  # (seeds, n, epoch)
+    acc = history[rows, :epoch, selected]  # (seeds, n, epoch)
     evaluated = np.flatnonzero(np.isfinite(acc).any(axis=(0, 1))) + 1
     value = trend_forecast(acc[..., evaluated - 1], evaluated, epoch, last_epoch)
   else:
-    value = at[..., _VAL_ACCURACY]
+    value = at[..., selected]
+  if task.mode == "min":  # higher is better here
+    value = -value
   return np.where(ok, value, np.nan).mean(axis=0)
 
 

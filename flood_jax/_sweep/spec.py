@@ -31,7 +31,7 @@ from flood_jax._sweep.objectives import PUBLIC, Objective
 from flood_jax._sweep.program import Augment, LossFn, injected_hyperparams
 from flood_jax._sweep.prune import NoPruning, Policy, check_policy
 from flood_jax._sweep.tracking import check_loggers
-from flood_jax._task import task_from_arguments, warn_if_never_floods
+from flood_jax._task import Classification, Task, task_from_arguments, warn_if_never_floods
 
 if TYPE_CHECKING:
   from flood_jax._sweep.layout import Layout
@@ -44,10 +44,11 @@ _CHECK_BATCH = 3
 
 @dataclasses.dataclass(frozen=True)
 class TrainSpec:
-  """What one model computes: model, loss, optimizer, objective, augmentation and sizes."""
+  """What one model computes: model, task (loss, metrics), optimizer, objective, augmentation
+  and sizes."""
 
   model: Any
-  loss_fn: LossFn
+  task: Task
   optimizer: optax.GradientTransformation
   objective: Objective
   augment: Augment | None
@@ -62,8 +63,17 @@ class TrainSpec:
     return adapt(self.model)
 
   @property
+  def loss_fn(self) -> LossFn:
+    """The task's per-example loss ``loss(outputs, y) -> (batch,)``."""
+    return self.task.loss
+
+  @property
   def is_classification(self) -> bool:
-    return self.loss_fn is optax.softmax_cross_entropy_with_integer_labels
+    """Classification with the default cross-entropy (whose chance level is known)."""
+    return (
+      isinstance(self.task, Classification)
+      and self.task.loss is optax.softmax_cross_entropy_with_integer_labels
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +166,7 @@ class SweepSpec:
     prune: Any,
     loggers: Sequence[Any] | None,
     memory_limit: int | str | None = None,
+    task: Task | None = None,
   ) -> SweepSpec:
     """``fj.sweep``'s arguments, checked (see :func:`flood_jax.sweep`)."""
     _check_data_and_optimizer(data, optimizer)
@@ -163,7 +174,8 @@ class SweepSpec:
                  eval_every, train_eval_size)  # fmt: skip
     if objective not in PUBLIC:
       raise ValueError(f"objective must be one of {PUBLIC}, got {objective!r}.")
-    _check_functions(augment=augment, loss_fn=loss_fn)
+    _check_functions(augment=augment)
+    chosen_task = task_from_arguments(task, loss_fn)
     if checkpoint_dir is not None:
       checkpoint.check_directory(checkpoint_dir)
     logger_list = check_loggers(loggers)
@@ -172,10 +184,11 @@ class SweepSpec:
     levels, per_example = _level_axis(data, chosen, flood_levels, per_example_levels, gamma)
     grid = Grid.build(levels, hyperparams, seeds)
     if not chosen.reads_example_levels:  # a level below what the loss reaches never floods
-      warn_if_never_floods(task_from_arguments(None, loss_fn), grid.flood_levels)
+      # (pointing at the user's fj.sweep call: this, sweep(), its caller)
+      warn_if_never_floods(chosen_task, grid.flood_levels, stacklevel=4)
     policy = check_policy(prune, epochs, multi_process=hosts.process_count() > 1)
     return cls._build(
-      model, data, grid, chosen, optimizer, epochs, batch_size, augment, loss_fn,
+      model, data, grid, chosen, optimizer, epochs, batch_size, augment, chosen_task,
       EvalRequest(eval_every, train_eval_size, bool(eval_test), eval_batch_size),
       policy,
       RunOptions(chunk_size, mesh, epochs_per_call,
@@ -199,6 +212,7 @@ class SweepSpec:
     chunk_size: int | None,
     progress: bool,
     checkpoint_dir: str | os.PathLike[str] | None = None,
+    task: Task | None = None,
   ) -> SweepSpec:
     """The fold models of ``fj.adaflood_levels``: model ``k`` trains on ``fold_sets[k]``."""
     _check_data_and_optimizer(data, optimizer)
@@ -206,6 +220,7 @@ class SweepSpec:
     _check_functions(augment=None, loss_fn=loss_fn)
     if checkpoint_dir is not None:
       checkpoint.check_directory(checkpoint_dir)
+    chosen_task = task_from_arguments(task, loss_fn)
     fold_sets = np.asarray(fold_sets, np.int32)
     if batch_size > fold_sets.shape[1]:
       raise ValueError(
@@ -215,7 +230,7 @@ class SweepSpec:
       )
     grid = Grid.build(np.arange(len(fold_sets)), None, seeds)
     return cls._build(
-      model, data, grid, Objective.fold_models(), optimizer, epochs, batch_size, None, loss_fn,
+      model, data, grid, Objective.fold_models(), optimizer, epochs, batch_size, None, chosen_task,
       EvalRequest(epochs, 0, False, 2048), NoPruning(),
       RunOptions(chunk_size, None, None,
                  None if checkpoint_dir is None else os.fspath(checkpoint_dir),
@@ -225,20 +240,18 @@ class SweepSpec:
 
   @classmethod
   def _build(
-    cls, model, data, grid, objective, optimizer, epochs, batch_size, augment, loss_fn,
+    cls, model, data, grid, objective, optimizer, epochs, batch_size, augment, task,
     evaluation, policy, run, per_example,
   ) -> SweepSpec:  # fmt: skip
     """The checks that need the model, and the record."""
     adapter = adapt(model)
-    loss_fn = loss_fn or optax.softmax_cross_entropy_with_integer_labels
-    default_loss = loss_fn is optax.softmax_cross_entropy_with_integer_labels
-    abstract_params = _check_model_output(adapter, data, default_loss)
+    abstract_params = _check_model_output(adapter, data, task)
     _check_hyperparams(abstract_params, optimizer, grid)
     if augment is not None:
       _check_augment(augment, data, batch_size)
     train = TrainSpec(
       model=model,
-      loss_fn=loss_fn,
+      task=task,
       optimizer=optimizer,
       objective=objective,
       augment=augment,
@@ -261,6 +274,8 @@ class SweepSpec:
       "objective": self.objective.name,
       "augment": None if self.train.augment is None else _name(self.train.augment),
       "loss_fn": _name(self.train.loss_fn),
+      # (classification's settings keep their format: only another task is named)
+      **({} if isinstance(self.train.task, Classification) else {"task": repr(self.train.task)}),
       "chunk_size": layout.chunk_size,
       "devices": layout.num_devices,
       "processes": hosts.process_count(),
@@ -409,37 +424,48 @@ def _check_hyperparams(params: Any, optimizer, grid: Grid) -> None:
       )
 
 
-def _check_model_output(adapter: Adapter, data: Dataset, default_loss: bool) -> Any:
+def _check_model_output(adapter: Adapter, data: Dataset, task: Task) -> Any:
   """Initializes the model and calls it on a batch, abstractly, and checks what comes out.
 
-  Returns the abstract parameters (shapes and dtypes). Nothing runs or compiles.
+  Classification keeps its checks (logits ``(batch, classes)``, enough classes); every task's
+  loss and metrics must give one number per example (:meth:`Task.check`). Returns the abstract
+  parameters (shapes and dtypes). Nothing runs or compiles.
   """
   x = data.input_spec.batch(_CHECK_BATCH)
 
   def forward(x):
     params, model_state, rng_state = adapter.init(jax.random.key(0), x)
-    logits, _, _ = adapter.apply(
+    outputs, _, _ = adapter.apply(
       params, model_state, rng_state, x, train=True, key=jax.random.key(0)
     )
-    return params, logits
+    return params, outputs
 
   try:
-    params, logits = jax.eval_shape(forward, x)
+    params, outputs = jax.eval_shape(forward, x)
   except TypeError as err:
     raise _call_error(adapter, err) from None
-  if len(logits.shape) != 2 or logits.shape[0] != _CHECK_BATCH:
+  if isinstance(task, Classification):
+    _check_logits(outputs, data, task)
+  task.check(outputs, data.target_spec.batch(_CHECK_BATCH))
+  return params
+
+
+def _check_logits(logits: Any, data: Dataset, task: Classification) -> None:
+  shape = tuple(getattr(logits, "shape", ()))
+  if len(shape) != 2 or shape[0] != _CHECK_BATCH:
+    got = shape if hasattr(logits, "shape") else "a pytree"
     raise ValueError(
       f"the model must return logits of shape (batch, classes), got"
-      f" {tuple(logits.shape)} for a batch of {_CHECK_BATCH}; flatten or pool its"
+      f" {got} for a batch of {_CHECK_BATCH}; flatten or pool its"
       " output, keeping one row per example."
     )
-  if default_loss and data.num_classes is not None and logits.shape[-1] < data.num_classes:
+  default_loss = task.loss is optax.softmax_cross_entropy_with_integer_labels
+  if default_loss and data.num_classes is not None and shape[-1] < data.num_classes:
     raise ValueError(
-      f"the model outputs {logits.shape[-1]} logits but the data has"
+      f"the model outputs {shape[-1]} logits but the data has"
       f" {data.num_classes} classes; give its last layer {data.num_classes}"
       " outputs."
     )
-  return params
 
 
 def _call_error(adapter: Adapter, err: TypeError) -> TypeError:

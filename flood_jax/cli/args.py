@@ -18,16 +18,19 @@ def parse_levels(text: str) -> list[float]:
     text: e.g. ``"0:0.2:21"`` or ``"0,0.02,0.05"``.
 
   Returns:
-    The levels, each ``>= 0``, distinct, in the order given.
+    The levels, each finite (a level below 0 suits a loss that goes negative,
+    such as a likelihood), distinct, in the order given.
 
   Raises:
-    argparse.ArgumentTypeError: malformed, negative, not finite or repeated.
+    argparse.ArgumentTypeError: malformed, not finite or repeated.
 
   Examples:
     >>> parse_levels("0:0.1:3")
     [0.0, 0.05, 0.1]
     >>> parse_levels("0, 0.02")
     [0.0, 0.02]
+    >>> parse_levels("-1,0")
+    [-1.0, 0.0]
   """
   usage = "use START:STOP:COUNT such as 0:0.2:21, or a comma list such as 0,0.02,0.05"
   try:
@@ -47,9 +50,9 @@ def parse_levels(text: str) -> list[float]:
     raise argparse.ArgumentTypeError(f"no levels in {text!r}; {usage}")
   levels = [round(b, 12) + 0.0 for b in levels]  # 0.30000000000000004 -> 0.3
   for level in levels:
-    if not math.isfinite(level) or level < 0:
+    if not math.isfinite(level):
       raise argparse.ArgumentTypeError(
-        f"flood levels must be finite and >= 0 (b = 0 is no flooding), got {level:g}"
+        f"flood levels must be finite numbers (b = 0 is no flooding), got {level:g}"
       )
   if len(set(levels)) != len(levels):
     raise argparse.ArgumentTypeError(f"flood levels must be distinct, got {text!r}")

@@ -133,6 +133,19 @@ _OBJECTIVES = ("flood", "iflood")
 # decoupled decay for adam; for sgd, L2 (added to the gradient before the momentum).
 DECAY: dict[str, Decay] = {"adam": "decoupled", "sgd": "l2"}
 
+# Built-in regression sets: swept with fj.Regression() and the MLP (one output per target),
+# with defaults of their own where an option is not given.
+_REGRESSION_SETS = ("diabetes",)
+_REGRESSION_DEFAULTS = {"optimizer": "adam", "adam_lr": 3e-3, "batch_size": 16, "hidden": 128}
+
+
+def _check_regression(dataset: str, model: str, given: dict[str, Any]) -> None:
+  """A regression set takes the MLP, and no label noise (its targets are not labels)."""
+  if model != "mlp":
+    raise UsageError(f"{dataset} is a regression set, swept with --model mlp; not {model}")
+  if given.get("label_noise"):
+    raise UsageError(f"--label-noise applies to the classification sets, not {dataset}")
+
 
 def _format_levels(levels: Sequence[float]) -> str:
   return ",".join(f"{b:g}" for b in levels)
@@ -184,7 +197,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     "--dataset",
     type=snake_name,
     metavar="NAME",
-    help=f"data set, one of {', '.join(_datasets())} (default: {d.dataset})",
+    help=f"data set, one of {', '.join(_datasets())} (default: {d.dataset}); diabetes is a"
+    " regression, swept with fj.Regression() and the mlp (by default with adam, lr 3e-3,"
+    " batch size 16, hidden 128)",
   )
   data.add_argument(
     "--label-noise",
@@ -234,7 +249,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     type=parse_levels,
     metavar="LEVELS",
     help="flood levels: START:STOP:COUNT (COUNT levels from START to STOP"
-    " inclusive, like numpy.linspace) or a comma list such as 0,0.02,0.05"
+    " inclusive, like numpy.linspace) or a comma list such as 0,0.02,0.05;"
+    " any finite numbers (a negative one: --levels=-1,0)"
     f" (default: {_format_levels(d.levels)})",
   )
   grid.add_argument(
@@ -469,19 +485,18 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
   dataset = given.get("dataset", d.dataset)
   if dataset not in _datasets():
     raise UsageError(f"unknown data set {dataset!r}; known: {', '.join(_datasets())}")
-  if dataset == "diabetes":  # until fj.sweep takes task=: the command line sweeps classifiers
-    raise UsageError(
-      "diabetes is a regression set, which the command line does not sweep yet; in Python:"
-      " fj.sweep(model, fj.data.load('diabetes'), task=fj.Regression(), ...)"
-    )
   model = given.get("model", d.model)
   if model not in _models():
     raise UsageError(f"unknown model {model!r}; known: {', '.join(_models())}")
+  if dataset in _REGRESSION_SETS:
+    _check_regression(dataset, model, given)
   if "depth" in given and model != "mlp":
     raise UsageError(f"--depth applies to --model mlp only, not {model}")
   if "hidden" in given and model not in ("mlp", "cnn"):
     raise UsageError(f"--hidden applies to --model mlp or cnn only, not {model}")
-  optimizer = given.get("optimizer", d.optimizer)
+  # A regression set starts from settings that fit it (SGD at lr 0.1 diverges on diabetes).
+  own = _REGRESSION_DEFAULTS if dataset in _REGRESSION_SETS else {}
+  optimizer = given.get("optimizer", own.get("optimizer", d.optimizer))
   if "momentum" in given and optimizer != "sgd":
     raise UsageError("--momentum applies to --optimizer sgd only")
   if given.get("augment") and dataset not in _image_sets():
@@ -508,14 +523,16 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
   return {
     "dataset": dataset,
     "model": model,
-    "hidden": given.get("hidden", d.hidden if model == "mlp" else None),
+    "hidden": given.get("hidden", own.get("hidden", d.hidden) if model == "mlp" else None),
     "depth": given.get("depth", d.depth) if model == "mlp" else None,
     "levels": list(given.get("levels", d.levels)),
     "seeds": seeds,
     "epochs": given.get("epochs", d.epochs),
-    "batch_size": given.get("batch_size", d.batch_size),
+    "batch_size": given.get("batch_size", own.get("batch_size", d.batch_size)),
     "optimizer": optimizer,
-    "lr": given.get("lr", d.sgd_lr if optimizer == "sgd" else d.adam_lr),
+    "lr": given.get(
+      "lr", own.get(f"{optimizer}_lr", d.sgd_lr if optimizer == "sgd" else d.adam_lr)
+    ),
     "momentum": given.get("momentum", d.momentum) if optimizer == "sgd" else None,
     "weight_decay": given.get("weight_decay", d.weight_decay),
     "objective": given.get("objective", d.objective),
@@ -549,12 +566,17 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
   processes = jax.process_count()
   main = jax.process_index() == 0  # process 0 alone prints and writes
   say = print if main else (lambda *a, **k: None)
+  regression = config["dataset"] in _REGRESSION_SETS
   try:
     local = {"data_dir": config["data_dir"]} if config.get("data_dir") else {}
-    data = data_lib.load(config["dataset"], label_noise=config["label_noise"], **local)
+    if not regression:
+      local["label_noise"] = config["label_noise"]
+    data = data_lib.load(config["dataset"], **local)
     kwargs = {k: config[k] for k in ("hidden", "depth") if config[k] is not None}
-    assert data.num_classes is not None  # Dataset infers it on construction
-    model = models.get_model(config["model"], data.num_classes, **kwargs)
+    # A regression's model has one output per target value.
+    outputs = int(np.prod(np.shape(data.y_train)[1:])) if regression else data.num_classes
+    assert outputs is not None  # Dataset infers num_classes for integer labels
+    model = models.get_model(config["model"], outputs, **kwargs)
     loggers = tracking_cli.make_loggers(config.get("log"), config.get("log_dir") or out)
   except (ValueError, TypeError, ImportError, ConnectionError) as err:
     raise UsageError(one_line(err)) from None
@@ -617,6 +639,7 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
         prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
         loggers=loggers,
         memory_limit=config.get("memory_limit"),
+        task=fj.Regression() if regression else None,
       )
   except (ValueError, TypeError) as err:
     # Bad input trained nothing: leave no checkpoint behind, but never one
@@ -751,12 +774,16 @@ def _flooding_effect(result: Any) -> str | None:
   if best == 0 or not np.any(levels == 0):
     return None
   i, j = result.index(best)[0], int(np.flatnonzero(levels == 0)[0])
-  acc = result.history["test_accuracy"][..., -1].mean(axis=1)
   loss = result.history["test_loss"][..., -1].mean(axis=1)
-  return (
-    f"at the best level, b = {best:g}: final test accuracy {acc[i]:.4f} vs"
-    f" {acc[j]:.4f} without flooding, test loss {loss[i]:.4f} vs {loss[j]:.4f}"
-  )
+  line = f"test loss {loss[i]:.4f} vs {loss[j]:.4f}"
+  if result.selection != "loss":  # the selection metric first (classification: accuracy)
+    value = result.history[f"test_{result.selection}"][..., -1].mean(axis=1)
+    line = (
+      f"final test {result.selection} {value[i]:.4f} vs {value[j]:.4f} without flooding, {line}"
+    )
+  else:
+    line = f"final {line} without flooding"
+  return f"at the best level, b = {best:g}: {line}"
 
 
 def _test_loss_verdict(result: Any) -> str | None:
@@ -821,11 +848,13 @@ def _resume_command(
 
 @contextlib.contextmanager
 def _warnings_as_lines():
-  """Prints the sweep's own warnings (at chance, a damaged checkpoint) as one line each."""
+  """Prints the sweep's own warnings (at chance, a damaged checkpoint, a level that never
+  floods) as one line each."""
   from flood_jax._sweep.checkpoint import CheckpointWarning
   from flood_jax._sweep.driver import AtChanceWarning
+  from flood_jax._task import NeverFloodsWarning
 
-  ours = (AtChanceWarning, CheckpointWarning)
+  ours = (AtChanceWarning, CheckpointWarning, NeverFloodsWarning)
   with warnings.catch_warnings():
     for category in ours:
       warnings.simplefilter("always", category)
