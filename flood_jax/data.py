@@ -157,7 +157,10 @@ def load(name: str, **options: Any) -> Dataset:
   * ``mnist``, ``fashion_mnist``, ``kmnist``, ``cifar10``, ``cifar100``,
     ``svhn``: ``n_val`` [10% of the training split from the Hub, 20% from
     ``data_dir``], ``n_train`` [the rest], ``n_test`` [all], ``flatten``
-    [False], ``label_noise``, ``seed``, ``data_dir`` [None; or a folder with
+    [False], ``pixels`` [False: float32, scaled and standardized per channel;
+    True: the pixels as uint8, a quarter of the memory on every device, to be
+    scaled there by :class:`flood_jax.models.FromPixels`], ``label_noise``,
+    ``seed``, ``data_dir`` [None; or a folder with
     the original files, :data:`LOCAL_FILES`: no network, no extra],
     ``cache_dir`` [Hugging Face's default], ``hf_path`` [None: download from
     the Hub; or a directory written by ``DatasetDict.save_to_disk``]. The Hub
@@ -555,6 +558,7 @@ def _load_image_set(
   n_train: int | None = None,
   n_test: int | None = None,
   flatten: bool = False,
+  pixels: bool = False,
   label_noise: float = 0.0,
   seed: int = 0,
   data_dir: str | os.PathLike | None = None,
@@ -574,6 +578,7 @@ def _load_image_set(
     if value is not None:
       int_at_least(option, value, minimum)
   true_or_false("flatten", flatten)
+  true_or_false("pixels", pixels)
   given = [
     k
     for k, v in (("data_dir", data_dir), ("hf_path", hf_path), ("cache_dir", cache_dir))
@@ -597,6 +602,7 @@ def _load_image_set(
       n_train=n_train,
       n_test=n_test,
       flatten=flatten,
+      pixels=pixels,
       label_noise=label_noise,
       seed=seed,
       default_val_fraction=0.2,
@@ -630,6 +636,7 @@ def _load_image_set(
     n_train=n_train,
     n_test=n_test,
     flatten=flatten,
+    pixels=pixels,
     label_noise=label_noise,
     seed=seed,
   )
@@ -706,8 +713,15 @@ def _split_indices(
   return val_idx, train_idx, test_idx, noise_rng
 
 
-def _normalize(x: np.ndarray, spec: ImageSpec, flatten: bool) -> np.ndarray:
-  """uint8 ``(n, h, w, c)`` pixels to float32, scaled to [0, 1] and standardized per channel."""
+def _normalize(x: np.ndarray, spec: ImageSpec, flatten: bool, pixels: bool = False) -> np.ndarray:
+  """uint8 ``(n, h, w, c)`` pixels to float32, scaled to [0, 1] and standardized per channel.
+
+  With ``pixels`` they stay uint8 (a quarter of the bytes; :class:`flood_jax.models.FromPixels`
+  scales them on the device).
+  """
+  if pixels:
+    x = np.ascontiguousarray(x, np.uint8)
+    return x.reshape(len(x), -1) if flatten else x
   mean = np.asarray(spec.mean, np.float32)
   std = np.asarray(spec.std, np.float32)
   x = (x.astype(np.float32) / np.float32(255.0) - mean) / std
@@ -723,6 +737,7 @@ def _from_hf(
   n_train: int | None = None,
   n_test: int | None = None,
   flatten: bool = False,
+  pixels: bool = False,
   label_noise: float = 0.0,
   seed: int = 0,
 ) -> Dataset:
@@ -763,7 +778,7 @@ def _from_hf(
   test_labels = _labels(test_split, spec.label_column)
 
   def inputs(split: Any, idx: np.ndarray) -> np.ndarray:
-    return _normalize(_images(split, idx, spec), spec, flatten)
+    return _normalize(_images(split, idx, spec), spec, flatten, pixels)
 
   return _with_noise(
     label_noise,
@@ -791,6 +806,7 @@ def _from_arrays(
   n_train: int | None,
   n_test: int | None,
   flatten: bool,
+  pixels: bool = False,
   label_noise: float,
   seed: int,
   default_val_fraction: float,
@@ -812,11 +828,11 @@ def _from_arrays(
     spec.num_classes,
     noise_rng,
     name=name,
-    x_train=_normalize(x_train_all[train_idx], spec, flatten),
+    x_train=_normalize(x_train_all[train_idx], spec, flatten, pixels),
     y_train=y_train_all[train_idx],
-    x_val=_normalize(x_train_all[val_idx], spec, flatten),
+    x_val=_normalize(x_train_all[val_idx], spec, flatten, pixels),
     y_val=y_train_all[val_idx],
-    x_test=_normalize(x_test_all[test_idx], spec, flatten),
+    x_test=_normalize(x_test_all[test_idx], spec, flatten, pixels),
     y_test=y_test_all[test_idx],
   )
 

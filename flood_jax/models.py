@@ -29,12 +29,57 @@ __all__ = [
   "CNN",
   "MLP",
   "MODELS",
+  "FromPixels",
   "ResNet",
   "ResNet18",
   "ResNet20",
   "ResNet44",
   "get_model",
 ]
+
+
+class FromPixels(nn.Module):
+  r"""A model fed uint8 pixels: scales and standardizes them on the device, then runs ``model``.
+
+  :math:`x \mapsto (x / 255 - \mu) / \sigma` per channel (the last axis, or the flattened
+  pixels' channel order), in float32, then ``model(x, train)``. With ``fj.data.load(name,
+  pixels=True)`` the data set stays uint8, so every device holds a quarter of the bytes of
+  the float32 copy (CIFAR-10's default split with the sweep's evaluation set: 179 MiB instead
+  of 715 MiB, ``benchmarks/RESULTS.md`` section 13), and the
+  model sees what ``pixels=False`` gives it: the same arithmetic to round-off (the scaling
+  runs on the device instead of in NumPy).
+
+  Attributes:
+    model: any linen module called as ``model(x, train)``.
+    mean: per-channel means of the pixels scaled to [0, 1] (``fj.data.IMAGE_SETS[name].mean``).
+    std: per-channel standard deviations of the same.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, numpy as np
+    >>> import flood_jax as fj
+    >>> net = fj.models.FromPixels(fj.models.MLP(num_classes=2, hidden=8, depth=1), (0.5,), (0.25,))
+    >>> x = jnp.full((2, 3), 255, jnp.uint8)
+    >>> variables = net.init(jax.random.key(0), x, train=False)
+    >>> net.apply(variables, x, train=False).shape
+    (2, 2)
+  """
+
+  model: nn.Module
+  mean: Sequence[float]
+  std: Sequence[float]
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    mean = jnp.asarray(self.mean, jnp.float32)
+    std = jnp.asarray(self.std, jnp.float32)
+    x = x.astype(jnp.float32) / jnp.float32(255.0)
+    if x.ndim == 2 and x.shape[-1] != mean.shape[0]:  # flattened (h * w * c) pixels
+      channels = mean.shape[0]
+      x = ((x.reshape(x.shape[0], -1, channels) - mean) / std).reshape(x.shape[0], -1)
+    else:
+      x = (x - mean) / std
+    return self.model(x, train)
+
 
 # PyTorch's BatchNorm defaults (its momentum=0.1 is Flax's momentum=0.9).
 _BN_MOMENTUM = 0.9

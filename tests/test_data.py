@@ -791,3 +791,27 @@ def test_diabetes_is_a_standardized_regression_with_a_validation_split():
     data.load("diabetes", val_fraction=1.5)
   with pytest.raises(ValueError, match="unknown option 'label_noise'"):
     data.load("diabetes", label_noise=0.1)
+
+
+@pytest.mark.parametrize("flatten", [False, True])
+def test_pixels_stay_uint8_and_from_pixels_sees_what_the_float_set_gives(tmp_path, flatten):
+  import jax
+  import jax.numpy as jnp
+
+  import flood_jax as fj
+
+  root = of.write_cifar10(str(tmp_path))
+  floats = data.load("cifar10", data_dir=root, flatten=flatten)
+  pixels = data.load("cifar10", data_dir=root, flatten=flatten, pixels=True)
+  assert pixels.x_train.dtype == np.uint8 and pixels.x_train.shape == floats.x_train.shape
+  assert pixels.x_train.nbytes * 4 == floats.x_train.nbytes
+  np.testing.assert_array_equal(pixels.y_train, floats.y_train)
+  spec = data.IMAGE_SETS["cifar10"]
+  scale = fj.models.FromPixels(lambda x, train: x, spec.mean, spec.std)  # pyright: ignore
+  scaled = scale.apply({}, jnp.asarray(pixels.x_val), train=False)
+  np.testing.assert_allclose(np.asarray(scaled), floats.x_val, rtol=1e-5, atol=1e-5)
+  assert (
+    jax.tree.leaves(scale.init(jax.random.key(0), jnp.asarray(pixels.x_val), train=False)) == []
+  )
+  with pytest.raises(ValueError, match="pixels must be True or False"):
+    data.load("cifar10", data_dir=root, pixels="yes")
