@@ -32,7 +32,7 @@ import numpy as np
 
 from flood_jax._dataset import Dataset
 from flood_jax._result import SweepResult
-from flood_jax._sweep import cache, checkpoint, hosts
+from flood_jax._sweep import cache, checkpoint, hosts, schedule
 from flood_jax._sweep.compiled import Program
 from flood_jax._sweep.layout import Chunk, Layout, device_data, seed_slots
 from flood_jax._sweep.memory import device_limit
@@ -46,6 +46,16 @@ from flood_jax._sweep.spec import SweepSpec
 from flood_jax._sweep.tracking import Tracking
 
 _progress_bar = progress_bar  # (tests replace it with a bar that presses Ctrl-C)
+# Where these lived before the engine had a module per concern (kept importable).
+auto_eval_every, evaluated_epochs = schedule.auto_eval_every, schedule.evaluated_epochs
+
+
+def __getattr__(name: str) -> Any:
+  if name == "sweep":  # fj.sweep itself lives in api (which imports this module)
+    from flood_jax._sweep.api import sweep
+
+    return sweep
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
