@@ -193,7 +193,9 @@ def test_the_chunk_chooser_refits_when_xla_needs_more_than_the_line():
     memory.choose_chunk(measure, 50, 40, refuse=lambda one, usable: ValueError("x"))
 
 
-def test_the_dry_run_prints_the_plan_quickly_and_trains_nothing(tmp_path):
+# diabetes: a regression set, whose plan is that of fj.sweep(task=fj.Regression()).
+@pytest.mark.parametrize("dataset", ["two_gaussians", "diabetes"])
+def test_the_dry_run_prints_the_plan_quickly_and_trains_nothing(tmp_path, dataset):
   start = time.perf_counter()
   proc = subprocess.run(
     [
@@ -202,7 +204,7 @@ def test_the_dry_run_prints_the_plan_quickly_and_trains_nothing(tmp_path):
       "flood_jax",
       "sweep",
       "--dataset",
-      "two_gaussians",
+      dataset,
       "--levels",
       "0:0.3:8",
       "--seeds",

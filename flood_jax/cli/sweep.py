@@ -610,7 +610,7 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
     flush=True,
   )
   if args.dry_run:
-    return _dry_run(model, data, config, mesh, hyperparams, say)
+    return _dry_run(model, data, _sweep_arguments(config, hyperparams, mesh, regression), say)
   created = not os.path.exists(checkpoint)  # only this run's own may be cleaned up
   try:
     os.makedirs(checkpoint, exist_ok=True)
@@ -623,23 +623,10 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
       result = fj.sweep(
         model,
         data,
-        flood_levels=config["levels"],
-        seeds=config["seeds"],
-        optimizer=_optimizer(config),
-        hyperparams=hyperparams or None,
-        objective=config["objective"],
-        augment=data_lib.random_crop_flip(padding=4) if config["augment"] else None,
-        epochs=config["epochs"],
-        batch_size=config["batch_size"],
-        eval_every=config.get("eval_every"),
-        chunk_size=config["chunk_size"],
-        mesh=mesh,
+        **_sweep_arguments(config, hyperparams, mesh, regression),
         checkpoint_dir=checkpoint,
         progress=not args.no_progress,
-        prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
         loggers=loggers,
-        memory_limit=config.get("memory_limit"),
-        task=fj.Regression() if regression else None,
       )
   except (ValueError, TypeError) as err:
     # Bad input trained nothing: leave no checkpoint behind, but never one
@@ -677,31 +664,37 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
   return 0
 
 
-def _dry_run(
-  model: Any, data: Any, config: dict[str, Any], mesh: Any, hyperparams: Any, say: Any
-) -> int:
-  """``--dry-run``: prints ``fj.plan`` for the sweep the options describe; trains nothing."""
+def _sweep_arguments(
+  config: dict[str, Any], hyperparams: Any, mesh: Any, regression: bool
+) -> dict[str, Any]:
+  """What the options say of the sweep itself: ``fj.sweep``'s and ``fj.plan``'s arguments."""
   import flood_jax as fj
   from flood_jax import data as data_lib
 
+  return dict(
+    flood_levels=config["levels"],
+    seeds=config["seeds"],
+    optimizer=_optimizer(config),
+    hyperparams=hyperparams or None,
+    objective=config["objective"],
+    augment=data_lib.random_crop_flip(padding=4) if config["augment"] else None,
+    epochs=config["epochs"],
+    batch_size=config["batch_size"],
+    eval_every=config.get("eval_every"),
+    chunk_size=config["chunk_size"],
+    mesh=mesh,
+    prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
+    memory_limit=config.get("memory_limit"),
+    task=fj.Regression() if regression else None,
+  )
+
+
+def _dry_run(model: Any, data: Any, arguments: dict[str, Any], say: Any) -> int:
+  """``--dry-run``: prints ``fj.plan`` for the sweep the options describe; trains nothing."""
+  import flood_jax as fj
+
   try:
-    plan = fj.plan(
-      model,
-      data,
-      flood_levels=config["levels"],
-      seeds=config["seeds"],
-      optimizer=_optimizer(config),
-      hyperparams=hyperparams or None,
-      objective=config["objective"],
-      augment=data_lib.random_crop_flip(padding=4) if config["augment"] else None,
-      epochs=config["epochs"],
-      batch_size=config["batch_size"],
-      eval_every=config.get("eval_every"),
-      chunk_size=config["chunk_size"],
-      mesh=mesh,
-      prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
-      memory_limit=config.get("memory_limit"),
-    )
+    plan = fj.plan(model, data, **arguments)
   except (ValueError, TypeError) as err:
     raise UsageError(one_line(err)) from None
   say(plan)
