@@ -4,6 +4,8 @@ Test modules import from here (``from helpers import ...``), never from one
 another.
 """
 
+import contextlib
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -132,3 +134,19 @@ class _Interrupt:
 
   def close(self):
     pass
+
+
+@contextlib.contextmanager
+def xla_compiles():
+  """Counts XLA's compilations inside the block (JAX's own events): yields a list of seconds."""
+  seconds: list[float] = []
+
+  def listen(event, duration, **_):
+    if event == "/jax/core/compile/backend_compile_duration":
+      seconds.append(duration)
+
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  try:
+    yield seconds
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listen)

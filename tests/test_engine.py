@@ -1,14 +1,17 @@
 """The engine's parts on their own: SweepSpec's checks, Layout.chunks, EvalPlan, the policies
 and the checkpoint store (the whole loop is tested through fj.sweep elsewhere)."""
 
+import threading
+
+import flax.linen as nn
 import jax
 import numpy as np
 import optax
 import pytest
-from helpers import SmallMLP, _toy_dataset, assert_bitwise_equal
+from helpers import SmallMLP, _toy_dataset, assert_bitwise_equal, xla_compiles
 
 import flood_jax as fj
-from flood_jax._sweep import checkpoint, driver
+from flood_jax._sweep import checkpoint, compiled, driver
 from flood_jax._sweep.layout import Layout
 from flood_jax._sweep.prune import NoPruning
 from flood_jax._sweep.schedule import EvalPlan
@@ -131,3 +134,73 @@ def test_the_driver_runs_a_spec_as_fj_sweep_does(data):
   assert_bitwise_equal(
     driver.run(spec), fj.sweep(SmallMLP(width=8), data, **dict(kw, chunk_size=2))
   )
+
+
+# -- the training call compiled ahead, beside the initialization ---------------------------
+
+SEVERAL_CALLS = dict(flood_levels=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5], seeds=[0], epochs=4,
+                     batch_size=20, chunk_size=2, epochs_per_call=2, progress=False)  # fmt: skip
+
+
+def _sweep(width, optimizer=None):
+  return fj.sweep(SmallMLP(width=width), _toy_dataset(), optimizer=optimizer or optax.sgd(0.1),
+                  **SEVERAL_CALLS)  # fmt: skip
+
+
+def test_the_call_compiled_ahead_serves_every_chunk_and_call_and_equals_jit(monkeypatch):
+  # Three chunks of two calls each: two programs (init and the call) compiled, once.
+  with xla_compiles() as ahead:
+    result = _sweep(width=7)
+  assert len(ahead) == 2
+  with xla_compiles() as again:
+    second = _sweep(width=7, optimizer=optax.sgd(0.1))  # fresh, equal arguments
+  assert again == []
+  assert_bitwise_equal(result, second)
+  # Without compiling ahead (every call through jax.jit): the same programs, the same numbers.
+  fj.clear_caches()
+  monkeypatch.setattr(compiled.Program, "compile_ahead", lambda self, *args: None)
+  with xla_compiles() as jitted:
+    alone = _sweep(width=7)
+  assert len(jitted) == 2
+  assert_bitwise_equal(result, alone)
+
+
+def test_a_failed_compile_ahead_falls_back_to_jit(monkeypatch):
+  fj.clear_caches()
+  reference = _sweep(width=5)
+  fj.clear_caches()
+
+  def fail(future, fn):
+    future.set_exception(RuntimeError("simulated: out of memory while compiling"))
+
+  monkeypatch.setattr(compiled, "_fill", fail)
+  assert_bitwise_equal(_sweep(width=5), reference)
+
+
+_SETTING = threading.local()
+
+
+class _ReadsASetting(nn.Module):
+  """Scales its output by a thread-local setting read while tracing (as JAX's and Flax's are)."""
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    return nn.Dense(2)(x) * getattr(_SETTING, "scale", 1.0)
+
+
+class _Scaled(nn.Module):
+  scale: float
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    return nn.Dense(2)(x) * self.scale
+
+
+def test_the_call_is_traced_under_the_callers_thread_local_settings():
+  kw = dict(SEVERAL_CALLS, optimizer=optax.sgd(0.1))
+  _SETTING.scale = 3.0
+  try:
+    read = fj.sweep(_ReadsASetting(), _toy_dataset(), **kw)
+  finally:
+    del _SETTING.scale
+  assert_bitwise_equal(read, fj.sweep(_Scaled(3.0), _toy_dataset(), **kw))

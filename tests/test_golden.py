@@ -6,7 +6,9 @@ final parameters and model state, pruning records and AdaFlood's levels are ``np
 each program's computation key (the SHA-256 of its traced one-model jaxpr, which keys the
 programs reused across sweeps and the checkpoint fingerprint) is the same string; and the
 programs compile to the same entries of JAX's persistent compilation cache (same lowered HLO).
-The cases run in a fresh process of one CPU device, as they were recorded.
+The cases run in a fresh process of one CPU device, as they were recorded. XLA's arithmetic
+differs between CPU kinds, so each kind has its own folder of fixtures (``tests/golden/<cpu>/``,
+each recorded on the same engine); on a machine none was recorded on, the test skips.
 """
 
 import json
@@ -17,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.golden.cases import CASES, machine
+from tests.golden.cases import CASES, machine, machine_folder
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,12 +34,12 @@ def _read(directory):
 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
-  recorded = _read(HERE)
-  if recorded[0]["machine"] != machine():
+  folder = os.path.join(HERE, machine_folder(machine()))
+  recorded = _read(folder) if os.path.exists(os.path.join(folder, "sweeps.json")) else None
+  if recorded is None or recorded[0]["machine"] != machine():
     pytest.skip(
-      f"fixtures recorded on {recorded[0]['machine']}, this is {machine()}: XLA's arithmetic"
-      " may differ; record them again (python -m tests.golden.record) on an engine known to"
-      " be good"
+      f"no fixtures recorded on a machine like this one ({machine()}): XLA's arithmetic may"
+      " differ; record them (python -m tests.golden.record) on an engine known to be good"
     )
   out = tmp_path_factory.mktemp("golden")
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}

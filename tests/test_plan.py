@@ -146,6 +146,15 @@ def test_on_a_cpu_without_a_limit_the_layout_is_the_cpu_s_and_nothing_is_measure
   assert f"{expected} per device per call" in text and "memory per device" in text
 
 
+def test_a_timed_plan_estimates_the_seconds_per_epoch_from_a_few_real_epochs(data, tight):
+  plan = fj.plan(MODEL, data, timed=True, **arguments(memory_limit=tight.memory_limit))
+  assert plan == tight  # the same layout, timed
+  assert plan.seconds_per_epoch is not None and plan.first_epoch_seconds is not None
+  assert 0 < plan.seconds_per_epoch < plan.first_epoch_seconds  # the first one compiles
+  assert plan.epochs == arguments()["epochs"]
+  assert "per epoch of all" in str(plan) and "time:" not in str(tight)
+
+
 def test_the_plan_reads_as_models_calls_and_memory_by_part(tight):
   text = str(tight)
   assert f"{tight.chunk_size} per device per call" in text
@@ -230,6 +239,7 @@ def test_the_dry_run_prints_the_plan_quickly_and_trains_nothing(tmp_path, datase
   assert proc.returncode == 0, proc.stderr
   assert "per device per call" in proc.stdout and "memory per device" in proc.stdout
   assert "of 14.9 GiB allowed" in proc.stdout  # 16 GB = 16e9 bytes
+  assert "per epoch of all 16 models" in proc.stdout  # 8 levels x 2 seeds, timed
   assert not (tmp_path / "run").exists()
   assert seconds < 60
 

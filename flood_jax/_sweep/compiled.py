@@ -8,16 +8,18 @@ compiles it, donating the carry. The compiled modules keep the names ``_init_loc
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import hashlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from flood_jax._sweep import program as one
@@ -45,6 +47,9 @@ class Program:
   mesh: Mesh
   _init: Callable[..., Any] = dataclasses.field(init=False, repr=False)
   _run: Callable[..., Any] = dataclasses.field(init=False, repr=False)
+  # The training call compiled ahead (:meth:`compile_ahead`): a future of its executable.
+  _ahead: concurrent.futures.Future | None = dataclasses.field(init=False, repr=False, default=None)
+  _jitted: bool = dataclasses.field(init=False, repr=False, default=False)  # jit compiled a call
 
   def __post_init__(self):
     train, plan = self.train, self.plan
@@ -76,7 +81,10 @@ class Program:
       out_specs=(sharded, sharded),
       check_vma=False,
     )
-    object.__setattr__(self, "_init", jax.jit(init))
+    # Every leaf of the carry sharded over the models (jit left some of a one-device mesh's
+    # unsharded), so a carry's program is the same whether it comes from init, from a
+    # checkpoint or from :meth:`compile_ahead`'s description of it.
+    object.__setattr__(self, "_init", jax.jit(init, out_shardings=self.sharding))
     object.__setattr__(self, "_run", jax.jit(run, donate_argnums=0))
 
   # Threefry in its non-partitionable form: the same kind of keys and the same guarantees,
@@ -88,16 +96,64 @@ class Program:
     with jax.threefry_partitionable(False):
       return one.Carry(*self._init(levels, hparams, slot_seeds, model_slot, tuple(data)))
 
+  def compile_ahead(self, levels, hparams, slot_seeds, model_slot, data) -> None:
+    """Starts compiling the training call, in a thread, for a chunk about to be initialized.
+
+    XLA compiles a program on one core, so the initialization's compilation (on the caller's
+    thread, in :meth:`init`) and the training call's (here) overlap where a second core is
+    free. Both are traced and lowered here, on the caller's thread (under its JAX and Flax
+    settings, which are thread-local); only XLA's compilation runs in the thread. The
+    executable is kept on the program and serves every later call whose inputs it fits (the
+    cache hands the same program to a later sweep of the same computation); other calls, and
+    every call when compiling ahead failed, go through ``jax.jit`` as before. It is the
+    program ``jax.jit`` would lower, so the persistent compilation cache serves both alike.
+    """
+    if self._ahead is not None or self._jitted:
+      return
+    data = tuple(data)
+    with jax.threefry_partitionable(False):
+      shapes = self._init.lower(levels, hparams, slot_seeds, model_slot, data).out_info
+      carry = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self.sharding), shapes
+      )
+      first_epoch = jax.ShapeDtypeStruct((), jnp.int32)
+      lowered = self._run.lower(carry, levels, slot_seeds, model_slot, first_epoch, data)
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    object.__setattr__(self, "_ahead", future)
+    threading.Thread(target=_fill, args=(future, lowered.compile), daemon=True).start()
+
   def run(self, carry, levels, slot_seeds, model_slot, first_epoch, data):
     """``epochs_per_call`` epochs of a chunk: ``(carry, metrics)``.
 
     The hyperparameters are not an input: init put them in the optimizer state.
     """
+    args = (tuple(carry), levels, slot_seeds, model_slot, first_epoch, tuple(data))
     with jax.threefry_partitionable(False):
-      carry, metrics = self._run(
-        tuple(carry), levels, slot_seeds, model_slot, first_epoch, tuple(data)
-      )
+      executable = self._compiled_ahead()
+      object.__setattr__(self, "_jitted", self._jitted or executable is None)
+      try:
+        carry, metrics = (self._run if executable is None else executable)(*args)
+      except (TypeError, ValueError):
+        if executable is None:
+          raise
+        # Inputs the executable was not compiled for (checked before it runs, so nothing
+        # was donated): jit compiles for them.
+        carry, metrics = self._run(*args)
     return one.Carry(*carry), metrics
+
+  def _compiled_ahead(self) -> Any:
+    """The executable :meth:`compile_ahead` made (waiting for it), or None."""
+    if self._ahead is None:
+      return None
+    try:
+      return self._ahead.result()
+    except Exception:  # jit compiles instead, and raises whatever it raises itself
+      return None
+
+  @functools.cached_property
+  def sharding(self) -> NamedSharding:
+    """The carry's sharding: every leaf split over the models."""
+    return NamedSharding(self.mesh, P(AXIS))
 
   @functools.cached_property
   def carry_structure(self) -> one.Carry:
@@ -118,6 +174,13 @@ class Program:
   def digest(self) -> str:
     """SHA-256 of one model's traced program (init, an epoch, an evaluation) and its constants."""
     return _digest(self.train, self.plan)
+
+
+def _fill(future: concurrent.futures.Future, fn: Callable[[], Any]) -> None:
+  try:
+    future.set_result(fn())
+  except BaseException as err:  # handed to whoever waits for it
+    future.set_exception(err)
 
 
 def _digest(train: TrainSpec, plan: one.CallPlan) -> str:

@@ -294,10 +294,7 @@ class _Loop:
 
   def placed(self, chunk: Chunk) -> tuple[Any, ...]:
     """The chunk's levels, hyperparameters and seeds on its devices."""
-    flat_levels, flat_hparams, flat_seeds = self.flat
-    slot_seeds, model_slot = seed_slots(flat_seeds[chunk.index], self.layout.num_devices)
-    values = (flat_levels[chunk.index], flat_hparams[chunk.index], slot_seeds, model_slot)
-    return hosts.put(values, self.layout.sharded)
+    return _placed(self.flat, self.layout, chunk)
 
   def starting_carry(self, segment: int, first: int, chunk: Chunk, placed) -> tuple[Any, int]:
     """The chunk's carry and epoch: the call in progress, the kept carries, or a new start."""
@@ -310,7 +307,10 @@ class _Loop:
       return hosts.put_keys(carry, self.layout.sharded), epoch
     if first == 0:
       levels, hparams, slot_seeds, model_slot = placed
-      return self.programs.main.init(levels, hparams, slot_seeds, model_slot, self.data), 0
+      program = self.programs.main
+      if not self.multi_process:
+        program.compile_ahead(levels, hparams, slot_seeds, model_slot, self.data)
+      return program.init(levels, hparams, slot_seeds, model_slot, self.data), 0
     carries = self.state.carries
     assert carries is not None  # the first segment filled them
     like = jax.tree.leaves(structure)
@@ -413,6 +413,47 @@ def _stacked(spec, plan, layout, programs, state) -> tuple[list[Any], np.ndarray
     padded = layout.group
     return [x if padded == num_models else x[:num_models] for x in pieces[0]], None
   return [np.concatenate([p[i] for p in pieces])[:num_models] for i in range(len(pieces[0]))], None
+
+
+def _placed(flat: Any, layout: Layout, chunk: Chunk) -> tuple[Any, ...]:
+  flat_levels, flat_hparams, flat_seeds = flat
+  slot_seeds, model_slot = seed_slots(flat_seeds[chunk.index], layout.num_devices)
+  values = (flat_levels[chunk.index], flat_hparams[chunk.index], slot_seeds, model_slot)
+  return hosts.put(values, layout.sharded)
+
+
+def timed_epochs(spec: SweepSpec, prepared: Prepared) -> tuple[float, float]:
+  """``(first, per_epoch)`` seconds, from the first call's models trained for a few epochs.
+
+  A program of one epoch per call is compiled and run on the first call's models: ``first``
+  is the wall time to its first epoch's end (compiling the initialization and the epoch
+  included); then an epoch without evaluation and one with it are timed, so ``per_epoch``
+  (for the whole sweep: every call's models, one call after another, before any pruning) is
+  ``calls * (plain + (evaluated - plain) / eval_every)``.
+  """
+  layout, data, plan = prepared.layout, prepared.data, prepared.plan
+  program = cache.get_program(spec.train, plan.call(1), layout.mesh)
+  chunk = layout.chunks(np.arange(spec.grid.num_models))[0]
+  levels, hparams, slot_seeds, model_slot = _placed(spec.grid.flat(), layout, chunk)
+
+  def epoch(carry: Carry, e: int) -> tuple[Carry, float]:
+    start = time.perf_counter()
+    carry, metrics = program.run(carry, levels, slot_seeds, model_slot, np.int32(e), data)
+    jax.block_until_ready((carry, metrics))
+    return carry, time.perf_counter() - start
+
+  start = time.perf_counter()
+  carry = program.init(levels, hparams, slot_seeds, model_slot, data)
+  carry, _ = epoch(carry, 0)
+  first = time.perf_counter() - start
+  stops = {*plan.eval_epochs.tolist(), *plan.rungs}  # epochs (from 1) a call evaluates after
+  carry, evaluated = epoch(carry, plan.eval_every - 1)
+  plain = next((e for e in range(plan.epochs) if e + 1 not in stops), None)
+  per_chunk = evaluated
+  if plain is not None:
+    carry, seconds = epoch(carry, plain)
+    per_chunk = seconds + max(evaluated - seconds, 0.0) / plan.eval_every
+  return first, per_chunk * layout.num_calls(spec.grid.num_models)
 
 
 def _gathered(carry: Any) -> Any:

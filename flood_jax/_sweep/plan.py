@@ -57,6 +57,12 @@ class Plan:
     per_model_bytes: the fitted bytes one more model per device adds.
     fixed_bytes: the fitted bytes of a chunk that do not grow with it.
     measured: XLA's peak bytes per chunk size it compiled, ``{k: bytes}``.
+    seconds_per_epoch: the estimated wall time of one epoch of every model
+      (all the calls, before any pruning), from one call's models timed for
+      a few epochs (``fj.plan(..., timed=True)``); ``None`` if not timed.
+    first_epoch_seconds: the timed run's wall time to the end of its first
+      epoch: compiling included, about what a sweep's first call adds.
+    epochs: the sweep's epochs (for the estimate of the whole run).
   """
 
   chunk_size: int
@@ -71,6 +77,9 @@ class Plan:
   per_model_bytes: int | None = dataclasses.field(default=None, compare=False)
   fixed_bytes: int | None = dataclasses.field(default=None, compare=False)
   measured: dict[int, int] = dataclasses.field(default_factory=dict, compare=False)
+  seconds_per_epoch: float | None = dataclasses.field(default=None, compare=False)
+  first_epoch_seconds: float | None = dataclasses.field(default=None, compare=False)
+  epochs: int | None = dataclasses.field(default=None, compare=False)
 
   @property
   def models_per_call(self) -> int:
@@ -102,7 +111,25 @@ class Plan:
         f"  fit: {format_bytes(self.fixed_bytes)} + {format_bytes(self.per_model_bytes)}"
         f" per model (XLA's memory analysis at chunk sizes {sizes})"
       )
+    if self.seconds_per_epoch is not None and self.first_epoch_seconds is not None:
+      whole = ""
+      if self.epochs is not None:
+        total = self.first_epoch_seconds + self.seconds_per_epoch * self.epochs
+        whole = f"; {self.epochs} epochs: about {_duration(total)} in all"
+      lines.append(
+        f"  time: about {_duration(self.seconds_per_epoch)} per epoch of all {self.num_models}"
+        f" models, after {_duration(self.first_epoch_seconds)} to compile and run a first"
+        f" epoch{whole} (one call's models timed on this machine)"
+      )
     return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+  if seconds < 1:
+    return f"{seconds * 1000:.0f} ms" if seconds < 0.1 else f"{seconds:.2f} s"
+  if seconds < 120:
+    return f"{seconds:.1f} s"
+  return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 _CHOSEN_BY = {
@@ -291,7 +318,7 @@ def data_nbytes(arrays: Sequence[Any]) -> int:
   return int(sum(np.prod(np.shape(a)) * np.dtype(a.dtype).itemsize for a in arrays))
 
 
-def plan(model: Any, data: Any, **sweep_arguments: Any) -> Plan:
+def plan(model: Any, data: Any, *, timed: bool = False, **sweep_arguments: Any) -> Plan:
   """The plan :func:`flood_jax.sweep` would run, without training.
 
   Takes :func:`flood_jax.sweep`'s arguments (``memory_limit=`` among them)
@@ -307,9 +334,16 @@ def plan(model: Any, data: Any, **sweep_arguments: Any) -> Plan:
   limit the chunk size is the CPU's measured preference, as in
   ``fj.sweep``, and only that one chunk is compiled, to report its bytes.
 
+  With ``timed=True`` the first call's models also train for a few epochs
+  (a program of one epoch, compiled for it), so the plan estimates the
+  seconds per epoch of the whole sweep (``calls`` times one call's epoch,
+  the evaluation's share included); the models trained are thrown away.
+
   Args:
     model: as for :func:`flood_jax.sweep`.
     data: as for :func:`flood_jax.sweep`.
+    timed: also time a few epochs of the first call's models (one more
+      compilation; a run of the chunk on the device).
     **sweep_arguments: the other arguments of :func:`flood_jax.sweep`
       (``flood_levels``, ``seeds``, ``optimizer``, ``epochs``,
       ``batch_size``, ..., ``memory_limit``).
@@ -345,7 +379,7 @@ def plan(model: Any, data: Any, **sweep_arguments: Any) -> Plan:
   import inspect
 
   from flood_jax._sweep.api import sweep
-  from flood_jax._sweep.driver import planned
+  from flood_jax._sweep.driver import planned, timed_epochs
   from flood_jax._sweep.spec import SweepSpec
 
   try:
@@ -353,4 +387,11 @@ def plan(model: Any, data: Any, **sweep_arguments: Any) -> Plan:
   except TypeError as err:
     raise TypeError(f"fj.plan takes fj.sweep's arguments: {err}") from None
   bound.apply_defaults()
-  return planned(SweepSpec.from_arguments(**bound.arguments), measure=True).memory
+  spec = SweepSpec.from_arguments(**bound.arguments)
+  prepared = planned(spec, measure=True)
+  if not timed:
+    return prepared.memory
+  first, per_epoch = timed_epochs(spec, prepared)
+  return dataclasses.replace(
+    prepared.memory, seconds_per_epoch=per_epoch, first_epoch_seconds=first, epochs=spec.epochs
+  )

@@ -342,7 +342,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     "--dry-run",
     action="store_true",
     help="print the plan (models per device and per call, calls, memory per"
-    " device by part) and exit without training or writing anything",
+    " device by part, seconds per epoch from a few timed epochs of the first"
+    " call's models) and exit without keeping or writing anything",
   )
   running.add_argument(
     "--devices",
@@ -694,7 +695,7 @@ def _dry_run(model: Any, data: Any, arguments: dict[str, Any], say: Any) -> int:
   import flood_jax as fj
 
   try:
-    plan = fj.plan(model, data, **arguments)
+    plan = fj.plan(model, data, timed=True, **arguments)
   except (ValueError, TypeError) as err:
     raise UsageError(one_line(err)) from None
   say(plan)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -337,3 +338,8 @@ def machine() -> dict[str, str]:
   out = {name: version(name) for name in VERSIONED}
   out["cpu"] = describe_cpu().split(" ", 1)[1]  # without the core count
   return out
+
+
+def machine_folder(recorded: dict[str, str]) -> str:
+  """The folder under ``tests/golden/`` of one CPU kind's fixtures: ``amd-epyc-x86-64-avx2``."""
+  return re.sub(r"[^a-z0-9]+", "-", recorded["cpu"].lower()).strip("-")

@@ -2,7 +2,10 @@
 
 Run it only on an engine whose numbers are known good (the fixtures were first recorded before
 the engine's reshape, issue 17); ``tests/test_golden.py`` then holds every later engine to them.
-``--out DIR`` writes the same files to ``DIR`` instead (what the test compares).
+The fixtures of one machine (library versions and CPU kind: XLA's arithmetic differs between
+CPUs, AVX2 and AVX-512 say) go to ``tests/golden/<cpu>/``; the test takes the folder recorded on
+a machine like its own. ``--out DIR`` writes the same files to ``DIR`` instead (what the test
+compares).
 
 Besides the arrays and computation keys, it records the engine's programs each case compiles:
 module name and the SHA-256 of the lowered program as JAX's persistent compilation cache hashes
@@ -26,7 +29,7 @@ os.environ["FLOOD_JAX_COMPILE_CACHE"] = "off"
 import jax
 import numpy as np
 
-from tests.golden.cases import CASES, dataset, machine
+from tests.golden.cases import CASES, dataset, machine, machine_folder
 
 # The engine's compiled programs (a chunk's initialization and its calls), by module name.
 ENGINE_PROGRAMS = ("jit__init_local:", "jit__run_local:")
@@ -35,8 +38,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def main() -> None:
   parser = argparse.ArgumentParser()
-  parser.add_argument("--out", default=HERE)
-  out = parser.parse_args().out
+  parser.add_argument("--out", default=None)
+  out = parser.parse_args().out or os.path.join(HERE, machine_folder(machine()))
+  os.makedirs(out, exist_ok=True)
   lowered = _watch_lowering()
   cache = tempfile.mkdtemp(prefix="flood_jax_golden_cache_")
   jax.config.update("jax_compilation_cache_dir", cache)
