@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.sharding import Mesh
 
 import flood_jax as fj
 from flood_jax._sweep import memory
@@ -131,6 +132,33 @@ def test_sweep_runs_the_plan_of_fj_plan_and_its_results_do_not_depend_on_the_lay
   other = fj.sweep(MODEL, data, **arguments(chunk_size=1, flood_levels=[0.0]))
   level0 = np.asarray(result.history["val_loss"])[0]
   np.testing.assert_allclose(np.asarray(other.history["val_loss"])[0], level0, rtol=1e-5)
+
+
+class Wide(nn.Module):
+  @nn.compact
+  def __call__(self, x, train):
+    del train
+    return nn.Dense(3)(nn.relu(nn.Dense(40)(x)))
+
+
+def test_a_one_device_sweep_runs_the_call_its_plan_compiled(data):
+  from helpers import xla_compiles
+
+  one_device = Mesh(np.asarray(jax.devices()[:1]), ("models",))
+  kw = arguments(mesh=one_device, eval_every=1)
+  fj.clear_caches()
+  with xla_compiles() as compiles:
+    planned = fj.sweep(Wide(), data, memory_limit=64 * 2**20, **kw)
+  # The plan compiled the call of all 12 models (they fit) and the sweep ran it: besides it,
+  # only the initialization compiled.
+  assert planned.plan.chunk_size == len(LEVELS) and planned.plan.measured == {
+    len(LEVELS): planned.plan.bytes_per_device
+  }
+  assert len(compiles) == 2
+  fj.clear_caches()
+  alone = fj.sweep(Wide(), data, chunk_size=len(LEVELS), **kw)  # through jax.jit
+  for name in alone.history:
+    np.testing.assert_array_equal(planned.history[name], alone.history[name])
 
 
 def test_on_a_cpu_without_a_limit_the_layout_is_the_cpu_s_and_nothing_is_measured(data):

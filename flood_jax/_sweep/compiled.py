@@ -122,6 +122,15 @@ class Program:
     object.__setattr__(self, "_ahead", future)
     threading.Thread(target=_fill, args=(future, lowered.compile), daemon=True).start()
 
+  def adopt(self, executable: Any) -> None:
+    """Runs its calls with ``executable``, the same program compiled elsewhere (the memory
+    plan's), unless it has one already; inputs it does not fit go through ``jax.jit``."""
+    if self._ahead is not None or self._jitted:
+      return
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    future.set_result(executable)
+    object.__setattr__(self, "_ahead", future)
+
   def run(self, carry, levels, slot_seeds, model_slot, first_epoch, data):
     """``epochs_per_call`` epochs of a chunk: ``(carry, metrics)``.
 

@@ -143,19 +143,25 @@ def planned(spec: SweepSpec, measure: bool = False) -> Prepared:
     streamed=spec.run.streamed,
     chunk_size=first.chunk_size,
   )
-  memory_plan = _memory_plan(spec, first, plan, data, measure)
+  memory_plan, usage = _memory_plan(spec, first, plan, data, measure)
   layout = Layout(first.devices, first.num_devices, memory_plan.chunk_size)
-  return Prepared(layout, data, dataclasses.replace(plan, chunk_size=layout.chunk_size),
-                  memory_plan)  # fmt: skip
+  plan = dataclasses.replace(plan, chunk_size=layout.chunk_size)
+  executable = usage.compiled.get(layout.chunk_size)
+  if executable is not None and usage.mesh == layout.mesh:
+    # The plan compiled this very call (a one-device sweep): its calls run that executable.
+    cache.get_program(spec.train, plan.call(plan.epochs_per_call), layout.mesh).adopt(executable)
+  return Prepared(layout, data, plan, memory_plan)
 
 
-def _memory_plan(spec, first: Layout, plan: EvalPlan, data, measure: bool) -> MemoryPlan:
-  """The chunk size that fits the devices' memory (:mod:`flood_jax._sweep.plan`)."""
+def _memory_plan(spec, first: Layout, plan: EvalPlan, data, measure: bool):
+  """The chunk size that fits the devices' memory (:mod:`flood_jax._sweep.plan`), and the
+  :class:`~flood_jax._sweep.plan.RunUsage` that measured it."""
   devices = first.devices
   local = devices[0] if devices[0].process_index == jax.process_index() else jax.local_devices()[0]
   call = plan.call(plan.epochs_per_call)
-  return make_plan(
-    run_usage(spec.train, call, local, data, len(spec.grid.seeds)),
+  usage = run_usage(spec.train, call, local, data, len(spec.grid.seeds))
+  memory_plan = make_plan(
+    usage,
     num_models=spec.grid.num_models,
     num_devices=first.num_devices,
     platform=first.platform,
@@ -168,6 +174,7 @@ def _memory_plan(spec, first: Layout, plan: EvalPlan, data, measure: bool) -> Me
     eval_batch_size=spec.eval.eval_batch_size,
     measure=measure,
   )
+  return memory_plan, usage
 
 
 def run(spec: SweepSpec) -> SweepResult:

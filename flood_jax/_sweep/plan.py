@@ -25,10 +25,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from flood_jax._cache import register
 from flood_jax._sweep import memory
 from flood_jax._sweep.memory import format_bytes
+
+AXIS = "models"  # the sweep axis of a mesh (as :mod:`flood_jax._sweep.compiled` names it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,60 +148,72 @@ _PARTS = {
 }
 
 
-def abstract(tree: Any) -> Any:
-  """Shapes and dtypes of a tree of arrays (``jax.ShapeDtypeStruct`` leaves)."""
-  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
-
-
 _USAGES: dict[Any, memory.Usage] = {}
 _USAGES_SIZE = 64
+register(_USAGES.clear)
 
 
-def run_usage(
-  train: Any, call: Any, device: Any, data: Any, num_seeds: int
-) -> Callable[[int], memory.Usage]:
-  """``measure(k)``: XLA's memory analysis of a call of ``k`` models on ``device``.
+class RunUsage:
+  """``usage(k)``: XLA's memory analysis of a call of ``k`` models on one device.
 
   ``train`` is the sweep's :class:`~flood_jax._sweep.spec.TrainSpec`, ``call`` the
   :class:`~flood_jax._sweep.program.CallPlan` of its calls (its chunk size is replaced by
-  ``k``), ``data`` the arrays the call reads (abstract is enough). The program is lowered
-  and compiled, never run, and not kept; its usage is remembered, so ``fj.sweep`` after
-  ``fj.plan`` with the same arguments compiles nothing more for it.
+  ``k``), ``data`` the arrays the call reads (their shapes and dtypes are what counts). The
+  program is lowered as the sweep lowers its own on a one-device mesh (every input's sharding
+  included) and compiled, never run. Its usage is remembered, so ``fj.sweep`` after ``fj.plan``
+  with the same arguments compiles nothing more for it; the executables this planning
+  compiled are kept in :attr:`compiled` (by ``k``), so a one-device sweep can run the one it
+  chose instead of compiling it again.
   """
-  from flood_jax._sweep.compiled import Program
 
-  mesh = Mesh(np.asarray([device]), ("models",))
-  data = abstract(tuple(data))
-  num_hparams = len(train.hyperparams)
-  try:
-    key = (train, call, device, str(data), num_seeds)
-    hash(key)
-  except TypeError:
-    key = None
+  def __init__(self, train: Any, call: Any, device: Any, data: Any, num_seeds: int):
+    self.train, self.call, self.num_seeds = train, call, num_seeds
+    self.mesh = Mesh(np.asarray([device]), (AXIS,))
+    replicated = NamedSharding(self.mesh, P())
+    self.data = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=replicated), tuple(data)
+    )
+    self.compiled: dict[int, Any] = {}
+    try:
+      self.key = (train, call, device, str(self.data), num_seeds)
+      hash(self.key)
+    except TypeError:
+      self.key = None
 
-  def measure(k: int) -> memory.Usage:
+  def __call__(self, k: int) -> memory.Usage:
+    key = self.key
     if key is not None and (key, k) in _USAGES:
       return _USAGES[key, k]
-    used = memory.usage(lower(k).compile())
+    self.compiled[k] = self.lower(k).compile()
+    used = memory.usage(self.compiled[k])
     if key is not None:
       if len(_USAGES) >= _USAGES_SIZE:
         _USAGES.pop(next(iter(_USAGES)))
       _USAGES[key, k] = used
     return used
 
-  def lower(k: int) -> Any:
-    program = Program(train, dataclasses.replace(call, chunk_size=k), mesh)
-    slots = min(k, num_seeds)
-    levels = jax.ShapeDtypeStruct((k,), jnp.float32)
-    hparams = jax.ShapeDtypeStruct((k, num_hparams), jnp.float32)
-    slot_seeds = jax.ShapeDtypeStruct((1, slots), jnp.int32)
-    model_slot = jax.ShapeDtypeStruct((k,), jnp.int32)
+  def lower(self, k: int) -> Any:
+    """The training call of ``k`` models, lowered from abstract inputs."""
+    from flood_jax._sweep.compiled import Program
+
+    program = Program(self.train, dataclasses.replace(self.call, chunk_size=k), self.mesh)
+    models = NamedSharding(self.mesh, P(AXIS))
+    spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=models)
+    levels = spec((k,), jnp.float32)
+    hparams = spec((k, len(self.train.hyperparams)), jnp.float32)
+    slot_seeds = spec((1, min(k, self.num_seeds)), jnp.int32)
+    model_slot = spec((k,), jnp.int32)
+    data = self.data
     with jax.threefry_partitionable(False):
-      carry = jax.eval_shape(program._init, levels, hparams, slot_seeds, model_slot, data)
+      shapes = jax.eval_shape(program._init, levels, hparams, slot_seeds, model_slot, data)
+      carry = jax.tree.map(lambda a: spec(a.shape, a.dtype), shapes)
       first_epoch = jax.ShapeDtypeStruct((), jnp.int32)
       return program._run.lower(carry, levels, slot_seeds, model_slot, first_epoch, data)
 
-  return measure
+
+def run_usage(train: Any, call: Any, device: Any, data: Any, num_seeds: int) -> RunUsage:
+  """``usage(k)`` for a sweep's calls on ``device``: see :class:`RunUsage`."""
+  return RunUsage(train, call, device, data, num_seeds)
 
 
 def make_plan(
