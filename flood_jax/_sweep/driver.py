@@ -38,7 +38,7 @@ from flood_jax._sweep.layout import Chunk, Layout, device_data, seed_slots
 from flood_jax._sweep.memory import device_limit
 from flood_jax._sweep.metrics import empty_history
 from flood_jax._sweep.plan import Plan as MemoryPlan
-from flood_jax._sweep.plan import data_nbytes, make_plan, run_usage
+from flood_jax._sweep.plan import RunUsage, data_nbytes, make_plan
 from flood_jax._sweep.program import Carry, DeviceData
 from flood_jax._sweep.progress import planned_chunk_epochs, progress_bar, retotal
 from flood_jax._sweep.schedule import EvalPlan
@@ -159,7 +159,7 @@ def _memory_plan(spec, first: Layout, plan: EvalPlan, data, measure: bool):
   devices = first.devices
   local = devices[0] if devices[0].process_index == jax.process_index() else jax.local_devices()[0]
   call = plan.call(plan.epochs_per_call)
-  usage = run_usage(spec.train, call, local, data, len(spec.grid.seeds))
+  usage = RunUsage(spec.train, call, local, data, len(spec.grid.seeds))
   memory_plan = make_plan(
     usage,
     num_models=spec.grid.num_models,
@@ -453,9 +453,9 @@ def timed_epochs(spec: SweepSpec, prepared: Prepared) -> tuple[float, float]:
   carry = program.init(levels, hparams, slot_seeds, model_slot, data)
   carry, _ = epoch(carry, 0)
   first = time.perf_counter() - start
-  stops = {*plan.eval_epochs.tolist(), *plan.rungs}  # epochs (from 1) a call evaluates after
+  evaluates = set(plan.eval_epochs.tolist())  # epochs (from 1) evaluated after: rungs included
   carry, evaluated = epoch(carry, plan.eval_every - 1)
-  plain = next((e for e in range(plan.epochs) if e + 1 not in stops), None)
+  plain = next((e for e in range(plan.epochs) if e + 1 not in evaluates), None)
   per_chunk = evaluated
   if plain is not None:
     carry, seconds = epoch(carry, plain)

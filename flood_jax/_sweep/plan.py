@@ -30,9 +30,8 @@ from jax.sharding import PartitionSpec as P
 
 from flood_jax._cache import register
 from flood_jax._sweep import memory
+from flood_jax._sweep.compiled import AXIS, Program
 from flood_jax._sweep.memory import format_bytes
-
-AXIS = "models"  # the sweep axis of a mesh (as :mod:`flood_jax._sweep.compiled` names it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,8 +193,6 @@ class RunUsage:
 
   def lower(self, k: int) -> Any:
     """The training call of ``k`` models, lowered from abstract inputs."""
-    from flood_jax._sweep.compiled import Program
-
     program = Program(self.train, dataclasses.replace(self.call, chunk_size=k), self.mesh)
     models = NamedSharding(self.mesh, P(AXIS))
     spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=models)
@@ -209,11 +206,6 @@ class RunUsage:
       carry = jax.tree.map(lambda a: spec(a.shape, a.dtype), shapes)
       first_epoch = jax.ShapeDtypeStruct((), jnp.int32)
       return program._run.lower(carry, levels, slot_seeds, model_slot, first_epoch, data)
-
-
-def run_usage(train: Any, call: Any, device: Any, data: Any, num_seeds: int) -> RunUsage:
-  """``usage(k)`` for a sweep's calls on ``device``: see :class:`RunUsage`."""
-  return RunUsage(train, call, device, data, num_seeds)
 
 
 def make_plan(
@@ -235,7 +227,7 @@ def make_plan(
 
   Args:
     measure_usage: ``measure_usage(k)``, XLA's memory analysis of the
-      program of ``k`` models on one device (:func:`run_usage`); called only
+      program of ``k`` models on one device (:class:`RunUsage`); called only
       when a limit needs it or with ``measure``.
     num_models: models in the sweep.
     num_devices: devices the sweep axis is sharded over.
