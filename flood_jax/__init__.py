@@ -13,7 +13,9 @@ from flood_jax._loss import flooded_loss, iflooded_loss  # noqa: E402
 from flood_jax._result import SweepResult  # noqa: E402
 from flood_jax._sweep import Model, Pretrained, sweep  # noqa: E402
 from flood_jax._sweep.plan import Plan, plan  # noqa: E402
+from flood_jax._sweep.population import Population, PopulationState  # noqa: E402
 from flood_jax._sweep.prune import Halving  # noqa: E402
+from flood_jax._sweep.stream import Stream  # noqa: E402
 from flood_jax._task import Classification, Regression, Task  # noqa: E402
 from flood_jax._train_state import FloodTrainState  # noqa: E402
 from flood_jax._transform import FloodState, flood, flooded_fraction  # noqa: E402
@@ -28,8 +30,11 @@ __all__ = [
   "Halving",
   "Model",
   "Plan",
+  "Population",
+  "PopulationState",
   "Pretrained",
   "Regression",
+  "Stream",
   "SweepResult",
   "Task",
   "adaflood_levels",

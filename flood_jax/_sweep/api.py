@@ -16,18 +16,19 @@ from flood_jax._sweep.driver import run
 from flood_jax._sweep.program import Augment, LossFn
 from flood_jax._sweep.prune import Halving
 from flood_jax._sweep.spec import SweepSpec
+from flood_jax._sweep.stream import Stream
 from flood_jax._task import Task
 
 
 def sweep(
   model: Any,
-  data: Dataset,
+  data: Dataset | Stream,
   *,
   flood_levels: Sequence[float] | np.ndarray | None = None,
   seeds: Sequence[int] = (0,),
   optimizer: optax.GradientTransformation,
   epochs: int,
-  batch_size: int,
+  batch_size: int | None = None,
   hyperparams: Mapping[str, Sequence[float]] | None = None,
   objective: str = "flood",
   per_example_levels: np.ndarray | None = None,

@@ -215,3 +215,86 @@ def _digest(train: TrainSpec, plan: one.CallPlan) -> str:
     digest.update(f"{array.dtype}{array.shape}".encode())
     digest.update(np.ascontiguousarray(array).tobytes())
   return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StepProgram:
+  """The programs of data sent by the host, for a chunk of ``chunk_size`` models per device.
+
+  :meth:`steps` runs a block of ``k`` mini-batches (a stream's, stacked on the host) through
+  :func:`~flood_jax._sweep.program.steps_one` of every model, :attr:`step_local` one batch
+  (the Population's, which jits it with its views), and :meth:`evaluate` adds one evaluation
+  batch's per-example losses and metrics to running sums. The batches are replicated, the
+  models sharded over the mesh, as in :class:`Program`; each compiles once per shape of its
+  inputs.
+  """
+
+  train: TrainSpec
+  mesh: Mesh
+  chunk_size: int
+
+  @functools.cached_property
+  def sharding(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P(AXIS))
+
+  @functools.cached_property
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, P())
+
+  def _mapped(self, fn: Callable[..., Any], num_sharded: int, num_shared: int) -> Callable:
+    """``fn`` per model (vmapped over the chunk), one chunk per device (not jitted)."""
+    in_axes = (0,) * num_sharded + (None,) * num_shared
+    local = one.chunked(fn, self.chunk_size, in_axes)
+    specs = (P(AXIS),) * num_sharded + (P(),) * num_shared
+    return jax.shard_map(local, mesh=self.mesh, in_specs=specs, out_specs=P(AXIS),
+                         check_vma=False)  # fmt: skip
+
+  @functools.cached_property
+  def _steps(self) -> Callable:
+    train = self.train
+
+    def steps(carry, level, seed, xs, ys, count, epoch, first_step):
+      carry, flooded, losses = one.steps_one(
+        train, one.Carry(*carry), xs, ys, count, level, seed, epoch, first_step
+      )
+      return tuple(carry), flooded, losses
+
+    return jax.jit(self._mapped(steps, 3, 5), donate_argnums=0)
+
+  @functools.cached_property
+  def step_local(self) -> Callable:
+    train = self.train
+
+    def step(carry, level, seed, x, y, step_index):
+      tx = train.objective.transform(level, train.optimizer)
+      keys = one.epoch_keys(seed, 0)
+      carry, flooded, loss = one.step_one(
+        train, tx, one.Carry(*carry), x, y, level, keys, step_index, with_loss=True
+      )
+      return tuple(carry), flooded, loss
+
+    return self._mapped(step, 3, 3)  # jitted by the Population, with its views
+
+  @functools.cached_property
+  def _evaluate(self) -> Callable:
+    train = self.train
+
+    def evaluate(sums, params, model_state, rng_state, x, y, mask):
+      columns = one.evaluate_batch(train, params, model_state, rng_state, x, y)
+      return sums + jnp.sum(jnp.where(mask, columns, 0.0), axis=-1)
+
+    return jax.jit(self._mapped(evaluate, 4, 3), donate_argnums=0)
+
+  def steps(self, carry, levels, seeds, xs, ys, count, epoch, first_step):
+    """A block of ``k`` batches (the first ``count`` real): ``(carry, flooded, losses)``,
+    the last two ``(models, k)``."""
+    with jax.threefry_partitionable(False):
+      out = self._steps(tuple(carry), levels, seeds, xs, ys, np.int32(count), np.int32(epoch),
+                        np.int32(first_step))  # fmt: skip
+    carry, flooded, losses = out
+    return one.Carry(*carry), flooded, losses
+
+  def evaluate(self, sums, carry, x, y, mask):
+    """``sums (models, 1 + metrics)`` plus the batch's per-example columns where ``mask``."""
+    with jax.threefry_partitionable(False):
+      return self._evaluate(sums, carry.params, carry.model_state, carry.rng_state, x, y, mask)

@@ -43,6 +43,8 @@ from flood_jax._sweep.program import Carry, DeviceData
 from flood_jax._sweep.progress import planned_chunk_epochs, progress_bar, retotal
 from flood_jax._sweep.schedule import EvalPlan
 from flood_jax._sweep.spec import SweepSpec
+from flood_jax._sweep.stream import Stream
+from flood_jax._sweep.streamed import StreamCalls, StreamUsage
 from flood_jax._sweep.tracking import Tracking
 
 _progress_bar = progress_bar  # (tests replace it with a bar that presses Ctrl-C)
@@ -123,6 +125,9 @@ class Prepared(NamedTuple):
 
 def planned(spec: SweepSpec, measure: bool = False) -> Prepared:
   """The layout (chunk size from the memory plan), the data placed, the schedule."""
+  if spec.streamed:
+    return _planned_stream(spec, measure)
+  assert isinstance(spec.data, Dataset)
   first = Layout.plan(
     spec.model, spec.data, spec.grid.num_models, spec.train.batch_size,
     chunk_size=spec.run.chunk_size, mesh=spec.run.mesh,
@@ -150,6 +155,51 @@ def planned(spec: SweepSpec, measure: bool = False) -> Prepared:
   if executable is not None and usage.mesh == layout.mesh:
     # The plan compiled this very call (a one-device sweep): its calls run that executable.
     cache.get_program(spec.train, plan.call(plan.epochs_per_call), layout.mesh).adopt(executable)
+  return Prepared(layout, data, plan, memory_plan)
+
+
+def _planned_stream(spec: SweepSpec, measure: bool) -> Prepared:
+  """A stream's: no data set on the devices, its first batch (for the initialization) only;
+  the memory plan counts the models and the blocks of batches in flight."""
+  stream = spec.data
+  assert isinstance(stream, Stream)
+  first = Layout.plan(
+    spec.model, stream, spec.grid.num_models, spec.train.batch_size,
+    chunk_size=spec.run.chunk_size, mesh=spec.run.mesh,
+  )  # fmt: skip
+  x, y = hosts.put(stream.first_batch, first.replicated)
+  data = DeviceData(x, y, x, y)
+  plan = EvalPlan.plan(
+    epochs=spec.epochs,
+    eval_every=1 if spec.eval.eval_every is None else spec.eval.eval_every,
+    eval_sizes=(0, 0, 0),
+    eval_batch_size=spec.eval.eval_batch_size,
+    trained_per_epoch=0,
+    rungs=spec.policy.rungs(spec.epochs),
+    epochs_per_call=1 if spec.run.epochs_per_call is None else spec.run.epochs_per_call,
+    streamed=True,
+    chunk_size=first.chunk_size,
+  )
+  devices = first.devices
+  local = devices[0] if devices[0].process_index == jax.process_index() else jax.local_devices()[0]
+  usage = StreamUsage(spec.train, stream, local)
+  memory_plan = make_plan(
+    usage,
+    num_models=spec.grid.num_models,
+    num_devices=first.num_devices,
+    platform=first.platform,
+    preferred_chunk=first.chunk_size,
+    chunk_size=spec.run.chunk_size,
+    memory_limit=spec.run.memory_limit,
+    device_limit=None if first.platform == "cpu" else device_limit(local),
+    data_bytes=usage.in_flight_bytes,
+    batch_size=spec.train.batch_size,
+    eval_batch_size=spec.eval.eval_batch_size,
+    measure=measure,
+    data_part="batches",
+  )
+  layout = Layout(first.devices, first.num_devices, memory_plan.chunk_size)
+  plan = dataclasses.replace(plan, chunk_size=layout.chunk_size)
   return Prepared(layout, data, plan, memory_plan)
 
 
@@ -197,7 +247,7 @@ def run(spec: SweepSpec) -> SweepResult:
   loop.train()
   wall_time = time.perf_counter() - start
   result = assemble(spec, plan, layout, programs, loop.state, config, wall_time, memory_plan)
-  if spec.train.is_classification and spec.objective.has_best:
+  if spec.train.is_classification and spec.objective.has_best and isinstance(spec.data, Dataset):
     _warn_if_at_chance(result, spec.data)
   tracking.finish(result)
   return result
@@ -208,9 +258,9 @@ def _open_store(spec: SweepSpec, config: dict[str, Any], programs: Programs):
     return checkpoint.NullStore()
   # The traced one-model program names the model, optimizer, loss and objective, so a resume
   # with any of them changed is refused.
-  fingerprint = dict(
-    config, data_checksum=checkpoint.checksum(spec.data), computation=programs.main.digest()
-  )
+  data = spec.data
+  checksum = data.checksum() if isinstance(data, Stream) else checkpoint.checksum(data)
+  fingerprint = dict(config, data_checksum=checksum, computation=programs.main.digest())
   return checkpoint.CheckpointStore(spec.run.checkpoint_dir, fingerprint)
 
 
@@ -230,6 +280,11 @@ class _Loop:
     self.state = RunState.start(self.spec)
     self.multi_process = hosts.process_count() > 1
     self.flat = self.spec.grid.flat()  # levels, hyperparameters, seeds per model
+    self.stream = None
+    if self.spec.streamed:
+      assert isinstance(self.spec.data, Stream)
+      self.stream = StreamCalls(self.spec.train, self.spec.data, self.plan, self.layout.mesh,
+                                self.layout.chunk_size)  # fmt: skip
 
   def train(self) -> None:
     grid, plan = self.spec.grid, self.plan
@@ -286,10 +341,14 @@ class _Loop:
     if epoch > first:
       bar.update(epoch - first)
     for length in self.plan.lengths(epoch, stop):
-      program = self.programs.for_length(length)
-      carry, metrics = program.run(carry, levels, slot_seeds, model_slot, np.int32(epoch),
-                                   self.data)  # fmt: skip
-      metrics = hosts.to_host(metrics)  # every process gets every model's
+      if self.stream is not None:
+        seeds = hosts.put(self.flat[2][chunk.index].astype(np.int32), self.layout.sharded)
+        carry, metrics = self.stream.run(carry, levels, seeds, epoch, length)
+      else:
+        program = self.programs.for_length(length)
+        carry, metrics = program.run(carry, levels, slot_seeds, model_slot, np.int32(epoch),
+                                     self.data)  # fmt: skip
+        metrics = hosts.to_host(metrics)  # every process gets every model's
       history[chunk.models, epoch : epoch + length] = metrics[: chunk.real]
       self.tracking.log(chunk.models, epoch, metrics[: chunk.real])
       epoch += length
@@ -315,7 +374,7 @@ class _Loop:
     if first == 0:
       levels, hparams, slot_seeds, model_slot = placed
       program = self.programs.main
-      if not self.multi_process:
+      if not self.multi_process and self.stream is None:
         program.compile_ahead(levels, hparams, slot_seeds, model_slot, self.data)
       return program.init(levels, hparams, slot_seeds, model_slot, self.data), 0
     carries = self.state.carries

@@ -87,7 +87,7 @@ class Layout:
 
   @classmethod
   def plan(
-    cls, model: Any, data: Dataset, num_models: int, batch_size: int, *, chunk_size, mesh
+    cls, model: Any, data: Any, num_models: int, batch_size: int, *, chunk_size, mesh
   ) -> Layout:
     devices, num_devices, chunk = plan_layout(
       model, data, num_models, batch_size, chunk_size=chunk_size, mesh=mesh
@@ -97,7 +97,7 @@ class Layout:
 
 def plan_layout(
   model: Any,
-  data: Dataset,
+  data: Any,  # a Dataset or a Stream: its input_spec
   num_models: int,
   batch_size: int,
   *,
@@ -129,7 +129,7 @@ def plan_layout(
   return devices, num_devices, chunk_size
 
 
-def auto_chunk_size(model: Any, data: Dataset, batch_size: int, platform: str) -> int:
+def auto_chunk_size(model: Any, data: Any, batch_size: int, platform: str) -> int:
   """Models per device trained together, from the model's size and the platform.
 
   On a CPU, vmapping many models helps only while a step is too small to keep
@@ -148,7 +148,7 @@ def auto_chunk_size(model: Any, data: Dataset, batch_size: int, platform: str) -
   return int(max(1, min(256, 2**32 // (16 * max(num_params, 1)))))
 
 
-def count_params(model: Any, data: Dataset) -> int:
+def count_params(model: Any, data: Any) -> int:
   """Number of trainable parameters of ``model`` on ``data``'s inputs."""
   try:
     return _count_params(model, data.input_spec)

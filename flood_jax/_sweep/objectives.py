@@ -94,7 +94,11 @@ class Objective:
     return None
 
   def value(
-    self, losses: jax.Array, level: jax.Array, example_levels: jax.Array | None, idx: jax.Array
+    self,
+    losses: jax.Array,
+    level: jax.Array,
+    example_levels: jax.Array | None,
+    idx: jax.Array | None,
   ) -> tuple[jax.Array, jax.Array]:
     """The value differentiated for a mini-batch's per-example ``losses``, and what flooded."""
     if self.name == "flood":
@@ -103,7 +107,7 @@ class Objective:
     if self.is_fold_models:
       return jnp.mean(losses), jnp.float32(0)
     if self.reads_example_levels:
-      assert example_levels is not None  # an AdaFlood program always passes them
+      assert example_levels is not None and idx is not None  # an AdaFlood program passes them
       level_i = adaflood_level(example_levels[idx], level)
     else:
       level_i = level

@@ -142,6 +142,7 @@ _CHOSEN_BY = {
 }
 _PARTS = {
   "data": "training and evaluation data (one copy per device)",
+  "batches": "a stream's blocks of batches in flight (ahead of the step)",
   "models": "parameters, model and optimizer state of the chunk",
   "work": "temporaries: activations, gradients, evaluation batches; outputs",
 }
@@ -222,6 +223,7 @@ def make_plan(
   batch_size: int,
   eval_batch_size: int,
   measure: bool,
+  data_part: str = "data",
 ) -> Plan:
   """The plan of a sweep, deciding its chunk size (see the module's docstring).
 
@@ -275,7 +277,7 @@ def make_plan(
   parts: dict[str, int] = {}
   if used is not None:
     parts = {
-      "data": data_bytes,
+      data_part: data_bytes,
       "models": max(used.arguments - data_bytes, 0),
       "work": used.temporaries + used.outputs - used.aliased,
     }

@@ -147,6 +147,48 @@ def init_one(train: TrainSpec, seed, level, hparams, x) -> Carry:
   return Carry(params, model_state, rng_state, init_optimizer(train, params, level, hparams))
 
 
+def epoch_keys(seed, epoch) -> tuple[jax.Array, jax.Array]:
+  """A model's (dropout, augment) keys of an epoch; a step folds in its index."""
+  seed_key = jax.random.key(seed)
+  dropout_key = jax.random.fold_in(jax.random.fold_in(seed_key, _DROPOUT), epoch)
+  augment_key = jax.random.fold_in(jax.random.fold_in(seed_key, _AUGMENT), epoch)
+  return dropout_key, augment_key
+
+
+def step_one(train: TrainSpec, tx, carry, x, y, level, keys, step_index, levels=None, idx=None,
+             with_loss: bool = False):  # fmt: skip
+  """One mini-batch step of one model on the batch ``(x, y)``: the arithmetic of every driver.
+
+  ``keys`` are :func:`epoch_keys`; ``step_index`` the step's place in its epoch (its dropout
+  and augmentation keys fold it in). Returns ``(carry, flooded, loss)``: the batch's plain
+  (unflooded) mean loss ``with_loss`` (else None). The in-memory epoch gathers the batch
+  on the device (:func:`epoch_one`); a stream's block and the Population receive it from the
+  host (:func:`steps_one`).
+  """
+  params, model_state, rng_state, opt_state = carry
+  dropout_key, augment_key = keys
+  if train.augment is not None:
+    x = train.augment(jax.random.fold_in(augment_key, step_index), x)
+  key = jax.random.fold_in(dropout_key, step_index)
+
+  def objective(params):
+    logits, new_state, new_rngs = train.adapter.apply(
+      params, model_state, rng_state, x, train=True, key=key
+    )
+    losses = train.task.loss(logits, y)
+    value, flooded = train.objective.value(losses, level, levels, idx)
+    if with_loss:
+      return value, (new_state, new_rngs, flooded, jnp.mean(losses))
+    return value, (new_state, new_rngs, flooded)
+
+  (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
+  model_state, rng_state, flooded = aux[:3]
+  updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+  params = optax.apply_updates(params, updates)
+  new = Carry(params, model_state, rng_state, opt_state)
+  return new, flooded, (aux[3] if with_loss else None)
+
+
 def epoch_one(train: TrainSpec, carry, batches, level, seed, epoch, x_train, y_train, levels=None):
   """One epoch of mini-batch steps for one model; returns its flooded fraction.
 
@@ -154,36 +196,57 @@ def epoch_one(train: TrainSpec, carry, batches, level, seed, epoch, x_train, y_t
   training examples (an input of the program, not a constant in it), corrected per mini-batch.
   """
   tx = train.objective.transform(level, train.optimizer)
-  seed_key = jax.random.key(seed)
-  dropout_key = jax.random.fold_in(jax.random.fold_in(seed_key, _DROPOUT), epoch)
-  augment_key = jax.random.fold_in(jax.random.fold_in(seed_key, _AUGMENT), epoch)
+  keys = epoch_keys(seed, epoch)
 
   def step(carry, inputs):
-    params, model_state, rng_state, opt_state = carry
     idx, step_index = inputs
     x, y = jax.tree.map(lambda a: a[idx], x_train), y_train[idx]
-    if train.augment is not None:
-      x = train.augment(jax.random.fold_in(augment_key, step_index), x)
-    key = jax.random.fold_in(dropout_key, step_index)
-
-    def objective(params):
-      logits, new_state, new_rngs = train.adapter.apply(
-        params, model_state, rng_state, x, train=True, key=key
-      )
-      losses = train.task.loss(logits, y)
-      value, flooded = train.objective.value(losses, level, levels, idx)
-      return value, (new_state, new_rngs, flooded)
-
-    (loss, (model_state, rng_state, flooded)), grads = jax.value_and_grad(objective, has_aux=True)(
-      params
-    )
-    updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-    params = optax.apply_updates(params, updates)
-    return Carry(params, model_state, rng_state, opt_state), flooded
+    carry, flooded, _ = step_one(train, tx, carry, x, y, level, keys, step_index, levels, idx)
+    return carry, flooded
 
   steps = jnp.arange(batches.shape[0])
   carry, flooded = jax.lax.scan(step, carry, (batches, steps))
   return carry, jnp.mean(flooded.astype(jnp.float32))
+
+
+def steps_one(train: TrainSpec, carry, xs, ys, count, level, seed, epoch, first_step):
+  """Up to ``k`` steps of one model on a block of ``k`` batches sent by the host (a stream).
+
+  ``xs``/``ys`` lead with the block's axis; the first ``count`` batches are real, the rest
+  padding the step skips (so one program serves an epoch's short last block). Step ``i`` of
+  the block is step ``first_step + i`` of epoch ``epoch`` (its keys as in memory). Returns
+  ``(carry, flooded (k,), losses (k,))``, each step's plain mean loss; padding gives 0 and NaN.
+  """
+  tx = train.objective.transform(level, train.optimizer)
+  keys = epoch_keys(seed, epoch)
+
+  def step(carry, inputs):
+    x, y, i = inputs
+
+    def real(carry):
+      carry, flooded, loss = step_one(train, tx, carry, x, y, level, keys, first_step + i,
+                                      with_loss=True)  # fmt: skip
+      assert loss is not None  # with_loss
+      return carry, (flooded.astype(jnp.float32), loss.astype(jnp.float32))
+
+    def padding(carry):
+      return carry, (jnp.float32(0), jnp.float32(jnp.nan))
+
+    return jax.lax.cond(i < count, real, padding, carry)
+
+  k = ys.shape[0]
+  carry, (flooded, losses) = jax.lax.scan(step, carry, (xs, ys, jnp.arange(k)))
+  return carry, flooded, losses
+
+
+def evaluate_batch(train: TrainSpec, params, model_state, rng_state, x, y) -> jax.Array:
+  """Per example of a batch, in evaluation mode: the loss and each task metric, ``(1 + m, n)``."""
+  outputs, _, _ = train.adapter.apply(params, model_state, rng_state, x, train=False, key=None)
+  losses, metrics = train.task.evaluate(outputs, y)
+  return jnp.stack(
+    [losses.astype(jnp.float32)]
+    + [metrics[name].astype(jnp.float32) for name in train.task.metric_names]
+  )
 
 
 def evaluate_one(train: TrainSpec, plan: CallPlan, params, model_state, rng_state, x, y):

@@ -30,6 +30,7 @@ from flood_jax._sweep.memory import parse_bytes
 from flood_jax._sweep.objectives import PUBLIC, Objective
 from flood_jax._sweep.program import Augment, LossFn, injected_hyperparams
 from flood_jax._sweep.prune import NoPruning, Policy, check_policy
+from flood_jax._sweep.stream import Stream
 from flood_jax._sweep.tracking import check_loggers
 from flood_jax._task import Classification, Task, task_from_arguments, warn_if_never_floods
 
@@ -110,7 +111,7 @@ class SweepSpec:
   """Everything ``fj.sweep`` was asked, checked; the engine's only input."""
 
   model: Any
-  data: Dataset
+  data: Dataset | Stream
   grid: Grid
   train: TrainSpec
   epochs: int
@@ -125,6 +126,11 @@ class SweepSpec:
     return self.train.objective
 
   @property
+  def streamed(self) -> bool:
+    """Whether the data come from a :class:`~flood_jax._sweep.stream.Stream`."""
+    return isinstance(self.data, Stream)
+
+  @property
   def level_name(self) -> str:
     return self.objective.level_name
 
@@ -134,19 +140,20 @@ class SweepSpec:
     if self.objective.is_fold_models:
       assert self.per_example is not None
       return self.per_example.shape[1]
+    assert isinstance(self.data, Dataset), "a stream's size is not known"
     return self.data.num_train
 
   @classmethod
   def from_arguments(
     cls,
     model: Any,
-    data: Dataset,
+    data: Dataset | Stream,
     *,
     flood_levels: Sequence[float] | np.ndarray | None,
     seeds: Sequence[int],
     optimizer: optax.GradientTransformation,
     epochs: int,
-    batch_size: int,
+    batch_size: int | None,
     hyperparams: Mapping[str, Sequence[float]] | None,
     objective: str,
     per_example_levels: np.ndarray | None,
@@ -170,10 +177,21 @@ class SweepSpec:
   ) -> SweepSpec:
     """``fj.sweep``'s arguments, checked (see :func:`flood_jax.sweep`)."""
     _check_data_and_optimizer(data, optimizer)
-    _check_sizes(data, epochs, batch_size, eval_batch_size, chunk_size, epochs_per_call,
-                 eval_every, train_eval_size)  # fmt: skip
     if objective not in PUBLIC:
       raise ValueError(f"objective must be one of {PUBLIC}, got {objective!r}.")
+    if isinstance(data, Stream):
+      if objective == "adaflood":
+        raise ValueError(
+          "objective='adaflood' reads a level per training example, which a Stream does not"
+          " index; use objective='flood' or 'iflood' on a stream, or a Dataset for AdaFlood."
+        )
+      if batch_size is not None:
+        positive_int("batch_size", batch_size)
+      batch_size = data.bind(batch_size)
+    elif batch_size is None:
+      raise TypeError("sweep() needs batch_size=, the mini-batch size, e.g. batch_size=128.")
+    _check_sizes(data, epochs, batch_size, eval_batch_size, chunk_size, epochs_per_call,
+                 eval_every, train_eval_size)  # fmt: skip
     _check_functions(augment=augment)
     chosen_task = task_from_arguments(task, loss_fn)
     if checkpoint_dir is not None:
@@ -298,11 +316,11 @@ def _name(fn: Any) -> str:
 
 
 def _check_data_and_optimizer(data: Any, optimizer: Any) -> None:
-  if not isinstance(data, Dataset):
+  if not isinstance(data, (Dataset, Stream)):
     raise TypeError(
-      f"data must be a flood_jax.Dataset, got {type(data).__name__}; build one"
-      " with flood_jax.Dataset(x_train=..., y_train=..., x_val=..., ...) or"
-      " flood_jax.data.load(name)."
+      f"data must be a flood_jax.Dataset or flood_jax.Stream, got {type(data).__name__};"
+      " build one with flood_jax.Dataset(x_train=..., y_train=..., x_val=..., ...),"
+      " flood_jax.data.load(name), or flood_jax.Stream(train=...)."
     )
   if not isinstance(optimizer, optax.GradientTransformation):
     raise TypeError(
@@ -333,7 +351,7 @@ def _check_sizes(
       "train_eval_size must be a number of examples >= 0 (0: skip the training"
       f" loss) or None (the whole training set), got {train_eval_size!r}."
     )
-  if batch_size > data.num_train:
+  if isinstance(data, Dataset) and batch_size > data.num_train:
     raise ValueError(
       f"batch_size {batch_size} is larger than the training set"
       f" ({data.num_train} examples); use batch_size <= {data.num_train}."
@@ -514,3 +532,14 @@ def _shapes(x: Any, dtypes: bool = True) -> str:
   """A batch's shape in words: ``(8, 2) float32`` for an array, a dict of them for a pytree."""
   described = jax.tree.map(lambda a: f"{tuple(a.shape)}" + (f" {a.dtype}" if dtypes else ""), x)
   return described if isinstance(described, str) else str(described)
+
+
+def check_model_output(adapter: Adapter, data: Any, task: Task) -> Any:
+  """The model's output checked for ``task`` on ``data``'s example shapes (anything with
+  ``input_spec``, ``target_spec`` and ``num_classes``); the abstract parameters."""
+  return _check_model_output(adapter, data, task)
+
+
+def check_hyperparams(params: Any, optimizer: Any, grid: Grid) -> None:
+  """Every swept hyperparameter is one the optimizer injects (``params``: abstract)."""
+  _check_hyperparams(params, optimizer, grid)

@@ -1,0 +1,180 @@
+"""The calls of a sweep on a :class:`~flood_jax._sweep.stream.Stream`: epochs read from the host.
+
+The driver (:mod:`flood_jax._sweep.driver`) runs a streamed sweep with the loop it runs an
+in-memory one with: segments of calls of chunks, the checkpoint between calls, the trackers
+and the progress bar. Only a call differs: where the in-memory call runs its epochs on the
+data already on the devices, :meth:`StreamCalls.run` reads each epoch's batches from the
+stream, stacked into blocks (:func:`~flood_jax._sweep.stream.blocks`) and put on the devices
+ahead of need (:func:`~flood_jax._sweep.stream.prefetched`), runs them through
+:meth:`~flood_jax._sweep.compiled.StepProgram.steps` (the one step of
+:mod:`flood_jax._sweep.program`), and evaluates the validation and test batches when the
+schedule says. A call ends at an epoch's end, so a checkpoint is always at one: a resumed
+sweep restarts the interrupted epoch from its first batch.
+
+The history's ``train_loss`` of a streamed sweep is the mean, over the epoch's steps, of each
+mini-batch's plain (unflooded) loss before its step, in training mode: a stream has no fixed
+subsample to evaluate, and the number comes free with the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from flood_jax._sweep import hosts, memory
+from flood_jax._sweep.compiled import AXIS, StepProgram
+from flood_jax._sweep.metrics import reported
+from flood_jax._sweep.program import Carry, init_one
+from flood_jax._sweep.schedule import EvalPlan
+from flood_jax._sweep.spec import TrainSpec
+from flood_jax._sweep.stream import AHEAD, Stream, block_size, blocks, prefetched
+
+
+@dataclasses.dataclass
+class StreamCalls:
+  """The calls of one chunk's models on a stream (see the module's docstring)."""
+
+  train: TrainSpec
+  stream: Stream
+  plan: EvalPlan
+  mesh: Mesh
+  chunk_size: int
+
+  def __post_init__(self):
+    self.program = StepProgram(self.train, self.mesh, self.chunk_size)
+    self.k = block_size(self.stream.first_batch)
+    self.replicated = NamedSharding(self.mesh, P())
+    self.sharded = NamedSharding(self.mesh, P(AXIS))
+
+  def run(self, carry: Carry, levels, seeds, first_epoch: int, length: int):
+    """``length`` epochs from ``first_epoch``: ``(carry, metrics (models, length, columns))``."""
+    rows = []
+    for epoch in range(first_epoch, first_epoch + length):
+      carry, row = self.epoch(carry, levels, seeds, epoch)
+      rows.append(row)
+    return carry, np.stack(rows, axis=1)
+
+  def epoch(self, carry: Carry, levels, seeds, epoch: int) -> tuple[Carry, np.ndarray]:
+    """One epoch of the stream's batches, then (if due) the evaluation: a history row."""
+    parts = []
+    step = 0
+    put = lambda block: hosts.put(block, self.replicated)
+    for (xs, ys), count in prefetched(blocks(self.stream.epoch(epoch), self.k), put):
+      carry, flooded, losses = self.program.steps(carry, levels, seeds, xs, ys, count, epoch,
+                                                  step)  # fmt: skip
+      parts.append((flooded, losses, count))
+      step += count
+    flooded = np.concatenate([hosts.to_host(f)[:, :c] for f, _, c in parts], axis=1)
+    losses = np.concatenate([hosts.to_host(x)[:, :c] for _, x, c in parts], axis=1)
+    values: dict[str, np.ndarray] = {}
+    if self.due(epoch):
+      values["train_loss"] = losses.mean(axis=1)
+      for split in ("val", "test"):
+        values.update(self.evaluate(carry, split))
+    num_models = flooded.shape[0]
+    nan = np.full(num_models, np.nan, np.float32)
+    row = [values.get(key, nan) for key in reported(self.train.task)]
+    row.append(flooded.mean(axis=1))
+    return carry, np.stack(row, axis=-1).astype(np.float32)
+
+  def due(self, epoch: int) -> bool:
+    """Whether the schedule evaluates after ``epoch`` (from 0)."""
+    plan = self.plan
+    return (epoch + 1) % plan.eval_every == 0 or epoch == plan.epochs - 1 or epoch + 1 in plan.rungs
+
+  def evaluate(self, carry: Carry, split: str) -> dict[str, np.ndarray]:
+    """Per model, the mean over ``split``'s examples of its loss and each task metric."""
+    batches = self.stream.evaluation(split)
+    if batches is None:
+      return {}
+    names = ("loss", *self.train.task.metric_names)
+    sums, count = evaluate_sums(self.program, carry, batches, len(names), self.replicated,
+                                self.sharded)  # fmt: skip
+    if count == 0:
+      return {}
+    means = hosts.to_host(sums) / count
+    return {f"{split}_{name}": means[:, i] for i, name in enumerate(names)}
+
+
+def evaluate_sums(program: StepProgram, carry: Carry, batches, width: int, replicated,
+                  sharded) -> tuple[Any, int]:  # fmt: skip
+  """Per model, the sums over ``batches``' examples of the loss and each metric; their count.
+
+  Batches smaller than the largest seen so far are padded to it (and masked), so batches of
+  two sizes (a short last one) compile one program.
+  """
+  num_models = jax.tree.leaves(carry.params)[0].shape[0]
+  sums = hosts.put(np.zeros((num_models, width), np.float32), sharded)
+  size = 0
+  count = 0
+  for x, y in batches:
+    n = y.shape[0]
+    size = max(size, n)
+    mask = np.arange(size) < n
+    x, y = jax.tree.map(lambda a, extra=size - n: _pad(a, extra), (x, y))
+    x, y, mask = hosts.put((x, y, mask), replicated)
+    sums = program.evaluate(sums, carry, x, y, mask)
+    count += n
+  return sums, count
+
+
+def _pad(a: np.ndarray, extra: int) -> np.ndarray:
+  """``a`` with ``extra`` copies of its last row (masked out by the caller)."""
+  return np.concatenate([a, np.repeat(a[-1:], extra, axis=0)]) if extra else a
+
+
+class StreamUsage:
+  """``usage(k)``: XLA's memory analysis of a block of steps of ``k`` models on one device.
+
+  What a streamed sweep holds per device: its chunk's carry, the block being trained on and the
+  blocks in flight (:data:`~flood_jax._sweep.stream.AHEAD` of them), and the step's temporaries.
+  The blocks in flight are not arguments of the program, so they are added to its peak.
+  """
+
+  def __init__(self, train: TrainSpec, stream: Stream, device: Any):
+    self.train = train
+    self.mesh = Mesh(np.asarray([device]), (AXIS,))
+    self.k = block_size(stream.first_batch)
+    first = stream.first_batch
+    self.block = jax.tree.map(lambda a: (self.k, *np.shape(a)), first)
+    self.dtypes = jax.tree.map(lambda a: np.asarray(a).dtype, first)
+    self.block_bytes = int(sum(self.k * np.asarray(a).nbytes for a in jax.tree.leaves(first)))
+    self.compiled: dict[int, Any] = {}
+
+  @property
+  def in_flight_bytes(self) -> int:
+    return AHEAD * self.block_bytes
+
+  def __call__(self, k: int) -> memory.Usage:
+    program = StepProgram(self.train, self.mesh, k)
+    models = NamedSharding(self.mesh, P(AXIS))
+    replicated = NamedSharding(self.mesh, P())
+
+    def spec(shape, dtype, sharding=models):
+      return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+
+    hparams = len(self.train.hyperparams)
+    x1 = self.train.inputs.batch(1)
+    with jax.threefry_partitionable(False):
+      one = jax.eval_shape(
+        lambda x: init_one(self.train, jnp.int32(0), jnp.float32(0), jnp.zeros(hparams), x), x1
+      )
+      carry = jax.tree.map(lambda a: spec((k, *a.shape), a.dtype), tuple(one))
+      xs, ys = jax.tree.map(
+        lambda shape, dtype: spec(shape, dtype, replicated), self.block, self.dtypes,
+        is_leaf=lambda s: isinstance(s, tuple) and all(isinstance(d, int) for d in s),
+      )  # fmt: skip
+      scalar = jax.ShapeDtypeStruct((), jnp.int32)
+      lowered = program._steps.lower(
+        carry, spec((k,), jnp.float32), spec((k,), jnp.int32), xs, ys, scalar, scalar, scalar
+      )
+    self.compiled[k] = lowered.compile()
+    used = memory.usage(self.compiled[k])
+    extra = self.in_flight_bytes
+    return dataclasses.replace(used, arguments=used.arguments + extra)
