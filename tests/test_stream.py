@@ -238,9 +238,9 @@ def test_stream_errors_are_one_line():
   with pytest.raises(ValueError, match="batch_size=8 but the stream's batches hold 16"):
     fj.sweep(model, _stream(), batch_size=8, **kw)
   examples = grain.MapDataset.source([(X[i], Y[i]) for i in range(8)])
-  with pytest.raises(ValueError, match="pass fj.sweep.*batch_size=B"):
+  with pytest.raises(ValueError, match=r"pass fj.sweep.*batch_size=B"):
     fj.sweep(model, fj.Stream(train=examples), **kw)
-  with pytest.raises(ValueError, match="AdaFlood|adaflood"):
+  with pytest.raises(ValueError, match=r"objective=.adaflood. reads"):
     fj.sweep(model, _stream(), objective="adaflood", **dict(kw, flood_levels=None))
   with pytest.raises(TypeError, match="train must be a callable"):
     fj.Stream(train=[(X, Y)])
@@ -252,7 +252,7 @@ def test_stream_errors_are_one_line():
 
 def test_population_errors_are_one_line():
   pop = fj.Population(fj.Model(*_linear()), optimizer=OPTIMIZER, flood_levels=[0.0, 0.1])
-  with pytest.raises(ValueError, match="call pop.init"):
+  with pytest.raises(ValueError, match=r"call pop\.init"):
     pop.train_step(None, X[:4], Y[:4])
   state = pop.init(X[:4])
   state, _ = pop.train_step(state, X[:4], Y[:4])
