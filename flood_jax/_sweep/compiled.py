@@ -165,6 +165,12 @@ class Program:
     return NamedSharding(self.mesh, P(AXIS))
 
   @functools.cached_property
+  def stepped(self) -> StepProgram:
+    """The same chunk's programs on batches sent by the host (a stream), kept with this one:
+    a later sweep of the same computation compiles them no more."""
+    return StepProgram(self.train, self.mesh, self.plan.chunk_size)
+
+  @functools.cached_property
   def carry_structure(self) -> one.Carry:
     """Abstract carry of one model (shapes and dtypes, no leading axis)."""
     x = self.train.inputs.batch(1)

@@ -283,8 +283,7 @@ class _Loop:
     self.stream = None
     if self.spec.streamed:
       assert isinstance(self.spec.data, Stream)
-      self.stream = StreamCalls(self.spec.train, self.spec.data, self.plan, self.layout.mesh,
-                                self.layout.chunk_size)  # fmt: skip
+      self.stream = StreamCalls(self.programs.main.stepped, self.spec.data, self.plan)
 
   def train(self) -> None:
     grid, plan = self.spec.grid, self.plan

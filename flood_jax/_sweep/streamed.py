@@ -40,14 +40,13 @@ from flood_jax._sweep.stream import AHEAD, Stream, block_size, blocks, prefetche
 class StreamCalls:
   """The calls of one chunk's models on a stream (see the module's docstring)."""
 
-  train: TrainSpec
+  program: StepProgram
   stream: Stream
   plan: EvalPlan
-  mesh: Mesh
-  chunk_size: int
 
   def __post_init__(self):
-    self.program = StepProgram(self.train, self.mesh, self.chunk_size)
+    self.train = self.program.train
+    self.mesh = self.program.mesh
     self.k = block_size(self.stream.first_batch)
     self.replicated = NamedSharding(self.mesh, P())
     self.sharded = NamedSharding(self.mesh, P(AXIS))
