@@ -1,5 +1,6 @@
 """Population-based training of the flood level in a sweep (``fj.sweep(..., pbt=fj.PBT(...))``)."""
 
+import json
 import os
 
 import jax
@@ -242,3 +243,19 @@ def test_pbt_on_two_processes_equals_one_process_with_the_same_devices(tmp_path)
       np.testing.assert_array_equal(first[name], second[name], err_msg=name)
       np.testing.assert_array_equal(first[name], alone[name], err_msg=name)
   assert (alone["lineage"] != np.arange(3).reshape(3, 1, 1)).any()
+
+
+def test_cli_pbt_runs_and_records_it(tmp_path, capsys):
+  from test_cli import TINY
+
+  from flood_jax import cli
+
+  out_dir = tmp_path / "pbt"
+  code = cli.main([*TINY, "--levels", "0.1,0.2,0.4,0.6", "--pbt", "2,0.5", "--out", str(out_dir)])
+  out, err = capsys.readouterr()
+  assert code == 0, err
+  results = json.loads((out_dir / "results.json").read_text())
+  assert results["config"]["pbt"]["interval"] == 2 and results["config"]["pbt"]["fraction"] == 0.5
+  assert "flood_level" in results["history"] and "PBT" in out
+  assert cli.main([*TINY, "--pbt", "2,0.9"]) != 0
+  assert "FRACTION in [0, 0.5]" in capsys.readouterr().err
