@@ -259,3 +259,22 @@ def test_cli_pbt_runs_and_records_it(tmp_path, capsys):
   assert "flood_level" in results["history"] and "PBT" in out
   assert cli.main([*TINY, "--pbt", "2,0.9"]) != 0
   assert "FRACTION in [0, 0.5]" in capsys.readouterr().err
+
+
+def test_trackers_log_the_level_each_member_trains_with(data):
+  class Recorder:
+    def __init__(self):
+      self.calls = []
+
+    def log(self, run, step, metrics):
+      self.calls.append((run.index, step, dict(metrics)))
+
+  recorder = Recorder()
+  result = run(data, pbt=PBT, loggers=[recorder])
+  levels = np.moveaxis(result.history["flood_level"], -2, 0).reshape(-1, 6)  # flat models
+  lrs = np.moveaxis(result.history["learning_rate"], -2, 0).reshape(-1, 6)
+  assert len(recorder.calls) == 12 * 6
+  for model, step, metrics in recorder.calls:
+    assert metrics["flood_level"] == pytest.approx(float(levels[model, step - 1]))
+    assert metrics["learning_rate"] == pytest.approx(float(lrs[model, step - 1]))
+    assert "val_accuracy" in metrics

@@ -193,7 +193,7 @@ def run(spec: SweepSpec) -> SweepResult:
     grid=spec.grid,
     level_name=spec.level_name,
     config=config,
-    metrics=spec.train.task.history_keys,
+    metrics=(*spec.train.task.history_keys, *_explored_names(spec)),
     eval_epochs=plan.eval_epochs,
     checkpoint_dir=store.directory,
   )
@@ -249,6 +249,10 @@ class _Loop:
         first = plan.stops[segment - 1] if segment else 0
         models = self.state.alive_models(self.spec)
         self.state.trained.append(self.flat[:2])
+        if isinstance(self.spec.policy, PBT):  # the trackers log the values trained with
+          names = _explored_names(self.spec)
+          columns = [self.flat[0], *self.flat[1].T]
+          self.tracking.explored = dict(zip(names, columns, strict=True))
         for chunk in self.layout.chunks(models):
           self.train_chunk(segment, first, stop, chunk, bar)
         if stop < plan.epochs:
@@ -436,6 +440,13 @@ def assemble(spec, plan, layout, programs, state, config, wall_time, memory_plan
     selection_key=task.selection_key,
     mode=task.mode,
   )
+
+
+def _explored_names(spec: SweepSpec) -> tuple[str, ...]:
+  """What PBT explores (logged and kept in the history): the level and the hyperparameters."""
+  if not isinstance(spec.policy, PBT):
+    return ()
+  return (spec.level_name, *spec.grid.hyperparams)
 
 
 def _trained_values(spec, plan, state) -> dict[str, np.ndarray]:
