@@ -244,11 +244,10 @@ class SweepResult:
 
     if self.lineage is None:
       raise ValueError("level_schedule needs a PBT sweep: fj.sweep(..., pbt=fj.PBT(...)).")
-    if member is None or seed is None:
-      best = self.best()
-      member = best["member"] if member is None else member
-      seed = best["seed"] if seed is None else seed
-    where = (*np.unravel_index(int(member), self.config_shape), _find("seed", self.seeds, seed))
+    best: dict[str, Any] = self.best() if member is None or seed is None else {}
+    member = int(best["member"] if member is None else member)
+    seed = int(best["seed"] if seed is None else seed)
+    where = (*np.unravel_index(member, self.config_shape), _find("seed", self.seeds, seed))
     record = self.config["pbt"]
     boundaries = [int(record["interval"]) * (k + 1) for k in range(self.lineage.shape[-1])]
     epochs = np.asarray(self.epochs)

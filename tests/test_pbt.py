@@ -1,5 +1,6 @@
 """Population-based training of the flood level in a sweep (``fj.sweep(..., pbt=fj.PBT(...))``)."""
 
+import dataclasses
 import json
 import os
 
@@ -278,3 +279,13 @@ def test_trackers_log_the_level_each_member_trains_with(data):
     assert metrics["flood_level"] == pytest.approx(float(levels[model, step - 1]))
     assert metrics["learning_rate"] == pytest.approx(float(lrs[model, step - 1]))
     assert "val_accuracy" in metrics
+
+
+def test_level_trajectory_plot(explored, tmp_path):
+  from flood_jax import plots
+
+  result, _ = explored
+  path = plots.plot_level_trajectories(result, tmp_path / "levels.png")
+  assert os.path.getsize(path) > 1000
+  with pytest.raises(ValueError, match="needs a PBT sweep"):
+    plots.plot_level_trajectories(dataclasses.replace(result, lineage=None), tmp_path / "x.png")

@@ -210,7 +210,7 @@ def hyperparam_leaves(structure: Any, names: tuple[str, ...]) -> list[list[int]]
   leaves, treedef = jax.tree.flatten(structure)
   numbered = jax.tree.unflatten(treedef, [np.int64(i) for i in range(len(leaves))])
   marked = numbered._replace(
-    opt_state=set_hyperparams(numbered.opt_state, names, np.arange(-1, -len(names) - 1, -1))
+    opt_state=set_hyperparams(numbered.opt_state, names, np.arange(-1, -len(names) - 1, -1))  # pyright: ignore[reportArgumentType]
   )
   found = [int(x) for x in jax.tree.leaves(marked)]
   return [[i for i, x in enumerate(found) if x == -1 - j] for j in range(len(names))]
