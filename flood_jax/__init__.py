@@ -12,6 +12,7 @@ from flood_jax._dataset import Dataset  # noqa: E402
 from flood_jax._loss import flooded_loss, iflooded_loss  # noqa: E402
 from flood_jax._result import SweepResult  # noqa: E402
 from flood_jax._sweep import Model, Pretrained, sweep  # noqa: E402
+from flood_jax._sweep.pbt import PBT  # noqa: E402
 from flood_jax._sweep.plan import Plan, plan  # noqa: E402
 from flood_jax._sweep.population import Population, PopulationState  # noqa: E402
 from flood_jax._sweep.prune import Halving  # noqa: E402
@@ -23,6 +24,7 @@ from flood_jax._transform import FloodState, flood, flooded_fraction  # noqa: E4
 __version__ = "0.1.0"
 
 __all__ = [
+  "PBT",
   "Classification",
   "Dataset",
   "FloodState",

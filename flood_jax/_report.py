@@ -126,6 +126,11 @@ def summary(result: SweepResult) -> str:
     best: dict[str, float] | None = result.best()
   except ValueError:
     best = None
+  pbt = None
+  if result.lineage is not None and best is not None:  # PBT: its lines; * marks the slot
+    from flood_jax._sweep.pbt import summary_lines
+
+    pbt, best = summary_lines(result, best), result.configurations()[int(best["member"])]
   rows = table(result)
   show = {
     "diverged": any(row["diverged"] for row in rows),
@@ -143,7 +148,7 @@ def summary(result: SweepResult) -> str:
   out += [
     "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)).rstrip() for cells in lines
   ]
-  out.append(_best_line(result, best))
+  out += pbt or [_best_line(result, best)]
   versus = versus_line(result)
   if versus:
     out.append(versus)

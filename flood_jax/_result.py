@@ -79,6 +79,14 @@ class SweepResult:
       ``"val_loss"`` for ``fj.Regression()``).
     mode: ``"max"`` when a higher ``selection_key`` is better, ``"min"`` when
       a lower one is.
+    lineage: after ``fj.sweep(..., pbt=fj.PBT(...))``, ``(levels,
+      *hyperparameters, seeds, boundaries)`` integers: at each exploit boundary
+      (``config["pbt"]``'s ``interval``, ``2 * interval``, ...), the flat index
+      (among the configurations of the same seed, as :meth:`configurations`
+      orders them) of the member whose weights the model went on from, its own
+      index when it kept its own; ``None`` without PBT. Its ``history`` then
+      also holds the level (``history[level_name]``) and each swept
+      hyperparameter each model trained with.
 
   A *configuration* is a flood level with one value of each hyperparameter.
   The best one (:meth:`best`, :attr:`best_flood_level`) has the best
@@ -105,6 +113,7 @@ class SweepResult:
   plan: Any = dataclasses.field(default=None, repr=False, compare=False)
   selection_key: str = "val_accuracy"
   mode: str = "max"
+  lineage: np.ndarray | None = None
 
   def __post_init__(self):
     if self.selection_key not in self.history:
@@ -189,9 +198,18 @@ class SweepResult:
       first). A configuration with a diverged seed, or a pruned one, is
       never chosen.
 
+    After a PBT sweep (:attr:`lineage` set) the winner is one member, the run
+    with the best score: ``{level_name: the level it ended with,
+    **its hyperparameters at the end, "member": its flat index among the
+    configurations of its seed, "seed": its seed}`` (``result.index(**best)``
+    finds it), and :meth:`level_schedule` gives its level over the steps as
+    ``fj.flood`` takes it.
+
     Raises:
       ValueError: if every configuration diverged.
     """
+    if self.lineage is not None:
+      return self._best_member(rule)
     scores = self.val_score(rule).mean(axis=-1)
     if np.all(np.isnan(scores)):
       raise ValueError(
@@ -200,6 +218,44 @@ class SweepResult:
       )
     flat = int(np.nanargmax(self._signed(scores)))
     return self.configurations()[flat]
+
+  def _best_member(self, rule: str) -> dict[str, Any]:
+    scores = self._signed(self.val_score(rule))  # (levels, *hyperparameters, seeds)
+    if np.all(np.isnan(scores)):
+      raise ValueError(
+        "every member of the PBT sweep diverged (validation loss NaN or infinite);"
+        " lower the learning rate or check the data and model."
+      )
+    where = np.unravel_index(int(np.nanargmax(scores)), scores.shape)
+    out: dict[str, Any] = {name: _shortest(self.history[name][where][-1])
+           for name in (self.level_name, *self.hyperparams)}  # fmt: skip
+    out["member"] = int(np.ravel_multi_index(where[:-1], scores.shape[:-1]))
+    out["seed"] = int(self.seeds[where[-1]])
+    return out
+
+  def level_schedule(self, member: int | None = None, seed: int | None = None) -> Any:
+    """A PBT member's flood level as a function of the update count, for ``fj.flood``.
+
+    ``member`` (flat index among the configurations of a seed) and ``seed`` default to the
+    winner of :meth:`best`; ``fj.flood(result.level_schedule())`` retrains it with the
+    levels PBT gave it, changing at each exploit boundary.
+    """
+    from flood_jax._sweep.pbt import LevelSchedule
+
+    if self.lineage is None:
+      raise ValueError("level_schedule needs a PBT sweep: fj.sweep(..., pbt=fj.PBT(...)).")
+    best: dict[str, Any] = self.best() if member is None or seed is None else {}
+    member = int(best["member"] if member is None else member)
+    seed = int(best["seed"] if seed is None else seed)
+    where = (*np.unravel_index(member, self.config_shape), _find("seed", self.seeds, seed))
+    record = self.config["pbt"]
+    boundaries = [int(record["interval"]) * (k + 1) for k in range(self.lineage.shape[-1])]
+    epochs = np.asarray(self.epochs)
+    # A segment's level is the one recorded at its last epoch (the boundaries are evaluated).
+    values = [float(self.history[self.level_name][where][np.flatnonzero(epochs == e)[0]])
+              for e in (*boundaries, int(epochs[-1]))]  # fmt: skip
+    steps = int(record["steps_per_epoch"])
+    return LevelSchedule(tuple(b * steps for b in boundaries), tuple(values))
 
   def val_score(self, rule: str = "final") -> np.ndarray:
     """:attr:`selection_key` per run, ``(levels, *hyperparameters, seeds)``, under ``rule``.
@@ -245,6 +301,10 @@ class SweepResult:
     ``result.index(**result.best())`` works for every sweep). Raises a
     one-line ``ValueError`` for a value not in the sweep.
     """
+    member = hyperparams.pop("member", None)
+    if member is not None:  # a PBT member (see best): its slot, whatever its level now
+      out = [int(i) for i in np.unravel_index(int(member), self.config_shape)]
+      return tuple(out if seed is None else [*out, _find("seed", self.seeds, seed)])
     if flood_level is None:
       if self.level_name not in hyperparams:
         raise ValueError(
@@ -309,7 +369,7 @@ class SweepResult:
 
   def at_best_hyperparams(self) -> SweepResult:
     """:meth:`select` at the best configuration's hyperparameters (self if none)."""
-    if not self.hyperparams:
+    if not self.hyperparams or self.lineage is not None:  # (PBT: no fixed hyperparameters)
       return self
     best = self.best()
     return self.select(**{k: v for k, v in best.items() if k != self.level_name})
@@ -446,6 +506,8 @@ class SweepResult:
     if metric not in self.history:
       raise ValueError(f"unknown metric {metric!r}; known: {sorted(self.history)}.")
     zero = np.flatnonzero(np.asarray(self.flood_levels) == self._no_flooding)
+    if self.lineage is not None:  # PBT's members are not paired configurations
+      return None
     try:
       best = self.best(rule)
     except ValueError:

@@ -37,6 +37,7 @@ __all__ = [
   "plot_accuracy_vs_level",
   "plot_curves",
   "plot_flooded_fraction",
+  "plot_level_trajectories",
   "plot_overview",
 ]
 
@@ -190,6 +191,60 @@ def plot_flooded_fraction(
     title=_legend_title(result, indices), fontsize="small", ncols=2 if len(indices) > 6 else 1
   )
   _suptitle(fig, title or _describe(result, "flooded fraction per epoch"))
+  return _save(fig, path, dpi)
+
+
+def plot_level_trajectories(
+  result: SweepResult,
+  path: PathLike,
+  *,
+  title: str | None = None,
+  dpi: int = _DPI,
+) -> PathLike:
+  """A PBT sweep's members: each one's flood level over the epochs, coloured by its final
+  validation score (``fj.sweep(..., pbt=fj.PBT(...))``; every seed's members drawn).
+
+  Args:
+    result: a PBT sweep (its ``history`` holds the level each member trained with).
+    path: where to write the PNG.
+    title: figure title; default names the data set, model and seeds.
+    dpi: resolution in dots per inch.
+
+  Returns:
+    ``path``.
+
+  Raises:
+    ValueError: ``result`` is not a PBT sweep.
+  """
+  import matplotlib
+  from matplotlib import cm, colors
+
+  name = result.level_name
+  if result.lineage is None or name not in result.history:
+    raise ValueError("plot_level_trajectories needs a PBT sweep: fj.sweep(..., pbt=fj.PBT(...)).")
+  epochs = np.asarray(result.epochs)
+  levels = np.asarray(result.history[name], np.float64).reshape(-1, len(epochs))
+  score = np.asarray(result.val_score(), np.float64).reshape(-1)  # (members,), as levels
+  finite = score[np.isfinite(score)]
+  norm = colors.Normalize(*(finite.min(), finite.max()) if finite.size else (0.0, 1.0))
+  cmap = matplotlib.colormaps["viridis"]
+  fig, (ax,) = _figure(1, 1, width=7.0)
+  rng = np.random.default_rng(0)  # a small vertical jitter, so members on one level part
+  spread = 0.004 * max(float(np.nanmax(levels) - np.nanmin(levels)), 1e-3)
+  for member in np.argsort(np.nan_to_num(score, nan=-np.inf)):  # best drawn last (on top)
+    color = "lightgrey" if not np.isfinite(score[member]) else cmap(norm(score[member]))
+    jitter = rng.normal(0.0, spread)
+    ax.step(epochs, levels[member] + jitter, where="pre", color=color, lw=1.2, alpha=0.85)
+  for boundary in range(
+    int(result.config["pbt"]["interval"]), int(epochs[-1]), int(result.config["pbt"]["interval"])
+  ):
+    ax.axvline(boundary, color="black", lw=0.5, alpha=0.2)
+  fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
+               label=f"final validation {result.selection}")  # fmt: skip
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("flood level" if name == "flood_level" else name)
+  ax.grid(alpha=0.3)
+  _suptitle(fig, title or _describe(result, "PBT: each member's level over the epochs"))
   return _save(fig, path, dpi)
 
 

@@ -81,6 +81,9 @@ def main(spec: dict, out_dir: str) -> None:
   prune = spec.pop("prune", None)  # [min_epochs, factor]
   if prune is not None:
     spec["prune"] = fj.Halving(*prune)
+  pbt = spec.pop("pbt", None)  # [interval, fraction]
+  if pbt is not None:
+    spec["pbt"] = fj.PBT(*pbt)
   result = fj.sweep(
     SmallMLP(),
     data,
@@ -98,6 +101,8 @@ def main(spec: dict, out_dir: str) -> None:
   arrays["pruned_at"] = np.asarray(result.pruned_at)
   if result.local_models is not None:
     arrays["local_models"] = result.local_models
+  if result.lineage is not None:
+    arrays["lineage"] = result.lineage
   info = dict(
     processes=jax.process_count(),
     devices=len(jax.devices()),

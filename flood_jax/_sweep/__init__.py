@@ -18,6 +18,8 @@ Each concern has a module of its own (``api.sweep`` -> ``spec`` -> ``driver.run`
 - ``memory``: XLA's memory analysis of a chunk, the line fitted to it, the chunk that fits;
 - ``plan``: the ``Plan`` a sweep runs (``fj.plan``) and how its chunk size is decided;
 - ``prune``: the pruning ``Policy``: ``NoPruning`` (the default) and ``Halving``;
+- ``pbt``: ``PBT``, a policy whose rungs are exploit boundaries (the driver copies carries and
+  sets the next levels and hyperparameters between segments);
 - ``checkpoint``: the ``CheckpointStore`` (Orbax, one format) and ``NullStore``;
 - ``hosts``: what differs under several processes (starting them: ``flood_jax._launch``);
   ``tracking``: the loggers; ``progress``: the progress bar;

@@ -13,6 +13,7 @@ from jax.sharding import Mesh
 from flood_jax._dataset import Dataset
 from flood_jax._result import SweepResult
 from flood_jax._sweep.driver import run
+from flood_jax._sweep.pbt import PBT
 from flood_jax._sweep.program import Augment, LossFn
 from flood_jax._sweep.prune import Halving
 from flood_jax._sweep.spec import SweepSpec
@@ -49,6 +50,7 @@ def sweep(
   loggers: Sequence[Any] | None = None,
   memory_limit: int | str | None = None,
   task: Task | None = None,
+  pbt: PBT | None = None,
 ) -> SweepResult:
   r"""Trains one model per (flood level, hyperparameters, seed), all at once.
 
@@ -203,6 +205,18 @@ def sweep(
       gathered history, and the trained parameters are gathered onto every
       process (``gather_params`` is ignored). See
       :class:`flood_jax.Halving`.
+    pbt: ``fj.PBT(interval, fraction, factors, resample)`` for population-based
+      training of the flood level (and of the swept hyperparameters): after every
+      ``interval`` epochs, per seed, the worst ``fraction`` of the configurations copy the
+      whole state of one of the best ``fraction`` and go on with its level (and
+      hyperparameters) times a factor from ``factors``. Nothing recompiles: the level is a
+      per-model input and the hyperparameters live in the optimizer state.
+      ``result.history["flood_level"]`` (and one entry per swept hyperparameter) holds
+      what each model trained with, ``result.lineage`` whose weights it went on from, and
+      ``result.best()`` the winning member with its level schedule. Not with ``prune=``
+      (a one-line error: they do not compose). ``fraction=0`` is the plain sweep,
+      bitwise. Checkpoints, several processes and every model kind and task work as
+      with Halving. See :class:`flood_jax.PBT`.
     loggers: experiment trackers, e.g. ``[fj.loggers.TensorBoard("runs/tb"),
       fj.loggers.MLflow(), fj.loggers.WandB("project")]``: one tracker run per
       model, its curves streamed after each compiled call (so by default a
@@ -305,5 +319,6 @@ def sweep(
       loggers=loggers,
       memory_limit=memory_limit,
       task=task,
+      pbt=pbt,
     )
   )

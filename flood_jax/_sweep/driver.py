@@ -37,6 +37,7 @@ from flood_jax._sweep.compiled import Program
 from flood_jax._sweep.layout import Chunk, Layout, device_data, seed_slots
 from flood_jax._sweep.memory import device_limit
 from flood_jax._sweep.metrics import empty_history
+from flood_jax._sweep.pbt import PBT, hyperparam_leaves
 from flood_jax._sweep.plan import Plan as MemoryPlan
 from flood_jax._sweep.plan import RunUsage, data_nbytes, make_plan
 from flood_jax._sweep.program import Carry, DeviceData
@@ -94,6 +95,10 @@ class RunState:
   pruned_at: np.ndarray  # (configs,) the epoch a configuration stopped after, 0 if none
   pieces: list[list[Any]] = dataclasses.field(default_factory=list)
   carries: list[np.ndarray] | None = None
+  # PBT: per segment, the levels and hyperparameters each model trained with (flat order),
+  # and per boundary the flat model each one went on from.
+  trained: list[tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=list)
+  lineage: list[np.ndarray] = dataclasses.field(default_factory=list)
 
   @classmethod
   def start(cls, spec: SweepSpec) -> RunState:
@@ -238,7 +243,7 @@ def run(spec: SweepSpec) -> SweepResult:
     grid=spec.grid,
     level_name=spec.level_name,
     config=config,
-    metrics=spec.train.task.history_keys,
+    metrics=(*spec.train.task.history_keys, *_explored_names(spec)),
     eval_epochs=plan.eval_epochs,
     checkpoint_dir=store.directory,
   )
@@ -297,6 +302,11 @@ class _Loop:
       for segment, stop in enumerate(plan.stops):
         first = plan.stops[segment - 1] if segment else 0
         models = self.state.alive_models(self.spec)
+        self.state.trained.append(self.flat[:2])
+        if isinstance(self.spec.policy, PBT):  # the trackers log the values trained with
+          names = _explored_names(self.spec)
+          columns = [self.flat[0], *self.flat[1].T]
+          self.tracking.explored = dict(zip(names, columns, strict=True))
         for chunk in self.layout.chunks(models):
           self.train_chunk(segment, first, stop, chunk, bar)
         if stop < plan.epochs:
@@ -320,9 +330,32 @@ class _Loop:
       self.state.history, self.state.alive, grid, stop, self.plan.epochs, self.spec.train.task
     )
     self.state.prune(kept, stop)
+    if isinstance(self.spec.policy, PBT):
+      self.exploit(self.spec.policy, stop)
     # Ties kept together can leave more survivors than planned: the bar's total follows.
     retotal(bar, self.spec.policy, len(kept), len(grid.seeds), self.layout.group,
             self.plan.stops, segment + 1)  # fmt: skip
+
+  def exploit(self, policy: PBT, stop: int) -> None:
+    """PBT's boundary after ``stop`` epochs: copies carries, sets the next levels and
+    hyperparameters (in the kept optimizer states and the per-model inputs)."""
+    levels, hparams, seeds = self.flat
+    gamma = self.spec.level_name == "gamma"  # AdaFlood's correction stays in [0, 1]
+    decided = policy.exploit(self.state.history, self.spec.grid, stop, levels, hparams,
+                             self.spec.train.task, (0.0, 1.0) if gamma else None)  # fmt: skip
+    carries = self.state.carries
+    assert carries is not None  # the driver keeps every carry when there are rungs
+    copied = np.flatnonzero(decided.source != np.arange(len(decided.source)))
+    if len(copied):
+      for leaf in carries:
+        leaf[copied] = leaf[decided.source[copied]]  # (fancy indexing reads a copy first)
+      names = self.spec.train.hyperparams
+      leaves = hyperparam_leaves(self.programs.carry_structure, names)
+      for j, indices in enumerate(leaves):
+        for i in indices:
+          carries[i][copied] = decided.hparams[copied, j].astype(carries[i].dtype)
+    self.flat = (decided.levels, decided.hparams, seeds)
+    self.state.lineage.append(decided.source)
 
   def train_chunk(self, segment: int, first: int, stop: int, chunk: Chunk, bar: Any) -> None:
     """Trains (or reads back) one call's models from epoch ``first`` to ``stop``."""
@@ -439,11 +472,19 @@ def assemble(spec, plan, layout, programs, state, config, wall_time, memory_plan
   unflatten = grid.unflatten if local_models is None else (lambda x: x)
   history = state.history[:, plan.eval_epochs - 1]
   task = spec.train.task
+  curves = {m: grid.unflatten(history[..., i]) for i, m in enumerate(task.history_keys)}
+  lineage = None
+  if isinstance(spec.policy, PBT):
+    curves.update(_trained_values(spec, plan, state))
+    lineage = grid.unflatten(np.stack(state.lineage, axis=-1) % grid.num_configs)
+    steps = spec.num_trained // spec.train.batch_size
+    config = dict(config, pbt=dict(config["pbt"], steps_per_epoch=steps))
   return SweepResult(
     flood_levels=grid.flood_levels,
     seeds=grid.seeds,
     hyperparams=dict(grid.hyperparams),
-    history={m: grid.unflatten(history[..., i]) for i, m in enumerate(task.history_keys)},
+    history=curves,
+    lineage=lineage,
     final_params=jax.tree.map(unflatten, params),
     final_batch_stats=(None if model_state is None else jax.tree.map(unflatten, model_state)),
     local_models=local_models,
@@ -457,6 +498,26 @@ def assemble(spec, plan, layout, programs, state, config, wall_time, memory_plan
     selection_key=task.selection_key,
     mode=task.mode,
   )
+
+
+def _explored_names(spec: SweepSpec) -> tuple[str, ...]:
+  """What PBT explores (logged and kept in the history): the level and the hyperparameters."""
+  if not isinstance(spec.policy, PBT):
+    return ()
+  return (spec.level_name, *spec.grid.hyperparams)
+
+
+def _trained_values(spec, plan, state) -> dict[str, np.ndarray]:
+  """PBT's curves: the level and each hyperparameter every model trained with, per evaluated
+  epoch (the epochs of a segment trained with what the segment started with)."""
+  grid, eval_epochs = spec.grid, plan.eval_epochs
+  segment = np.searchsorted(np.asarray(plan.stops), eval_epochs)  # the segment of each epoch
+  levels = np.stack([state.trained[k][0] for k in segment], axis=-1)  # (models, evaluations)
+  hparams = np.stack([state.trained[k][1] for k in segment], axis=-1)  # (models, H, evals)
+  out = {spec.level_name: grid.unflatten(levels)}
+  for j, name in enumerate(grid.hyperparams):
+    out[name] = grid.unflatten(hparams[:, j])
+  return out
 
 
 def _stacked(spec, plan, layout, programs, state) -> tuple[list[Any], np.ndarray | None]:

@@ -28,6 +28,7 @@ from flood_jax._sweep.adapters import Adapter, adapt
 from flood_jax._sweep.grid import Grid
 from flood_jax._sweep.memory import parse_bytes
 from flood_jax._sweep.objectives import PUBLIC, Objective
+from flood_jax._sweep.pbt import PBT
 from flood_jax._sweep.program import Augment, LossFn, injected_hyperparams
 from flood_jax._sweep.prune import NoPruning, Policy, check_policy
 from flood_jax._sweep.stream import Stream
@@ -174,6 +175,7 @@ class SweepSpec:
     loggers: Sequence[Any] | None,
     memory_limit: int | str | None = None,
     task: Task | None = None,
+    pbt: Any = None,
   ) -> SweepSpec:
     """``fj.sweep``'s arguments, checked (see :func:`flood_jax.sweep`)."""
     _check_data_and_optimizer(data, optimizer)
@@ -205,6 +207,8 @@ class SweepSpec:
       # (pointing at the user's fj.sweep call: this, sweep(), its caller)
       warn_if_never_floods(chosen_task, grid.flood_levels, stacklevel=4)
     policy = check_policy(prune, epochs, multi_process=hosts.process_count() > 1)
+    if pbt is not None:
+      policy = check_pbt(pbt, prune, epochs)
     return cls._build(
       model, data, grid, chosen, optimizer, epochs, batch_size, augment, chosen_task,
       EvalRequest(eval_every, train_eval_size, bool(eval_test), eval_batch_size),
@@ -305,10 +309,22 @@ class SweepSpec:
     }
     pruning = self.policy.record()
     if pruning is not None:
-      config["prune"] = pruning
+      config["pbt" if isinstance(self.policy, PBT) else "prune"] = pruning
     if self.per_example is not None:  # what the models train on: no resume of other levels
       config.update(self.objective.per_example_digest(self.per_example))
     return config
+
+
+def check_pbt(pbt: Any, prune: Any, epochs: int) -> PBT:
+  """``fj.sweep``'s ``pbt=``, checked against ``prune=`` and the epochs; one-line errors."""
+  if not isinstance(pbt, PBT):
+    raise TypeError(f"pbt must be fj.PBT(interval=..., fraction=...), got {type(pbt).__name__}.")
+  if prune is not None:
+    raise ValueError(
+      "pbt= and prune= do not compose (PBT keeps every member training); pass one of them."
+    )
+  pbt.check(epochs)
+  return pbt
 
 
 def _name(fn: Any) -> str:

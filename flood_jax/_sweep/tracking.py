@@ -76,6 +76,8 @@ class Tracking:
   ):
     self.active = bool(loggers) and hosts.is_main()
     self._loggers: list[Any] = list(loggers) if self.active else []
+    # PBT: name -> (models,) the value each model trains with now, logged beside its metrics.
+    self.explored: dict[str, np.ndarray] = {}
     if not self.active:
       return
     self._metrics = tuple(metrics)
@@ -120,7 +122,8 @@ class Tracking:
         values = metrics[row, step - first_epoch - 1]
         if np.all(np.isnan(values)):  # not trained (yet): a pruned model, a resumed sweep
           continue
-        record = dict(zip(self._metrics, values.tolist(), strict=True))
+        record = dict(zip(self._metrics[: len(values)], values.tolist(), strict=True))
+        record.update({name: _short(v[model]) for name, v in self.explored.items()})
         for logger in list(self._loggers):
           self._call(logger, "log", run, step, record)
         self._logged[model] = step

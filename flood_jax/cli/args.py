@@ -203,6 +203,31 @@ def optimizer_list(text: str) -> tuple[str, ...]:
   return names
 
 
+def parse_pbt(text: str) -> list[Any]:
+  """Parses ``--pbt``: ``INTERVAL[,FRACTION]`` of population-based training.
+
+  Examples:
+    >>> parse_pbt("5")
+    [5, 0.25]
+    >>> parse_pbt("6,0.5")
+    [6, 0.5]
+  """
+  parts = [part.strip() for part in text.split(",")]
+  try:
+    if len(parts) > 2:
+      raise ValueError
+    interval, fraction = int(parts[0]), float(parts[1]) if len(parts) == 2 else 0.25
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+      f"--pbt takes INTERVAL[,FRACTION], e.g. 5 or 5,0.25; got {text!r}."
+    ) from None
+  if interval < 1 or not 0 <= fraction <= 0.5:
+    raise argparse.ArgumentTypeError(
+      f"--pbt needs INTERVAL >= 1 and FRACTION in [0, 0.5], e.g. 5,0.25; got {text!r}."
+    )
+  return [interval, fraction]
+
+
 def parse_prune(text: str) -> list[Any]:
   """Parses ``--prune``: ``MIN_EPOCHS[,FACTOR[,SCORE]]`` of successive halving.
 

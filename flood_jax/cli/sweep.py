@@ -39,6 +39,7 @@ from flood_jax.cli.args import (
   memory_size,
   non_negative_float_list,
   parse_levels,
+  parse_pbt,
   parse_prune,
   parse_seeds,
   positive_float_list,
@@ -120,6 +121,7 @@ CONFIG_KEYS = (
   "devices",
   "out",
   "prune",
+  "pbt",
   "log",
   "log_dir",
   "memory_limit",
@@ -371,6 +373,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     " flooding, which helps late; ties kept together) and stop the rest"
     " (default FACTOR: 3; default: no pruning), e.g. 12,2,trend",
   )
+  running.add_argument(
+    "--pbt",
+    type=parse_pbt,
+    metavar="INTERVAL[,FRACTION]",
+    help="population-based training of the level: every INTERVAL epochs, per seed, the"
+    " worst FRACTION of the configurations (default 0.25) copy one of the best FRACTION"
+    " and go on at its level (and learning rate) times 0.8 or 1.25; not with --prune",
+  )
   tracking_cli.add_arguments(running)
   add_compile_cache_arguments(running)
   running.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
@@ -545,6 +555,7 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
     "devices": given.get("devices"),
     "out": out,
     "prune": given.get("prune"),
+    "pbt": given.get("pbt"),
     "log": given.get("log"),
     "log_dir": given.get("log_dir"),
     "memory_limit": given.get("memory_limit"),
@@ -685,6 +696,7 @@ def _sweep_arguments(
     chunk_size=config["chunk_size"],
     mesh=mesh,
     prune=fj.Halving(*config["prune"]) if config.get("prune") else None,
+    pbt=fj.PBT(*config["pbt"]) if config.get("pbt") else None,
     memory_limit=config.get("memory_limit"),
     task=fj.Regression() if regression else None,
   )
