@@ -477,7 +477,10 @@ def assemble(spec, plan, layout, programs, state, config, wall_time, memory_plan
   if isinstance(spec.policy, PBT):
     curves.update(_trained_values(spec, plan, state))
     lineage = grid.unflatten(np.stack(state.lineage, axis=-1) % grid.num_configs)
-    steps = spec.num_trained // spec.train.batch_size
+    if isinstance(spec.data, Stream):  # the batches of its last epoch read
+      steps = spec.data.steps_per_epoch
+    else:
+      steps = spec.num_trained // spec.train.batch_size
     config = dict(config, pbt=dict(config["pbt"], steps_per_epoch=steps))
   return SweepResult(
     flood_levels=grid.flood_levels,
@@ -561,10 +564,17 @@ def timed_epochs(spec: SweepSpec, prepared: Prepared) -> tuple[float, float]:
   program = cache.get_program(spec.train, plan.call(1), layout.mesh)
   chunk = layout.chunks(np.arange(spec.grid.num_models))[0]
   levels, hparams, slot_seeds, model_slot = _placed(spec.grid.flat(), layout, chunk)
+  streamed = None
+  if isinstance(spec.data, Stream):  # an epoch of the stream (read from its start)
+    streamed = StreamCalls(program.stepped, spec.data, plan)
+    seeds = hosts.put(spec.grid.flat()[2][chunk.index].astype(np.int32), layout.sharded)
 
   def epoch(carry: Carry, e: int) -> tuple[Carry, float]:
     start = time.perf_counter()
-    carry, metrics = program.run(carry, levels, slot_seeds, model_slot, np.int32(e), data)
+    if streamed is not None:
+      carry, metrics = streamed.run(carry, levels, seeds, e, 1)
+    else:
+      carry, metrics = program.run(carry, levels, slot_seeds, model_slot, np.int32(e), data)
     jax.block_until_ready((carry, metrics))
     return carry, time.perf_counter() - start
 

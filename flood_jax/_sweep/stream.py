@@ -104,6 +104,7 @@ class Stream:
     self.seed = int(seed)
     self._first: tuple[Any, Any] | None = None
     self._batch_size: int | None = None
+    self.steps_per_epoch = 0  # the batches of the last epoch read
 
   def __repr__(self) -> str:
     parts = [f"train={_describe_source(self.train)}"]
@@ -185,6 +186,7 @@ class Stream:
       batch = _as_batch(batch, epoch, count - 1)
       _check_like(batch, first, f"training batch {count - 1} of epoch {epoch}")
       yield batch
+    self.steps_per_epoch = count
     if count == 0:
       raise ValueError(
         f"epoch {epoch} of the stream has no batch; train(epoch) must give at least one"
