@@ -307,3 +307,8 @@ def release_directory(path: str | os.PathLike[str]) -> None:
     if os.listdir(path) == [MARKER]:
       os.remove(os.path.join(path, MARKER))
       os.rmdir(path)
+
+
+class NotWrittenError(OSError):
+  """An output that could not be written (e.g. a full disk); ``strerror`` is one line
+  saying what, and what is kept."""

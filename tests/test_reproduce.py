@@ -30,6 +30,7 @@ def _fake_result(test_final, val_final, levels=(0.0, 0.1, 0.2)):
   history["test_accuracy"][..., -1] = test_final
   history["val_accuracy"][..., 0] = 0.1
   history["test_accuracy"][..., 0] = 0.5
+  history["flooded_fraction"][levels > 0] = 0.5  # the levels flooded: models of their own
   return SweepResult(flood_levels=levels, seeds=np.arange(3), history=history)
 
 
@@ -45,6 +46,24 @@ def test_compare_chooses_the_level_per_seed_by_validation():
   assert c.p_value(False) < 0.5
   table = reproduce.markdown_table([c])
   assert table.count("\n") == 2 and "**" in table  # flooding won: bold
+
+
+def test_levels_that_never_flooded_are_named_and_not_chosen():
+  """b = 0.01 and 0.02 never flooded: b = 0's very models, which a choice must not count."""
+  val = np.array([[0.8, 0.8, 0.8], [0.8, 0.8, 0.8], [0.8, 0.8, 0.8], [0.7, 0.9, 0.7]])
+  test = np.array([[0.7, 0.7, 0.7], [0.7, 0.7, 0.7], [0.7, 0.7, 0.7], [0.6, 0.8, 0.6]])
+  result = _fake_result(test, val, levels=(0.01, 0.0, 0.02, 0.05))  # b = 0.01 before b = 0
+  result.history["flooded_fraction"][:3] = 0.0
+  result.history["flooded_fraction"][2, 1, 0] = np.nan  # a diverged epoch: still never flooded
+  assert reproduce.never_flooded(result) == [0.01, 0.02]
+  c = reproduce.compare(result, reproduce.Setting("mnist", 0.0, "adam"))
+  np.testing.assert_allclose(c.chosen, [0.0, 0.05, 0.0])  # never b = 0.01 (first, tied)
+  assert c.to_dict()["never_flooded"] == [0.01, 0.02]
+  table = reproduce.markdown_table([c])
+  assert table.splitlines()[-1] == (
+    "mnist, noise 0, adam: b = 0.01, 0.02 never flooded: the same models as b = 0"
+    " (not chosen per seed)"
+  )
 
 
 def test_compare_needs_the_baseline():
