@@ -138,6 +138,7 @@ def load(cls: type[SweepResult], directory: str | os.PathLike[str]) -> SweepResu
       raise ValueError(f"a {type(raw).__name__}, not an object")
     key, mode = CLASSIFICATION_SELECTION
     selection = raw.get("selection", {"key": key, "mode": mode})
+    _check_shapes(raw)
     return cls(
       flood_levels=np.asarray(raw["flood_levels"], np.float32),
       seeds=np.asarray(raw["seeds"], np.int64),
@@ -160,6 +161,24 @@ def load(cls: type[SweepResult], directory: str | os.PathLike[str]) -> SweepResu
     raise ValueError(
       f"{path} is damaged ({what}); restore it, or delete it and run the sweep again."
     ) from None
+
+
+def _check_shapes(raw: dict[str, Any]) -> None:
+  """``ValueError`` unless every curve has one row per configuration and seed, and one
+  entry per evaluated epoch."""
+  sizes = [
+    len(raw["flood_levels"]),
+    *(len(v) for v in raw.get("hyperparams", {}).values()),
+    len(raw["seeds"]),
+  ]
+  evals = raw.get("epochs")
+  for name, values in raw["history"].items():
+    shape = np.shape(values)
+    if list(shape[:-1]) != sizes or (evals is not None and shape[-1:] != (len(evals),)):
+      raise ValueError(
+        f"history {name!r} has shape {shape}, not (configurations and seeds {sizes},"
+        f" evaluations {len(evals) if evals is not None else '?'})"
+      )
 
 
 def write_history_csv(result: Any, path: str) -> str:
