@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from flood_jax._checks import NotWrittenError
+from flood_jax._checks import NotWrittenError, release_directory
 from flood_jax._sweep.checkpoint import CheckpointError, CheckpointSaveError
 from flood_jax.cli import tracking as tracking_cli
 from flood_jax.cli.args import fraction_list, optimizer_list, parse_levels, positive_int, snake_name
@@ -69,7 +69,9 @@ DESCRIPTION = textwrap.dedent("""\
     protocol's defaults; smaller values fit a time budget. Every finished
     setting is kept in OUT/runs/SETTING/ and the sweep in progress is
     checkpointed in OUT/checkpoints/: an interrupted run resumes when the same
-    command is run again.""")
+    command is run again (a finished setting is reused only for the arguments
+    it was trained with). --out is a new or empty folder, or one this protocol
+    wrote: never the user's own files.""")
 
 PROTOCOLS = ("synthetic", "mnist1d", "digits", "adaflood", "benchmark")
 
@@ -155,12 +157,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
   """``flood-jax reproduce``: returns the exit code."""
+  out = args.out or os.path.join(OUT_ROOT, f"reproduce-{args.protocol}")
+  try:
+    return _run(args, argv, out)
+  finally:  # a run that wrote nothing (bad input) leaves no folder behind
+    release_directory(out)
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str], out: str) -> int:
   try:
     request_cpu_devices(args.devices or default_devices())
     use_compile_cache(args)
     from flood_jax import reproduce
 
-    out = args.out or os.path.join(OUT_ROOT, f"reproduce-{args.protocol}")
     options: dict[str, Any] = {"progress": not args.no_progress}
     for key, name in [
       ("levels", "flood_levels"),

@@ -315,8 +315,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   running.add_argument(
     "--out",
     metavar="DIR",
-    help="directory for results, plots and the checkpoint (default:"
-    f" {d.out_root}/sweep-DATASET-YYYYmmdd-HHMMSS)",
+    help="directory for results, plots and the checkpoint: a new or empty one, or one"
+    " flood-jax sweep wrote (never the user's own files)"
+    f" (default: {d.out_root}/sweep-DATASET-YYYYmmdd-HHMMSS)",
   )
   running.add_argument(
     "--resume",
