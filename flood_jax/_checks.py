@@ -4,12 +4,16 @@ Each validator raises one line (``ValueError``) saying what was wrong, with the
 value it got; the ``is_*`` predicates let a caller with its own message reuse
 the test. ``first_line`` shortens an error to its first line for a one-line
 message, and ``atomic_write`` writes a file so that a kill leaves the old file
-or the new one, never half of one.
+or the new one, never half of one. ``directory`` refuses a file where a
+directory is meant, and ``claim_directory`` a directory that holds files of
+the user's (an output folder is written only if it is new, empty, or marked
+as written by the same command).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import numbers
 import os
 from collections.abc import Iterator, Sequence
@@ -194,3 +198,117 @@ def atomic_write(path: str | os.PathLike[str], newline: str | None = None) -> It
     with contextlib.suppress(OSError):
       os.remove(tmp)
     raise
+
+
+MARKER = ".flood-jax"
+"""The file that marks an output directory as written by one command (``claim_directory``)."""
+
+
+def directory(name: str, path: str | os.PathLike[str]) -> str:
+  """``path`` as a string; ``ValueError`` if it, or a folder above it, is a file.
+
+  A directory that does not exist yet is fine (it is made when written).
+
+  Examples:
+    >>> import os, tempfile
+    >>> from flood_jax._checks import directory
+    >>> file = os.path.join(tempfile.mkdtemp(), "notes.txt")
+    >>> open(file, "w").close()
+    >>> directory("--out", os.path.dirname(file)) == os.path.dirname(file)
+    True
+    >>> directory("--out", file)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: --out .../notes.txt is a file, not a directory; give a directory (...).
+  """
+  path = os.fspath(path)
+  probe = os.path.abspath(path)
+  while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe):
+    where = path if probe == os.path.abspath(path) else f"{path}: {probe}"
+    raise ValueError(
+      f"{name} {where} is a file, not a directory; give a directory (a new one is made)."
+    )
+  return path
+
+
+def directory_owner(path: str | os.PathLike[str]) -> str | None:
+  """The command that marked ``path`` as its output (``claim_directory``), if any.
+
+  A marker that cannot be read counts as the mark of an unknown command (``"?"``).
+  """
+  marker = os.path.join(path, MARKER)
+  if not os.path.isfile(marker):
+    return None
+  try:
+    with open(marker) as f:
+      owner = json.load(f)["command"]
+  except (OSError, ValueError, KeyError, TypeError):
+    return "?"
+  return owner if isinstance(owner, str) else "?"
+
+
+def claim_directory(
+  name: str, path: str | os.PathLike[str], command: str, *, ours: bool = False, write: bool = True
+) -> None:
+  """Checks that ``command`` may write into ``path``; with ``write``, marks it as its own.
+
+  ``path`` may be written into when it is new, empty, or marked by
+  ``command`` (the marker, :data:`MARKER`, is the first file written into it),
+  or when the caller knows it is ``command``'s (``ours``: e.g. a checkpoint
+  of its own that an older version left without a marker). Otherwise
+  ``ValueError``, one line naming the directory and the fix, and nothing is
+  written: the user's files are never overwritten.
+
+  Args:
+    name: what the user called it, for the message (``--out``, ``out_dir``).
+    path: the directory.
+    command: who writes it, e.g. ``"flood-jax sweep"``.
+    ours: skip the check (known to be ``command``'s own output).
+    write: make the directory and write the marker (``False``: only check).
+
+  Examples:
+    >>> import os, tempfile
+    >>> from flood_jax._checks import claim_directory
+    >>> out = os.path.join(tempfile.mkdtemp(), "run")
+    >>> claim_directory("--out", out, "flood-jax sweep")
+    >>> claim_directory("--out", out, "flood-jax sweep")  # its own: fine
+    >>> open(os.path.join(out, "notes.txt"), "w").close()
+    >>> claim_directory("--out", out, "flood-jax reproduce")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: --out .../run holds the output of flood-jax sweep, not of flood-jax reproduce; ...
+  """
+  path = directory(name, path)
+  owner = directory_owner(path)
+  if not ours and os.path.isdir(path) and owner != command:
+    if owner is not None:
+      raise ValueError(
+        f"{name} {path} holds the output of {owner}, not of {command}; choose another {name}."
+      )
+    entries = sorted(e for e in os.listdir(path) if e != MARKER)
+    if entries:
+      shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+      raise ValueError(
+        f"{name} {path} already holds files that {command} did not write ({shown});"
+        f" choose another {name}, or empty it."
+      )
+  if write and owner != command:
+    os.makedirs(path, exist_ok=True)
+    marker = os.path.join(path, MARKER)
+    tmp = f"{marker}.{os.getpid()}.tmp"  # one per process: several may claim one directory
+    with open(tmp, "w") as f:
+      json.dump({"command": command}, f)
+    os.replace(tmp, marker)
+
+
+def release_directory(path: str | os.PathLike[str]) -> None:
+  """Removes ``path`` if it holds nothing but its marker (a run that wrote nothing)."""
+  with contextlib.suppress(OSError):
+    if os.listdir(path) == [MARKER]:
+      os.remove(os.path.join(path, MARKER))
+      os.rmdir(path)
+
+
+class NotWrittenError(OSError):
+  """An output that could not be written (e.g. a full disk); ``strerror`` is one line
+  saying what, and what is kept."""

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from flood_jax._checks import atomic_write
+from flood_jax._checks import atomic_write, first_line
+from flood_jax._checks import directory as check_directory
 
 if TYPE_CHECKING:
   from flood_jax._result import SweepResult
@@ -69,47 +70,115 @@ def _metric_order(result: SweepResult) -> tuple[str, ...]:
 
 
 def save(result: SweepResult, directory: str | os.PathLike[str], with_params: bool = True) -> str:
-  """Writes ``results.json`` and, with ``with_params``, ``params.npz``; returns the JSON's path."""
+  """Writes ``results.json`` and, with ``with_params``, ``params.npz``; returns the JSON's path.
+
+  Each file is written whole or not at all (a full disk leaves the old file, or none).
+
+  Raises:
+    ValueError: ``directory`` is a file.
+  """
+  check_directory("the directory to save to", directory)
   os.makedirs(directory, exist_ok=True)
   path = os.path.join(directory, "results.json")
   with atomic_write(path) as f:
     json.dump(json_safe(to_dict(result)), f, indent=1)
-  if with_params and result.final_params is not None:
-    leaves = jax.tree_util.tree_leaves_with_path(
-      {"params": result.final_params, "batch_stats": result.final_batch_stats}
-    )
-    # Any: the checker matches **arrays against savez's allow_pickle: bool too.
-    arrays: dict[str, Any] = {jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}
-    np.savez(os.path.join(directory, "params.npz"), **arrays)
+  if with_params:
+    save_params(result, directory)
+  return path
+
+
+def save_params(result: SweepResult, directory: str | os.PathLike[str]) -> str | None:
+  """Writes the trained parameters to ``directory/params.npz``, whole or not at all.
+
+  Returns its path, or ``None`` when the result holds no parameters.
+  """
+  if result.final_params is None:
+    return None
+  leaves = jax.tree_util.tree_leaves_with_path(
+    {"params": result.final_params, "batch_stats": result.final_batch_stats}
+  )
+  # Any: the checker matches **arrays against savez's allow_pickle: bool too.
+  arrays: dict[str, Any] = {jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}
+  path = os.path.join(directory, "params.npz")
+  tmp = path + ".tmp"
+  try:
+    with open(tmp, "wb") as f:  # (a file object: savez would add ".npz" to the name)
+      np.savez(f, **arrays)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
   return path
 
 
 def load(cls: type[SweepResult], directory: str | os.PathLike[str]) -> SweepResult:
   """Reads the metrics written by :func:`save` into a ``cls`` (parameters are not restored)."""
+  """Reads the metrics written by :func:`save` into a ``cls`` (parameters are not restored).
+
+  Raises:
+    FileNotFoundError: no ``results.json`` in ``directory``.
+    ValueError: ``results.json`` is damaged (truncated, not ours, or its
+      entries do not fit together): one line naming it.
+  """
+  if os.path.isfile(directory):
+    hint = (
+      f"give its directory, {os.path.dirname(directory) or '.'}"
+      if os.path.basename(directory) == "results.json"
+      else "give the directory that holds results.json"
+    )
+    raise ValueError(f"{directory} is a file, not a directory; {hint}.")
   path = os.path.join(directory, "results.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"no results.json in {directory}; run a sweep with it as --out first.")
-  with open(path) as f:
-    raw = json.load(f)
-  key, mode = CLASSIFICATION_SELECTION
-  selection = raw.get("selection", {"key": key, "mode": mode})
-  return cls(
-    flood_levels=np.asarray(raw["flood_levels"], np.float32),
-    seeds=np.asarray(raw["seeds"], np.int64),
-    history={
-      # null (a NaN when saved) reads back as NaN.
-      k: np.array(v, dtype=np.float64)
-      for k, v in raw["history"].items()
-    },
-    config=raw.get("config", {}),
-    wall_time=raw.get("wall_time", math.nan),
-    hyperparams={k: np.asarray(v, np.float32) for k, v in raw.get("hyperparams", {}).items()},
-    epochs=raw.get("epochs"),
-    pruned_at=raw.get("pruned_at"),
-    level_name=raw.get("axes", ["flood_level"])[0],
-    selection_key=selection["key"],
-    mode=selection["mode"],
-  )
+  try:
+    with open(path) as f:
+      raw = json.load(f)
+    if not isinstance(raw, dict):
+      raise ValueError(f"a {type(raw).__name__}, not an object")
+    key, mode = CLASSIFICATION_SELECTION
+    selection = raw.get("selection", {"key": key, "mode": mode})
+    _check_shapes(raw)
+    return cls(
+      flood_levels=np.asarray(raw["flood_levels"], np.float32),
+      seeds=np.asarray(raw["seeds"], np.int64),
+      history={
+        # null (a NaN when saved) reads back as NaN.
+        k: np.array(v, dtype=np.float64)
+        for k, v in raw["history"].items()
+      },
+      config=raw.get("config", {}),
+      wall_time=raw.get("wall_time", math.nan),
+      hyperparams={k: np.asarray(v, np.float32) for k, v in raw.get("hyperparams", {}).items()},
+      epochs=raw.get("epochs"),
+      pruned_at=raw.get("pruned_at"),
+      level_name=raw.get("axes", ["flood_level"])[0],
+      selection_key=selection["key"],
+      mode=selection["mode"],
+    )
+  except (ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
+    what = f"no {err} entry" if isinstance(err, KeyError) else first_line(err)
+    raise ValueError(
+      f"{path} is damaged ({what}); restore it, or delete it and run the sweep again."
+    ) from None
+
+
+def _check_shapes(raw: dict[str, Any]) -> None:
+  """``ValueError`` unless every curve has one row per configuration and seed, and one
+  entry per evaluated epoch."""
+  sizes = [
+    len(raw["flood_levels"]),
+    *(len(v) for v in raw.get("hyperparams", {}).values()),
+    len(raw["seeds"]),
+  ]
+  evals = raw.get("epochs")
+  for name, values in raw["history"].items():
+    shape = np.shape(values)
+    if list(shape[:-1]) != sizes or (evals is not None and shape[-1:] != (len(evals),)):
+      raise ValueError(
+        f"history {name!r} has shape {shape}, not (configurations and seeds {sizes},"
+        f" evaluations {len(evals) if evals is not None else '?'})"
+      )
 
 
 def write_history_csv(result: Any, path: str) -> str:

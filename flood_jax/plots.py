@@ -30,6 +30,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from flood_jax._checks import directory as check_directory
 from flood_jax._result import SweepResult, _shortest
 
 __all__ = [
@@ -322,10 +323,26 @@ def _legend_title(result: SweepResult, indices: Sequence[int]) -> str:
 
 
 def _save(fig: Figure, path: PathLike, dpi: int) -> PathLike:
-  directory = os.path.dirname(os.fspath(path))
+  """Writes the figure to ``path`` whole or not at all (a full disk leaves no half a PNG)."""
+  name = os.fspath(path)
+  directory = os.path.dirname(name)
   if directory:
+    check_directory("the plot's folder", directory)
     os.makedirs(directory, exist_ok=True)
-  fig.savefig(path, dpi=dpi)
+  if os.path.isdir(name):
+    raise ValueError(f"{name} is a directory; give a file name for the plot, e.g. {name}/plot.png.")
+  extension = os.path.splitext(name)[1][1:]
+  if not extension:  # matplotlib adds its default format's to the name
+    fig.savefig(path, dpi=dpi)
+    return path
+  tmp = f"{name}.tmp"
+  try:
+    fig.savefig(tmp, dpi=dpi, format=extension)
+    os.replace(tmp, name)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
   return path
 
 

@@ -36,7 +36,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -45,7 +45,8 @@ import optax
 from flood_jax import _optimizers
 from flood_jax import data as data_lib
 from flood_jax import models as models_lib
-from flood_jax._result import SweepResult
+from flood_jax._checks import MARKER, NotWrittenError, claim_directory, first_line
+from flood_jax._result import SweepResult, _shortest
 from flood_jax._result import paired_p as _paired_p
 from flood_jax._sweep import sweep
 
@@ -124,6 +125,8 @@ class Comparison:
   flood_es: np.ndarray  # at the level chosen by best val acc, that epoch
   chosen: np.ndarray  # chosen level per seed (no early stopping)
   chosen_es: np.ndarray  # chosen level per seed (early stopping)
+  # Levels whose models never flooded: the very models of b = 0, not chosen per seed.
+  never_flooded: tuple[float, ...] = ()
 
   def p_value(self, early_stopping: bool) -> float:
     """One-sided paired t-test that flooding raises test accuracy."""
@@ -135,18 +138,30 @@ class Comparison:
     out: dict[str, Any] = dataclasses.asdict(self.setting)
     for name in ("no_flood", "no_flood_es", "flood", "flood_es", "chosen", "chosen_es"):
       out[name] = np.asarray(getattr(self, name)).tolist()
+    out["never_flooded"] = list(self.never_flooded)
     out["p_value"] = self.p_value(False)
     out["p_value_es"] = self.p_value(True)
     return out
 
+  def never_flooded_note(self) -> str | None:
+    """One line naming the levels that never flooded, if any."""
+    if not self.never_flooded:
+      return None
+    return f"{self.setting.label}: {never_flooded_line(self.never_flooded)} (not chosen per seed)"
+
 
 def compare(result: SweepResult, setting: Setting) -> Comparison:
-  """Chooses the level per seed by validation and reads the test accuracies."""
+  """Chooses the level per seed by validation and reads the test accuracies.
+
+  A level that never flooded (:func:`never_flooded`) trained the very models
+  of ``b = 0``: it is not chosen, and the comparison names it.
+  """
   levels = np.asarray(result.flood_levels)
   if not np.any(levels == 0.0):
     raise ValueError("the sweep's levels must include 0.0, the no-flooding baseline.")
   base = int(np.flatnonzero(levels == 0.0)[0])
-  flood, flood_es, chosen, chosen_es = choose_per_seed(result)
+  never = never_flooded(result)
+  flood, flood_es, chosen, chosen_es = choose_per_seed(result, skip=never)
   return Comparison(
     setting=setting,
     no_flood=result.history["test_accuracy"][..., -1][base],
@@ -155,7 +170,43 @@ def compare(result: SweepResult, setting: Setting) -> Comparison:
     flood_es=flood_es,
     chosen=chosen,
     chosen_es=chosen_es,
+    never_flooded=tuple(never),
   )
+
+
+def never_flooded(result: SweepResult) -> list[float]:
+  """The levels other than 0 whose models never flooded, on any epoch or seed.
+
+  Their training loss stayed above ``b`` throughout, so every step was plain
+  descent: they trained the very models of ``b = 0``. Read from the
+  history's ``flooded_fraction`` (0 on every evaluated epoch of every model).
+
+  Examples:
+    >>> import numpy as np
+    >>> from flood_jax import reproduce
+    >>> from flood_jax._result import METRICS, SweepResult
+    >>> history = {m: np.zeros((3, 2, 4), np.float32) for m in METRICS}
+    >>> history["flooded_fraction"][2, 1, 3] = 0.25  # b = 0.1 flooded once
+    >>> result = SweepResult(np.float32([0, 0.01, 0.1]), np.arange(2), history)
+    >>> reproduce.never_flooded(result)
+    [0.01]
+  """
+  flooded = result.history.get("flooded_fraction")
+  if flooded is None:
+    return []
+  levels = np.asarray(result.flood_levels)
+  flooded = np.asarray(flooded, np.float64).reshape(len(levels), -1)
+  never = []
+  for level, fractions in zip(levels, flooded, strict=True):
+    seen = fractions[np.isfinite(fractions)]
+    if level != 0 and seen.size and not np.any(seen > 0):
+      never.append(float(_shortest(level)))
+  return never
+
+
+def never_flooded_line(levels: Sequence[float]) -> str:
+  """``"b = 0.01, 0.02 never flooded: the same models as b = 0"``."""
+  return f"b = {', '.join(f'{b:g}' for b in levels)} never flooded: the same models as b = 0"
 
 
 def markdown_table(comparisons: Sequence[Comparison]) -> str:
@@ -182,7 +233,8 @@ def markdown_table(comparisons: Sequence[Comparison]) -> str:
       diff = _pm(np.asarray(acc_flood) - np.asarray(acc_base))
       cells += [base_text, flood_text, diff, f"{np.mean(chosen):.3f}", _p_text(p)]
     lines.append("| " + " | ".join(cells) + " |")
-  return "\n".join(lines)
+  notes = [note for c in comparisons if (note := c.never_flooded_note())]
+  return "\n".join(lines + (["", *notes] if notes else []))
 
 
 def synthetic(
@@ -482,27 +534,96 @@ def _run_protocol(
         **({} if augment is None else {"augment": augment}),
       )
 
-    result, _, read = _kept_sweep(out_dir, slug, train)
+    arguments = _arguments(config, setting=setting.label, learning_rate=learning_rate)
+    result, _, read = _kept_sweep(out_dir, slug, train, arguments)
     if read:  # finished in an earlier, interrupted call
       print(f"{prefix}: done earlier, read {os.path.join(out_dir, 'runs', slug, 'results.json')}")
-    plots.plot_curves(result, os.path.join(out_dir, "figures", f"curves_{slug}.png"))
-    plots.plot_accuracy_vs_level(
-      result, os.path.join(out_dir, "figures", f"accuracy_vs_level_{slug}.png")
-    )
+    for plot, figure in [
+      (plots.plot_curves, f"curves_{slug}.png"),
+      (plots.plot_accuracy_vs_level, f"accuracy_vs_level_{slug}.png"),
+    ]:
+      path = os.path.join(out_dir, "figures", figure)
+      with _writing(out_dir, path):
+        plot(result, path)
     return setting, result
 
   def write(runs: list[tuple[Setting, SweepResult]], wall_time: float) -> None:
     _write_outputs(name, out_dir, [compare(r, s) for s, r in runs], wall_time, config)
 
-  runs = _protocol(out_dir, settings, run_setting, write)
-  _summary_figure(runs, os.path.join(out_dir, "figures", f"{name}_accuracy_vs_level.png"))
+  runs = _protocol(name, out_dir, settings, run_setting, write)
+  path = os.path.join(out_dir, "figures", f"{name}_accuracy_vs_level.png")
+  with _writing(out_dir, path):
+    _summary_figure(runs, path)
   return [compare(result, setting) for setting, result in runs]
 
 
 _T = TypeVar("_T")
 
 
+@contextlib.contextmanager
+def _writing(out_dir: str, what: str) -> Iterator[None]:
+  """Turns an ``OSError`` while writing ``what`` into a :class:`NotWrittenError`."""
+  try:
+    yield
+  except NotWrittenError:
+    raise
+  except OSError as err:
+    raise NotWrittenError(
+      err.errno,
+      f"could not write {what}: {err.strerror or first_line(err)}; nothing else is lost:"
+      f" the finished settings in {os.path.join(out_dir, 'runs')} and the checkpoint of"
+      " the one in progress are kept, so the same call, once there is space, reads them"
+      " back and writes the rest",
+    ) from None
+
+
+def owner(name: str) -> str:
+  """Who writes a protocol's output directory, as its marker names it."""
+  return f"flood-jax reproduce {name}"
+
+
+def claim_out(out_dir: str, name: str, option: str = "out_dir", write: bool = True) -> None:
+  """Checks that protocol ``name`` may write into ``out_dir``; marks it as its own.
+
+  A directory is written only if it is new, empty, or this protocol's
+  (its marker, or the ``reproduce.json`` of an older version that wrote no
+  marker): one line otherwise (``ValueError``), and nothing of the user's is
+  overwritten. ``option`` names it in the message (``--out`` on the command line).
+  """
+  claim_directory(option, out_dir, owner(name), ours=_older_output(out_dir, name), write=write)
+
+
+def _older_output(out_dir: str, name: str) -> bool:
+  """Whether ``out_dir`` is protocol ``name``'s output from a version that wrote no marker:
+  its ``reproduce.json`` names it, or it holds only an interrupted first setting."""
+  if os.path.exists(os.path.join(out_dir, MARKER)) or not os.path.isdir(out_dir):
+    return False
+  path = os.path.join(out_dir, "reproduce.json")
+  with contextlib.suppress(OSError, ValueError, AttributeError), open(path) as f:
+    return json.load(f).get("protocol") == name
+  return os.listdir(out_dir) == ["checkpoints"]
+
+
+def _arguments(config: dict[str, Any], **more: Any) -> dict[str, Any]:
+  """What a finished setting was trained with, as JSON reads it back: the protocol's
+  config (less the list of settings and where the data were read from) and ``more``."""
+  arguments = {k: v for k, v in config.items() if k != "settings"}
+  if isinstance(arguments.get("load_options"), dict):
+    arguments["load_options"] = {
+      k: v for k, v in arguments["load_options"].items() if k != "data_dir"
+    }
+  return json.loads(json.dumps({**arguments, **more}, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+  """NumPy scalars and arrays (and tuples) as JSON values."""
+  if isinstance(value, np.generic | np.ndarray):
+    return value.tolist()
+  return repr(value)
+
+
 def _protocol(
+  name: str,
   out_dir: str,
   settings: Sequence[Setting],
   run_setting: Callable[[str, Setting], _T],
@@ -514,14 +635,16 @@ def _protocol(
   :func:`_kept`, so an interrupted protocol resumes: finished settings are
   read, the one in progress continues from its checkpoint. ``prefix`` is
   ``"[i/n] label"`` for its messages; ``write(done, wall_time)`` writes the
-  tables and JSON of the settings done so far.
+  tables and JSON of the settings done so far. ``out_dir`` is claimed for
+  the protocol ``name`` first (:func:`claim_out`).
   """
-  os.makedirs(out_dir, exist_ok=True)
+  claim_out(out_dir, name)
   start = time.perf_counter()
   done: list[_T] = []
   for i, setting in enumerate(settings):
     done.append(run_setting(f"[{i + 1}/{len(settings)}] {setting.label}", setting))
-    write(done, time.perf_counter() - start)
+    with _writing(out_dir, f"the tables and reproduce.json in {out_dir}"):
+      write(done, time.perf_counter() - start)
   with contextlib.suppress(OSError):  # empty once every setting finished
     os.rmdir(os.path.join(out_dir, "checkpoints"))
   return done
@@ -535,6 +658,7 @@ def _kept(
   save: Callable[[_T, str], object],
   load: Callable[[str], _T],
   done: str,
+  arguments: dict[str, Any],
 ) -> tuple[_T, float, bool]:
   """What an earlier call kept in ``OUT/runs/KEY/``, or else trained now and kept there.
 
@@ -545,11 +669,16 @@ def _kept(
   Returns ``(value, seconds, read)``: ``seconds`` is the wall time of the call
   that trained it (of the last one, for a part resumed from its checkpoint)
   and ``read`` says whether it was read back rather than trained.
+  ``arguments`` (JSON values) are kept beside it, in ``arguments.json``: a
+  kept value is read back only for the same arguments (``ValueError``, one
+  line, for others; a part in progress has its checkpoint's fingerprint).
   """
   run_dir = os.path.join(out_dir, "runs", key)
   checkpoint_dir = os.path.join(out_dir, "checkpoints", key)
   seconds_path = os.path.join(run_dir, "seconds.json")
+  arguments_path = os.path.join(run_dir, "arguments.json")
   if _is_kept(out_dir, key, done):
+    _check_arguments(arguments_path, arguments)
     seconds = math.nan
     if os.path.exists(seconds_path):  # (absent in the runs of older versions)
       with open(seconds_path) as f:
@@ -558,14 +687,52 @@ def _kept(
   tic = time.perf_counter()
   value = train(checkpoint_dir)
   seconds = time.perf_counter() - tic
-  os.makedirs(run_dir, exist_ok=True)
-  with open(seconds_path, "w") as f:
-    json.dump({"seconds": seconds}, f)
-  save(value, run_dir)
+  with _writing(out_dir, run_dir):
+    os.makedirs(run_dir, exist_ok=True)
+    with open(seconds_path, "w") as f:
+      json.dump({"seconds": seconds}, f)
+    _write_json_file(arguments_path, arguments)
+    save(value, run_dir)
   shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the value is on disk; no weights kept
   with contextlib.suppress(OSError):  # a setting's folder of parts, once the last is kept
     os.rmdir(os.path.dirname(checkpoint_dir))
   return value, seconds, False
+
+
+def _check_arguments(path: str, arguments: dict[str, Any]) -> None:
+  """``ValueError`` (one line) unless the kept setting at ``path`` had these ``arguments``.
+
+  A setting kept by a version that wrote no ``arguments.json`` is read back as before.
+  """
+  if not os.path.exists(path):
+    return
+  run_dir = os.path.dirname(path)
+  try:
+    saved = _read_json_file(path)
+    if not isinstance(saved, dict):
+      raise ValueError(f"a {type(saved).__name__}, not an object")
+  except ValueError as err:
+    raise ValueError(
+      f"{path} is damaged ({first_line(err)}), so what {run_dir} was trained with is"
+      f" unknown; delete {run_dir} to train it again."
+    ) from None
+  changed = [
+    f"{k} {_brief(arguments.get(k))} (it has {_brief(saved.get(k))})"
+    for k in sorted(set(saved) | set(arguments))
+    if saved.get(k) != arguments.get(k)
+  ]
+  if changed:
+    raise ValueError(
+      f"{run_dir} holds a finished setting trained with other arguments:"
+      f" {'; '.join(changed)}; pass its arguments to reuse it, or choose another"
+      f" output directory (or delete {run_dir} to train it again)."
+    )
+
+
+def _brief(value: Any) -> str:
+  """A value for a one-line message: a long list shortened."""
+  text = json.dumps(value)
+  return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _is_kept(out_dir: str, key: str, done: str) -> bool:
@@ -576,7 +743,7 @@ def _is_kept(out_dir: str, key: str, done: str) -> bool:
 
 
 def _kept_sweep(
-  out_dir: str, key: str, train: Callable[[str], SweepResult]
+  out_dir: str, key: str, train: Callable[[str], SweepResult], arguments: dict[str, Any]
 ) -> tuple[SweepResult, float, bool]:
   """:func:`_kept` for a sweep: its ``results.json`` and ``history.csv``, without weights."""
   return _kept(
@@ -586,6 +753,7 @@ def _kept_sweep(
     save=lambda result, run_dir: result.save(run_dir, with_params=False),
     load=_load_sweep,
     done="results.json",
+    arguments=arguments,
   )
 
 
@@ -755,16 +923,20 @@ class MethodsComparison:
     return out
 
 
-def choose_per_seed(result: SweepResult) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def choose_per_seed(
+  result: SweepResult, skip: Sequence[float] = ()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """Per seed, the level chosen by validation and the test accuracy there.
 
   Returns ``(test, test_es, chosen, chosen_es)``: without early stopping (last
   epoch) and with it (best-validation epoch); ties go to the first level.
+  ``skip``: levels not to choose (those that never flooded: b = 0's models).
   """
   seeds = np.arange(len(result.seeds))
   levels = np.asarray(result.flood_levels)
-  pick = _argmax_first(result.val_score("final"))
-  pick_es = _argmax_first(result.val_score("best_val"))
+  skipped = np.isin(levels, np.asarray(skip, levels.dtype))[:, None]
+  pick = _argmax_first(np.where(skipped, np.nan, result.val_score("final")))
+  pick_es = _argmax_first(np.where(skipped, np.nan, result.val_score("best_val")))
   test_final = result.history["test_accuracy"][..., -1]
   test_es = result.at_stopping("test_accuracy", "best_val")
   return test_final[pick, seeds], test_es[pick_es, seeds], levels[pick], levels[pick_es]
@@ -872,6 +1044,9 @@ def adaflood(
   def run_setting(prefix: str, setting: Setting) -> MethodsComparison:
     slug = _slug(setting)
 
+    def arguments(part: str) -> dict[str, Any]:
+      return _arguments(config, setting=setting.label, part=part)
+
     @functools.cache
     def data() -> tuple[Any, np.ndarray]:
       """The setting's data set and which labels the noise changed (read only to train)."""
@@ -938,7 +1113,7 @@ def adaflood(
         )
 
       results[objective], seconds[objective], read = _kept_sweep(
-        out_dir, f"{slug}/{objective}", train
+        out_dir, f"{slug}/{objective}", train, arguments(objective)
       )
       said(objective, read)
 
@@ -973,6 +1148,7 @@ def adaflood(
       save=lambda record, run_dir: _write_json_file(os.path.join(run_dir, "folds.json"), record),
       load=lambda run_dir: _read_json_file(os.path.join(run_dir, "folds.json")),
       done="folds.json",
+      arguments=arguments("folds"),
     )
     said("folds", read)
     heldout = np.asarray(fold_record["heldout"], np.float32)
@@ -992,7 +1168,7 @@ def adaflood(
       )
 
     results["adaflood"], seconds["adaflood"], read = _kept_sweep(
-      out_dir, f"{slug}/adaflood", train_adaflood
+      out_dir, f"{slug}/adaflood", train_adaflood, arguments("adaflood")
     )
     said("adaflood", read)
     test, test_es, chosen, chosen_es = {}, {}, {}, {}
@@ -1025,7 +1201,7 @@ def adaflood(
   def write(comparisons: list[MethodsComparison], wall_time: float) -> None:
     _write_methods_outputs(out_dir, comparisons, wall_time, config)
 
-  return _protocol(out_dir, settings, run_setting, write)
+  return _protocol("adaflood", out_dir, settings, run_setting, write)
 
 
 def _write_json_file(path: str, record: dict[str, Any]) -> None:

@@ -492,3 +492,88 @@ def test_diabetes_sweeps_a_regression_with_the_mlp_at_negative_levels(tmp_path, 
 def test_diabetes_with_a_classifier_option_is_one_line(extra, message, tmp_path, capsys):
   code, _, err = _run(["sweep", "--dataset", "diabetes", *extra, "--out", str(tmp_path)], capsys)
   assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_out_with_files_of_the_users_is_never_written_into(tmp_path, capsys):
+  mine = tmp_path / "mine"
+  mine.mkdir()
+  (mine / "history.csv").write_text("my own\n")
+  (mine / "params.npz").write_bytes(b"my weights")
+  code, _, err = _run([*TINY, "--out", str(mine)], capsys)
+  assert code == 2 and err.count("\n") == 1, err
+  assert f"--out {mine} already holds files that flood-jax sweep did not write" in err
+  assert "choose another --out, or empty it" in err
+  assert sorted(p.name for p in mine.iterdir()) == ["history.csv", "params.npz"]
+  assert (mine / "history.csv").read_text() == "my own\n"
+  # Another command's output is not this one's either.
+  other = tmp_path / "other"
+  other.mkdir()
+  (other / ".flood-jax").write_text('{"command": "flood-jax reproduce synthetic"}')
+  code, _, err = _run([*TINY, "--out", str(other)], capsys)
+  assert code == 2 and "holds the output of flood-jax reproduce synthetic" in err
+
+
+def test_a_file_where_a_directory_is_meant_is_one_line(tmp_path, capsys):
+  note = tmp_path / "note.txt"
+  note.write_text("mine")
+  for args, name in [
+    (["--out", str(note)], "--out"),
+    (["--out", str(note / "run")], "--out"),
+    (["--out", str(tmp_path / "o"), "--log", "tensorboard", "--log-dir", str(note)], "--log-dir"),
+  ]:
+    code, _, err = _run([*TINY, *args], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{name} {note}" in err and "is a file, not a directory" in err
+  assert note.read_text() == "mine" and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+  "content, what",
+  [("{", "Expecting"), ("[1]", "no options object"), ('{"confi": {}}', "no options object")],
+)
+def test_a_damaged_command_json_is_one_line_naming_it(content, what, tmp_path, capsys):
+  checkpoint = tmp_path / "cut" / "checkpoint"
+  checkpoint.mkdir(parents=True)
+  (checkpoint / "command.json").write_text(content)
+  code, _, err = _run(["sweep", "--out", str(tmp_path / "cut"), "--resume"], capsys)
+  assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+  assert f"{checkpoint / 'command.json'} is damaged ({what}" in err
+  assert f"delete {checkpoint} and run the sweep again without --resume" in err
+
+
+def test_a_damaged_loggers_json_is_one_line_naming_it(finished, tmp_path, capsys):
+  checkpoint = tmp_path / "cut" / "checkpoint"
+  checkpoint.mkdir(parents=True)
+  config = json.loads((finished[0] / "results.json").read_text())["config"]["cli"]
+  (checkpoint / "command.json").write_text(json.dumps({"config": config}))
+  for content in ("{", '{"logged": 3}'):
+    (checkpoint / "loggers.json").write_text(content)
+    code, _, err = _run(["sweep", "--out", str(tmp_path / "cut"), "--resume"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{checkpoint / 'loggers.json'} is damaged (" in err and "delete it to resume" in err
+  assert (checkpoint / "command.json").exists()  # nothing of the checkpoint removed
+
+
+def test_a_full_disk_while_plotting_loses_nothing(tmp_path, capsys, monkeypatch):
+  import errno
+
+  from matplotlib.figure import Figure
+
+  out_dir = tmp_path / "full"
+  out_dir.mkdir()  # an empty directory may be written into
+
+  def full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  with monkeypatch.context() as patch:
+    patch.setattr(Figure, "savefig", full)
+    code, _, err = _run([*TINY, "--seeds", "1", "--epochs", "1", "--out", str(out_dir)], capsys)
+  assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+  assert f"could not write curves.png to {out_dir}: No space left on device" in err
+  assert "(results.json, params.npz, history.csv written); nothing else is lost" in err
+  assert (out_dir / "checkpoint").is_dir() and not list(out_dir.glob("*.png*"))
+  # Space freed: the printed command writes the rest from the checkpoint.
+  code, _, err = _run(shlex.split(err.split("then run: ")[1])[1:], capsys)
+  assert code == 0, err
+  assert (out_dir / "curves.png").read_bytes()[:8] == PNG_SIGNATURE
+  assert not (out_dir / "checkpoint").exists()

@@ -160,3 +160,35 @@ def test_curves_of_some_levels_say_which_are_left_out(tmp_path, monkeypatch):
   fig = _drawn_figure(monkeypatch, plots.plot_curves, many, tmp_path)
   titles = [ax.get_legend().get_title().get_text() for ax in fig.axes if ax.get_legend()]
   assert titles == ["flood level (4 of 30 drawn)"]
+
+
+def test_a_file_where_the_plot_folder_is_meant_is_one_line(tmp_path):
+  note = tmp_path / "note.txt"
+  note.write_text("mine")
+  with pytest.raises(ValueError, match="is a file, not a directory") as raised:
+    plots.plot_curves(_sweep_result(epochs=3), note / "curves.png")
+  assert "\n" not in str(raised.value) and note.read_text() == "mine"
+  with pytest.raises(ValueError, match="is a directory; give a file name"):
+    plots.plot_curves(_sweep_result(epochs=3), tmp_path)
+
+
+def test_a_full_disk_leaves_the_old_plot_whole(tmp_path, monkeypatch):
+  import errno
+
+  from matplotlib.figure import Figure
+
+  path = tmp_path / "curves.png"
+  plots.plot_curves(_sweep_result(epochs=3), path)
+  before = path.read_bytes()
+  save = Figure.savefig
+
+  def full(self, fname, **kwargs):
+    save(self, fname, **kwargs)  # the bytes land, then the disk is full
+    with open(fname, "ab") as f:
+      f.write(b"more")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(Figure, "savefig", full)
+  with pytest.raises(OSError, match="No space left"):
+    plots.plot_accuracy_vs_level(_sweep_result(epochs=3), path)
+  assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["curves.png"]

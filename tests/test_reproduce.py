@@ -1,6 +1,7 @@
 """The reproduce protocols on tiny configurations: tables, JSON, figures, resume."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -30,6 +31,7 @@ def _fake_result(test_final, val_final, levels=(0.0, 0.1, 0.2)):
   history["test_accuracy"][..., -1] = test_final
   history["val_accuracy"][..., 0] = 0.1
   history["test_accuracy"][..., 0] = 0.5
+  history["flooded_fraction"][levels > 0] = 0.5  # the levels flooded: models of their own
   return SweepResult(flood_levels=levels, seeds=np.arange(3), history=history)
 
 
@@ -45,6 +47,24 @@ def test_compare_chooses_the_level_per_seed_by_validation():
   assert c.p_value(False) < 0.5
   table = reproduce.markdown_table([c])
   assert table.count("\n") == 2 and "**" in table  # flooding won: bold
+
+
+def test_levels_that_never_flooded_are_named_and_not_chosen():
+  """b = 0.01 and 0.02 never flooded: b = 0's very models, which a choice must not count."""
+  val = np.array([[0.8, 0.8, 0.8], [0.8, 0.8, 0.8], [0.8, 0.8, 0.8], [0.7, 0.9, 0.7]])
+  test = np.array([[0.7, 0.7, 0.7], [0.7, 0.7, 0.7], [0.7, 0.7, 0.7], [0.6, 0.8, 0.6]])
+  result = _fake_result(test, val, levels=(0.01, 0.0, 0.02, 0.05))  # b = 0.01 before b = 0
+  result.history["flooded_fraction"][:3] = 0.0
+  result.history["flooded_fraction"][2, 1, 0] = np.nan  # a diverged epoch: still never flooded
+  assert reproduce.never_flooded(result) == [0.01, 0.02]
+  c = reproduce.compare(result, reproduce.Setting("mnist", 0.0, "adam"))
+  np.testing.assert_allclose(c.chosen, [0.0, 0.05, 0.0])  # never b = 0.01 (first, tied)
+  assert c.to_dict()["never_flooded"] == [0.01, 0.02]
+  table = reproduce.markdown_table([c])
+  assert table.splitlines()[-1] == (
+    "mnist, noise 0, adam: b = 0.01, 0.02 never flooded: the same models as b = 0"
+    " (not chosen per seed)"
+  )
 
 
 def test_compare_needs_the_baseline():
@@ -96,6 +116,31 @@ def test_synthetic_tiny_end_to_end(tmp_path):
     progress=False,
   )
   np.testing.assert_allclose(again[1].flood, comparisons[1].flood)
+  # Other arguments are not these settings' results: one line, nothing trained or written.
+  kept = sorted((out / "runs").rglob("*"))
+  for change, said in [
+    ({"epochs": 4}, "epochs 4 (it has 3)"),
+    ({"flood_levels": (0.0, 0.1)}, "flood_levels [0.0, 0.1] (it has [0.0, 0.3])"),
+    ({"hidden": 8}, "hidden 8 (it has 16)"),
+  ]:
+    arguments = dict(
+      datasets=("two_gaussians",),
+      noise_rates=(0.1,),
+      optimizers=("sgd",),
+      flood_levels=(0.0, 0.3),
+      seeds=2,
+      epochs=3,
+      n_train=40,
+      n_val=20,
+      n_test=50,
+      hidden=16,
+      depth=2,
+      progress=False,
+    )
+    with pytest.raises(ValueError, match="trained with other arguments") as raised:
+      reproduce.synthetic(str(out), **{**arguments, **change})
+    assert said in str(raised.value) and "\n" not in str(raised.value)
+  assert sorted((out / "runs").rglob("*")) == kept
 
 
 def test_builtin_tiny_on_digits(tmp_path):
@@ -161,40 +206,83 @@ def test_reproduce_command_end_to_end(tmp_path, capsys):
   from flood_jax import cli
 
   out = tmp_path / "rp"
+  argv = [
+    "reproduce",
+    "synthetic",
+    "--dataset",
+    "sinusoid",
+    "--noise",
+    "0.05",
+    "--optimizers",
+    "adam",
+    "--levels",
+    "0,0.2",
+    "--seeds",
+    "2",
+    "--epochs",
+    "2",
+    "--n-test",
+    "50",
+    "--hidden",
+    "8",
+    "--depth",
+    "1",
+    "--out",
+    str(out),
+    "--no-progress",
+  ]
   with pytest.warns(AtChanceWarning):  # 2 epochs of a tiny MLP: still at chance, and it says so
-    code = cli.main(
-      [
-        "reproduce",
-        "synthetic",
-        "--dataset",
-        "sinusoid",
-        "--noise",
-        "0.05",
-        "--optimizers",
-        "adam",
-        "--levels",
-        "0,0.2",
-        "--seeds",
-        "2",
-        "--epochs",
-        "2",
-        "--n-test",
-        "50",
-        "--hidden",
-        "8",
-        "--depth",
-        "1",
-        "--out",
-        str(out),
-        "--no-progress",
-      ]
-    )
+    code = cli.main(argv)
   assert code == 0
   printed = capsys.readouterr().out
   assert "| sinusoid, noise 0.05, adam |" in printed
   raw = json.loads((out / "reproduce.json").read_text())
   assert raw["config"]["flood_levels"] == [0.0, 0.2]
   assert raw["config"]["hidden"] == 8
+
+  # The disk fills while the figures are written: one line, what is kept, no traceback.
+  import errno
+
+  from matplotlib.figure import Figure
+
+  def full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(Figure, "savefig", full)
+    code = cli.main(argv)
+  printed, err = capsys.readouterr()
+  assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+  assert "done earlier" in printed  # the setting itself was kept
+  figure = out / "figures" / "curves_sinusoid_noise0.05_adam.png"
+  assert f"could not write {figure}: No space left on device; nothing else is lost" in err
+  assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the earlier one, whole
+
+
+def test_reproduce_never_writes_into_the_users_files(tmp_path, capsys):
+  from flood_jax import cli
+
+  mine = tmp_path / "mine"
+  mine.mkdir()
+  (mine / "reproduce.json").write_text("my notes")
+  (mine / "notes.txt").write_text("mine")
+  note = tmp_path / "note.txt"
+  note.write_text("mine")
+  for out, said in [
+    (mine, f"--out {mine} already holds files that flood-jax reproduce synthetic did not write"),
+    (note, f"--out {note} is a file, not a directory"),
+    (note / "sub", f"--out {note / 'sub'}: {note} is a file, not a directory"),
+  ]:
+    code = cli.main(["reproduce", "synthetic", "--out", str(out), "--no-compile-cache"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and said in err, err
+  assert (mine / "reproduce.json").read_text() == "my notes" and len(list(mine.iterdir())) == 2
+  assert note.read_text() == "mine"
+  # Another protocol's output is not this one's.
+  reproduce.claim_out(str(tmp_path / "rp"), "synthetic")
+  code = cli.main(["reproduce", "mnist1d", "--out", str(tmp_path / "rp")])
+  err = capsys.readouterr().err
+  assert code == 2 and "holds the output of flood-jax reproduce synthetic, not of" in err
 
 
 @pytest.mark.parametrize(
@@ -355,6 +443,10 @@ def test_benchmark_command_on_original_mnist_files_resumes(tmp_path, capsys):
     return [line for line in text.splitlines() if line.startswith("| mnist")]
 
   assert rows(again) == rows(printed)
+  # With other --epochs, the kept settings are not this run's: one line, not "done earlier".
+  code, printed, err = _cli([*argv[:-2], "--epochs", "3", *argv[-2:]], capsys)
+  assert code == 2 and err.count("\n") == 1 and "done earlier" not in printed, err
+  assert "trained with other arguments: epochs 3 (it has 2)" in err
 
 
 def test_benchmark_presets_reach_the_protocol(tmp_path, capsys, monkeypatch):

@@ -4,6 +4,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 import flood_jax as fj
 from flood_jax._result import METRICS, _shortest
@@ -57,3 +58,54 @@ def test_versus_no_flooding_pairs_by_seed():
   tied.history["val_accuracy"][1, 0] = [[0.62], [0.59]]  # +0.02 and -0.01: seed noise
   line = tied.summary().splitlines()[-1]
   assert "not distinguishable from b = 0" in line and "over 2 seeds" in line, line
+
+
+@pytest.mark.parametrize(
+  "damage, what",
+  [
+    (lambda text: text[: len(text) // 2], "Expecting"),  # truncated
+    (lambda text: "[1, 2]", "a list, not an object"),
+    (
+      lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "history"}),
+      "no 'history' entry",
+    ),
+    (lambda text: text.replace('"seeds": [', '"seeds": [7, '), "history 'train_loss' has shape"),
+  ],
+)
+def test_a_damaged_results_json_is_one_line_naming_it(damage, what, tmp_path):
+  path = tmp_path / "results.json"
+  _result().save(tmp_path, with_params=False)
+  path.write_text(damage(path.read_text()))
+  with pytest.raises(ValueError, match="is damaged") as raised:
+    fj.SweepResult.load(tmp_path)
+  message = str(raised.value)
+  assert message.startswith(f"{path} is damaged ({what}") and "\n" not in message
+  assert "delete it and run the sweep again" in message
+
+
+def test_a_file_where_the_results_directory_is_meant_is_one_line(tmp_path):
+  path = _result().save(tmp_path, with_params=False)
+  with pytest.raises(ValueError, match=f"{path} is a file, not a directory; give its directory"):
+    fj.SweepResult.load(path)
+  with pytest.raises(ValueError, match="is a file, not a directory"):
+    _result().save(path)
+  with pytest.raises(ValueError, match="is a file, not a directory"):
+    _result().save(tmp_path / "results.json" / "again")
+
+
+def test_a_full_disk_leaves_the_saved_files_whole(tmp_path, monkeypatch):
+  import errno
+
+  result = _result()
+  result.final_params = {"w": np.ones((2, 2, 2, 3), np.float32)}
+  result.save(tmp_path)
+  before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+  def full(file, **arrays):
+    file.write(b"half a file")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(np, "savez", full)
+  with pytest.raises(OSError, match="No space left"):
+    result.save(tmp_path)
+  assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no .tmp, no half file

@@ -5,6 +5,7 @@ into its arguments)."""
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import shlex
 import sys
@@ -13,6 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from flood_jax._checks import NotWrittenError, release_directory
+from flood_jax._sweep.checkpoint import CheckpointError, CheckpointSaveError
 from flood_jax.cli import tracking as tracking_cli
 from flood_jax.cli.args import fraction_list, optimizer_list, parse_levels, positive_int, snake_name
 from flood_jax.cli.common import (
@@ -66,7 +69,9 @@ DESCRIPTION = textwrap.dedent("""\
     protocol's defaults; smaller values fit a time budget. Every finished
     setting is kept in OUT/runs/SETTING/ and the sweep in progress is
     checkpointed in OUT/checkpoints/: an interrupted run resumes when the same
-    command is run again.""")
+    command is run again (a finished setting is reused only for the arguments
+    it was trained with). --out is a new or empty folder, or one this protocol
+    wrote: never the user's own files.""")
 
 PROTOCOLS = ("synthetic", "mnist1d", "digits", "adaflood", "benchmark")
 
@@ -152,17 +157,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
   """``flood-jax reproduce``: returns the exit code."""
+  out = args.out or os.path.join(OUT_ROOT, f"reproduce-{args.protocol}")
+  try:
+    return _run(args, argv, out)
+  finally:  # a run that wrote nothing (bad input) leaves no folder behind
+    release_directory(out)
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str], out: str) -> int:
   try:
     request_cpu_devices(args.devices or default_devices())
     use_compile_cache(args)
     from flood_jax import reproduce
 
-    out = args.out or os.path.join(OUT_ROOT, f"reproduce-{args.protocol}")
     options: dict[str, Any] = {"progress": not args.no_progress}
-    if args.log:
-      log_dir = args.log_dir or out
-      tracking_cli.make_loggers(args.log, log_dir)  # the extra is there: fail now, not later
-      options["loggers"] = lambda name: tracking_cli.make_loggers(args.log, log_dir, group=name)
     for key, name in [
       ("levels", "flood_levels"),
       ("seeds", "seeds"),
@@ -179,12 +187,21 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
       raise UsageError("--data-dir and --augment apply to reproduce benchmark only")
     if args.protocol != "adaflood" and (args.gammas is not None or args.folds is not None):
       raise UsageError("--gammas and --folds apply to reproduce adaflood only")
+    if args.protocol == "benchmark" and args.dataset is None:
+      raise UsageError(
+        "reproduce benchmark needs --dataset (mnist, fashion_mnist,"
+        " kmnist, cifar10, cifar100 or svhn)"
+      )
+    # --out is the user's only if new, empty or this protocol's: checked (and marked)
+    # before anything is written into it.
+    reproduce.claim_out(out, _protocol_name(args), "--out")
+    for path in glob.glob(os.path.join(glob.escape(out), "checkpoints", "**"), recursive=True):
+      tracking_cli.check_state(path)  # the trackers' run ids of a sweep in progress
+    if args.log:
+      log_dir = args.log_dir or out
+      tracking_cli.make_loggers(args.log, log_dir)  # the extra is there: fail now, not later
+      options["loggers"] = lambda name: tracking_cli.make_loggers(args.log, log_dir, group=name)
     if args.protocol == "benchmark":
-      if args.dataset is None:
-        raise UsageError(
-          "reproduce benchmark needs --dataset (mnist, fashion_mnist,"
-          " kmnist, cifar10, cifar100 or svhn)"
-        )
       for key in ("noise", "n_test"):
         if getattr(args, key) is not None:
           raise UsageError(f"--{key.replace('_', '-')} does not apply to reproduce benchmark")
@@ -246,7 +263,18 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
   except UsageError as err:
     return fail(str(err))
-  except (ValueError, TypeError, ImportError, ConnectionError) as err:
+  except NotWrittenError as err:  # e.g. a full disk
+    print(f"{PROG}: error: {err.strerror}", file=sys.stderr)
+    return 1
+  except CheckpointSaveError as err:
+    print(
+      f"{PROG}: error: saving the checkpoint failed ({err.cause}); {err.kept} kept in"
+      f" {err.directory}; free space there (or make it writable), then run"
+      f" `{shlex.join([PROG, *list(argv)])}` again to resume",
+      file=sys.stderr,
+    )
+    return 1
+  except (ValueError, TypeError, ImportError, ConnectionError, CheckpointError) as err:
     return fail(one_line(err))
   except KeyboardInterrupt:
     command = shlex.join([PROG, *list(argv)])
@@ -256,6 +284,13 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
       file=sys.stderr,
     )
     return 130
+
+
+def _protocol_name(args: argparse.Namespace) -> str:
+  """The name :mod:`flood_jax.reproduce` writes the protocol's outputs under."""
+  if args.protocol == "benchmark":
+    return f"benchmark_{args.dataset}"
+  return "builtin" if args.protocol in ("mnist1d", "digits") else args.protocol
 
 
 def _gamma_list(text: str) -> list[float]:

@@ -29,7 +29,8 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flood_jax._result_io import write_history_csv
+from flood_jax._checks import claim_directory, directory, release_directory
+from flood_jax._result_io import save_params, write_history_csv
 from flood_jax._sweep.checkpoint import CheckpointError, CheckpointSaveError
 from flood_jax.cli import hosts as hosts_cli
 from flood_jax.cli import tracking as tracking_cli
@@ -316,8 +317,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   running.add_argument(
     "--out",
     metavar="DIR",
-    help="directory for results, plots and the checkpoint (default:"
-    f" {d.out_root}/sweep-DATASET-YYYYmmdd-HHMMSS)",
+    help="directory for results, plots and the checkpoint: a new or empty one, or one"
+    " flood-jax sweep wrote (never the user's own files)"
+    f" (default: {d.out_root}/sweep-DATASET-YYYYmmdd-HHMMSS)",
   )
   running.add_argument(
     "--resume",
@@ -419,6 +421,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
   except CheckpointError as err:  # e.g. another sweep holds the directory
     return fail(one_line(err))
   except UsageError as err:
+    if config is not None:  # bad input wrote nothing: no empty --out left behind
+      release_directory(config["out"])
     return fail(str(err))
   except KeyboardInterrupt:
     print(_interrupted_message(config, given, argv), file=sys.stderr)
@@ -453,6 +457,7 @@ def _sweep_config(given: dict[str, Any], resume: bool) -> dict[str, Any]:
   if resume:
     if out is None:
       raise UsageError("--resume needs --out DIR, the directory of the interrupted sweep")
+    _check_directories(given)
     saved_path = os.path.join(out, "checkpoint", "command.json")
     if not os.path.exists(saved_path):
       finished = os.path.exists(os.path.join(out, "results.json"))
@@ -464,18 +469,17 @@ def _sweep_config(given: dict[str, Any], resume: bool) -> dict[str, Any]:
           else "; run without --resume to start a sweep"
         )
       )
-    with open(saved_path) as f:
-      # Checkpoints written before --objective and --augment existed lack them.
-      saved = {
-        "objective": DEFAULTS.objective,
-        "augment": DEFAULTS.augment,
-        "eval_every": None,
-        "log": None,
-        "log_dir": None,
-        "data_dir": None,
-        "memory_limit": None,
-        **json.load(f)["config"],
-      }
+    # Checkpoints written before --objective and --augment existed lack them.
+    saved = {
+      "objective": DEFAULTS.objective,
+      "augment": DEFAULTS.augment,
+      "eval_every": None,
+      "log": None,
+      "log_dir": None,
+      "data_dir": None,
+      "memory_limit": None,
+      **_saved_config(saved_path),
+    }
     changed = [
       f"--{k.replace('_', '-')} {_show(v)} (was {_show(saved.get(k))})"
       for k, v in given.items()
@@ -488,6 +492,38 @@ def _sweep_config(given: dict[str, Any], resume: bool) -> dict[str, Any]:
       )
     return dict(saved, out=out)
   return _resolve(given)
+
+
+def _check_directories(given: dict[str, Any], claim: bool = False) -> None:
+  """A file where a directory is meant is one line; with ``claim``, so is an ``--out``
+  that holds files this command did not write (nothing of the user's is overwritten)."""
+  try:
+    for key in ("out", "log_dir", "data_dir"):
+      if given.get(key) is not None:
+        directory(f"--{key.replace('_', '-')}", given[key])
+    if claim:
+      claim_directory("--out", given["out"], f"{PROG} sweep", write=False)
+  except ValueError as err:
+    raise UsageError(str(err).rstrip(".")) from None
+
+
+def _saved_config(path: str) -> dict[str, Any]:
+  """The options in an interrupted sweep's ``checkpoint/command.json``; one line if damaged."""
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+    config = saved.get("config") if isinstance(saved, dict) else None
+    if not isinstance(config, dict):
+      raise ValueError("no options object under 'config'")
+  except ValueError as err:  # (JSONDecodeError is a ValueError)
+    what = one_line(err)
+    raise UsageError(
+      f"--resume: {path} is damaged ({what}), so the interrupted sweep's options are"
+      f" unknown; delete {os.path.dirname(path)} and run the sweep again without --resume"
+    ) from None
+  except OSError as err:
+    raise UsageError(f"--resume: cannot read {path}: {err.strerror}") from None
+  return config
 
 
 def _resolve(given: dict[str, Any]) -> dict[str, Any]:
@@ -523,6 +559,7 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
   out = given.get("out") or os.path.join(
     d.out_root, f"sweep-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
   )
+  _check_directories({**given, "out": out})
   if os.path.exists(os.path.join(out, "checkpoint")):
     raise UsageError(
       f"{out} holds an interrupted sweep (checkpoint/); pass --resume to continue"
@@ -530,6 +567,7 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
     )
   if os.path.exists(os.path.join(out, "results.json")):
     raise UsageError(f"{out} already holds results (results.json); choose another --out")
+  _check_directories({**given, "out": out}, claim=True)
   seeds = given.get("seeds", list(range(d.seeds)))
   return {
     "dataset": dataset,
@@ -589,6 +627,10 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
     outputs = int(np.prod(np.shape(data.y_train)[1:])) if regression else data.num_classes
     assert outputs is not None  # Dataset infers num_classes for integer labels
     model = models.get_model(config["model"], outputs, **kwargs)
+    if not args.dry_run and main:  # the first file written into --out: its marker
+      claim_directory("--out", out, f"{PROG} sweep", ours=args.resume)
+    if args.resume:
+      tracking_cli.check_state(checkpoint)
     loggers = tracking_cli.make_loggers(config.get("log"), config.get("log_dir") or out)
   except (ValueError, TypeError, ImportError, ConnectionError) as err:
     raise UsageError(one_line(err)) from None
@@ -645,7 +687,7 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
     # that holds training (a ValueError need not be bad input).
     if created and main and _untrained(checkpoint):
       shutil.rmtree(checkpoint, ignore_errors=True)
-      _remove_if_empty(out)
+      release_directory(out)
     raise UsageError(one_line(err)) from None
   except CheckpointError:
     raise  # said by run(): not a lost process
@@ -670,7 +712,17 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
   print(f"sweep time: {result.wall_time:.1f} s")
   command = shlex.join([PROG, *argv])
   result.config = {**result.config, "cli": config, "command": command}
-  written = _write_outputs(result, out, plot=not args.no_plots)
+  try:
+    written = _write_outputs(result, out, plot=not args.no_plots)
+  except _NotWritten as err:  # e.g. a full disk: the checkpoint keeps the whole sweep
+    done = f" ({', '.join(err.written)} written)" if err.written else ""
+    print(
+      f"{PROG}: error: could not write {err.name} to {out}: {err.reason}{done}; nothing else"
+      f" is lost, the trained sweep stays in {checkpoint}: free space (or make {out}"
+      f" writable), then run: {_resume_command(config, _given(args), argv)}",
+      file=sys.stderr,
+    )
+    return 1
   shutil.rmtree(checkpoint, ignore_errors=True)  # everything is in `out` now
   print(f"wrote to {out}/: {', '.join(os.path.basename(p) for p in written)}")
   return 0
@@ -722,10 +774,19 @@ def _write_outputs(result: Any, out: str, plot: bool = True) -> list[str]:
   """
   from flood_jax import plots
 
-  written = [result.save(out)]
-  if os.path.exists(os.path.join(out, "params.npz")):
-    written.append(os.path.join(out, "params.npz"))
-  written.append(write_history_csv(result, os.path.join(out, "history.csv")))
+  written: list[str] = []
+
+  def write(name: str, fn: Any) -> None:
+    try:
+      written.append(os.fspath(fn()))
+    except OSError as err:  # e.g. ENOSPC: said as one line, with what was written
+      names = [os.path.basename(p) for p in written]
+      raise _NotWritten(name, err.strerror or one_line(err), names) from None
+
+  write("results.json", lambda: result.save(out, with_params=False))
+  if result.final_params is not None:
+    write("params.npz", lambda: save_params(result, out))
+  write("history.csv", lambda: write_history_csv(result, os.path.join(out, "history.csv")))
   if plot and _has_best(result):
     for name, plot_fn in [
       ("curves", plots.plot_curves),
@@ -733,8 +794,16 @@ def _write_outputs(result: Any, out: str, plot: bool = True) -> list[str]:
       ("flooded_fraction", plots.plot_flooded_fraction),
       ("overview", plots.plot_overview),
     ]:
-      written.append(plot_fn(result, os.path.join(out, f"{name}.png")))
-  return [os.fspath(p) for p in written]
+      write(f"{name}.png", lambda p=plot_fn, n=name: p(result, os.path.join(out, f"{n}.png")))
+  return written
+
+
+class _NotWritten(Exception):
+  """An output file that could not be written (``name``), why, and those written before it."""
+
+  def __init__(self, name: str, reason: str, written: list[str]):
+    super().__init__(f"could not write {name}: {reason}")
+    self.name, self.reason, self.written = name, reason, written
 
 
 def _swept_hyperparams(config: dict[str, Any]) -> dict[str, list[float]]:
@@ -947,11 +1016,6 @@ def _g(value: float | list[float]) -> str:
   """A number, or a comma list of them, in ``:g`` format."""
   values = value if isinstance(value, list) else [value]
   return ",".join(f"{v:g}" for v in values)
-
-
-def _remove_if_empty(directory: str) -> None:
-  with contextlib.suppress(OSError):  # not empty, or gone
-    os.rmdir(directory)
 
 
 COMMAND = Command(

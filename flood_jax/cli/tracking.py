@@ -10,9 +10,13 @@ one directory per model), ``mlflow.db`` (an MLflow sqlite store) and
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
+
+from flood_jax._checks import directory as check_directory
+from flood_jax._checks import first_line
 
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 
@@ -49,8 +53,12 @@ def make_loggers(
 
   Raises:
     ImportError: the ``tracking`` extra is not installed (one line naming it).
+    ValueError: ``directory`` is a file.
   """
   import flood_jax as fj
+
+  if names:
+    check_directory("--log-dir", directory)
 
   out: list[Any] = []
   for name in dict.fromkeys(names or ()):
@@ -78,3 +86,31 @@ def make_loggers(
     else:
       raise argparse.ArgumentTypeError(f"unknown tracker {name!r}; use {', '.join(TRACKERS)}")
   return out
+
+
+def check_state(checkpoint_dir: str) -> None:
+  """``ValueError`` (one line) if the trackers' run ids in a checkpoint are damaged.
+
+  ``checkpoint_dir/loggers.json`` (:mod:`flood_jax._sweep.tracking`) lets a
+  resumed sweep log into the runs it started; a damaged one is named, with
+  the fix, before the sweep reads it.
+  """
+  path = os.path.join(checkpoint_dir, "loggers.json")
+  if not os.path.isfile(path):
+    return
+  try:
+    with open(path) as f:
+      state = json.load(f)
+    if not isinstance(state, dict):
+      raise ValueError(f"a {type(state).__name__}, not an object")
+    kinds = {"sweep": str, "logged": list, "loggers": dict}
+    for key, kind in kinds.items():
+      if key in state and not isinstance(state[key], kind):
+        raise ValueError(f"its {key!r} is not a {kind.__name__}")
+    if not all(isinstance(n, int) for n in state.get("logged", ())):
+      raise ValueError("its 'logged' holds other than integers")
+  except ValueError as err:  # (JSONDecodeError is a ValueError)
+    raise ValueError(
+      f"{path} is damaged ({first_line(err)}); delete it to resume without the trackers'"
+      " run ids (the trackers then start new runs)"
+    ) from None
