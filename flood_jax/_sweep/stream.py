@@ -66,6 +66,8 @@ class Stream:
       grain data sets of batches; ``None`` leaves those metrics NaN (and a sweep then selects
       by nothing: give ``val`` to choose a flood level).
     seed: the seed of the epochs' shuffles of a ``MapDataset``.
+    name: a label for the stream's description (the result's config and the checkpoint's
+      fingerprint); default: the sources' names.
 
   The first batch fixes the batch size and every batch's shapes and dtypes: a training batch of
   another shape is one error naming the epoch, the step and both shapes (batch the last
@@ -94,7 +96,9 @@ class Stream:
     (2, 1, 2)
   """
 
-  def __init__(self, train: Any, val: Any = None, test: Any = None, *, seed: int = 0):
+  def __init__(
+    self, train: Any, val: Any = None, test: Any = None, *, seed: int = 0, name: str | None = None
+  ):
     self.kind = _kind(train, "train")
     self.train = train
     self.val = _check_eval(val, "val")
@@ -102,12 +106,13 @@ class Stream:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
       raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
     self.seed = int(seed)
+    self.name = name
     self._first: tuple[Any, Any] | None = None
     self._batch_size: int | None = None
     self.steps_per_epoch = 0  # the batches of the last epoch read
 
   def __repr__(self) -> str:
-    parts = [f"train={_describe_source(self.train)}"]
+    parts = [repr(self.name)] if self.name else [f"train={_describe_source(self.train)}"]
     for split in ("val", "test"):
       source = getattr(self, split)
       if source is not None:
@@ -115,6 +120,35 @@ class Stream:
     if self._first is not None:
       parts.append(f"batch={_shapes(self._first)}")
     return f"Stream({', '.join(parts)})"
+
+  @classmethod
+  def from_dataset(cls, data: Any, *, seed: int = 0, eval_batch_size: int = 2048) -> Stream:
+    """A :class:`flood_jax.Dataset` as a stream: its training examples as a grain
+    ``MapDataset`` (shuffled each epoch, batched by ``fj.sweep``'s ``batch_size``), its
+    validation and test sets in batches of ``eval_batch_size``.
+
+    So the built-in sets and the original-file loaders of :mod:`flood_jax.data` stream too:
+    ``fj.Stream.from_dataset(fj.data.load("mnist", data_dir=...))`` (``flood-jax sweep
+    --stream``). Needs grain (``pip install "flood_jax[streaming]"``).
+    """
+    try:
+      import grain
+    except ImportError:
+      raise ImportError(
+        'a grain source needs grain: pip install "flood_jax[streaming]" (or pip install grain)'
+      ) from None
+    train = grain.MapDataset.source(_Examples(data.x_train, data.y_train))
+
+    def split(x: Any, y: np.ndarray) -> Callable[[], Iterator[tuple[Any, Any]]]:
+      def batches() -> Iterator[tuple[Any, Any]]:
+        for i in range(0, len(y), eval_batch_size):
+          part = slice(i, i + eval_batch_size)
+          yield jax.tree.map(lambda a, part=part: a[part], x), y[part]
+
+      return batches
+
+    return cls(train, split(data.x_val, data.y_val), split(data.x_test, data.y_test), seed=seed,
+               name=f"{data.name} ({data.num_train} train examples)")  # fmt: skip
 
   # -- what the sweep asks before it trains --------------------------------------------
 
@@ -210,6 +244,19 @@ class Stream:
         yield batch
 
     return checked()
+
+
+class _Examples:
+  """Arrays as a grain source: example ``i`` is ``(x[i], y[i])``."""
+
+  def __init__(self, x: Any, y: np.ndarray):
+    self.x, self.y = x, y
+
+  def __len__(self) -> int:
+    return len(self.y)
+
+  def __getitem__(self, i: int) -> tuple[Any, Any]:
+    return jax.tree.map(lambda a: a[i], self.x), self.y[i]
 
 
 def _kind(train: Any, name: str) -> str:

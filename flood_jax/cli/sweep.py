@@ -126,6 +126,7 @@ CONFIG_KEYS = (
   "log",
   "log_dir",
   "memory_limit",
+  "stream",
 )
 
 # Options that take a comma list: one value is a fixed setting of the
@@ -244,6 +245,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     default=None,
     help="augment the training images with random crops (4 pixels of"
     " padding) and horizontal flips; image data sets only",
+  )
+  data.add_argument(
+    "--stream",
+    action="store_true",
+    default=None,
+    help="feed the training set from the host in batches through fj.Stream (a grain"
+    " MapDataset of the examples, shuffled per epoch) instead of keeping it on the"
+    " devices: one batch order shared by every seed, train loss from the steps",
   )
 
   grid = parser.add_argument_group("sweep")
@@ -478,6 +487,7 @@ def _sweep_config(given: dict[str, Any], resume: bool) -> dict[str, Any]:
       "log_dir": None,
       "data_dir": None,
       "memory_limit": None,
+      "stream": False,
       **_saved_config(saved_path),
     }
     changed = [
@@ -597,6 +607,7 @@ def _resolve(given: dict[str, Any]) -> dict[str, Any]:
     "log": given.get("log"),
     "log_dir": given.get("log_dir"),
     "memory_limit": given.get("memory_limit"),
+    "stream": bool(given.get("stream", False)),
   }
 
 
@@ -663,6 +674,11 @@ def _sweep_and_write(config: dict[str, Any], args: argparse.Namespace, argv: Seq
     ),
     flush=True,
   )
+  if config.get("stream"):
+    try:
+      data = fj.Stream.from_dataset(data)
+    except ImportError as err:
+      raise UsageError(one_line(err)) from None
   if args.dry_run:
     return _dry_run(model, data, _sweep_arguments(config, hyperparams, mesh, regression), say)
   created = not os.path.exists(checkpoint)  # only this run's own may be cleaned up
