@@ -255,8 +255,8 @@ class _Examples:
   def __len__(self) -> int:
     return len(self.y)
 
-  def __getitem__(self, i: int) -> tuple[Any, Any]:
-    return jax.tree.map(lambda a: a[i], self.x), self.y[i]
+  def __getitem__(self, index: Any) -> Any:
+    return jax.tree.map(lambda a: a[index], self.x), self.y[index]
 
 
 def _kind(train: Any, name: str) -> str:
