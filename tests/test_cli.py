@@ -577,3 +577,16 @@ def test_a_full_disk_while_plotting_loses_nothing(tmp_path, capsys, monkeypatch)
   assert code == 0, err
   assert (out_dir / "curves.png").read_bytes()[:8] == PNG_SIGNATURE
   assert not (out_dir / "checkpoint").exists()
+
+
+def test_stream_runs_the_job_through_fj_stream_and_resumes_with_it(tmp_path, capsys):
+  out_dir = tmp_path / "streamed"
+  code, out, err = _run([*TINY, "--stream", "--out", str(out_dir)], capsys)
+  assert code == 0, err
+  assert "best flood level" in out
+  with open(out_dir / "results.json") as f:
+    config = json.load(f)["config"]
+  assert config["data"].startswith("Stream('two_gaussians")  # the sweep read a stream
+  code, out, err = _run([*TINY, "--out", str(tmp_path / "plan"), "--stream", "--dry-run"], capsys)
+  assert code == 0, err
+  assert "a stream's blocks of batches in flight" in out and "dry run" in out
