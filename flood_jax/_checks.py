@@ -112,6 +112,39 @@ def number_in(
   return value
 
 
+def number_list(name: str, values: Any, example: str) -> np.ndarray:
+  """``values`` as a 1-D float64 array; ``ValueError`` unless a non-empty list of real numbers.
+
+  Strings, ``None``, bools (a flag is not a level), complex numbers and nested
+  or ragged lists are refused in one line; ``example`` shows a right value.
+  Finiteness is left to the caller (its message names what the numbers are).
+
+  Examples:
+    >>> from flood_jax._checks import number_list
+    >>> number_list("flood_levels", (0, 0.1), "[0.0, 0.1]").tolist()
+    [0.0, 0.1]
+    >>> number_list("flood_levels", ["a"], "[0.0, 0.1]")
+    Traceback (most recent call last):
+    ValueError: flood_levels must be a non-empty list of numbers, e.g. [0.0, 0.1]; got ['a'].
+  """
+  bad = ValueError(f"{name} must be a non-empty list of numbers, e.g. {example}; got {values!r}.")
+  if values is None or isinstance(values, (str, bytes, dict)):
+    raise bad
+  try:
+    array = np.asarray(values)
+  except (TypeError, ValueError):  # ragged, or not array-like
+    raise bad from None
+  if array.ndim != 1 or array.size == 0:
+    raise bad
+  if array.dtype == object:
+    if not all(is_number(v) for v in array.tolist()):
+      raise bad
+    array = array.astype(np.float64)
+  if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+    raise bad  # bools, strings, complex numbers
+  return array.astype(np.float64)
+
+
 def true_or_false(name: str, value: Any) -> bool:
   """``value`` as a ``bool``; ``ValueError`` unless it is ``True`` or ``False`` (NumPy's too).
 

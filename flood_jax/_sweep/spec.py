@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from flood_jax._checks import first_line, is_integer, positive_int
+from flood_jax._checks import first_line, is_integer, number_list, positive_int
 from flood_jax._dataset import Dataset, InputSpec
 from flood_jax._sweep import checkpoint, hosts
 from flood_jax._sweep.adapters import Adapter, adapt
@@ -374,7 +374,8 @@ def _example_levels(data: Dataset, per_example_levels: Any) -> np.ndarray:
       " fj.adaflood_levels(model, data, folds=..., ...)."
     )
   levels = np.asarray(per_example_levels)
-  if levels.shape != (data.num_train,) or not np.issubdtype(levels.dtype, np.number):
+  real = np.issubdtype(levels.dtype, np.integer) or np.issubdtype(levels.dtype, np.floating)
+  if levels.shape != (data.num_train,) or not real:
     raise ValueError(
       f"per_example_levels must be numbers of shape (n_train,) = ({data.num_train},),"
       f" one per training example; got shape {levels.shape}."
@@ -385,15 +386,11 @@ def _example_levels(data: Dataset, per_example_levels: Any) -> np.ndarray:
 
 
 def _gammas(gamma: Any) -> np.ndarray:
-  gammas = np.asarray([0.0] if gamma is None else gamma, np.float64)
-  if (
-    gammas.ndim != 1
-    or gammas.size == 0
-    or np.any(~np.isfinite(gammas))
-    or np.any((gammas < 0) | (gammas > 1))
-  ):
+  example = "[0.0, 0.5, 0.9]"
+  gammas = number_list("gamma", [0.0] if gamma is None else gamma, example)
+  if np.any(~np.isfinite(gammas)) or np.any((gammas < 0) | (gammas > 1)):
     raise ValueError(
-      f"gamma must be a non-empty list of numbers in [0, 1], e.g. [0.0, 0.5, 0.9]; got {gamma!r}."
+      f"gamma must be a non-empty list of numbers in [0, 1], e.g. {example}; got {gamma!r}."
     )
   return gammas
 
