@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
@@ -227,3 +228,19 @@ def atomic_write(path: str | os.PathLike[str], newline: str | None = None) -> It
     with contextlib.suppress(OSError):
       os.remove(tmp)
     raise
+
+
+def user_stacklevel() -> int:
+  """The ``stacklevel`` for :func:`warnings.warn` that points at the user's call of flood_jax.
+
+  Call it in the very call of ``warnings.warn``: it counts the frames from its caller up to
+  the first that is not in the ``flood_jax`` package (the line of the user's ``fj.sweep(...)``,
+  however deep the library's own calls are).
+  """
+  package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+  frame = sys._getframe(1)  # the function that calls warnings.warn: stacklevel 1
+  level = 1
+  while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+    frame = frame.f_back
+    level += 1
+  return level
