@@ -16,6 +16,7 @@ import contextlib
 import json
 import numbers
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
@@ -114,6 +115,39 @@ def number_in(
     left, right = "(" if low_open else "[", ")" if high_open else "]"
     raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value}.")
   return value
+
+
+def number_list(name: str, values: Any, example: str) -> np.ndarray:
+  """``values`` as a 1-D float64 array; ``ValueError`` unless a non-empty list of real numbers.
+
+  Strings, ``None``, bools (a flag is not a level), complex numbers and nested
+  or ragged lists are refused in one line; ``example`` shows a right value.
+  Finiteness is left to the caller (its message names what the numbers are).
+
+  Examples:
+    >>> from flood_jax._checks import number_list
+    >>> number_list("flood_levels", (0, 0.1), "[0.0, 0.1]").tolist()
+    [0.0, 0.1]
+    >>> number_list("flood_levels", ["a"], "[0.0, 0.1]")
+    Traceback (most recent call last):
+    ValueError: flood_levels must be a non-empty list of numbers, e.g. [0.0, 0.1]; got ['a'].
+  """
+  bad = ValueError(f"{name} must be a non-empty list of numbers, e.g. {example}; got {values!r}.")
+  if values is None or isinstance(values, (str, bytes, dict)):
+    raise bad
+  try:
+    array = np.asarray(values)
+  except (TypeError, ValueError):  # ragged, or not array-like
+    raise bad from None
+  if array.ndim != 1 or array.size == 0:
+    raise bad
+  if array.dtype == object:
+    if not all(is_number(v) for v in array.tolist()):
+      raise bad
+    array = array.astype(np.float64)
+  if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+    raise bad  # bools, strings, complex numbers
+  return array.astype(np.float64)
 
 
 def true_or_false(name: str, value: Any) -> bool:
@@ -312,3 +346,19 @@ def release_directory(path: str | os.PathLike[str]) -> None:
 class NotWrittenError(OSError):
   """An output that could not be written (e.g. a full disk); ``strerror`` is one line
   saying what, and what is kept."""
+
+
+def user_stacklevel() -> int:
+  """The ``stacklevel`` for :func:`warnings.warn` that points at the user's call of flood_jax.
+
+  Call it in the very call of ``warnings.warn``: it counts the frames from its caller up to
+  the first that is not in the ``flood_jax`` package (the line of the user's ``fj.sweep(...)``,
+  however deep the library's own calls are).
+  """
+  package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+  frame = sys._getframe(1)  # the function that calls warnings.warn: stacklevel 1
+  level = 1
+  while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+    frame = frame.f_back
+    level += 1
+  return level

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numbers
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
@@ -55,27 +56,58 @@ def flooded_loss(loss: ArrayLike, flood_level: ArrayLike) -> jax.Array:
     Ishida et al., `Do We Need Zero Training Loss After Achieving Zero
     Training Error? <https://arxiv.org/abs/2002.08709>`_, ICML 2020.
   """
-  _check_finite(flood_level, "flooded_loss")
-  loss = jnp.asarray(loss)
-  flood_level = jnp.asarray(flood_level)
+  loss = _as_array(loss, "loss", "flooded_loss")
+  flood_level = _as_level(flood_level, "flooded_loss")
+  try:
+    np.broadcast_shapes(loss.shape, flood_level.shape)
+  except ValueError:
+    raise ValueError(
+      f"flooded_loss got flood levels of shape {flood_level.shape} for a loss of shape"
+      f" {loss.shape}; give one level (a scalar) or levels that broadcast against the loss."
+    ) from None
   return jnp.abs(loss - flood_level) + flood_level
 
 
-def _check_finite(flood_level: ArrayLike, caller: str) -> None:
-  """One line for a NaN or infinite level given as a Python or NumPy number.
+def _as_array(value: ArrayLike, what: str, caller: str) -> jax.Array:
+  """``value`` as a JAX array of real numbers; one line for anything else.
 
-  Levels on a device or traced are not read back (that would cost a transfer
-  per step); under ``flood_jax.sweep`` the grid checked them already.
+  Only the type is looked at (statically known under ``jit``), never a traced value.
   """
-  if isinstance(flood_level, (numbers.Number, np.ndarray, np.generic)) and not isinstance(
-    flood_level, bool
-  ):
-    level = np.asarray(flood_level)
-    if np.issubdtype(level.dtype, np.number) and not np.all(np.isfinite(level)):
-      raise ValueError(
-        f"{caller} needs finite flood levels, got {flood_level!r}; any finite number works,"
-        " negative ones too."
-      )
+  if value is None or isinstance(value, (str, bytes)):
+    raise ValueError(f"{caller}'s {what} must be a number or an array of numbers, got {value!r}.")
+  try:
+    array = jnp.asarray(value)
+  except (TypeError, ValueError):
+    raise ValueError(
+      f"{caller}'s {what} must be a number or an array of numbers, got {value!r}."
+    ) from None
+  if not (jnp.issubdtype(array.dtype, jnp.integer) or jnp.issubdtype(array.dtype, jnp.floating)):
+    shown = "" if isinstance(value, jax.core.Tracer) else f" {value!r}"
+    raise ValueError(f"{caller}'s {what} must be real numbers, got{shown} of dtype {array.dtype}.")
+  return array
+
+
+def _as_level(flood_level: ArrayLike, caller: str) -> jax.Array:
+  """The flood level as a JAX array, refused in one line when it is no real, finite number.
+
+  A bool is refused (``True`` is not the level 1.0), as are strings, ``None``
+  and complex numbers. A NaN or infinite level is caught when it is a Python
+  or NumPy number; levels on a device or traced are not read back (that would
+  cost a transfer per step); under ``flood_jax.sweep`` the grid checked them
+  already.
+  """
+  if isinstance(flood_level, (bool, np.bool_)):
+    raise ValueError(
+      f"{caller}'s flood_level must be a number, got the bool {flood_level!r}; e.g. 0.05."
+    )
+  level = _as_array(flood_level, "flood_level", caller)
+  concrete = isinstance(flood_level, (numbers.Number, np.ndarray, np.generic, list, tuple))
+  if concrete and not np.all(np.isfinite(np.asarray(flood_level, np.float64))):
+    raise ValueError(
+      f"{caller} needs finite flood levels, got {flood_level!r}; any finite number works,"
+      " negative ones too."
+    )
+  return level
 
 
 def iflooded_loss(per_example_losses: ArrayLike, flood_level: ArrayLike) -> jax.Array:
@@ -126,21 +158,29 @@ def iflooded_loss(per_example_losses: ArrayLike, flood_level: ArrayLike) -> jax.
     Bae et al., `AdaFlood: Adaptive Flood Regularization
     <https://arxiv.org/abs/2311.02891>`_, TMLR 2024.
   """
-  _check_finite(flood_level, "iflooded_loss")
-  per_example_losses = jnp.asarray(per_example_losses)
+  per_example_losses = _as_array(per_example_losses, "per_example_losses", "iflooded_loss")
   if per_example_losses.ndim == 0:
     raise ValueError(
       "iflooded_loss expects per-example losses with a batch axis, got a"
       " scalar; for a batch mean loss use flooded_loss instead."
     )
-  flood_level = jnp.asarray(flood_level)
-  if flood_level.ndim > per_example_losses.ndim:
+  flood_level = _as_level(flood_level, "iflooded_loss")
+  shape = per_example_losses.shape
+  # One level for all, one per row (lower rank) or one per example (the same rank).
+  against = shape if flood_level.ndim == len(shape) else shape[:-1]
+  fits = flood_level.ndim <= len(shape)
+  try:
+    np.broadcast_shapes(against, flood_level.shape)
+  except ValueError:
+    fits = False
+  if not fits:
     raise ValueError(
       f"iflooded_loss got flood levels of shape {flood_level.shape} for losses of"
-      f" shape {per_example_losses.shape}; give one level, one per row"
-      " (losses.shape[:-1]) or one per example (losses.shape)."
+      f" shape {shape}; give one level (a scalar)"
+      + (f", one per row {shape[:-1]}" if len(shape) > 1 else "")
+      + f" or one per example {shape}."
     )
-  if flood_level.ndim < per_example_losses.ndim:
+  if flood_level.ndim < len(shape):
     flood_level = flood_level[..., None]  # one level per row: the same for its examples
   flooded = jnp.abs(per_example_losses - flood_level) + flood_level
   return jnp.mean(flooded, axis=-1)

@@ -54,6 +54,7 @@ def table(result: SweepResult) -> list[dict[str, Any]]:
   epochs, pruned_at = result.epochs, result.pruned_at
   assert epochs is not None and pruned_at is not None  # __post_init__ always sets them
   zero = np.flatnonzero(np.asarray(result.flood_levels) == result._no_flooding)
+  never = result.never_flooded()
   rows = []
   for config, index in zip(result.configurations(), np.ndindex(*result.config_shape), strict=True):
     row: dict[str, Any] = dict(config)
@@ -64,6 +65,7 @@ def table(result: SweepResult) -> list[dict[str, Any]]:
     base = (int(zero[0]), *index[1:]) if zero.size else None
     row.update(_paired(result, index, base, ok, last))
     row.update(_means(result, index, ok, last, test_es))
+    row["never_flooded"] = bool(row[result.level_name] in never)
     row["diverged"] = int(np.sum(diverged[index]))
     row["pruned_at"] = int(pruned_at[index])
     rows.append(row)
@@ -148,6 +150,9 @@ def summary(result: SweepResult) -> str:
   out += [
     "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)).rstrip() for cells in lines
   ]
+  never = never_flooded_line(result)
+  if never:
+    out.append(never)
   out += pbt or [_best_line(result, best)]
   versus = versus_line(result)
   if versus:
@@ -200,6 +205,22 @@ def _cells(
   if show["pruned"]:
     cells.append(f"epoch {row['pruned_at']}" if row["pruned_at"] else "")
   return cells
+
+
+def never_flooded_line(result: SweepResult) -> str | None:
+  """``b = 0.01, 0.02 never flooded: the same models as b = 0`` (``None`` when all flooded)."""
+  never = result.never_flooded()
+  if not never:
+    return None
+  name = "gamma" if result.level_name == "gamma" else "b"
+  levels = ", ".join(f"{b:.4g}" for b in never)
+  baseline = result._no_flooding_level()
+  same = (
+    f"the same models as {name} = {baseline:.4g}"
+    if baseline is not None
+    else f"the same models as {name} = 0 would train (plain descent)"
+  )
+  return f"{name} = {levels} never flooded: {same}."
 
 
 def _best_line(result: SweepResult, best: dict[str, float] | None) -> str:

@@ -183,6 +183,44 @@ class SweepResult:
     """
     return ~np.isfinite(self.history["val_loss"][..., -1]) & (self.pruned_at == 0)[..., None]
 
+  def never_flooded(self) -> list[float]:
+    """The levels that never flooded: they trained the very models of no flooding.
+
+    A level whose ``flooded_fraction`` is 0 on every evaluated epoch, seed and
+    hyperparameter value (the training loss stayed above it throughout: every step
+    was plain descent) trained, seed by seed, the models of ``b = 0``; its rows of
+    :meth:`table` and its place in :meth:`best` are not a level's effect.
+    The no-flooding level itself is not listed: the lowest level when it is at or
+    below 0 (``gamma = 1`` for AdaFlood). Evaluations with no number (a pruned or
+    diverged run's) are not counted; a level with none is not listed.
+
+    Returns:
+      The levels, as floats, in the sweep's order (``[]`` when every level flooded).
+
+    Examples:
+      >>> import numpy as np, flood_jax as fj
+      >>> # (levels, seeds, evaluations): b = 0.1 flooded on its second evaluation
+      >>> flooded = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.3]])[:, None, :]
+      >>> history = {k: np.ones_like(flooded) for k in fj.Classification().history_keys}
+      >>> history["flooded_fraction"] = flooded
+      >>> fj.SweepResult(np.array([0.0, 0.01, 0.1]), np.arange(1), history).never_flooded()
+      [0.01]
+    """
+    fraction = np.asarray(self.history["flooded_fraction"], np.float64)
+    fraction = fraction.reshape(len(self.flood_levels), -1)
+    counted = np.isfinite(fraction)
+    never = np.all(~counted | (fraction == 0), axis=1) & np.any(counted, axis=1)
+    levels = [_shortest(b) for b in self.flood_levels]
+    baseline = self._no_flooding_level()
+    return [b for b, n in zip(levels, never, strict=True) if n and b != baseline]
+
+  def _no_flooding_level(self) -> float | None:
+    """The level of the sweep that floods nothing by construction, if it has one."""
+    if self.level_name == "gamma":
+      return 1.0
+    lowest = _shortest(np.min(self.flood_levels))
+    return lowest if lowest <= 0 else None
+
   def best(self, rule: str = "final") -> dict[str, float]:
     """The best configuration by the mean over seeds of :attr:`selection_key`.
 
@@ -422,6 +460,7 @@ class SweepResult:
     an effect of flooding shows as a mean larger than its spread (NaN when
     the sweep has no ``b = 0``, or when ``b = 0`` was pruned before this
     configuration's last evaluation; the summary shows ``n/a``).
+    ``never_flooded`` is whether the row's level is one of :meth:`never_flooded`.
     """
     return _report.table(self)
 
@@ -436,7 +475,8 @@ class SweepResult:
     test loss (mean ± std over seeds: the spread says how much of the
     difference is seed noise); a ``diverged`` column counts runs with a
     non-finite validation loss when there are any. The best configuration by
-    final validation accuracy is marked with ``*``.
+    final validation accuracy is marked with ``*``. Levels that never flooded
+    (:meth:`never_flooded`) are named in one line under the table.
     """
     return _report.summary(self)
 

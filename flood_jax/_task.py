@@ -59,6 +59,10 @@ class Task:
     select: ``"loss"`` or the name of a metric: what chooses the best
       configuration on the validation split.
     mode: ``"min"`` (lower is better) or ``"max"``.
+    constant_loss: optional ``fn(y) -> float``, the mean loss of the best constant
+      prediction on targets ``y`` (a model that ignores its input). With it the
+      sweep warns when no model beats that (:meth:`constant_loss`); ``None``: unknown,
+      not checked.
 
   Attributes:
     loss, metrics, select, mode: as given (``metrics`` a read-only dict).
@@ -90,6 +94,7 @@ class Task:
     metrics: Mapping[str, PerExample] | None = None,
     select: str = "loss",
     mode: str = "min",
+    constant_loss: Callable[[np.ndarray], float] | None = None,
   ):
     if not callable(loss):
       raise TypeError(
@@ -121,7 +126,13 @@ class Task:
       )
     if mode not in MODES:
       raise ValueError(f"mode must be 'min' (lower is better) or 'max', got {mode!r}.")
+    if constant_loss is not None and not callable(constant_loss):
+      raise TypeError(
+        "a Task's constant_loss must be a function of the targets y -> float (the loss of the"
+        f" best constant prediction), got {type(constant_loss).__name__}."
+      )
     self._loss = loss
+    self._constant_loss = constant_loss
     self._metrics = dict(metrics)
     self.select = select
     self.mode = mode
@@ -159,6 +170,19 @@ class Task:
       name: v if v.dtype == jnp.float32 else v.astype(jnp.float32) for name, v in values.items()
     }
     return loss, values
+
+  def constant_loss(self, y: Any) -> float | None:
+    """The mean loss of the best constant prediction on targets ``y``; ``None``: unknown.
+
+    The sweep compares every model's final validation loss with it (on the validation
+    targets): a model that does not beat a predictor which ignores its input learned
+    nothing, and a "best" level among such models means nothing. A :class:`Task` knows
+    it when given ``constant_loss=``; :class:`Classification` (its default loss) and
+    :class:`Regression` know theirs.
+    """
+    if self._constant_loss is None:
+      return None
+    return float(self._constant_loss(np.asarray(y)))
 
   @property
   def history_keys(self) -> tuple[str, ...]:
@@ -303,6 +327,7 @@ class Classification(Task):
       mode="max",
     )
     self.loss_lower_bound = 0.0 if default else None
+    self._constant_loss = label_entropy if default else None
 
   def check(self, outputs: Outputs, y: Any) -> None:
     """As :meth:`Task.check`, and the labels must be integers (float targets: a regression)."""
@@ -327,6 +352,19 @@ def absolute_error(outputs: jax.Array, y: jax.Array) -> jax.Array:
   """Per-example absolute error, the mean over trailing axes of ``|out - y|``."""
   outputs, y = _aligned(outputs, y)
   return _mean_trailing(jnp.abs(outputs - y))
+
+
+def label_entropy(y: Any) -> float:
+  """The labels' entropy (nats): the cross-entropy of the best constant prediction, their shares."""
+  _, counts = np.unique(np.asarray(y), return_counts=True)
+  shares = counts / counts.sum()
+  return float(-(shares * np.log(shares)).sum())
+
+
+def target_variance(y: Any) -> float:
+  """The targets' variance (mean over the outputs): the squared error of predicting their mean."""
+  y = np.asarray(y, np.float64)
+  return float(np.mean(np.var(y.reshape(len(y), -1), axis=0)))
 
 
 class Regression(Task):
@@ -364,7 +402,10 @@ class Regression(Task):
 
   def __init__(self):
     super().__init__(
-      squared_error, metrics={"mse": squared_error, "mae": absolute_error}, select="loss"
+      squared_error,
+      metrics={"mse": squared_error, "mae": absolute_error},
+      select="loss",
+      constant_loss=target_variance,
     )
 
   def describe(self) -> str:
@@ -396,6 +437,10 @@ def task_from_arguments(task: Task | None, loss_fn: PerExample | None) -> Task:
       " task=fj.Classification(loss=my_loss) or fj.Task(my_loss, ...)."
     )
   return task
+
+
+class NoGradientWarning(UserWarning):
+  """The task's loss gives the model's parameters no gradient: no model of the sweep trains."""
 
 
 class NeverFloodsWarning(UserWarning):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
+import numpy as np
 import optax
 from flax import core
 from flax.training import train_state
@@ -55,6 +57,7 @@ class FloodTrainState(train_state.TrainState):
     Returns:
       The state after one step, ``step`` incremented.
     """
+    _check_structure(grads, self.params)
     field_names = {f.name for f in dataclasses.fields(self)}
     replacements = {k: v for k, v in kwargs.items() if k in field_names}
     extra_args = {k: v for k, v in kwargs.items() if k not in field_names}
@@ -86,3 +89,42 @@ class FloodTrainState(train_state.TrainState):
       if "batch_stats" in variables and "batch_stats" not in kwargs:
         kwargs["batch_stats"] = variables.pop("batch_stats")
     return super().create(apply_fn=apply_fn, params=params, tx=tx, **kwargs)
+
+
+def _check_structure(grads: Any, params: Any) -> None:
+  """One line when ``grads`` is not a pytree of the structure of ``params``.
+
+  Compared statically (the tree's structure), so it costs nothing under ``jit``;
+  a dict and a ``FrozenDict`` of the same keys count as the same.
+  """
+  grads_def = jax.tree.structure(core.unfreeze(grads) if _is_dict(grads) else grads)
+  params_def = jax.tree.structure(core.unfreeze(params) if _is_dict(params) else params)
+  if grads_def == params_def:
+    for (path, g), p in zip(
+      jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(params), strict=True
+    ):
+      if np.shape(g) != np.shape(p):
+        raise ValueError(
+          f"apply_gradients got a gradient of shape {np.shape(g)} for the parameter"
+          f" {jax.tree_util.keystr(path)} of shape {np.shape(p)}; take the gradient with respect"
+          " to state.params, e.g. jax.grad(loss_fn)(state.params)."
+        )
+    return
+  raise ValueError(
+    f"apply_gradients got grads of another structure than the params: grads"
+    f" {_brief(grads)}, params {_brief(params)}; take the gradient with respect to"
+    " state.params, e.g. jax.grad(loss_fn)(state.params)."
+  )
+
+
+def _is_dict(tree: Any) -> bool:
+  return isinstance(tree, (dict, core.FrozenDict))
+
+
+def _brief(tree: Any) -> str:
+  """A pytree's structure in a few words: its leaves' paths (the first few) or its type."""
+  paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
+  if not paths:
+    return f"{type(tree).__name__} with no leaves"
+  shown = ", ".join(paths[:4]) + (f", ... ({len(paths)} leaves)" if len(paths) > 4 else "")
+  return f"{{{shown}}}" if paths != [""] else "one array"

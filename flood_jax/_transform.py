@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -13,6 +12,8 @@ import jax.core
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from flood_jax._checks import is_number
 
 FloodLevel = float | jax.Array | Callable[[chex.Numeric], chex.Numeric]
 
@@ -32,32 +33,48 @@ class FloodState(NamedTuple):
 
 
 def check_flood_level(flood_level: Any, *, name: str = "flood_level") -> None:
-  """Raises ``ValueError`` for a concrete flood level that is not a finite number.
+  """Raises ``ValueError`` for a flood level that is not a finite real number.
 
   Any finite level is accepted, negative ones too: a loss that can go below 0
-  (a negative log-likelihood) floods at a negative level. Traced and schedule
-  values are left alone: they are checked where they are known (a schedule's
-  values cannot be checked before it runs).
+  (a negative log-likelihood) floods at a negative level. Bools (``True`` is
+  not a level), strings, ``None``, complex numbers and arrays of more than one
+  value are refused. A traced level is checked by its shape and dtype only
+  (its value is not known); a schedule's values cannot be checked before it
+  runs (:func:`flood` checks their dtype and shape when it calls it).
   """
-  if callable(flood_level) or isinstance(flood_level, jax.core.Tracer):
+  if callable(flood_level):
     return
-  if isinstance(flood_level, bool):
-    raise ValueError(f"{name} must be a number, got the bool {flood_level!r}.")
-  if isinstance(flood_level, numbers.Number):
-    level = float(flood_level)  # type: ignore[arg-type]
+  if isinstance(flood_level, jax.core.Tracer):
+    _check_level_type(flood_level.shape, flood_level.dtype, flood_level, name)
+    return
+  if is_number(flood_level):
+    level = float(flood_level)
   else:
-    array = np.asarray(flood_level)
-    if array.ndim != 0:
-      raise ValueError(
-        f"{name} must be a scalar, got an array of shape {array.shape}; to"
-        " train several levels at once, jax.vmap over them or use"
-        " flood_jax.sweep."
-      )
-    if not np.issubdtype(array.dtype, np.number):
-      raise ValueError(f"{name} must be a number, got {flood_level!r}.")
+    if isinstance(flood_level, (bool, np.bool_)):
+      raise ValueError(f"{name} must be a number, got the bool {flood_level!r}.")
+    if flood_level is None or isinstance(flood_level, (str, bytes)):
+      raise ValueError(f"{name} must be a number, e.g. 0.05; got {flood_level!r}.")
+    try:
+      array = np.asarray(flood_level)
+    except (TypeError, ValueError):
+      raise ValueError(f"{name} must be a number, e.g. 0.05; got {flood_level!r}.") from None
+    _check_level_type(array.shape, array.dtype, flood_level, name)
     level = float(array)
   if not math.isfinite(level):
     raise ValueError(f"{name} must be a finite number, got {level!r}.")
+
+
+def _check_level_type(shape: Any, dtype: Any, flood_level: Any, name: str) -> None:
+  """A level's shape and dtype, known statically for a traced one too: a real scalar."""
+  if tuple(shape) != ():
+    raise ValueError(
+      f"{name} must be a scalar, got an array of shape {tuple(shape)}; to"
+      " train several levels at once, jax.vmap over them or use"
+      " flood_jax.sweep."
+    )
+  if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+    got = "" if isinstance(flood_level, jax.core.Tracer) else f" {flood_level!r}"
+    raise ValueError(f"{name} must be a real number, got{got} of dtype {dtype}.")
 
 
 def flood(flood_level: FloodLevel) -> optax.GradientTransformationExtraArgs:
@@ -146,13 +163,12 @@ def flood(flood_level: FloodLevel) -> optax.GradientTransformationExtraArgs:
         "flood's value must be the scalar mini-batch mean loss, got shape"
         f" {value.shape}; reduce it with jnp.mean first."
       )
-    level = flood_level(state.count) if callable(flood_level) else flood_level
+    if callable(flood_level):  # a schedule: its value's type is known now (statically)
+      level = flood_level(state.count)
+      check_flood_level(level, name="flood_level's schedule value")
+    else:
+      level = flood_level
     level = jnp.asarray(level)
-    if level.shape != ():
-      raise ValueError(
-        f"flood_level must be a scalar, got shape {level.shape}; to train"
-        " several levels at once, jax.vmap over them."
-      )
     ascent = value < level
     # NaN compares False both ways: give NaN, never a silent +1.
     sign = jnp.where(ascent, -1.0, 1.0)

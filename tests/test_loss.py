@@ -157,3 +157,50 @@ def test_a_non_finite_level_is_one_line(bad):
     fj.flooded_loss(0.3, bad)
   with pytest.raises(ValueError, match="iflooded_loss needs finite flood levels"):
     fj.iflooded_loss(jnp.ones(3), np.array([0.1, bad, 0.2]))
+
+
+@pytest.mark.parametrize(
+  "bad,match",
+  [
+    (True, "got the bool True"),
+    (np.bool_(False), "got the bool"),
+    (jnp.array(True), "real numbers, got .* dtype bool"),
+    ("0.1", "must be a number or an array of numbers, got '0.1'"),
+    (None, "must be a number or an array of numbers, got None"),
+    (1j, "real numbers, got 1j"),
+    ([0.1, [0.2]], "must be a number or an array of numbers"),
+  ],
+)
+def test_a_level_that_is_no_number_is_one_line(bad, match):
+  with pytest.raises(ValueError, match=r"^flooded_loss.s flood_level .*" + match):
+    fj.flooded_loss(0.3, bad)
+  with pytest.raises(ValueError, match=r"^iflooded_loss.s flood_level .*" + match):
+    fj.iflooded_loss(jnp.ones(3), bad)
+
+
+def test_levels_of_a_shape_that_does_not_fit_the_losses_are_one_line():
+  with pytest.raises(ValueError, match=r"shape \(2,\) for a loss of shape \(3,\)"):
+    fj.flooded_loss(jnp.ones(3), jnp.ones(2))
+  with pytest.raises(ValueError, match=r"shape \(2,\) for losses of shape \(3,\).*one per example"):
+    fj.iflooded_loss(jnp.ones(3), np.ones(2))
+  with pytest.raises(ValueError, match=r"one per row \(2,\) or one per example \(2, 3\)"):
+    fj.iflooded_loss(jnp.ones((2, 3)), jnp.ones(3))  # (3,) is neither (2,) nor (2, 3)
+  # The shapes are checked statically: under jit, before JAX broadcasts.
+  with pytest.raises(ValueError, match=r"shape \(2,\) for a loss of shape \(3,\)"):
+    jax.jit(fj.flooded_loss)(jnp.ones(3), jnp.ones(2))
+  with pytest.raises(ValueError, match=r"got the bool|dtype bool"):
+    jax.jit(fj.iflooded_loss)(jnp.ones(3), True)
+  # ... and the shapes that fit still work under jit, vmap and grad, with traced levels.
+  rows = jax.jit(fj.iflooded_loss)(jnp.ones((2, 3)), jnp.array([0.5, 2.0]))
+  np.testing.assert_allclose(rows, [1.0, 3.0])
+  grads = jax.vmap(jax.grad(fj.flooded_loss, argnums=1), in_axes=(None, 0))(
+    0.3, jnp.array([0.1, 0.5])
+  )
+  np.testing.assert_allclose(grads, [0.0, 2.0])
+
+
+def test_losses_that_are_no_numbers_are_one_line():
+  with pytest.raises(ValueError, match=r"^flooded_loss's loss must be a number .*got None"):
+    fj.flooded_loss(None, 0.1)
+  with pytest.raises(ValueError, match=r"^iflooded_loss's per_example_losses must be .*'x'"):
+    fj.iflooded_loss("x", 0.1)

@@ -109,3 +109,33 @@ def test_a_full_disk_leaves_the_saved_files_whole(tmp_path, monkeypatch):
   with pytest.raises(OSError, match="No space left"):
     result.save(tmp_path)
   assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no .tmp, no half file
+
+
+def _flooding(levels, flooded, level_name="flood_level"):
+  """A result of these levels x 2 seeds x 2 evaluations with these flooded fractions."""
+  flooded = np.asarray(flooded, np.float32)
+  history = {m: np.full(flooded.shape, 0.5, np.float32) for m in METRICS}
+  history["flooded_fraction"] = flooded
+  return fj.SweepResult(np.array(levels, np.float32), np.arange(2), history, level_name=level_name)
+
+
+def test_levels_that_never_flooded_are_named_in_the_summary_and_the_table():
+  never, once = np.zeros((2, 2)), np.array([[0.0, 0.0], [0.0, 0.2]])  # (seeds, evaluations)
+  nan = np.array([[0.0, np.nan], [np.nan, np.nan]])  # a pruned or diverged run: not counted
+  result = _flooding([0.0, 0.01, 0.02, 0.05], [never, never, nan, once])
+  assert result.never_flooded() == [0.01, 0.02]  # b = 0 is no flooding by construction
+  lines = result.summary().splitlines()
+  assert "b = 0.01, 0.02 never flooded: the same models as b = 0." in lines
+  assert [row["never_flooded"] for row in result.table()] == [False, True, True, False]
+  # Without b = 0 in the sweep, the lowest level is listed too; a negative lowest is the baseline.
+  assert _flooding([0.01, 0.05], [never, once]).never_flooded() == [0.01]
+  assert "as b = 0 would train" in _flooding([0.01, 0.05], [never, once]).summary()
+  assert _flooding([-0.1, 0.0, 0.05], [never, never, once]).never_flooded() == [0.0]
+  # AdaFlood: gamma = 1 floods nothing by construction.
+  adaflood = _flooding([0.5, 1.0], [never, never], level_name="gamma")
+  assert adaflood.never_flooded() == [0.5]
+  assert "gamma = 0.5 never flooded: the same models as gamma = 1." in adaflood.summary()
+  # Every level flooded: nothing is said.
+  flooded = _flooding([0.0, 0.05], [never, once])
+  assert flooded.never_flooded() == [] and "never flooded" not in flooded.summary()
+  assert not any(row["never_flooded"] for row in flooded.table())

@@ -195,3 +195,27 @@ def test_nnx_with_dropout_and_hyperparams_resumes_bitwise(data, tmp_path, monkey
   assert (tmp_path / "b" / "current").is_dir()
   resumed = run(tmp_path / "b")
   assert_bitwise_equal(resumed, full)
+
+
+@pytest.mark.parametrize(
+  "kwargs,match",
+  [
+    (dict(flood_levels=["a"]), r"flood_levels must be a non-empty list of numbers.*\['a'\]"),
+    (dict(flood_levels=[None, 0.1]), r"flood_levels must be .*\[None, 0\.1\]"),
+    (dict(flood_levels=[True, False]), r"flood_levels must be .*\[True, False\]"),
+    (dict(flood_levels=[[0.1], 0.2]), r"flood_levels must be .*\[\[0\.1\], 0\.2\]"),
+    (dict(flood_levels="0.1"), r"flood_levels must be .*'0\.1'"),
+    (dict(hyperparams={"learning_rate": [True]}), r"hyperparams\['learning_rate'\] must be"),
+    (dict(hyperparams={"learning_rate": ["0.1"]}), r"hyperparams\['learning_rate'\] must be"),
+  ],
+)
+def test_levels_and_values_that_are_no_numbers_are_one_line(data, kwargs, match):
+  args = dict(KW, flood_levels=[0.0], optimizer=SGD) | kwargs
+  with pytest.raises(ValueError, match=match):
+    fj.sweep(_plain_model(), data, **args)
+
+
+@pytest.mark.parametrize("gamma", [[True], ["0.5"], [None], 0.5])
+def test_gammas_that_are_no_numbers_are_one_line(data, gamma):
+  with pytest.raises(ValueError, match=r"^gamma must be a non-empty list of numbers"):
+    fj.sweep(_plain_model(), data, objective="adaflood", gamma=gamma, **dict(KW, optimizer=SGD))

@@ -256,3 +256,50 @@ def test_a_sweep_below_zero_warns_once_and_trains_like_no_flooding():
   assert len(record) == 1 and "-0.5 is below 0" in str(record[0].message)
   for key, values in result.history.items():
     np.testing.assert_array_equal(values[0], values[1], err_msg=key)  # the cross-entropy >= 0
+
+
+def _checked_spec(monkeypatch, loss_fn):
+  """``fj.sweep``'s checks alone (``run`` replaced: nothing compiles or trains)."""
+  from flood_jax._sweep import api
+
+  monkeypatch.setattr(api, "run", lambda spec: spec)
+  x = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
+  y = (x[:, 0] > 0).astype(np.int32)
+  data = fj.Dataset(x_train=x, y_train=y, x_val=x, y_val=y, x_test=x, y_test=y)
+  model = fj.Model(lambda key, x: {"w": jax.random.normal(key, (3, 2))}, lambda p, x, t: x @ p["w"])
+  return fj.sweep(
+    model, data, flood_levels=[0.0], optimizer=optax.sgd(0.1), epochs=1, batch_size=4,
+    loss_fn=loss_fn, progress=False,
+  )  # fmt: skip
+
+
+def _zero_one(logits, y):  # a float loss built on argmax: no gradient
+  return (jnp.argmax(logits, -1) != y).astype(jnp.float32)
+
+
+@pytest.mark.parametrize(
+  "loss_fn,match",
+  [
+    (lambda o, y: _zero_one(o, y).astype(jnp.int32), "returns int32, which has no gradient"),
+    (lambda o, y: _zero_one(o, y) > 0, "returns bool, which has no gradient"),
+    (_zero_one, "depends on neither the parameters nor the data"),
+    (
+      lambda o, y: optax.softmax_cross_entropy_with_integer_labels(jax.lax.stop_gradient(o), y),
+      "depends on neither",
+    ),
+  ],
+)
+def test_a_loss_with_no_gradient_warns_once_at_the_users_sweep_call(monkeypatch, loss_fn, match):
+  from flood_jax._task import NoGradientWarning
+
+  with pytest.warns(NoGradientWarning, match=match) as record:
+    _checked_spec(monkeypatch, loss_fn)
+  assert len(record) == 1 and "\n" not in str(record[0].message)
+  assert record[0].filename == __file__  # the user's line, not the library's
+
+
+def test_a_loss_with_a_gradient_says_nothing(monkeypatch):
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    _checked_spec(monkeypatch, None)
+    _checked_spec(monkeypatch, lambda o, y: jnp.mean((o - y[:, None]) ** 2, -1))

@@ -129,3 +129,25 @@ def test_nnx_optimizer_forwards_value():
     model.linear.kernel[...], reference.linear.kernel[...], rtol=1e-5, atol=1e-6
   )
   assert int(optimizer.opt_state[0].flooded_count[...]) > 0
+
+
+def test_grads_of_another_structure_or_shape_than_the_params_are_one_line():
+  model = nn.Dense(1)
+  params = model.init(jax.random.key(0), jnp.ones((2, 3)))["params"]
+  tx = optax.chain(fj.flood(0.1), optax.sgd(0.1))
+  state = fj.FloodTrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  step = jax.jit(lambda state, grads: state.apply_gradients(grads=grads, value=0.5))
+  for grads, match in [
+    ({"kernel": params["kernel"]}, r"grads \{\['kernel'\]\}, params \{\['bias'\], \['kernel'\]\}"),
+    ({"params": dict(params)}, r"grads \{\['params'\]\['bias'\], \['params'\]\['kernel'\]\}"),
+    (jnp.ones(3), r"grads one array, params"),
+  ]:
+    with pytest.raises(
+      ValueError, match=r"^apply_gradients got grads of another structure than the params: " + match
+    ):
+      step(state, grads)
+  with pytest.raises(
+    ValueError, match=r"shape \(2,\) for the parameter \['bias'\] of shape \(1,\)"
+  ):
+    step(state, {"bias": jnp.ones(2), "kernel": params["kernel"]})
+  assert int(step(state, jax.tree.map(jnp.ones_like, dict(params))).step) == 1  # a dict is fine

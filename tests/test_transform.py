@@ -262,3 +262,33 @@ def test_tree_map_params_works():
   state = tx.init(params)
   mapped = optax.tree.map_params(tx, lambda v: v, state)
   chex.assert_trees_all_equal(mapped, state)
+
+
+@pytest.mark.parametrize(
+  "bad,match",
+  [
+    (True, "got the bool True"),
+    (np.bool_(True), "got the bool"),
+    (jnp.array(False), "real number, got .* dtype bool"),
+    ("0.1", "must be a number, e.g. 0.05; got '0.1'"),
+    (None, "must be a number, e.g. 0.05; got None"),
+    (1j, "real number, got 1j"),
+    ([[0.1], 0.2], "must be a number"),
+  ],
+)
+def test_a_flood_level_that_is_no_number_is_one_line(bad, match):
+  with pytest.raises(ValueError, match=r"^flood_level .*" + match):
+    fj.flood(bad)
+
+
+def test_a_traced_level_is_checked_by_its_type_and_a_schedule_by_what_it_returns():
+  def step(level):
+    tx = fj.flood(level)
+    return tx.update(jnp.ones(2), tx.init(jnp.ones(2)), value=0.2)[0]
+
+  with pytest.raises(ValueError, match=r"dtype bool"):
+    jax.jit(step)(jnp.array(True))
+  np.testing.assert_array_equal(jax.jit(step)(jnp.float32(0.5)), -jnp.ones(2))
+  tx = fj.flood(lambda count: "0.1")
+  with pytest.raises(ValueError, match=r"^flood_level's schedule value must be a number"):
+    tx.update(jnp.ones(2), tx.init(jnp.ones(2)), value=0.2)

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
+from flood_jax._chance import AtChanceWarning, warn_if_at_chance  # noqa: F401 (kept importable)
 from flood_jax._dataset import Dataset
 from flood_jax._result import SweepResult
 from flood_jax._sweep import cache, checkpoint, hosts, schedule
@@ -252,8 +252,8 @@ def run(spec: SweepSpec) -> SweepResult:
   loop.train()
   wall_time = time.perf_counter() - start
   result = assemble(spec, plan, layout, programs, loop.state, config, wall_time, memory_plan)
-  if spec.train.is_classification and spec.objective.has_best and isinstance(spec.data, Dataset):
-    _warn_if_at_chance(result, spec.data)
+  if spec.objective.has_best and isinstance(spec.data, Dataset):
+    warn_if_at_chance(result, spec.data.y_val, spec.train.task)
   tracking.finish(result)
   return result
 
@@ -597,39 +597,3 @@ def _gathered(carry: Any) -> Any:
   if hosts.process_count() == 1:
     return carry
   return jax.tree.map(hosts.to_host, carry)
-
-
-def _warn_if_at_chance(result: SweepResult, data: Dataset) -> None:
-  """Warns when every model ends where a constant prediction would: its "best" means nothing.
-
-  At chance is: final validation accuracy at most the majority class's share (plus 1%), and
-  the validation loss not below the cross-entropy of the best constant prediction (the
-  labels' entropy) less 1%, or not finite (but not every model diverged, which
-  ``result.best()`` reports).
-  """
-  y_val = np.asarray(data.y_val)
-  if y_val.size == 0:
-    return
-  shares = np.bincount(y_val) / y_val.size
-  chance_accuracy = float(shares.max())
-  shares = shares[shares > 0]
-  constant_loss = float(-(shares * np.log(shares)).sum())
-  acc = np.asarray(result.history["val_accuracy"])[..., -1]
-  loss = np.asarray(result.history["val_loss"])[..., -1]
-  if not np.any(np.isfinite(loss)):
-    return  # every model diverged: result.best() says so
-  no_accuracy = np.all(~np.isfinite(acc) | (acc <= chance_accuracy + 0.01))
-  no_loss = np.all(~np.isfinite(loss) | (loss >= constant_loss * 0.99))
-  if no_accuracy and no_loss:
-    warnings.warn(
-      f"every model of the sweep ends at chance (validation accuracy <="
-      f" {chance_accuracy:.3f}, the majority class's share, and loss >="
-      f" {constant_loss:.3f}, a constant prediction's), so its best configuration"
-      " means nothing; lower the learning rate or check the model and data.",
-      AtChanceWarning,
-      stacklevel=4,
-    )
-
-
-class AtChanceWarning(UserWarning):
-  """Every model of a sweep ended at chance: the best configuration it names means nothing."""

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flood_jax._checks import number_list
 from flood_jax._transform import check_flood_level
 
 # Hyperparameters that must be positive: the command line refuses --lr <= 0 too.
@@ -49,12 +50,7 @@ class Grid:
     seeds: Sequence[int] | np.ndarray,
   ) -> Grid:
     """Checks the three axes and builds the grid; one-line errors on bad input."""
-    levels = np.asarray(flood_levels, dtype=np.float64)
-    if levels.ndim != 1 or levels.size == 0:
-      raise ValueError(
-        "flood_levels must be a non-empty list of numbers, e.g. [0.0, 0.05, 0.1];"
-        f" got {flood_levels!r}."
-      )
+    levels = number_list("flood_levels", flood_levels, "[0.0, 0.05, 0.1]")
     for level in levels:
       check_flood_level(float(level), name="every flood level")
     if len(np.unique(levels.astype(np.float32))) != levels.size:
@@ -86,14 +82,7 @@ class Grid:
             f"hyperparams cannot name {name!r}: it is an axis of every sweep;"
             " pass flood_levels= or seeds= instead."
           )
-        try:
-          array = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
-          array = None
-        if array is None or array.ndim != 1 or array.size == 0:
-          raise ValueError(
-            f"hyperparams[{name!r}] must be a non-empty list of numbers, got {values!r}."
-          )
+        array = number_list(f"hyperparams[{name!r}]", values, "[0.01, 0.1]")
         if not np.all(np.isfinite(array)):
           raise ValueError(f"hyperparams[{name!r}] must be finite numbers, got {values!r}.")
         if len(np.unique(array.astype(np.float32))) != array.size:

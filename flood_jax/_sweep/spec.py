@@ -13,15 +13,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
+import jax.extend.core as jex_core
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from flood_jax._checks import first_line, is_integer, positive_int
+from flood_jax._checks import (
+  first_line,
+  is_integer,
+  number_list,
+  positive_int,
+  user_stacklevel,
+)
 from flood_jax._dataset import Dataset, InputSpec
 from flood_jax._sweep import checkpoint, hosts
 from flood_jax._sweep.adapters import Adapter, adapt
@@ -33,7 +42,13 @@ from flood_jax._sweep.program import Augment, LossFn, injected_hyperparams
 from flood_jax._sweep.prune import NoPruning, Policy, check_policy
 from flood_jax._sweep.stream import Stream
 from flood_jax._sweep.tracking import check_loggers
-from flood_jax._task import Classification, Task, task_from_arguments, warn_if_never_floods
+from flood_jax._task import (
+  Classification,
+  NoGradientWarning,
+  Task,
+  task_from_arguments,
+  warn_if_never_floods,
+)
 
 if TYPE_CHECKING:
   from flood_jax._sweep.layout import Layout
@@ -408,7 +423,8 @@ def _example_levels(data: Dataset, per_example_levels: Any) -> np.ndarray:
       " fj.adaflood_levels(model, data, folds=..., ...)."
     )
   levels = np.asarray(per_example_levels)
-  if levels.shape != (data.num_train,) or not np.issubdtype(levels.dtype, np.number):
+  real = np.issubdtype(levels.dtype, np.integer) or np.issubdtype(levels.dtype, np.floating)
+  if levels.shape != (data.num_train,) or not real:
     raise ValueError(
       f"per_example_levels must be numbers of shape (n_train,) = ({data.num_train},),"
       f" one per training example; got shape {levels.shape}."
@@ -419,15 +435,11 @@ def _example_levels(data: Dataset, per_example_levels: Any) -> np.ndarray:
 
 
 def _gammas(gamma: Any) -> np.ndarray:
-  gammas = np.asarray([0.0] if gamma is None else gamma, np.float64)
-  if (
-    gammas.ndim != 1
-    or gammas.size == 0
-    or np.any(~np.isfinite(gammas))
-    or np.any((gammas < 0) | (gammas > 1))
-  ):
+  example = "[0.0, 0.5, 0.9]"
+  gammas = number_list("gamma", [0.0] if gamma is None else gamma, example)
+  if np.any(~np.isfinite(gammas)) or np.any((gammas < 0) | (gammas > 1)):
     raise ValueError(
-      f"gamma must be a non-empty list of numbers in [0, 1], e.g. [0.0, 0.5, 0.9]; got {gamma!r}."
+      f"gamma must be a non-empty list of numbers in [0, 1], e.g. {example}; got {gamma!r}."
     )
   return gammas
 
@@ -472,16 +484,74 @@ def _check_model_output(adapter: Adapter, data: Dataset, task: Task) -> Any:
     outputs, _, _ = adapter.apply(
       params, model_state, rng_state, x, train=True, key=jax.random.key(0)
     )
-    return params, outputs
+    return (params, model_state, rng_state), outputs
 
   try:
-    params, outputs = jax.eval_shape(forward, x)
+    state, outputs = jax.eval_shape(forward, x)
   except TypeError as err:
     raise _call_error(adapter, err) from None
   if isinstance(task, Classification):
     _check_logits(outputs, data, task)
-  task.check(outputs, data.target_spec.batch(_CHECK_BATCH))
-  return params
+  y = data.target_spec.batch(_CHECK_BATCH)
+  task.check(outputs, y)
+  _check_gradient(adapter, task, state, x, y)
+  return state[0]
+
+
+def _check_gradient(adapter: Adapter, task: Task, state: Any, x: Any, y: Any) -> None:
+  """Warns (once, at the user's ``fj.sweep`` call) when the task's loss gives no gradient.
+
+  Two ways, neither runs nor compiles anything: a per-example loss that is not a float
+  (integers and bools have no gradient), and a gradient of the batch mean loss with respect
+  to the parameters that depends on neither the parameters nor the data (``jax.grad`` traced
+  to a jaxpr: a loss built on ``argmax``, comparisons or ``stop_gradient`` gives zeros there,
+  constants no input flows into). Either way nothing would train, whatever the level.
+  """
+  params, model_state, rng_state = state
+
+  def per_example(params, model_state, rng_state, x, y):
+    outputs, _, _ = adapter.apply(
+      params, model_state, rng_state, x, train=True, key=jax.random.key(0)
+    )
+    return task.loss(outputs, y)
+
+  def mean_loss(*args):
+    return jnp.mean(per_example(*args))
+
+  loss = jax.eval_shape(per_example, params, model_state, rng_state, x, y)
+  if not jnp.issubdtype(loss.dtype, jnp.floating):
+    warnings.warn(
+      f"the task's loss {_name(task.loss)} returns {loss.dtype}, which has no gradient, so no"
+      " model trains; return a float loss (e.g. a cross-entropy instead of a 0/1 loss).",
+      NoGradientWarning,
+      stacklevel=user_stacklevel(),
+    )
+    return
+  if not jax.tree.leaves(params):
+    return
+  try:
+    closed = jax.make_jaxpr(jax.grad(mean_loss))(params, model_state, rng_state, x, y)
+  except Exception:  # a check at its best: the training program traces it and says why
+    return
+  if not _depends_on_inputs(closed.jaxpr):
+    warnings.warn(
+      f"the gradient of the task's loss {_name(task.loss)} with respect to the model's"
+      " parameters depends on neither the parameters nor the data (it is zero: argmax,"
+      " comparisons, integer casts and stop_gradient have no gradient), so no model trains;"
+      " train on a differentiable loss (e.g. a cross-entropy) and report the other as a metric.",
+      NoGradientWarning,
+      stacklevel=user_stacklevel(),
+    )
+
+
+def _depends_on_inputs(jaxpr: Any) -> bool:
+  """Whether any output of ``jaxpr`` is computed from one of its inputs (an equation whose
+  inputs include one that depends counts as a whole: conservative, never a false "no")."""
+  depends = set(jaxpr.invars)
+  for eqn in jaxpr.eqns:
+    if any(isinstance(v, jex_core.Var) and v in depends for v in eqn.invars):
+      depends.update(eqn.outvars)
+  return any(isinstance(v, jex_core.Var) and v in depends for v in jaxpr.outvars)
 
 
 def _check_logits(logits: Any, data: Dataset, task: Classification) -> None:
