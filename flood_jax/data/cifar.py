@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from flood_jax.data.catalog import LOCAL_FILES
-from flood_jax.data.files import Garbled, find, missing
+from flood_jax.data.catalog import IMAGE_SETS, LOCAL_FILES
+from flood_jax.data.files import Garbled, check_counts, check_labels, check_pixels, find, missing
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -32,30 +32,36 @@ class _ArrayUnpickler(pickle.Unpickler):
     raise pickle.UnpicklingError(f"the pickle refers to {module}.{name}, not only arrays")
 
 
-def _read_cifar_batch(path: str, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_batch(path: str, label_key: bytes, last: int) -> tuple[np.ndarray, np.ndarray]:
   try:
     with open(path, "rb") as f:
       batch = _ArrayUnpickler(f, encoding="bytes").load()
     batch = {k.encode() if isinstance(k, str) else k: v for k, v in batch.items()}
-    data = np.asarray(batch[b"data"], np.uint8)
-    labels = np.asarray(batch[label_key], np.int64)
+    data = np.asarray(batch[b"data"])
+    labels = np.asarray(batch[label_key])
   except Exception as err:  # unpickling fails in many ways
     raise Garbled(path, f"not a CIFAR python batch: {type(err).__name__}: {err}") from None
   if data.ndim != 2 or data.shape[1] != 3072:
     raise Garbled(path, f"data of shape {data.shape}, not (n, 3072)")
+  if labels.ndim != 1:
+    raise Garbled(path, f"labels of shape {labels.shape}, not a list of n")
+  check_counts(path, len(data), len(labels))
+  data, labels = check_pixels(path, data), check_labels(path, labels, 0, last)
   # Rows are 1024 red, 1024 green, 1024 blue values, each 32 x 32 row-major.
-  return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int32)
+  return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
 def read_cifar(name: str, root: str) -> tuple[np.ndarray, ...]:
+  """``(x_train, y_train, x_test, y_test)`` from the python batches, each checked on its own."""
   label_key = b"labels" if name == "cifar10" else b"fine_labels"
+  last = IMAGE_SETS[name].num_classes - 1
   train_files = LOCAL_FILES[name]["files"][:-1]
   parts = []
   for file in LOCAL_FILES[name]["files"]:
     path = find(name, root, (file,))
     if path is None:
       raise missing(name, root, file)
-    parts.append(_read_cifar_batch(path, label_key))
+    parts.append(_read_cifar_batch(path, label_key, last))
   train, (x_test, y_test) = parts[: len(train_files)], parts[-1]
   x_train = np.concatenate([x for x, _ in train])
   y_train = np.concatenate([y for _, y in train])

@@ -138,8 +138,8 @@ def from_hf(
     seed=seed,
     default_val=max(1, round(0.1 * len(train_split))),
   )
-  train_labels = _labels(train_split, spec.label_column)
-  test_labels = _labels(test_split, spec.label_column)
+  train_labels = _labels(train_split, spec, name, "train")
+  test_labels = _labels(test_split, spec, name, "test")
 
   def inputs(split: Any, idx: np.ndarray) -> np.ndarray:
     return normalize(_images(split, idx, spec), spec, flatten, pixels)
@@ -158,9 +158,20 @@ def from_hf(
   )
 
 
-def _labels(split: Any, column: str) -> np.ndarray:
-  batch = split.with_format("numpy", columns=[column])[:]
-  return np.asarray(batch[column]).astype(np.int32)
+def _labels(split: Any, spec: ImageSpec, name: str, split_name: str) -> np.ndarray:
+  """The split's labels as int32, once they are whole numbers of the set's classes."""
+  column = spec.label_column
+  y = np.asarray(split.with_format("numpy", columns=[column])[:][column])
+  last = spec.num_classes - 1
+  numeric = y.dtype != np.bool_ and np.issubdtype(y.dtype, np.number)
+  bad = not numeric or bool(((y < 0) | (y > last) | (y != np.round(y))).any())
+  if bad:
+    raise ValueError(
+      f"the {name!r} {split_name} split's column {column!r} holds labels other than the"
+      f" whole numbers 0 to {last} ({y.dtype}, {y[:5].tolist()}...); give a copy of"
+      f" {spec.hub_id} whose {column!r} keeps its classes."
+    )
+  return y.astype(np.int32)
 
 
 def _images(

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from flood_jax.data.catalog import IDX_FILES, KMNIST_NPZ, describe_files
-from flood_jax.data.files import Garbled, find, missing, read_bytes
+from flood_jax.data.catalog import IDX_FILES, IMAGE_SETS, KMNIST_NPZ
+from flood_jax.data.files import (
+  Garbled,
+  check_counts,
+  check_labels,
+  check_pixels,
+  find,
+  missing,
+  read_bytes,
+)
 
 
 def _read_idx(path: str) -> np.ndarray:
@@ -34,22 +42,29 @@ def _read_npz(path: str) -> np.ndarray:
 
 
 def read_mnist_family(name: str, root: str) -> tuple[np.ndarray, ...]:
-  arrays = []
+  """``(x_train, y_train, x_test, y_test)`` from the IDX files (or KMNIST's ``.npz``)."""
+  arrays: list[np.ndarray] = []
   paths = [find(name, root, (f, f + ".gz", f.replace("-idx", ".idx"))) for f in IDX_FILES]
+  read: list[str] = []
   if name == "kmnist" and None in paths:
     npz = [find(name, root, (f,)) for f in KMNIST_NPZ]
     if None not in npz:
-      arrays = [_read_npz(p) for p in npz if p is not None]
+      read = [p for p in npz if p is not None]
+      arrays = [_read_npz(p) for p in read]
   if not arrays:
     for stem, path in zip(IDX_FILES, paths, strict=True):
       if path is None:
         raise missing(name, root, f"{stem}.gz or {stem}")
       arrays.append(_read_idx(path))
-  x_train, y_train, x_test, y_test = arrays
-  for x, y, label in ((x_train, y_train, "training"), (x_test, y_test, "test")):
-    if x.ndim != 3 or y.ndim != 1:
-      raise ValueError(
-        f"the {name!r} {label} files in {root!r} hold arrays of shape {x.shape} and {y.shape};"
-        f" expected images (n, height, width) and labels (n,), from {describe_files(name)}."
-      )
-  return x_train[..., None], y_train.astype(np.int32), x_test[..., None], y_test.astype(np.int32)
+      read.append(path)
+  out = []
+  last = IMAGE_SETS[name].num_classes - 1
+  for i in (0, 2):  # training, test
+    (x, y), (x_path, y_path) = arrays[i : i + 2], read[i : i + 2]
+    if x.ndim != 3:
+      raise Garbled(x_path, f"an array of shape {x.shape}, not images (n, height, width)")
+    if y.ndim != 1:
+      raise Garbled(y_path, f"an array of shape {y.shape}, not labels (n,)")
+    check_counts(y_path, len(x), len(y), x_path)
+    out += [check_pixels(x_path, x)[..., None], check_labels(y_path, y, 0, last)]
+  return tuple(out)
