@@ -898,6 +898,20 @@ def test_hub_labels_outside_the_classes(tmp_path):
     data.load("mnist", hf_path=tmp_path, n_val=1)
 
 
+@pytest.mark.parametrize("flatten", [False, True])
+def test_loaded_sets_are_read_only_and_kept_without_a_copy(flatten, tmp_path):
+  """A Dataset copies a view of a writable array; the loaders give it read-only ones."""
+  for ds in (
+    data.load("cifar10", data_dir=of.write_cifar10(str(tmp_path)), flatten=flatten),
+    data.load("two_gaussians", n_test=10),
+    data.load("diabetes"),
+  ):
+    for split in ("x_train", "y_train", "x_val", "x_test"):
+      assert not getattr(ds, split).flags.writeable, (ds.name, split)
+    # A flattened set is a view of the loader's images: kept as that view, not copied.
+    assert (ds.x_train.base is not None) == (flatten and ds.name == "cifar10"), ds.name
+
+
 def test_cifar_pickles_cannot_run_code(tmp_path):
   data_dir = _write("cifar10", tmp_path, "cifar10")
   with open(os.path.join(data_dir, "cifar-10-batches-py", "data_batch_1"), "wb") as f:

@@ -10,7 +10,7 @@ import numpy as np
 
 from flood_jax._checks import int_at_least, number_in
 from flood_jax._dataset import Dataset
-from flood_jax.data.splits import check_noise, check_seed, split_sizes, with_noise
+from flood_jax.data.splits import check_noise, check_seed, read_only, split_sizes, with_noise
 
 # --------------------------------------------------------------------------
 # The paper's synthetic sets.
@@ -254,11 +254,11 @@ def diabetes(*, val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int
 
   (x_train, y_train), (x_val, y_val), (x_test, y_test) = split(train), split(val), split(test)
   return Dataset(
-    x_train=x_train,
+    x_train=read_only(x_train),
     y_train=y_train,
-    x_val=x_val,
+    x_val=read_only(x_val),
     y_val=y_val,
-    x_test=x_test,
+    x_test=read_only(x_test),
     y_test=y_test,
     name="diabetes",
   )

@@ -59,6 +59,19 @@ def _corrupt(y: np.ndarray, rate: float, num_classes: int, rng: np.random.Genera
   return y
 
 
+def read_only(a: np.ndarray) -> np.ndarray:
+  """``a``, an array a builder made, read-only with its bases: ``Dataset`` keeps it uncopied.
+
+  (A flattened or reshaped image set is a view of the builder's array; ``Dataset`` copies
+  a view of a writable array, which another could still change.)
+  """
+  base = a
+  while isinstance(base, np.ndarray):
+    base.flags.writeable = False
+    base = base.base
+  return a
+
+
 def with_noise(
   label_noise: float,
   num_classes: int,
@@ -74,11 +87,11 @@ def with_noise(
 ) -> Dataset:
   """Builds a ``Dataset``, corrupting the train and validation labels."""
   return Dataset(
-    x_train=x_train,
+    x_train=read_only(x_train),
     y_train=_corrupt(y_train, label_noise, num_classes, rng),
-    x_val=x_val,
+    x_val=read_only(x_val),
     y_val=_corrupt(y_val, label_noise, num_classes, rng),
-    x_test=x_test,
+    x_test=read_only(x_test),
     y_test=y_test,
     num_classes=num_classes,
     name=name,
