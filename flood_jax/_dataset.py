@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import mmap
 from typing import Any
 
 import jax
@@ -69,6 +70,16 @@ class Dataset:
   what is wrong: equal lengths within a split, the same per-example structure,
   shapes and dtypes across splits, finite floats, numeric dtypes.
 
+  The arrays are kept read-only, so a ``Dataset`` never changes (a sweep keeps
+  its device copy for the next sweep on the same ``Dataset``): writing into
+  ``data.x_train`` raises NumPy's "assignment destination is read-only", and
+  changing an array you gave changes nothing here. An array the ``Dataset``
+  converted (a dtype changed, a list read) is its own and is only marked
+  read-only; one you gave as it is, writable or a view of a writable array, is
+  copied first (host memory for one more copy while yours lives). Give
+  read-only arrays (``a.flags.writeable = False``, what :func:`flood_jax.data.load`
+  returns) to skip the copy.
+
   Attributes:
     x_train, y_train: training inputs and targets.
     x_val, y_val: validation inputs and targets (for choosing the flood level).
@@ -110,8 +121,9 @@ class Dataset:
   def __post_init__(self) -> None:
     targets = {}
     for split in SPLITS:
-      x = _as_inputs(getattr(self, f"x_{split}"), f"x_{split}")
-      y = _as_targets(getattr(self, f"y_{split}"), f"y_{split}")
+      given = [getattr(self, f"x_{split}"), getattr(self, f"y_{split}")]
+      x = _frozen(_as_inputs(given[0], f"x_{split}"), given)
+      y = _frozen(_as_targets(given[1], f"y_{split}"), given)
       n = _length(x)
       if n != y.shape[0]:
         raise ValueError(
@@ -170,6 +182,34 @@ class Dataset:
       f" val={_length(self.x_val)}, test={_length(self.x_test)},"
       f" input_shape={self.input_shape}, num_classes={self.num_classes})"
     )
+
+
+def _frozen(x: Any, given: list[Any]) -> Any:
+  """``x`` with every array read-only, copied first where another could still write to it.
+
+  No copy for an array read-only all the way down (its bases too: a view of a
+  read-only array, a JAX array's buffer, what an earlier ``Dataset`` kept), nor for
+  one made here (owning its memory and none of the arrays ``given``).
+  """
+  given_leaves = [leaf for tree in given for leaf in jax.tree.leaves(tree)] + given
+
+  def freeze(a: np.ndarray) -> np.ndarray:
+    made_here = a.base is None and not any(a is g for g in given_leaves)
+    if not (made_here or _read_only_throughout(a)):
+      a = a.copy(order="K")
+    a.flags.writeable = False
+    return a
+
+  return jax.tree.map(freeze, x)
+
+
+def _read_only_throughout(a: Any) -> bool:
+  """Whether nothing can write to ``a``'s memory: it and its bases read-only, none a mmap."""
+  while isinstance(a, np.ndarray):
+    if a.flags.writeable:
+      return False
+    a = a.base
+  return not isinstance(a, mmap.mmap)
 
 
 def _length(x: Any) -> int:

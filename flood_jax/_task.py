@@ -330,11 +330,23 @@ class Classification(Task):
     self._constant_loss = label_entropy if default else None
 
   def check(self, outputs: Outputs, y: Any) -> None:
-    """As :meth:`Task.check`, and the labels must be integers (float targets: a regression)."""
-    if not _is_integer(_abstract(y).dtype):
+    """As :meth:`Task.check`, and the labels must be integers of shape ``(batch,)``.
+
+    Float targets are a regression; labels ``(n, 1)`` (a column) would meet the
+    loss's ``(batch, classes)`` logits only by broadcasting, or not at all.
+    """
+    labels = _abstract(y)
+    if not _is_integer(labels.dtype):
       raise ValueError(
-        f"Classification needs integer class labels, got {_abstract(y).dtype} targets; for"
+        f"Classification needs integer class labels, got {labels.dtype} targets; for"
         " real-valued targets use task=fj.Regression() (or a fj.Task of your own)."
+      )
+    if len(labels.shape) != 1:
+      shape = ("n", *labels.shape[1:]) if labels.shape else ()
+      raise ValueError(
+        f"Classification needs one class label per example, got labels of shape"
+        f" ({', '.join(map(str, shape))}); give labels of shape (n,), e.g. y.reshape(-1) for"
+        " a column (n, 1), or a fj.Task of your own for other targets."
       )
     super().check(outputs, y)
 

@@ -24,6 +24,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
   "CNN",
@@ -70,15 +71,56 @@ class FromPixels(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    mean = jnp.asarray(self.mean, jnp.float32)
-    std = jnp.asarray(self.std, jnp.float32)
+    mean, std = _channel_stats(self.mean, self.std)
+    channels = len(mean)
+    if x.ndim < 2:
+      raise ValueError(
+        f"FromPixels needs a batch of images (n, ...), got shape {x.shape}; add the batch axis."
+      )
+    flattened = x.ndim == 2 and x.shape[-1] != channels
+    if flattened and x.shape[-1] % channels:
+      raise ValueError(
+        f"FromPixels got flattened images of {x.shape[-1]} values, not a multiple of the"
+        f" {channels} channels of its mean and std; give mean and std one value per channel"
+        " of these images, or the images as (n, height, width, channels)."
+      )
+    if not flattened and channels != 1 and x.shape[-1] != channels:
+      raise ValueError(
+        f"FromPixels has a mean and std of {channels} channels but the images' last axis"
+        f" (the channels) has {x.shape[-1]} (shape {x.shape}); give one value per channel"
+        " of these images (fj.data.IMAGE_SETS[name].mean and .std), or one for all."
+      )
     x = x.astype(jnp.float32) / jnp.float32(255.0)
-    if x.ndim == 2 and x.shape[-1] != mean.shape[0]:  # flattened (h * w * c) pixels
-      channels = mean.shape[0]
+    mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+    if flattened:  # (h * w * c) pixels, channel last
       x = ((x.reshape(x.shape[0], -1, channels) - mean) / std).reshape(x.shape[0], -1)
     else:
       x = (x - mean) / std
     return self.model(x, train)
+
+
+def _channel_stats(mean: Any, std: Any) -> tuple[np.ndarray, np.ndarray]:
+  """``FromPixels``' mean and std as 1-D float arrays of one length, finite, the std positive."""
+  stats = []
+  for name, values in (("mean", mean), ("std", std)):
+    try:
+      array = np.asarray(values, np.float64)
+    except (TypeError, ValueError):
+      array = np.asarray([np.nan])
+    if array.ndim != 1 or not len(array) or not np.isfinite(array).all():
+      raise ValueError(
+        f"FromPixels' {name} must be one finite number per channel, e.g. (0.5,) or"
+        f" (0.49, 0.48, 0.45), got {values!r}."
+      )
+    stats.append(array)
+  if len(stats[0]) != len(stats[1]):
+    raise ValueError(
+      f"FromPixels has a mean of {len(stats[0])} channels and a std of {len(stats[1])};"
+      " give both one value per channel."
+    )
+  if (stats[1] <= 0).any():
+    raise ValueError(f"FromPixels' std must be positive, got {std!r}.")
+  return stats[0], stats[1]
 
 
 # PyTorch's BatchNorm defaults (its momentum=0.1 is Flax's momentum=0.9).

@@ -128,3 +128,28 @@ def write_svhn(folder: str, n_train: int = 50, n_test: int = 20) -> str:
       {"X": images(n, (32, 32, 3), seed).transpose(1, 2, 3, 0), "y": y[:, None]},
     )
   return folder
+
+
+def read_cifar_batch(path: str) -> dict:
+  with open(path, "rb") as f:
+    return pickle.load(f, encoding="bytes")
+
+
+def write_cifar_batch(path: str, batch: dict) -> None:
+  """A CIFAR python batch (a dict with bytes keys), as the originals are pickled."""
+  with open(path, "wb") as f:
+    pickle.dump(batch, f, protocol=2)
+
+
+def read_svhn(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """SVHN's ``(X, y)`` as stored: (32, 32, 3, n) and (n, 1)."""
+  from scipy import io as scipy_io
+
+  mat = scipy_io.loadmat(path)
+  return mat["X"], mat["y"]
+
+
+def write_svhn_mat(path: str, x: np.ndarray, y: np.ndarray) -> None:
+  from scipy import io as scipy_io
+
+  scipy_io.savemat(path, {"X": x, "y": y})

@@ -721,6 +721,197 @@ def test_original_files_option_errors(options, match, tmp_path):
   assert "\n" not in str(info.value)
 
 
+def _cifar_labels(counts):
+  """Gives CIFAR-10's first training batches ``counts`` labels (totals kept by the caller)."""
+
+  def damage(folder):
+    paths = [os.path.join(folder, "cifar-10-batches-py", f"data_batch_{i + 1}") for i in range(2)]
+    batches = [of.read_cifar_batch(p) for p in paths]
+    labels = batches[0][b"labels"] + batches[1][b"labels"]
+    batches[0][b"labels"], batches[1][b"labels"] = labels[: counts[0]], labels[counts[0] :]
+    for path, batch in zip(paths, batches, strict=True):
+      of.write_cifar_batch(path, batch)
+
+  return damage
+
+
+def _cifar_batch(file, key, change):
+  def damage(folder):
+    inner = "cifar-100-python" if file in ("train", "test") else "cifar-10-batches-py"
+    path = os.path.join(folder, inner, file)
+    batch = of.read_cifar_batch(path)
+    batch[key] = change(batch[key])
+    of.write_cifar_batch(path, batch)
+
+  return damage
+
+
+def _svhn(file, change_x=None, change_y=None):
+  def damage(folder):
+    path = os.path.join(folder, file)
+    x, y = of.read_svhn(path)
+    of.write_svhn_mat(path, change_x(x) if change_x else x, change_y(y) if change_y else y)
+
+  return damage
+
+
+def _idx(file, array):
+  return lambda folder: of.write_idx(os.path.join(folder, file), array)
+
+
+def _npz(file, array):
+  return lambda folder: np.savez_compressed(os.path.join(folder, file), array)
+
+
+def _set(values, at, value):
+  values = np.array(values)
+  values.reshape(-1)[at] = value
+  return values
+
+
+@pytest.mark.parametrize(
+  "name,layout,damage,file,match",
+  [
+    # CIFAR: 11 and 9 labels for 10 images each (the totals match, so a check of the
+    # totals alone would shift every later label onto another image).
+    ("cifar10", "cifar10", _cifar_labels((11, 9)), "data_batch_1", "11 labels for the 10 images"),
+    (
+      "cifar10",
+      "cifar10",
+      _cifar_batch("data_batch_2", b"labels", lambda y: [*y[:-1], 10]),
+      "data_batch_2",
+      r"1 label\(s\) outside 0 to 9 \(the first: 10 at position 9\)",
+    ),
+    (
+      "cifar10",
+      "cifar10",
+      _cifar_batch("test_batch", b"data", lambda x: x / np.float32(255)),
+      "test_batch",
+      "pixels stored as float32, not the format's uint8",
+    ),
+    (
+      "cifar10",
+      "cifar10",
+      _cifar_batch("data_batch_1", b"labels", lambda y: [*y[:-1], 2.5]),
+      "data_batch_1",
+      "a label 2.5 that is not a whole number",
+    ),
+    (
+      "cifar100",
+      "cifar100",
+      _cifar_batch("train", b"fine_labels", lambda y: [-1, *y[1:]]),
+      "train",
+      "outside 0 to 99",
+    ),
+    # SVHN: labels 1..10 (10 is the digit 0); none wraps modulo 10.
+    (
+      "svhn",
+      "svhn",
+      _svhn("train_32x32.mat", change_y=lambda y: _set(y, 3, 0)),
+      "train_32x32.mat",
+      "outside 1 to 10",
+    ),
+    (
+      "svhn",
+      "svhn",
+      _svhn("test_32x32.mat", change_y=lambda y: _set(y, 0, 11)),
+      "test_32x32.mat",
+      "outside 1 to 10",
+    ),
+    (
+      "svhn",
+      "svhn",
+      _svhn("train_32x32.mat", change_x=lambda x: x / 255.0),
+      "train_32x32.mat",
+      "pixels stored as float64, not the format's uint8",
+    ),
+    (
+      "svhn",
+      "svhn",
+      _svhn("test_32x32.mat", change_y=lambda y: y[:-1]),
+      "test_32x32.mat",
+      "19 labels for the 20 images",
+    ),
+    # IDX: the labels file and the images file disagree, or a label is past the classes.
+    (
+      "mnist",
+      "idx_gz",
+      _idx("train-labels-idx1-ubyte.gz", of.labels(49)),
+      "train-labels-idx1-ubyte.gz",
+      "49 labels for the 50 images of train-images-idx3-ubyte.gz",
+    ),
+    (
+      "mnist",
+      "idx_raw",
+      _idx("t10k-labels-idx1-ubyte", _set(of.labels(20), 7, 10)),
+      "t10k-labels-idx1-ubyte",
+      "outside 0 to 9",
+    ),
+    (
+      "mnist",
+      "idx_raw",
+      _idx("t10k-labels-idx1-ubyte", of.labels(20).reshape(10, 2)),
+      "t10k-labels-idx1-ubyte",
+      r"shape \(10, 2\), not labels \(n,\)",
+    ),
+    # KMNIST's .npz can hold any dtype: float pixels are refused, not cast.
+    (
+      "kmnist",
+      "npz",
+      _npz("kmnist-train-imgs.npz", of.images(50, (28, 28)) / 255.0),
+      "kmnist-train-imgs.npz",
+      "pixels stored as float64",
+    ),
+    (
+      "kmnist",
+      "npz",
+      _npz("kmnist-test-labels.npz", of.labels(21)),
+      "kmnist-test-labels.npz",
+      "21 labels for the 20 images of kmnist-test-imgs.npz",
+    ),
+  ],
+)
+def test_original_files_that_disagree_with_their_format(
+  name, layout, damage, file, match, tmp_path
+):
+  data_dir = _write(name, tmp_path, layout)
+  damage(data_dir)
+  with pytest.raises(ValueError, match=match) as info:
+    data.load(name, data_dir=data_dir)
+  message = str(info.value)
+  assert "\n" not in message and f"cannot read '{data_dir}" in message
+  assert message.split("'")[1].endswith(file)  # the file that is wrong comes first
+
+
+def test_hub_labels_outside_the_classes(tmp_path):
+  datasets = pytest.importorskip("datasets")
+  pil = pytest.importorskip("PIL.Image")
+
+  def split(labels):
+    images = [pil.fromarray(np.zeros((28, 28), np.uint8)) for _ in labels]
+    return datasets.Dataset.from_dict({"image": images, "label": labels})
+
+  datasets.DatasetDict({"train": split([0, 1, 2, 12]), "test": split([0, 1])}).save_to_disk(
+    str(tmp_path)
+  )
+  with pytest.raises(ValueError, match="train split's column 'label' holds labels other than"):
+    data.load("mnist", hf_path=tmp_path, n_val=1)
+
+
+@pytest.mark.parametrize("flatten", [False, True])
+def test_loaded_sets_are_read_only_and_kept_without_a_copy(flatten, tmp_path):
+  """A Dataset copies a view of a writable array; the loaders give it read-only ones."""
+  for ds in (
+    data.load("cifar10", data_dir=of.write_cifar10(str(tmp_path)), flatten=flatten),
+    data.load("two_gaussians", n_test=10),
+    data.load("diabetes"),
+  ):
+    for split in ("x_train", "y_train", "x_val", "x_test"):
+      assert not getattr(ds, split).flags.writeable, (ds.name, split)
+    # A flattened set is a view of the loader's images: kept as that view, not copied.
+    assert (ds.x_train.base is not None) == (flatten and ds.name == "cifar10"), ds.name
+
+
 def test_cifar_pickles_cannot_run_code(tmp_path):
   data_dir = _write("cifar10", tmp_path, "cifar10")
   with open(os.path.join(data_dir, "cifar-10-batches-py", "data_batch_1"), "wb") as f:

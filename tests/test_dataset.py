@@ -205,3 +205,44 @@ def test_a_sweep_on_pytree_inputs_gives_what_the_same_arrays_give_plainly():
   one_by_one = fj.sweep(_dict_model(), fj.Dataset(**_splits(tree, y, n)), **dict(kw, chunk_size=1))
   for key in plain.history:
     np.testing.assert_allclose(one_by_one.history[key], on_tree.history[key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_dataset_keeps_read_only_arrays_copied_only_where_another_could_write():
+  x = RNG.normal(size=(24, 3)).astype(np.float32)
+  y = (x[:, 0] > 0).astype(np.int32)
+  data = fj.Dataset(**_splits(x, y))
+  with pytest.raises(ValueError, match="read-only"):
+    data.x_train[0] = 1.0
+  with pytest.raises(ValueError, match="read-only"):
+    data.y_val[:] = 0
+  x[:] = 0.0  # the caller's own array: the Dataset's copy stays as it was
+  assert data.x_train.any()
+  # A read-only array (all the way down) is kept as it is; a read-only view of a writable
+  # array is copied (its base could still change); an array made here is not copied again.
+  frozen = RNG.normal(size=(12, 3)).astype(np.float32)
+  frozen.flags.writeable = False
+  view = np.ones((12, 4), np.float32)[:, :3]
+  view.flags.writeable = False
+  for given, kept in ((frozen, True), (view, False)):
+    assert (fj.Dataset(**dict(_splits(x, y), x_train=given)).x_train is given) == kept
+  converted = fj.Dataset(**_splits(x.astype(np.float64), y))
+  assert converted.x_train.base is None and not converted.x_train.flags.writeable
+  tree = fj.Dataset(**_splits({"a": x, "b": x > 0}, y))
+  assert not any(leaf.flags.writeable for leaf in jax.tree.leaves(tree.x_train))
+
+
+def test_a_second_sweep_trains_on_the_values_the_dataset_holds():
+  """The device copy kept for a Dataset is never stale: its arrays cannot change in place."""
+  from helpers import assert_bitwise_equal
+
+  x = RNG.normal(size=(48, 3)).astype(np.float32)
+  arrays = _splits(x, (x[:, 0] > 0).astype(np.int32), (32, 8, 8))
+  kw = dict(flood_levels=[0.0], optimizer=optax.sgd(0.1), epochs=1, batch_size=8, progress=False)
+  data = fj.Dataset(**arrays)
+  first = fj.sweep(_plain_model(), data, **kw)
+  arrays["x_train"] *= -1.0  # in place, on the very arrays the Dataset was given
+  arrays["y_train"][:] = 1 - arrays["y_train"]
+  again = fj.sweep(_plain_model(), data, **kw)
+  held = fj.Dataset(**{k: np.array(getattr(data, k)) for k in arrays})  # a fresh copy of them
+  assert_bitwise_equal(again, fj.sweep(_plain_model(), held, **kw))
+  assert_bitwise_equal(again, first)

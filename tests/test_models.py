@@ -308,3 +308,42 @@ def test_get_model_unknown_name():
     ValueError, match=r"unknown model 'vgg'.*mlp, cnn, resnet18, resnet20, resnet44"
   ):
     get_model("vgg", 10)
+
+
+def _from_pixels(mean, std):
+  return models.FromPixels(lambda x, train: x, mean, std)  # pyright: ignore
+
+
+def test_from_pixels_scales_images_and_flattened_images_per_channel():
+  mean, std = (0.5, 0.25, 0.0), (0.5, 0.25, 1.0)
+  x = np.arange(2 * 2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 2, 3)
+  expected = (x / 255.0 - np.asarray(mean)) / np.asarray(std)
+  images = _from_pixels(mean, std).apply({}, jnp.asarray(x), train=False)
+  np.testing.assert_allclose(np.asarray(images), expected, rtol=1e-6)
+  flat = _from_pixels(mean, std).apply({}, jnp.asarray(x.reshape(2, -1)), train=False)
+  np.testing.assert_allclose(np.asarray(flat), expected.reshape(2, -1), rtol=1e-6)
+  grey = _from_pixels((0.5,), (0.5,)).apply({}, jnp.asarray(x), train=False)  # one for all
+  np.testing.assert_allclose(np.asarray(grey), (x / 255.0 - 0.5) / 0.5, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+  "mean,std,shape,match",
+  [
+    # 3-channel statistics on grey images, with and without their channel axis: once
+    # broadcast silently into 3 channels.
+    ((0.5, 0.5, 0.5), (0.2, 0.2, 0.2), (2, 28, 28, 1), "of 3 channels but the images' last"),
+    ((0.5, 0.5, 0.5), (0.2, 0.2, 0.2), (2, 28, 28), "has 28 \\(shape \\(2, 28, 28\\)\\)"),
+    ((0.5, 0.5), (0.2, 0.2), (2, 4, 4, 3), "of 2 channels but the images' last axis"),
+    # Flattened images whose width is not a multiple of the channels: once a JAX traceback.
+    ((0.5, 0.5, 0.5), (0.2, 0.2, 0.2), (2, 784), "784 values, not a multiple of the 3"),
+    ((0.5, 0.5), (0.2,), (2, 8), "a mean of 2 channels and a std of 1"),
+    ((0.5,), (0.0,), (2, 8), "std must be positive"),
+    ((), (), (2, 8), "mean must be one finite number per channel"),
+    (("a",), (0.2,), (2, 8), "mean must be one finite number per channel"),
+    ((0.5,), (0.2,), (2,), "needs a batch of images"),
+  ],
+)
+def test_from_pixels_rejects_statistics_that_do_not_fit_the_images(mean, std, shape, match):
+  with pytest.raises(ValueError, match=match) as info:
+    _from_pixels(mean, std).init(jax.random.key(0), jnp.zeros(shape, jnp.uint8), train=False)
+  assert "\n" not in str(info.value)

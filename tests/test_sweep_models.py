@@ -150,6 +150,25 @@ class ThreeOutputs(nn.Module):
     return nn.Dense(2)(x)
 
 
+def test_classification_checks_labels_whatever_the_loss(data):
+  """Labels past the logits (a one-hot of them all zeros) and labels (n, 1): one line each."""
+  three = _toy(classes=3)
+
+  def one_hot_loss(logits, y):
+    return optax.softmax_cross_entropy(logits, jax.nn.one_hot(y, logits.shape[-1]))
+
+  for loss in (None, one_hot_loss):
+    with pytest.raises(ValueError, match="outputs 2 logits but the data has 3 classes"):
+      fj.sweep(ThreeOutputs(), three, flood_levels=[0.0], loss_fn=loss, **KW)
+  column = fj.Dataset(
+    **{f"x_{s}": getattr(data, f"x_{s}") for s in ("train", "val", "test")},
+    **{f"y_{s}": getattr(data, f"y_{s}")[:, None] for s in ("train", "val", "test")},
+  )
+  with pytest.raises(ValueError, match="give labels of shape \\(n,\\)") as info:
+    fj.sweep(_plain_model(), column, flood_levels=[0.0], **KW)
+  assert "\n" not in str(info.value)
+
+
 def test_errors_for_models_that_do_not_fit(data):
   three = _toy(classes=3)
   with pytest.raises(ValueError, match="outputs 2 logits but the data has 3 classes"):

@@ -170,6 +170,14 @@ def test_classification_refuses_float_targets():
   fj.Classification().check(jnp.zeros((4, 3)), jnp.zeros(4, jnp.int32))
 
 
+@pytest.mark.parametrize("shape,words", [((4, 1), "(n, 1)"), ((4, 3), "(n, 3)"), ((), "()")])
+def test_classification_needs_labels_of_shape_n(shape, words):
+  for loss in (None, lambda o, y: jnp.sum(o, -1)):  # whatever the loss
+    with pytest.raises(ValueError, match="give labels of shape \\(n,\\)") as info:
+      fj.Classification(loss).check(jnp.zeros((4, 3)), jnp.zeros(shape, jnp.int32))
+    assert f"got labels of shape {words};" in str(info.value) and "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize(
   "kwargs,error,match",
   [

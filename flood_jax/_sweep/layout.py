@@ -220,7 +220,9 @@ def device_data(
   evaluation set's three parts: the training subsample
   (:func:`eval_subsample`), validation, and test (0 when ``eval_test`` is
   off). A sweep shares one copy per device among all its models, and later
-  sweeps on the same ``Dataset`` object skip the transfer.
+  sweeps on the same ``Dataset`` object skip the transfer: keyed by the object,
+  which is never stale since a ``Dataset``'s arrays are read-only (copied when
+  it is made where another could write to them; ``flood_jax/_dataset.py``).
   """
   train_index = (
     eval_subsample(data.num_train, train_eval_size) if train_eval_size != 0 else np.arange(0)

@@ -563,12 +563,14 @@ def _check_logits(logits: Any, data: Dataset, task: Classification) -> None:
       f" {got} for a batch of {_CHECK_BATCH}; flatten or pool its"
       " output, keeping one row per example."
     )
-  default_loss = task.loss is optax.softmax_cross_entropy_with_integer_labels
-  if default_loss and data.num_classes is not None and shape[-1] < data.num_classes:
+  # Whatever the loss: a label past the last logit has no logit of its own (a one-hot of it
+  # is all zeros, the built-in cross-entropy reads past the row), so it would train on nothing.
+  if data.num_classes is not None and shape[-1] < data.num_classes:
+    loss = "" if task.loss is optax.softmax_cross_entropy_with_integer_labels else " (any loss)"
     raise ValueError(
       f"the model outputs {shape[-1]} logits but the data has"
-      f" {data.num_classes} classes; give its last layer {data.num_classes}"
-      " outputs."
+      f" {data.num_classes} classes (labels 0 to {data.num_classes - 1}); a classifier needs"
+      f" one logit per class{loss}: give its last layer {data.num_classes} outputs."
     )
 
 
