@@ -246,6 +246,12 @@ def test_stream_errors_are_one_line():
     fj.Stream(train=[(X, Y)])
   with pytest.raises(ValueError, match="not an \\(x, y\\) pair"):
     fj.sweep(model, fj.Stream(train=lambda e: [X]), **kw)
+  with pytest.raises(TypeError, match=r"train\(0\) must give an iterable of \(x, y\) batches"):
+    fj.sweep(model, fj.Stream(train=lambda e: None), **kw)
+  bad_labels = lambda e: [(x, y + 2 * (i == 1)) for i, (x, y) in enumerate(batches(e))]
+  with pytest.raises(ValueError, match=r"training batch 1 of epoch 0 has labels in \[.*, 3\] but"
+                                       r" the model outputs 2 logits"):  # fmt: skip
+    fj.sweep(model, fj.Stream(train=bad_labels), **kw)
   with pytest.raises(TypeError, match="needs batch_size="):
     fj.sweep(model, fj.Dataset(x_train=X, y_train=Y, x_val=X, y_val=Y, x_test=X, y_test=Y), **kw)
 
@@ -258,6 +264,10 @@ def test_population_errors_are_one_line():
   state, _ = pop.train_step(state, X[:4], Y[:4])
   with pytest.raises(ValueError, match="inputs per example are"):
     pop.train_step(state, X[:4, :3], Y[:4])
+  with pytest.raises(ValueError, match=r"differ in length \(\[3, 4\]\)"):
+    pop.train_step(state, X[:4], Y[:3])
+  with pytest.raises(ValueError, match=r"labels in .* the model outputs 2 logits"):
+    pop.evaluate(state, [(X[:4], Y[:4] + 5)])
   with pytest.raises(ValueError, match="objective must be one of"):
     fj.Population(nn.Dense(2), optimizer=OPTIMIZER, flood_levels=[0.0], objective="adaflood")
   with pytest.raises(ValueError, match="no batch"):

@@ -31,8 +31,8 @@ from flood_jax._sweep.layout import mesh_devices, seed_slots
 from flood_jax._sweep.objectives import Objective
 from flood_jax._sweep.program import CallPlan, Carry
 from flood_jax._sweep.spec import TrainSpec, check_hyperparams, check_model_output
-from flood_jax._sweep.stream import host_array
-from flood_jax._sweep.streamed import evaluate_sums
+from flood_jax._sweep.stream import check_labels, host_array
+from flood_jax._sweep.streamed import evaluate_sums, num_classes
 from flood_jax._task import Task, task_from_arguments
 
 _OBJECTIVES = ("flood", "iflood")
@@ -186,6 +186,7 @@ class Population:
     self._program: StepProgram | None = None
     self._step = None
     self._targets: InputSpec | None = None
+    self._classes: int | None = None
 
   @property
   def shape(self) -> tuple[int, ...]:
@@ -258,15 +259,22 @@ class Population:
     if self._train is None:
       raise ValueError("call pop.init(x_example) first, and pass its state to train_step.")
     targets = InputSpec.of(y)
+    sizes = {leaf.shape[0] for leaf in jax.tree.leaves(x)} | {y.shape[0]}
+    if len(sizes) != 1:
+      raise ValueError(
+        f"a batch's inputs and targets differ in length ({sorted(sizes)}); they must match."
+      )
     if self._targets is None:
       data = SimpleNamespace(input_spec=self._train.inputs, target_spec=targets, num_classes=None)
       check_model_output(self._train.adapter, data, self.task)
+      self._classes = num_classes(self._train)
       self._train = dataclasses.replace(self._train, targets=targets)
       self._targets = targets
       self._program = StepProgram(self._train, self.mesh, self.chunk_size)
     else:
       _same(InputSpec.of(x), self._train.inputs, "inputs")
       _same(targets, self._targets, "targets")
+    check_labels(y, self._classes, "a batch")
     return self._train
 
   def train_step(self, state: PopulationState, x: Any, y: Any) -> tuple[PopulationState, dict]:

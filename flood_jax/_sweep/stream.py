@@ -165,7 +165,8 @@ class Stream:
           f"batch_size {batch_size} is larger than the stream's MapDataset"
           f" ({len(self.train)} examples); use batch_size <= {len(self.train)}."
         )
-    first = _as_batch(next(iter(self._epoch_batches(0, batch_size)), None), 0, 0)
+    source = _iterable(self._epoch_batches(0, batch_size), "train(0)")
+    first = _as_batch(next(iter(source), None), 0, 0)
     if first is None:
       raise ValueError("the stream's first epoch has no batch; give train= at least one batch.")
     size = _batch_size(first)
@@ -212,13 +213,17 @@ class Stream:
       return self.train.shuffle(seed=seed).batch(batch_size, drop_remainder=True)
     return self.train  # an IterDataset or DataLoader: from its start
 
-  def epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
-    """The training batches of ``epoch`` (from 0), each checked against the first."""
+  def epoch(self, epoch: int, classes: int | None = None) -> Iterator[tuple[Any, Any]]:
+    """The training batches of ``epoch`` (from 0), each checked against the first (and, with
+    ``classes``, its integer labels against the model's logits)."""
     first = self.first_batch
     count = 0
-    for count, batch in enumerate(self._epoch_batches(epoch, self._batch_size), start=1):
+    source = _iterable(self._epoch_batches(epoch, self._batch_size), f"train({epoch})")
+    for count, batch in enumerate(source, start=1):
       batch = _as_batch(batch, epoch, count - 1)
-      _check_like(batch, first, f"training batch {count - 1} of epoch {epoch}")
+      where = f"training batch {count - 1} of epoch {epoch}"
+      _check_like(batch, first, where)
+      check_labels(batch[1], classes, where)
       yield batch
     self.steps_per_epoch = count
     if count == 0:
@@ -227,20 +232,20 @@ class Stream:
         " batch every epoch."
       )
 
-  def evaluation(self, split: str) -> Iterator[tuple[Any, Any]] | None:
+  def evaluation(self, split: str, classes: int | None = None) -> Iterator[tuple[Any, Any]] | None:
     """The batches of ``split`` (``"val"`` or ``"test"``), or None if it has none."""
     source = getattr(self, split)
     if source is None:
       return None
-    batches = cast(
-      Iterable[Any], source() if callable(source) and not hasattr(source, "__iter__") else source
-    )
+    called = callable(source) and not hasattr(source, "__iter__")
+    batches = _iterable(source() if called else source, f"{split}()")
     first = self.first_batch
 
     def checked():
       for i, batch in enumerate(batches):
         batch = _as_batch(batch, None, i, split)
         _check_like(batch, first, f"{split} batch {i}", sizes_may_differ=True)
+        check_labels(batch[1], classes, f"{split} batch {i}")
         yield batch
 
     return checked()
@@ -257,6 +262,30 @@ class _Examples:
 
   def __getitem__(self, index: Any) -> Any:
     return jax.tree.map(lambda a: a[index], self.x), self.y[index]
+
+
+def _iterable(batches: Any, what: str) -> Iterable[Any]:
+  try:
+    iter(batches)
+  except TypeError:
+    raise TypeError(
+      f"{what} must give an iterable of (x, y) batches (a list, a generator, a loader), got"
+      f" {type(batches).__name__}."
+    ) from None
+  return cast(Iterable[Any], batches)
+
+
+def check_labels(y: np.ndarray, classes: int | None, where: str) -> None:
+  """Integer class labels within the model's ``classes`` logits (else the loss reads a label
+  outside them as an all-zero target, silently)."""
+  if classes is None or y.size == 0 or y.dtype.kind not in "iu":
+    return
+  low, high = int(y.min()), int(y.max())
+  if low < 0 or high >= classes:
+    raise ValueError(
+      f"{where} has labels in [{low}, {high}] but the model outputs {classes} logits; labels"
+      f" must lie in [0, {classes}): give the model's last layer more outputs or fix the labels."
+    )
 
 
 def _kind(train: Any, name: str) -> str:

@@ -34,6 +34,7 @@ from flood_jax._sweep.program import Carry, init_one
 from flood_jax._sweep.schedule import EvalPlan
 from flood_jax._sweep.spec import TrainSpec
 from flood_jax._sweep.stream import AHEAD, Stream, block_size, blocks, prefetched
+from flood_jax._task import Classification
 
 
 @dataclasses.dataclass
@@ -47,6 +48,7 @@ class StreamCalls:
   def __post_init__(self):
     self.train = self.program.train
     self.mesh = self.program.mesh
+    self.classes = num_classes(self.train)
     self.k = block_size(self.stream.first_batch)
     self.replicated = NamedSharding(self.mesh, P())
     self.sharded = NamedSharding(self.mesh, P(AXIS))
@@ -64,7 +66,7 @@ class StreamCalls:
     parts = []
     step = 0
     put = lambda block: hosts.put(block, self.replicated)
-    for (xs, ys), count in prefetched(blocks(self.stream.epoch(epoch), self.k), put):
+    for (xs, ys), count in prefetched(blocks(self.stream.epoch(epoch, self.classes), self.k), put):
       carry, flooded, losses = self.program.steps(carry, levels, seeds, xs, ys, count, epoch,
                                                   step)  # fmt: skip
       parts.append((flooded, losses, count))
@@ -89,7 +91,7 @@ class StreamCalls:
 
   def evaluate(self, carry: Carry, split: str) -> dict[str, np.ndarray]:
     """Per model, the mean over ``split``'s examples of its loss and each task metric."""
-    batches = self.stream.evaluation(split)
+    batches = self.stream.evaluation(split, self.classes)
     if batches is None:
       return {}
     names = ("loss", *self.train.task.metric_names)
@@ -99,6 +101,20 @@ class StreamCalls:
       return {}
     means = hosts.to_host(sums) / count
     return {f"{split}_{name}": means[:, i] for i, name in enumerate(names)}
+
+
+def num_classes(train: TrainSpec) -> int | None:
+  """The logits a classifier outputs per example (None for another task or output)."""
+  if not isinstance(train.task, Classification):
+    return None
+
+  def forward(x):
+    params, model_state, rng_state = train.adapter.init(jax.random.key(0), x)
+    return train.adapter.apply(params, model_state, rng_state, x, train=False, key=None)[0]
+
+  outputs = jax.eval_shape(forward, train.inputs.batch(2))
+  shape = getattr(outputs, "shape", ())
+  return int(shape[-1]) if len(shape) == 2 else None
 
 
 def evaluate_sums(program: StepProgram, carry: Carry, batches, width: int, replicated,

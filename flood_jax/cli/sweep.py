@@ -941,11 +941,11 @@ def _resume_command(
 def _warnings_as_lines():
   """Prints the sweep's own warnings (at chance, a damaged checkpoint, a level that never
   floods) as one line each."""
+  from flood_jax._chance import AtChanceWarning
   from flood_jax._sweep.checkpoint import CheckpointWarning
-  from flood_jax._sweep.driver import AtChanceWarning
-  from flood_jax._task import NeverFloodsWarning
+  from flood_jax._task import NeverFloodsWarning, NoGradientWarning
 
-  ours = (AtChanceWarning, CheckpointWarning, NeverFloodsWarning)
+  ours = (AtChanceWarning, CheckpointWarning, NeverFloodsWarning, NoGradientWarning)
   with warnings.catch_warnings():
     for category in ours:
       warnings.simplefilter("always", category)
