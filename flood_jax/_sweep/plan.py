@@ -114,6 +114,11 @@ class Plan:
         f"  fit: {format_bytes(self.fixed_bytes)} + {format_bytes(self.per_model_bytes)}"
         f" per model (XLA's memory analysis at chunk sizes {sizes})"
       )
+    if "batches" in self.parts:  # a stream: each call's models read it once per epoch
+      lines.append(
+        f"  stream: read {self.calls} time{'s' if self.calls != 1 else ''} per epoch, once"
+        " per call (the models that fit the devices at once)"
+      )
     if self.seconds_per_epoch is not None and self.first_epoch_seconds is not None:
       whole = ""
       if self.epochs is not None:

@@ -42,14 +42,17 @@ The package's modules, by what they hold: ``registry`` (:data:`DATASETS`,
 :data:`IMAGE_SETS`, :data:`LOCAL_FILES`), ``hub`` (Hugging Face), ``images``
 (the image sets' builder, the checks common to every original file), one module
 per original format (``idx``, ``cifar``, ``svhn``, with ``files`` for what they
-share), ``splits`` (splits and label noise) and ``augment``
-(:func:`random_crop_flip`). Import the names from ``flood_jax.data`` itself.
+share), ``splits`` (splits and label noise), ``augment``
+(:func:`random_crop_flip`) and ``streams`` (:func:`stream`: a set as an
+:class:`flood_jax.Stream` over grain sources). Import the names from
+``flood_jax.data`` itself.
 """
 
 from flood_jax.data import catalog, registry
 from flood_jax.data.augment import random_crop_flip
 from flood_jax.data.catalog import ImageSpec
 from flood_jax.data.registry import load
+from flood_jax.data.streams import stream
 
 # Assigned here (the same objects) so that the API reference finds their comments.
 
@@ -64,4 +67,12 @@ IMAGE_SETS = catalog.IMAGE_SETS
 #: layouts the official archives and torchvision leave on disk).
 LOCAL_FILES = catalog.LOCAL_FILES
 
-__all__ = ["DATASETS", "IMAGE_SETS", "LOCAL_FILES", "ImageSpec", "load", "random_crop_flip"]
+__all__ = [
+  "DATASETS",
+  "IMAGE_SETS",
+  "LOCAL_FILES",
+  "ImageSpec",
+  "load",
+  "random_crop_flip",
+  "stream",
+]
