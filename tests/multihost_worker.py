@@ -42,6 +42,16 @@ def main(spec: dict, out_dir: str) -> None:
     name="toy",
   )
 
+  if spec.pop("stream", False):  # every process reads the same batches from the host
+
+    def batches(epoch):
+      order = np.random.default_rng(epoch).permutation(100)
+      for i in range(0, 100, 20):
+        yield x[order[i : i + 20]], y[order[i : i + 20]]
+
+    data = fj.Stream(train=batches, val=lambda: [(x[100:150], y[100:150])],
+                     test=lambda: [(x[150:], y[150:])])  # fmt: skip
+
   loggers = None
   log_dir = spec.pop("log_dir", None)
   if log_dir is not None:  # TensorBoard, and a record of every call a logger gets on this process

@@ -134,6 +134,20 @@ def test_a_pruned_sweep_on_two_processes_equals_one_process_with_the_same_device
   assert np.all(np.isnan(first["history/val_loss"][cut, :, 2:]))  # no epochs after its rung
 
 
+def test_a_streamed_sweep_on_two_processes_equals_one_process_with_the_same_devices(tmp_path):
+  spec = dict(SPEC, stream=True, epochs=2)
+  _check_ok(_run(spec, tmp_path / "two", 2, 2))
+  _check_ok(_run(spec, tmp_path / "one", 1, 4))
+  first, second = _results(tmp_path / "two", 2)
+  (alone,) = _results(tmp_path / "one", 1)
+  assert set(first) == set(alone)
+  for name in alone:
+    if name != "info":
+      np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+      np.testing.assert_array_equal(first[name], alone[name], err_msg=name)
+  assert np.all(np.isfinite(first["history/val_loss"]))
+
+
 def test_only_process_0_logs(two_processes):
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
