@@ -23,6 +23,9 @@ Each concern has a module of its own (``api.sweep`` -> ``spec`` -> ``driver.run`
 - ``checkpoint``: the ``CheckpointStore`` (Orbax, one format) and ``NullStore``;
 - ``hosts``: what differs under several processes (starting them: ``flood_jax._launch``);
   ``tracking``: the loggers; ``progress``: the progress bar;
+- ``stream``: ``Stream``, training batches from the host (sources, shape and label checks,
+  blocks, prefetch); ``streamed``: a streamed sweep's calls; ``population``: ``Population``,
+  the sweep's models and step for the user's own loop;
 - ``driver``: ``run(spec)``, the one loop, and ``assemble``, the one ``SweepResult(...)``.
 """
 
