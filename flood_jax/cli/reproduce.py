@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from flood_jax.cli import tracking as tracking_cli
-from flood_jax.cli.args import fraction_list, optimizer_list, parse_levels, positive_int, snake_name
+from flood_jax.cli.args import (
+  fraction_list,
+  optimizer_list,
+  parse_levels,
+  parse_pbt,
+  parse_prune,
+  positive_int,
+  snake_name,
+)
 from flood_jax.cli.common import (
   OUT_ROOT,
   PROG,
@@ -54,8 +62,16 @@ DESCRIPTION = textwrap.dedent("""\
                   the data (MNIST's MLP: about 30 min estimated on an idle
                   2-core CPU; 53 min measured per weight decay on a heavily
                   shared one)
+      pbt         population-based training of the flood level (--pbt) against
+                  the grid's chosen level and successive halving (--prune),
+                  each chosen per seed by validation, by test accuracy and
+                  test loss paired over seeds, with each method's
+                  model-epochs: the synthetic sets and MNIST-1D (--dataset),
+                  label noise 0.1, Adam, levels 0 to 0.5 by 0.1, 5 seeds, 40
+                  epochs (a cut of the synthetic protocol; REPRODUCTION.md,
+                  section 5)
 
-    Weight decay: synthetic, mnist1d, digits and adaflood use none; benchmark's
+    Weight decay: synthetic, mnist1d, digits, adaflood and pbt use none; benchmark's
     1e-5 is L2, added to the gradient before Adam (torch.optim.Adam's
     weight_decay), not AdamW's decoupled decay, which is what flood-jax sweep
     --optimizer adam --weight-decay builds.
@@ -68,7 +84,7 @@ DESCRIPTION = textwrap.dedent("""\
     checkpointed in OUT/checkpoints/: an interrupted run resumes when the same
     command is run again.""")
 
-PROTOCOLS = ("synthetic", "mnist1d", "digits", "adaflood", "benchmark")
+PROTOCOLS = ("synthetic", "mnist1d", "digits", "adaflood", "pbt", "benchmark")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +128,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     "--dataset",
     type=snake_name,
     help="benchmark: mnist, fashion_mnist,"
-    " kmnist, cifar10, cifar100 or svhn; synthetic: a comma list",
+    " kmnist, cifar10, cifar100 or svhn; synthetic, adaflood and pbt: a comma list"
+    " (pbt and adaflood also take mnist1d)",
   )
   parser.add_argument("--out", help="output directory (default runs/reproduce-PROTOCOL)")
   parser.add_argument(
@@ -145,6 +162,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     help="adaflood: AdaFlood's corrections gamma in [0, 1], comma list (1 is added)",
   )
   parser.add_argument("--folds", type=positive_int, help="adaflood: fold models (default 5)")
+  parser.add_argument(
+    "--pbt",
+    type=parse_pbt,
+    metavar="INTERVAL[,FRACTION]",
+    help="pbt: PBT's exploit interval in epochs and the share of each population"
+    " replaced (default: epochs // 5 and 0.25)",
+  )
+  parser.add_argument(
+    "--prune",
+    type=parse_prune,
+    metavar="MIN_EPOCHS[,FACTOR[,SCORE]]",
+    help="pbt: the Halving it is compared with (default: 12%% of the epochs, 2, trend)",
+  )
   tracking_cli.add_arguments(parser)
   add_compile_cache_arguments(parser)
   parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -179,6 +209,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
       raise UsageError("--data-dir and --augment apply to reproduce benchmark only")
     if args.protocol != "adaflood" and (args.gammas is not None or args.folds is not None):
       raise UsageError("--gammas and --folds apply to reproduce adaflood only")
+    if args.protocol != "pbt" and (args.pbt is not None or args.prune is not None):
+      raise UsageError("--pbt and --prune apply to reproduce pbt only")
+    if args.protocol == "pbt":
+      return _run_pbt(args, out, options)
     if args.protocol == "benchmark":
       if args.dataset is None:
         raise UsageError(
@@ -256,6 +290,33 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
       file=sys.stderr,
     )
     return 130
+
+
+def _run_pbt(args: argparse.Namespace, out: str, options: dict[str, Any]) -> int:
+  """``flood-jax reproduce pbt``: PBT against the grid and Halving (issue 31)."""
+  from flood_jax import reproduce
+
+  if args.n_test is not None:
+    options["n_test"] = args.n_test
+  if args.noise is not None:
+    options["noise_rates"] = args.noise
+  if args.optimizers is not None:
+    options["optimizers"] = args.optimizers
+  if args.dataset is not None:
+    options["datasets"] = tuple(args.dataset.split(","))
+  if args.pbt is not None:
+    options["interval"], options["fraction"] = args.pbt
+  if args.prune is not None:
+    options["halving"] = args.prune
+  start = time.perf_counter()
+  comparisons = reproduce.pbt(out, **options)
+  print("\nTest accuracy (%):\n\n" + reproduce.pbt_table(comparisons))
+  print("\nTest loss:\n\n" + reproduce.pbt_table(comparisons, "loss"))
+  print(
+    f"\nwall time: {time.perf_counter() - start:.0f} s; wrote pbt_table.md and"
+    f" reproduce.json to {out}/"
+  )
+  return 0
 
 
 def _gamma_list(text: str) -> list[float]:
