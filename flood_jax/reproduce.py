@@ -12,6 +12,9 @@ and seeds of a setting trained at once):
 * :func:`adaflood`: flooding vs iFlood vs AdaFlood (Bae et al., 2024) on the
   synthetic sets with label noise, each method's level chosen per seed by
   validation, with the cost of AdaFlood's fold models.
+* :func:`pbt`: population-based training of the flood level against the
+  grid's chosen level and successive halving on the synthetic sets (or
+  MNIST-1D), paired over seeds by test accuracy and test loss.
 * :func:`benchmark`: the paper's benchmark protocol (Sec. 4.2) on the image
   sets (MNIST family with the MLP, CIFAR/SVHN with a ResNet), with and without
   weight decay, read from their original files (``data_dir=``) or from the
@@ -1053,10 +1056,11 @@ def _write_methods_outputs(out_dir, comparisons, wall_time, config) -> None:
 
 # -- Population-based training of the flood level against the grid and Halving (issue 31) --
 
-# The synthetic protocol cut toward 10 minutes on the shared 2-core CPU (REPRODUCTION.md,
-# section 5): the three synthetic sets at label noise 0.1, Adam only, 6 of the synthetic
-# preset's 11 levels, 5 seeds, 40 of its 100 epochs evaluated every 4th, 500 test examples.
-# MNIST-1D is ``datasets=("mnist1d",)`` (with a smaller MLP to fit the same budget).
+# The synthetic protocol cut toward 10 minutes on the shared 2-core CPU (5 min measured;
+# REPRODUCTION.md, "PBT of the flood level"): the three synthetic sets at label noise 0.1,
+# Adam only, 6 of the synthetic preset's 11 levels, 5 seeds, 40 of its 100 epochs evaluated
+# every 4th, 500 test examples. MNIST-1D is ``datasets=("mnist1d",)`` (with a smaller MLP
+# to fit the same budget).
 PBT_CPU: dict[str, Any] = dict(
   datasets=SYNTHETIC_SETS,
   noise_rates=(0.1,),

@@ -481,7 +481,7 @@ def test_pbt_command_tiny_end_to_end_and_read_back(tmp_path, capsys):
   assert c["model_epochs"]["halving"] <= 24
   for name in ("test", "loss", "chosen"):
     assert set(c[name]) == {"grid", "halving", "pbt"} and len(c[name]["pbt"]) == 2  # per seed
-  assert np.isin(c["chosen"]["grid"], np.float32([0.0, 0.1, 0.3])).all()
+  assert np.isin(c["chosen"]["grid"], np.array([0.0, 0.1, 0.3], np.float32)).all()
   assert set(c["p_values"]) == {
     f"pbt>{a}_{m}" for a in ("grid", "halving") for m in ("accuracy", "loss")
   }
