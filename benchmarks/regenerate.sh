@@ -39,4 +39,8 @@ cp "$OUT/reproduce-mnist1d/figures/curves_mnist1d_noise0_adam.png" \
   benchmarks/figures/mnist1d_curves_adam.png
 run adaflood flood-jax reproduce adaflood --no-progress --no-compile-cache \
   --out "$OUT/reproduce-adaflood"
+run pbt flood-jax reproduce pbt --no-progress --no-compile-cache \
+  --out "$OUT/reproduce-pbt"
+run pbt-mnist1d flood-jax reproduce pbt --dataset mnist1d --levels 0:1:6 --hidden 128 \
+  --depth 2 --no-progress --no-compile-cache --out "$OUT/reproduce-pbt-mnist1d"
 echo "done: $OUT"

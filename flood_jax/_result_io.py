@@ -53,6 +53,8 @@ def to_dict(result: SweepResult) -> dict[str, Any]:
     "table": result.table(),
     "history": {k: shortest_list(v) for k, v in result.history.items()},
     "pruned_at": pruned_at.tolist(),
+    # (a PBT sweep's: whose weights each member went on from at each boundary)
+    **({} if result.lineage is None else {"lineage": np.asarray(result.lineage).tolist()}),
     # (classification's files keep their format: only another selection is written)
     **(
       {}
@@ -152,6 +154,7 @@ def load(cls: type[SweepResult], directory: str | os.PathLike[str]) -> SweepResu
       hyperparams={k: np.asarray(v, np.float32) for k, v in raw.get("hyperparams", {}).items()},
       epochs=raw.get("epochs"),
       pruned_at=raw.get("pruned_at"),
+      lineage=None if raw.get("lineage") is None else np.asarray(raw["lineage"], np.int64),
       level_name=raw.get("axes", ["flood_level"])[0],
       selection_key=selection["key"],
       mode=selection["mode"],

@@ -12,6 +12,9 @@ and seeds of a setting trained at once):
 * :func:`adaflood`: flooding vs iFlood vs AdaFlood (Bae et al., 2024) on the
   synthetic sets with label noise, each method's level chosen per seed by
   validation, with the cost of AdaFlood's fold models.
+* :func:`pbt`: population-based training of the flood level against the
+  grid's chosen level and successive halving on the synthetic sets (or
+  MNIST-1D), paired over seeds by test accuracy and test loss.
 * :func:`benchmark`: the paper's benchmark protocol (Sec. 4.2) on the image
   sets (MNIST family with the MLP, CIFAR/SVHN with a ResNet), with and without
   weight decay, read from their original files (``data_dir=``) or from the
@@ -1225,3 +1228,264 @@ def _write_methods_outputs(out_dir, comparisons, wall_time, config) -> None:
       f"Early stopping:\n\n{methods_table(comparisons, early_stopping=True)}\n"
     )
   _write_json("adaflood", out_dir, comparisons, wall_time, config)
+
+
+# -- Population-based training of the flood level against the grid and Halving (issue 31) --
+
+# The synthetic protocol cut toward 10 minutes on the shared 2-core CPU (5 min measured;
+# REPRODUCTION.md, "PBT of the flood level"): the three synthetic sets at label noise 0.1,
+# Adam only, 6 of the synthetic preset's 11 levels, 5 seeds, 40 of its 100 epochs evaluated
+# every 4th, 500 test examples. MNIST-1D is ``datasets=("mnist1d",)`` (with a smaller MLP
+# to fit the same budget).
+PBT_CPU: dict[str, Any] = dict(
+  datasets=SYNTHETIC_SETS,
+  noise_rates=(0.1,),
+  optimizers=("adam",),
+  flood_levels=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+  seeds=5,
+  epochs=40,
+  n_test=500,
+  eval_every=4,
+)
+PBT_METHODS = ("grid", "halving", "pbt")
+_PBT_LABELS = {"grid": "grid", "halving": "Halving", "pbt": "PBT"}
+
+
+@dataclasses.dataclass
+class PBTComparison:
+  """PBT's chosen member against the grid's and Halving's chosen level, for one setting.
+
+  Per seed, each method's choice is the run with the best final validation accuracy
+  among that seed's (ties: the first; Halving's pruned runs are never chosen), read at the
+  last epoch: ``test``/``loss`` map a method to its test accuracy/loss per seed,
+  ``chosen`` to the level (PBT: the one the winner ended with), ``model_epochs`` to the
+  epochs it trained over all its models, ``seconds`` to its sweep's wall time.
+  """
+
+  setting: Setting
+  test: dict[str, np.ndarray]
+  loss: dict[str, np.ndarray]
+  chosen: dict[str, np.ndarray]
+  model_epochs: dict[str, int]
+  seconds: dict[str, float]
+
+  def p_value(self, against: str, metric: str = "accuracy") -> float:
+    """One-sided paired t-test across seeds that PBT beats ``against``: a higher test
+    accuracy, or (``metric="loss"``) a lower test loss."""
+    if metric == "loss":
+      return _paired_p(self.loss[against] - self.loss["pbt"])
+    return _paired_p(self.test["pbt"] - self.test[against])
+
+  def to_dict(self) -> dict[str, Any]:
+    out: dict[str, Any] = dataclasses.asdict(self.setting)
+    for name in ("test", "loss", "chosen"):
+      out[name] = {k: np.asarray(v).tolist() for k, v in getattr(self, name).items()}
+    out["model_epochs"], out["seconds"] = self.model_epochs, self.seconds
+    out["p_values"] = {
+      f"pbt>{a}_{m}": self.p_value(a, m) for m in ("accuracy", "loss") for a in ("grid", "halving")
+    }
+    return out
+
+
+def choose_member_per_seed(result: SweepResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Per seed, the run with the best final validation score: ``(test accuracy, test loss,
+  level)`` at the last epoch (the level a PBT member ended with; ties: the first run)."""
+  seeds = len(result.seeds)
+  scores = result.val_score("final").reshape(-1, seeds)
+  pick = _argmax_first(scores)
+  columns = np.arange(seeds)
+
+  def final(key: str) -> np.ndarray:
+    return np.asarray(result.history[key])[..., -1].reshape(-1, seeds)[pick, columns]
+
+  if result.level_name in result.history:  # PBT: the level each member trained with
+    level = final(result.level_name)
+  else:
+    levels = np.array([c[result.level_name] for c in result.configurations()], np.float64)
+    level = levels[pick]
+  return final("test_accuracy"), final("test_loss"), level
+
+
+def model_epochs(result: SweepResult) -> int:
+  """Epochs trained over all models: a pruned configuration's stop where Halving stopped it."""
+  pruned_at = np.asarray(result.pruned_at)
+  per_config = np.where(pruned_at > 0, pruned_at, result.num_epochs)
+  return int(per_config.sum()) * len(result.seeds)
+
+
+def pbt_table(comparisons: Sequence[PBTComparison], metric: str = "accuracy") -> str:
+  """Test accuracy (%) or test loss per method, mean ± std over seeds, with the paired
+  differences (PBT minus the other, same seed) and one-sided p-values that PBT is better."""
+  loss = metric == "loss"
+  fmt = _pm_loss if loss else _pm
+  head = "| setting | grid | Halving | PBT | PBT - grid | p | PBT - Halving | p |" + (
+    "" if loss else " b grid | b Halving | b PBT (end) | model-epochs grid / Halving / PBT |"
+  )
+  lines = [head, "|" + "---|" * (8 if loss else 12)]
+  for c in comparisons:
+    values = c.loss if loss else c.test
+    means = {m: np.mean(values[m]) for m in PBT_METHODS}
+    best = (min if loss else max)(means.values())
+    cells = [c.setting.label]
+    cells += [f"**{fmt(values[m])}**" if means[m] == best else fmt(values[m]) for m in PBT_METHODS]
+    for against in ("grid", "halving"):
+      cells += [fmt(values["pbt"] - values[against]), _p_text(c.p_value(against, metric))]
+    if not loss:
+      cells += [f"{np.mean(c.chosen[m]):.3f}" for m in PBT_METHODS]
+      cells.append(" / ".join(f"{c.model_epochs[m]:,}" for m in PBT_METHODS))
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def _pm_loss(values: Iterable[float]) -> str:
+  values = np.asarray(list(values), np.float64)
+  return f"{values.mean():.3f} ± {values.std():.3f}"
+
+
+def pbt(
+  out_dir: str,
+  *,
+  datasets: Sequence[str] = PBT_CPU["datasets"],
+  noise_rates: Sequence[float] = PBT_CPU["noise_rates"],
+  optimizers: Sequence[str] = PBT_CPU["optimizers"],
+  flood_levels: Sequence[float] = PBT_CPU["flood_levels"],
+  seeds: int = PBT_CPU["seeds"],
+  epochs: int = PBT_CPU["epochs"],
+  interval: int | None = None,
+  fraction: float = 0.25,
+  halving: Sequence[Any] | None = None,
+  n_train: int = 100,
+  n_val: int = 100,
+  n_test: int = PBT_CPU["n_test"],
+  hidden: int = 500,
+  depth: int = 4,
+  batch_size: int = 200,
+  eval_every: int = PBT_CPU["eval_every"],
+  progress: bool = True,
+  loggers: LoggerFactory | None = None,
+) -> list[PBTComparison]:
+  """PBT of the flood level against the grid and Halving; writes tables and JSON to ``out_dir``.
+
+  Per setting (data set, label noise, optimizer) three sweeps train on the same data and
+  seeds (paired): the plain grid over ``flood_levels`` (0 is added), the same grid with
+  ``prune=fj.Halving(*halving)`` (default ``(max(1, round(0.12 * epochs)), 2, "trend")``,
+  the rule that kept section 1's choice best at 100 epochs, scaled to ``epochs``), and
+  the same grid with ``pbt=fj.PBT(interval, fraction)`` (default interval
+  ``max(1, epochs // 5)``): each seed's members are one population. Each method's choice
+  is made per seed by final validation accuracy (:func:`choose_member_per_seed`; for PBT
+  the member :meth:`SweepResult.best` would name within that seed) and compared by test
+  accuracy and test loss at the last epoch, paired over seeds, at each method's
+  model-epochs (grid and PBT: every model every epoch; Halving: fewer). Halving ranks a
+  configuration by its mean over seeds, so its seeds are not fully independent replicates.
+
+  The synthetic sets use the data of :func:`synthetic`; ``mnist1d`` its standard split
+  (``n_train``/``n_val``/``n_test`` do not apply). An interrupted call resumes as
+  :func:`adaflood` does: each finished sweep (``grid``, ``halving``, ``pbt``) is kept in
+  ``out_dir/runs/SETTING/PART/`` and the one in progress continues from its checkpoint.
+  """
+  from flood_jax._sweep.pbt import PBT
+  from flood_jax._sweep.prune import Halving
+
+  settings = _grid(datasets, noise_rates, optimizers)
+  levels = sorted({0.0, *(float(b) for b in flood_levels)})
+  seed_list = list(range(seeds))
+  policy = PBT(max(1, epochs // 5) if interval is None else interval, fraction)
+  policy.check(epochs)
+  halving = list(halving) if halving else [max(1, round(0.12 * epochs)), 2, "trend"]
+  prune = Halving(*halving)
+  if not prune.rungs(epochs):
+    raise ValueError(
+      f"Halving{tuple(halving)} prunes nothing in {epochs} epochs; use a first rung below"
+      f" {epochs} (e.g. halving=({max(1, epochs // 8)}, 2))."
+    )
+  config = dict(
+    flood_levels=levels,
+    seeds=seed_list,
+    epochs=epochs,
+    pbt=policy.record(),
+    halving=halving,
+    n_train=n_train,
+    n_val=n_val,
+    n_test=n_test,
+    hidden=hidden,
+    depth=depth,
+    batch_size=batch_size,
+    eval_every=eval_every,
+    settings=[s.label for s in settings],
+  )
+
+  def run_setting(prefix: str, setting: Setting) -> PBTComparison:
+    slug = _slug(setting)
+
+    @functools.cache
+    def data() -> Any:
+      if setting.dataset == "mnist1d":
+        return data_lib.load("mnist1d", label_noise=setting.label_noise, seed=0)
+      return data_lib.load(
+        setting.dataset,
+        n_train=n_train,
+        n_val=n_val,
+        n_test=n_test,
+        label_noise=setting.label_noise,
+        seed=0,
+      )
+
+    print(
+      f"{prefix}: grid, Halving{tuple(halving)} and PBT(interval={policy.interval},"
+      f" fraction={policy.fraction:g}) over {len(levels)} levels; {len(seed_list)} seeds,"
+      f" {epochs} epochs",
+      flush=True,
+    )
+    extra = {"grid": {}, "halving": {"prune": prune}, "pbt": {"pbt": policy}}
+    results: dict[str, SweepResult] = {}
+    seconds: dict[str, float] = {}
+    for method in PBT_METHODS:
+
+      def train(checkpoint_dir: str, method=method) -> SweepResult:
+        ds = data()
+        assert ds.num_classes is not None  # Dataset infers it on construction
+        return sweep(
+          models_lib.MLP(num_classes=ds.num_classes, hidden=hidden, depth=depth),
+          ds,
+          flood_levels=levels,
+          seeds=seed_list,
+          optimizer=make_optimizer(setting.optimizer),
+          epochs=epochs,
+          batch_size=min(batch_size, ds.num_train),
+          eval_every=eval_every,
+          progress=progress,
+          checkpoint_dir=checkpoint_dir,
+          loggers=None if loggers is None else loggers(f"{slug}-{method}"),
+          **extra[method],
+        )
+
+      results[method], seconds[method], read = _kept_sweep(
+        out_dir, f"{slug}/{method}", train, _arguments(config, method=method)
+      )
+      if read:  # finished in an earlier, interrupted call
+        path = os.path.join(out_dir, "runs", slug, method, "results.json")
+        print(f"  {method}: done earlier, read {path}")
+    test, loss, chosen = {}, {}, {}
+    for method, result in results.items():
+      test[method], loss[method], chosen[method] = choose_member_per_seed(result)
+    return PBTComparison(
+      setting=setting,
+      test=test,
+      loss=loss,
+      chosen=chosen,
+      model_epochs={m: model_epochs(r) for m, r in results.items()},
+      seconds=seconds,
+    )
+
+  def write(comparisons: list[PBTComparison], wall_time: float) -> None:
+    with open(os.path.join(out_dir, "pbt_table.md"), "w") as f:
+      f.write(
+        f"Per seed, each method's choice by final validation accuracy, read at the last"
+        f" epoch; mean ± std over seeds; PBT - X: paired differences (same seed); p:"
+        f" one-sided paired t-test that PBT is better. Wall time so far:"
+        f" {wall_time:.0f} s.\n\nTest accuracy (%):\n\n{pbt_table(comparisons)}\n\n"
+        f"Test loss:\n\n{pbt_table(comparisons, 'loss')}\n"
+      )
+    _write_json("pbt", out_dir, comparisons, wall_time, config)
+
+  return _protocol("pbt", out_dir, settings, run_setting, write)

@@ -289,3 +289,14 @@ def test_level_trajectory_plot(explored, tmp_path):
   assert os.path.getsize(path) > 1000
   with pytest.raises(ValueError, match="needs a PBT sweep"):
     plots.plot_level_trajectories(dataclasses.replace(result, lineage=None), tmp_path / "x.png")
+
+
+def test_save_and_load_keep_the_lineage(explored, tmp_path):
+  result, _ = explored
+  result.save(tmp_path, with_params=False)
+  loaded = fj.SweepResult.load(tmp_path)
+  assert loaded.lineage is not None and loaded.lineage.dtype == np.int64
+  np.testing.assert_array_equal(loaded.lineage, result.lineage)
+  # so a PBT sweep read back names the same member and level schedule
+  assert loaded.best() == result.best()
+  assert loaded.level_schedule() == result.level_schedule()

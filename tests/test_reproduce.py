@@ -549,3 +549,53 @@ def test_benchmark_augment_holds_out_15_percent(tmp_path):
   )
   config = json.loads((out / "reproduce.json").read_text())["config"]
   assert config["augment"] and config["split"] == {"train": 42, "val": 8, "test": 20}
+
+
+# reproduce pbt: PBT against the grid and Halving (issue 31).
+
+
+@pytest.mark.filterwarnings("ignore::flood_jax._sweep.driver.AtChanceWarning")  # tiny models
+def test_pbt_command_tiny_end_to_end_and_read_back(tmp_path, capsys):
+  out = tmp_path / "pbt"
+  argv = ["reproduce", "pbt", "--dataset", "spiral", "--levels", "0.1,0.3", "--seeds", "2"]
+  argv += ["--epochs", "4", "--pbt", "2,0.5", "--prune", "1,2", "--n-test", "30"]
+  argv += ["--hidden", "8", "--depth", "1", "--eval-every", "1", "--out", str(out), "--no-progress"]
+  code, printed, _ = _cli(argv, capsys)
+  assert code == 0
+  assert "Test accuracy (%)" in printed and "Test loss" in printed
+  assert printed.count("| spiral, noise 0.1, adam |") == 2  # one row in each table
+  raw = json.loads((out / "reproduce.json").read_text())
+  assert raw["protocol"] == "pbt" and raw["config"]["flood_levels"] == [0.0, 0.1, 0.3]
+  assert raw["config"]["pbt"]["interval"] == 2 and raw["config"]["halving"] == [1, 2]
+  c = raw["comparisons"][0]
+  # grid and PBT train every model every epoch: 3 levels x 2 seeds x 4 epochs
+  assert c["model_epochs"]["grid"] == c["model_epochs"]["pbt"] == 24
+  assert c["model_epochs"]["halving"] <= 24
+  for name in ("test", "loss", "chosen"):
+    assert set(c[name]) == {"grid", "halving", "pbt"} and len(c[name]["pbt"]) == 2  # per seed
+  assert np.isin(c["chosen"]["grid"], np.array([0.0, 0.1, 0.3], np.float32)).all()
+  assert set(c["p_values"]) == {
+    f"pbt>{a}_{m}" for a in ("grid", "halving") for m in ("accuracy", "loss")
+  }
+  table = (out / "pbt_table.md").read_text()
+  assert table.count("| spiral, noise 0.1, adam |") == 2 and "24 / " in table
+  assert not (out / "checkpoints").exists()
+
+  code, again, _ = _cli(argv, capsys)  # every sweep kept: read back, not trained
+  assert code == 0 and again.count("done earlier") == 3
+  assert json.loads((out / "reproduce.json").read_text())["comparisons"][0]["test"] == c["test"]
+
+
+@pytest.mark.parametrize(
+  "extra,match",
+  [
+    (["pbt", "--epochs", "4", "--pbt", "4"], r"never exploits .* interval < 4"),
+    (["pbt", "--pbt", "0"], r"INTERVAL >= 1"),
+    (["pbt", "--epochs", "4", "--pbt", "2", "--prune", "4"], r"prunes nothing in 4 epochs"),
+    (["synthetic", "--pbt", "5"], r"apply to reproduce pbt only"),
+  ],
+)
+def test_pbt_command_errors_are_one_line(extra, match, tmp_path, capsys):
+  code, _, err = _cli(["reproduce", *extra, "--out", str(tmp_path / "x")], capsys)
+  assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+  assert re.search(match, err), err

@@ -17,7 +17,15 @@ from typing import Any
 from flood_jax._checks import NotWrittenError, release_directory
 from flood_jax._sweep.checkpoint import CheckpointError, CheckpointSaveError
 from flood_jax.cli import tracking as tracking_cli
-from flood_jax.cli.args import fraction_list, optimizer_list, parse_levels, positive_int, snake_name
+from flood_jax.cli.args import (
+  fraction_list,
+  optimizer_list,
+  parse_levels,
+  parse_pbt,
+  parse_prune,
+  positive_int,
+  snake_name,
+)
 from flood_jax.cli.common import (
   OUT_ROOT,
   PROG,
@@ -57,8 +65,18 @@ DESCRIPTION = textwrap.dedent("""\
                   the data (MNIST's MLP: about 30 min estimated on an idle
                   2-core CPU; 53 min measured per weight decay on a heavily
                   shared one)
+      pbt         population-based training of the flood level (--pbt
+                  INTERVAL[,FRACTION], default epochs/5 and 0.25) against the
+                  grid's chosen level and successive halving (--prune,
+                  default 12% of the epochs, 2, trend), each chosen per seed
+                  by final validation accuracy, by test accuracy and test
+                  loss paired over seeds, with each method's model-epochs:
+                  the synthetic sets at label noise 0.1, Adam, levels 0 to
+                  0.5 by 0.1, 5 seeds, 40 epochs evaluated every 4th, 500
+                  test examples (5 min measured on a shared 2-core CPU);
+                  --dataset mnist1d for MNIST-1D (REPRODUCTION.md, "PBT")
 
-    Weight decay: synthetic, mnist1d, digits and adaflood use none; benchmark's
+    Weight decay: synthetic, mnist1d, digits, adaflood and pbt use none; benchmark's
     1e-5 is L2, added to the gradient before Adam (torch.optim.Adam's
     weight_decay), not AdamW's decoupled decay, which is what flood-jax sweep
     --optimizer adam --weight-decay builds.
@@ -73,7 +91,7 @@ DESCRIPTION = textwrap.dedent("""\
     it was trained with). --out is a new or empty folder, or one this protocol
     wrote: never the user's own files.""")
 
-PROTOCOLS = ("synthetic", "mnist1d", "digits", "adaflood", "benchmark")
+PROTOCOLS = ("synthetic", "mnist1d", "digits", "adaflood", "pbt", "benchmark")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +135,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     "--dataset",
     type=snake_name,
     help="benchmark: mnist, fashion_mnist,"
-    " kmnist, cifar10, cifar100 or svhn; synthetic: a comma list",
+    " kmnist, cifar10, cifar100 or svhn; synthetic, adaflood and pbt: a comma list"
+    " (pbt and adaflood also take mnist1d)",
   )
   parser.add_argument("--out", help="output directory (default runs/reproduce-PROTOCOL)")
   parser.add_argument(
@@ -142,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     "--eval-every",
     type=positive_int,
     metavar="N",
-    help="evaluate every N epochs (default: synthetic 2, else 1)",
+    help="evaluate every N epochs (default: synthetic 2, adaflood 5, pbt 4, else 1)",
   )
   parser.add_argument(
     "--gammas",
@@ -150,6 +169,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     help="adaflood: AdaFlood's corrections gamma in [0, 1], comma list (1 is added)",
   )
   parser.add_argument("--folds", type=positive_int, help="adaflood: fold models (default 5)")
+  parser.add_argument(
+    "--pbt",
+    type=parse_pbt,
+    metavar="INTERVAL[,FRACTION]",
+    help="pbt: PBT's exploit interval in epochs and the share of each population"
+    " replaced (default: epochs // 5 and 0.25)",
+  )
+  parser.add_argument(
+    "--prune",
+    type=parse_prune,
+    metavar="MIN_EPOCHS[,FACTOR[,SCORE]]",
+    help="pbt: the Halving it is compared with (default: 12%% of the epochs, 2, trend)",
+  )
   tracking_cli.add_arguments(parser)
   add_compile_cache_arguments(parser)
   parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -201,6 +233,10 @@ def _run(args: argparse.Namespace, argv: Sequence[str], out: str) -> int:
       log_dir = args.log_dir or out
       tracking_cli.make_loggers(args.log, log_dir)  # the extra is there: fail now, not later
       options["loggers"] = lambda name: tracking_cli.make_loggers(args.log, log_dir, group=name)
+    if args.protocol != "pbt" and (args.pbt is not None or args.prune is not None):
+      raise UsageError("--pbt and --prune apply to reproduce pbt only")
+    if args.protocol == "pbt":
+      return _run_pbt(args, out, options)
     if args.protocol == "benchmark":
       for key in ("noise", "n_test"):
         if getattr(args, key) is not None:
@@ -291,6 +327,33 @@ def _protocol_name(args: argparse.Namespace) -> str:
   if args.protocol == "benchmark":
     return f"benchmark_{args.dataset}"
   return "builtin" if args.protocol in ("mnist1d", "digits") else args.protocol
+
+
+def _run_pbt(args: argparse.Namespace, out: str, options: dict[str, Any]) -> int:
+  """``flood-jax reproduce pbt``: PBT against the grid and Halving (issue 31)."""
+  from flood_jax import reproduce
+
+  if args.n_test is not None:
+    options["n_test"] = args.n_test
+  if args.noise is not None:
+    options["noise_rates"] = args.noise
+  if args.optimizers is not None:
+    options["optimizers"] = args.optimizers
+  if args.dataset is not None:
+    options["datasets"] = tuple(args.dataset.split(","))
+  if args.pbt is not None:
+    options["interval"], options["fraction"] = args.pbt
+  if args.prune is not None:
+    options["halving"] = args.prune
+  start = time.perf_counter()
+  comparisons = reproduce.pbt(out, **options)
+  print("\nTest accuracy (%):\n\n" + reproduce.pbt_table(comparisons))
+  print("\nTest loss:\n\n" + reproduce.pbt_table(comparisons, "loss"))
+  print(
+    f"\nwall time: {time.perf_counter() - start:.0f} s; wrote pbt_table.md and"
+    f" reproduce.json to {out}/"
+  )
+  return 0
 
 
 def _gamma_list(text: str) -> list[float]:
