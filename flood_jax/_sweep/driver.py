@@ -288,7 +288,8 @@ class _Loop:
     self.stream = None
     if self.spec.streamed:
       assert isinstance(self.spec.data, Stream)
-      self.stream = StreamCalls(self.programs.main.stepped, self.spec.data, self.plan)
+      self.stream = StreamCalls(self.programs.main.stepped, self.spec.data, self.plan,
+                                self.spec.eval.eval_test)  # fmt: skip
 
   def train(self) -> None:
     grid, plan = self.spec.grid, self.plan

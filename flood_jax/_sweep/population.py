@@ -281,7 +281,8 @@ class Population:
     """One step of every model on the batch ``(x, y)``.
 
     Returns the new state and ``{"loss": ..., "flooded": ...}``, grid-shaped: each model's
-    plain (unflooded) batch loss before the step, and whether the step ascended (``J < b``).
+    plain (unflooded) batch loss before the step, and whether the step ascended (``J < b``;
+    with ``objective="iflood"``, the fraction of the batch's examples below ``b``).
     Compiles once per batch shape; nothing waits for the devices until the metrics are read.
     """
     x, y = jax.tree.map(host_array, x), host_array(y)

@@ -44,6 +44,7 @@ class StreamCalls:
   program: StepProgram
   stream: Stream
   plan: EvalPlan
+  eval_test: bool = True
 
   def __post_init__(self):
     self.train = self.program.train
@@ -76,7 +77,7 @@ class StreamCalls:
     values: dict[str, np.ndarray] = {}
     if self.due(epoch):
       values["train_loss"] = losses.mean(axis=1)
-      for split in ("val", "test"):
+      for split in ("val", "test") if self.eval_test else ("val",):
         values.update(self.evaluate(carry, split))
     num_models = flooded.shape[0]
     nan = np.full(num_models, np.nan, np.float32)
