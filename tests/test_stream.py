@@ -252,6 +252,8 @@ def test_stream_errors_are_one_line():
   with pytest.raises(ValueError, match=r"training batch 1 of epoch 0 has labels in \[.*, 3\] but"
                                        r" the model outputs 2 logits"):  # fmt: skip
     fj.sweep(model, fj.Stream(train=bad_labels), **kw)
+  with pytest.raises(ValueError, match="training batch 0 of epoch 0 holds NaN"):
+    fj.sweep(model, fj.Stream(train=lambda e: [(X[:8] * np.inf, Y[:8])]), **kw)
   with pytest.raises(TypeError, match="needs batch_size="):
     fj.sweep(model, fj.Dataset(x_train=X, y_train=Y, x_val=X, y_val=Y, x_test=X, y_test=Y), **kw)
 
@@ -264,6 +266,10 @@ def test_population_errors_are_one_line():
   state, _ = pop.train_step(state, X[:4], Y[:4])
   with pytest.raises(ValueError, match="inputs per example are"):
     pop.train_step(state, X[:4, :3], Y[:4])
+  with pytest.raises(ValueError, match="structured as"):
+    pop.train_step(state, {"x": X[:4]}, Y[:4])
+  with pytest.raises(ValueError, match="holds NaN or infinite values"):
+    pop.train_step(state, X[:4] * np.nan, Y[:4])
   with pytest.raises(ValueError, match=r"differ in length \(\[3, 4\]\)"):
     pop.train_step(state, X[:4], Y[:3])
   with pytest.raises(ValueError, match=r"labels in .* the model outputs 2 logits"):

@@ -31,7 +31,7 @@ from flood_jax._sweep.layout import mesh_devices, seed_slots
 from flood_jax._sweep.objectives import Objective
 from flood_jax._sweep.program import CallPlan, Carry
 from flood_jax._sweep.spec import TrainSpec, check_hyperparams, check_model_output
-from flood_jax._sweep.stream import check_labels, host_array
+from flood_jax._sweep.stream import check_finite, check_labels, host_array
 from flood_jax._sweep.streamed import evaluate_sums, num_classes
 from flood_jax._task import Task, task_from_arguments
 
@@ -264,6 +264,7 @@ class Population:
       raise ValueError(
         f"a batch's inputs and targets differ in length ({sorted(sizes)}); they must match."
       )
+    _same(InputSpec.of(x), self._train.inputs, "inputs")
     if self._targets is None:
       data = SimpleNamespace(input_spec=self._train.inputs, target_spec=targets, num_classes=None)
       check_model_output(self._train.adapter, data, self.task)
@@ -272,7 +273,6 @@ class Population:
       self._targets = targets
       self._program = StepProgram(self._train, self.mesh, self.chunk_size)
     else:
-      _same(InputSpec.of(x), self._train.inputs, "inputs")
       _same(targets, self._targets, "targets")
     check_labels(y, self._classes, "a batch")
     return self._train
@@ -286,6 +286,7 @@ class Population:
     Compiles once per batch shape; nothing waits for the devices until the metrics are read.
     """
     x, y = jax.tree.map(host_array, x), host_array(y)
+    check_finite((x, y), "a training batch")
     self._ready(x, y)
     assert self._program is not None
     if self._step is None:
@@ -315,7 +316,12 @@ class Population:
     if self._train is None:
       raise ValueError("call pop.init(x_example) first, and pass its state to evaluate.")
 
-    batches = iter(batches)
+    try:
+      batches = iter(batches)
+    except TypeError:
+      raise TypeError(
+        f"evaluate() takes an iterable of (x, y) batches, got {type(batches).__name__}."
+      ) from None
     first = next(batches, None)
     if first is None:
       raise ValueError("evaluate() got no batch; give it an iterable of (x, y) batches.")
@@ -340,7 +346,12 @@ class Population:
 
 
 def _same(got: InputSpec, first: InputSpec, what: str) -> None:
-  if got.treedef != first.treedef or got.shapes != first.shapes or got.dtypes != first.dtypes:
+  if got.treedef != first.treedef:
+    raise ValueError(
+      f"a batch's {what} are structured as {got.treedef} but the first batch's were"
+      f" {first.treedef}; give every batch the same structure (the same keys)."
+    )
+  if got.shapes != first.shapes or got.dtypes != first.dtypes:
     raise ValueError(
       f"a batch's {what} per example are {_described(got)} but"
       f" the first batch's were {_described(first)}; every batch"

@@ -332,7 +332,18 @@ def _as_batch(batch: Any, epoch: int | None, step: int, split: str = "training")
     raise ValueError(
       f"{where}: inputs and targets differ in length ({sorted(sizes)}); they must match."
     )
+  check_finite((x, y), where)
   return x, y
+
+
+def check_finite(batch: Any, where: str) -> None:
+  """Float inputs and targets are finite (a NaN would train every model into NaN, silently)."""
+  for leaf in jax.tree.leaves(batch):
+    if leaf.dtype.kind == "f" and not np.all(np.isfinite(leaf)):
+      raise ValueError(
+        f"{where} holds NaN or infinite values; clean the data (e.g. np.nan_to_num) or drop"
+        " those examples."
+      )
 
 
 def host_array(a: Any) -> np.ndarray:
