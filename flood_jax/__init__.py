@@ -12,8 +12,9 @@ from flood_jax._dataset import Dataset  # noqa: E402
 from flood_jax._loss import flooded_loss, iflooded_loss  # noqa: E402
 from flood_jax._result import SweepResult  # noqa: E402
 from flood_jax._sweep import Model, Pretrained, sweep  # noqa: E402
+from flood_jax._sweep.api import plan  # noqa: E402
 from flood_jax._sweep.pbt import PBT  # noqa: E402
-from flood_jax._sweep.plan import Plan, plan  # noqa: E402
+from flood_jax._sweep.plan import Plan  # noqa: E402
 from flood_jax._sweep.population import Population, PopulationState  # noqa: E402
 from flood_jax._sweep.prune import Halving  # noqa: E402
 from flood_jax._sweep.stream import Stream  # noqa: E402

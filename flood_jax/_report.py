@@ -130,9 +130,7 @@ def summary(result: SweepResult) -> str:
     best = None
   pbt = None
   if result.lineage is not None and best is not None:  # PBT: its lines; * marks the slot
-    from flood_jax._sweep.pbt import summary_lines
-
-    pbt, best = summary_lines(result, best), result.configurations()[int(best["member"])]
+    pbt, best = pbt_lines(result, best), result.configurations()[int(best["member"])]
   rows = table(result)
   show = {
     "diverged": any(row["diverged"] for row in rows),
@@ -281,3 +279,30 @@ def describe(result: SweepResult) -> str:
 def show_config(config: dict[str, float]) -> str:
   """``b = 0.1, learning_rate = 0.01``: a configuration for a line of text."""
   return ", ".join(f"{'b' if k == 'flood_level' else k} = {v:.4g}" for k, v in config.items())
+
+
+def pbt_lines(result: Any, best: dict[str, Any]) -> list[str]:
+  """The summary's lines for a PBT sweep: the winner and its level trajectory, and how the
+  population's levels ended (rows of the table are the members' starting slots)."""
+  name = result.level_name
+  schedule = result.level_schedule(best["member"], best["seed"])
+  path = " -> ".join(f"{v:g}" for v in schedule.values)
+  boundaries = ", ".join(str(b // max(int(result.config["pbt"]["steps_per_epoch"]), 1))
+                         for b in schedule.boundaries)  # fmt: skip
+  final = np.asarray(result.history[name])[..., -1]
+  hparams = "".join(f", {k} {v:g}" for k, v in best.items() if k in result.hyperparams)
+  return [
+    f"PBT (rows: the members' starting slots; * the winner's): the winner is member"
+    f" {best['member']} of seed {best['seed']}, ending at {name} {best[name]:g}{hparams};"
+    f" its {name} went {path} (boundaries after epochs {boundaries}).",
+    f"PBT: the members' final {name}s, over all seeds: median {np.median(final):g},"
+    f" range [{final.min():g}, {final.max():g}]; weights copied"
+    f" {int((result.lineage != _own(result.lineage)).sum())} times.",
+  ]
+
+
+def _own(lineage: np.ndarray) -> np.ndarray:
+  """Each member's own flat index (among its seed's configurations), shaped as ``lineage``."""
+  configs = int(np.prod(lineage.shape[:-2]))
+  own = np.arange(configs).reshape(lineage.shape[:-2])
+  return np.broadcast_to(own[..., None, None], lineage.shape)

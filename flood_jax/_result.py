@@ -12,22 +12,37 @@ import os
 from typing import Any, cast
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from flood_jax import _report, _result_io
+from flood_jax._result_io import METRICS  # noqa: F401 (flood_jax._result.METRICS, kept importable)
 from flood_jax._result_io import json_safe as _json_safe  # noqa: F401 (_sweep/tracking.py uses it)
 from flood_jax._result_io import shortest as _shortest
 
-METRICS = (
-  "train_loss",
-  "val_loss",
-  "val_accuracy",
-  "test_loss",
-  "test_accuracy",
-  "flooded_fraction",
-)
-
 _RULES = ("final", "best_val")
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelSchedule:
+  """A member's flood level as a function of the update count, for ``fj.flood``.
+
+  ``values[j]`` holds from update ``boundaries[j - 1]`` (0 for ``j = 0``) until
+  ``boundaries[j]``: ``fj.flood(schedule)`` retrains with the level PBT gave the member.
+
+  Examples:
+    >>> from flood_jax._result import LevelSchedule
+    >>> schedule = LevelSchedule(boundaries=(10, 20), values=(0.1, 0.125, 0.1))
+    >>> [float(schedule(step)) for step in (0, 9, 10, 25)]
+    [0.10000000149011612, 0.10000000149011612, 0.125, 0.10000000149011612]
+  """
+
+  boundaries: tuple[int, ...]  # updates (steps) at which the level changes
+  values: tuple[float, ...]  # len(boundaries) + 1 levels
+
+  def __call__(self, count: Any) -> jax.Array:
+    index = jnp.searchsorted(jnp.asarray(self.boundaries, jnp.int32), count, side="right")
+    return jnp.asarray(self.values, jnp.float32)[index]
 
 
 @dataclasses.dataclass
@@ -271,15 +286,13 @@ class SweepResult:
     out["seed"] = int(self.seeds[where[-1]])
     return out
 
-  def level_schedule(self, member: int | None = None, seed: int | None = None) -> Any:
+  def level_schedule(self, member: int | None = None, seed: int | None = None) -> LevelSchedule:
     """A PBT member's flood level as a function of the update count, for ``fj.flood``.
 
     ``member`` (flat index among the configurations of a seed) and ``seed`` default to the
     winner of :meth:`best`; ``fj.flood(result.level_schedule())`` retrains it with the
     levels PBT gave it, changing at each exploit boundary.
     """
-    from flood_jax._sweep.pbt import LevelSchedule
-
     if self.lineage is None:
       raise ValueError("level_schedule needs a PBT sweep: fj.sweep(..., pbt=fj.PBT(...)).")
     best: dict[str, Any] = self.best() if member is None or seed is None else {}

@@ -23,6 +23,17 @@ from flood_jax._checks import directory as check_directory
 if TYPE_CHECKING:
   from flood_jax._result import SweepResult
 
+# The history's keys under classification (the sweep's keys before tasks), in the order the
+# files write them; flood_jax._result.METRICS.
+METRICS = (
+  "train_loss",
+  "val_loss",
+  "val_accuracy",
+  "test_loss",
+  "test_accuracy",
+  "flooded_fraction",
+)
+
 # What a results.json without a "selection" entry was chosen by.
 CLASSIFICATION_SELECTION = ("val_accuracy", "max")
 
@@ -66,8 +77,6 @@ def to_dict(result: SweepResult) -> dict[str, Any]:
 
 def _metric_order(result: SweepResult) -> tuple[str, ...]:
   """The history's keys: classification's in their fixed order, another task's as given."""
-  from flood_jax._result import METRICS
-
   return METRICS if set(result.history) == set(METRICS) else tuple(result.history)
 
 

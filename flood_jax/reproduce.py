@@ -48,6 +48,7 @@ import optax
 from flood_jax import _optimizers
 from flood_jax import data as data_lib
 from flood_jax import models as models_lib
+from flood_jax._adaflood import adaflood_levels
 from flood_jax._checks import MARKER, NotWrittenError, claim_directory, first_line
 from flood_jax._result import SweepResult, _shortest
 from flood_jax._result import paired_p as _paired_p
@@ -1018,8 +1019,6 @@ def adaflood(
   from its checkpoint in ``out_dir/checkpoints/SETTING/PART/``. Its
   ``seconds`` are then those of the call that finished it.
   """
-  from flood_jax._adaflood import adaflood_levels
-
   settings = _grid(datasets, noise_rates, optimizers)
   levels = sorted({0.0, *(float(b) for b in flood_levels)})
   gamma_list = sorted({1.0, *(float(g) for g in gammas)})

@@ -2,7 +2,8 @@
 
 Each concern has a module of its own (``api.sweep`` -> ``spec`` -> ``driver.run``):
 
-- ``api``: ``sweep()``, whose body builds a :class:`~flood_jax._sweep.spec.SweepSpec` and runs it;
+- ``api``: ``sweep()``, whose body builds a :class:`~flood_jax._sweep.spec.SweepSpec` and runs it,
+  and ``plan()`` (``fj.plan``), which plans that spec without training;
 - ``spec``: every argument checked once into a frozen record; ``TrainSpec`` is what one model
   computes (the program cache's key); ``record()`` is the result's config and the fingerprint;
 - ``objectives``: flood, iFlood, AdaFlood and the fold models (the only module knowing them);
@@ -16,7 +17,7 @@ Each concern has a module of its own (``api.sweep`` -> ``spec`` -> ``driver.run`
 - ``schedule``: ``EvalPlan``, the evaluated epochs, rungs and epochs per call;
 - ``layout``: devices, chunk sizes, ``Layout.chunks``, the data on the devices;
 - ``memory``: XLA's memory analysis of a chunk, the line fitted to it, the chunk that fits;
-- ``plan``: the ``Plan`` a sweep runs (``fj.plan``) and how its chunk size is decided;
+- ``plan``: the ``Plan`` a sweep runs (what ``fj.plan`` returns) and how its chunk size is decided;
 - ``prune``: the pruning ``Policy``: ``NoPruning`` (the default) and ``Halving``;
 - ``pbt``: ``PBT``, a policy whose rungs are exploit boundaries (the driver copies carries and
   sets the next levels and hyperparameters between segments);

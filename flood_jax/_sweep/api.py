@@ -1,7 +1,10 @@
-"""``fj.sweep``: the public entry point; its body builds a :class:`SweepSpec` and runs it."""
+"""``fj.sweep``, the public entry point, whose body builds a :class:`SweepSpec` and runs it; and
+``fj.plan``, the same spec planned (:mod:`flood_jax._sweep.plan`) without training."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -12,8 +15,9 @@ from jax.sharding import Mesh
 
 from flood_jax._dataset import Dataset
 from flood_jax._result import SweepResult
-from flood_jax._sweep.driver import run
+from flood_jax._sweep.driver import planned, run, timed_epochs
 from flood_jax._sweep.pbt import PBT
+from flood_jax._sweep.plan import Plan
 from flood_jax._sweep.program import Augment, LossFn
 from flood_jax._sweep.prune import Halving
 from flood_jax._sweep.spec import SweepSpec
@@ -321,4 +325,77 @@ def sweep(
       task=task,
       pbt=pbt,
     )
+  )
+
+
+def plan(model: Any, data: Any, *, timed: bool = False, **sweep_arguments: Any) -> Plan:
+  """The plan :func:`flood_jax.sweep` would run, without training.
+
+  Takes :func:`flood_jax.sweep`'s arguments (``memory_limit=`` among them)
+  and checks them as it does. The chunk size (models per device per call) is
+  the most whose compiled program fits the memory limit (``memory_limit=``
+  bytes per device, or on a GPU or TPU the device's limit less 10%), from
+  XLA's memory analysis: the program of all the models a device trains is
+  compiled first; if it does not fit, a chunk of 2 is too, the line
+  :math:`\\text{peak}(k) = a + b k` bytes through the two gives the largest
+  :math:`k` that fits, evened out over the calls, and that chunk is compiled
+  once more to check it. Nothing runs; each measured chunk size costs one
+  compilation. On a CPU without a
+  limit the chunk size is the CPU's measured preference, as in
+  ``fj.sweep``, and only that one chunk is compiled, to report its bytes.
+
+  With ``timed=True`` the first call's models also train for a few epochs
+  (a program of one epoch, compiled for it), so the plan estimates the
+  seconds per epoch of the whole sweep (``calls`` times one call's epoch,
+  the evaluation's share included); the models trained are thrown away.
+
+  Args:
+    model: as for :func:`flood_jax.sweep`.
+    data: as for :func:`flood_jax.sweep`.
+    timed: also time a few epochs of the first call's models (one more
+      compilation; a run of the chunk on the device).
+    **sweep_arguments: the other arguments of :func:`flood_jax.sweep`
+      (``flood_levels``, ``seeds``, ``optimizer``, ``epochs``,
+      ``batch_size``, ..., ``memory_limit``).
+
+  Returns:
+    A :class:`Plan`: ``chunk_size``, ``num_devices``, ``calls``,
+    ``bytes_per_device``, ``memory_limit``; ``print(plan)`` shows the memory
+    per device by part. ``fj.sweep`` with the same arguments runs this
+    layout (``result.plan``).
+
+  Raises:
+    ValueError: one model does not fit the limit (the message gives the bytes
+      per model, the bytes available and the ways out), or a bad argument.
+
+  Examples:
+    >>> import numpy as np, optax
+    >>> import flax.linen as nn
+    >>> import flood_jax as fj
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(64, 2)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int32)
+    >>> data = fj.Dataset(x_train=x, y_train=y, x_val=x, y_val=y, x_test=x, y_test=y)
+    >>> class Net(nn.Module):
+    ...   @nn.compact
+    ...   def __call__(self, x, train):
+    ...     return nn.Dense(2)(nn.relu(nn.Dense(8)(x)))
+    >>> p = fj.plan(Net(), data, flood_levels=np.linspace(0, 0.2, 16), seeds=[0],
+    ...             optimizer=optax.sgd(0.1), epochs=2, batch_size=16,
+    ...             memory_limit=2 * 2**20)
+    >>> p.bytes_per_device <= 2 * 2**20, p.chunk_size * p.num_devices * p.calls >= 16
+    (True, True)
+  """
+  try:
+    bound = inspect.signature(sweep).bind(model, data, **sweep_arguments)
+  except TypeError as err:
+    raise TypeError(f"fj.plan takes fj.sweep's arguments: {err}") from None
+  bound.apply_defaults()
+  spec = SweepSpec.from_arguments(**bound.arguments)
+  prepared = planned(spec, measure=True)
+  if not timed:
+    return prepared.memory
+  first, per_epoch = timed_epochs(spec, prepared)
+  return dataclasses.replace(
+    prepared.memory, seconds_per_epoch=per_epoch, first_epoch_seconds=first, epochs=spec.epochs
   )

@@ -53,14 +53,6 @@ _progress_bar = progress_bar  # (tests replace it with a bar that presses Ctrl-C
 auto_eval_every, evaluated_epochs = schedule.auto_eval_every, schedule.evaluated_epochs
 
 
-def __getattr__(name: str) -> Any:
-  if name == "sweep":  # fj.sweep itself lives in api (which imports this module)
-    from flood_jax._sweep.api import sweep
-
-    return sweep
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class Programs:
   """The compiled programs of one sweep: a call of any length, from the program cache."""

@@ -22,11 +22,11 @@ import numbers
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from flood_jax._checks import is_integer
 from flood_jax._sweep.metrics import column
+from flood_jax._sweep.program import set_hyperparams
 from flood_jax._task import Classification, Task
 
 # Mixed into every generator's seed, so PBT's draws share no stream with anything else.
@@ -205,8 +205,6 @@ def _number(x: Any) -> bool:
 def hyperparam_leaves(structure: Any, names: tuple[str, ...]) -> list[list[int]]:
   """Per name in ``names``: the indices, among ``jax.tree.leaves(structure)`` (a carry), of
   the optimizer state's leaves that hold it."""
-  from flood_jax._sweep.program import set_hyperparams
-
   leaves, treedef = jax.tree.flatten(structure)
   numbered = jax.tree.unflatten(treedef, [np.int64(i) for i in range(len(leaves))])
   marked = numbered._replace(
@@ -214,52 +212,3 @@ def hyperparam_leaves(structure: Any, names: tuple[str, ...]) -> list[list[int]]
   )
   found = [int(x) for x in jax.tree.leaves(marked)]
   return [[i for i, x in enumerate(found) if x == -1 - j] for j in range(len(names))]
-
-
-@dataclasses.dataclass(frozen=True)
-class LevelSchedule:
-  """A member's flood level as a function of the update count, for ``fj.flood``.
-
-  ``values[j]`` holds from update ``boundaries[j - 1]`` (0 for ``j = 0``) until
-  ``boundaries[j]``: ``fj.flood(schedule)`` retrains with the level PBT gave the member.
-
-  Examples:
-    >>> from flood_jax._sweep.pbt import LevelSchedule
-    >>> schedule = LevelSchedule(boundaries=(10, 20), values=(0.1, 0.125, 0.1))
-    >>> [float(schedule(step)) for step in (0, 9, 10, 25)]
-    [0.10000000149011612, 0.10000000149011612, 0.125, 0.10000000149011612]
-  """
-
-  boundaries: tuple[int, ...]  # updates (steps) at which the level changes
-  values: tuple[float, ...]  # len(boundaries) + 1 levels
-
-  def __call__(self, count: Any) -> jax.Array:
-    index = jnp.searchsorted(jnp.asarray(self.boundaries, jnp.int32), count, side="right")
-    return jnp.asarray(self.values, jnp.float32)[index]
-
-
-def summary_lines(result: Any, best: dict[str, Any]) -> list[str]:
-  """The summary's lines for a PBT sweep: the winner and its level trajectory, and how the
-  population's levels ended (rows of the table are the members' starting slots)."""
-  name = result.level_name
-  schedule = result.level_schedule(best["member"], best["seed"])
-  path = " -> ".join(f"{v:g}" for v in schedule.values)
-  boundaries = ", ".join(str(b // max(int(result.config["pbt"]["steps_per_epoch"]), 1))
-                         for b in schedule.boundaries)  # fmt: skip
-  final = np.asarray(result.history[name])[..., -1]
-  hparams = "".join(f", {k} {v:g}" for k, v in best.items() if k in result.hyperparams)
-  return [
-    f"PBT (rows: the members' starting slots; * the winner's): the winner is member"
-    f" {best['member']} of seed {best['seed']}, ending at {name} {best[name]:g}{hparams};"
-    f" its {name} went {path} (boundaries after epochs {boundaries}).",
-    f"PBT: the members' final {name}s, over all seeds: median {np.median(final):g},"
-    f" range [{final.min():g}, {final.max():g}]; weights copied"
-    f" {int((result.lineage != _own(result.lineage)).sum())} times.",
-  ]
-
-
-def _own(lineage: np.ndarray) -> np.ndarray:
-  """Each member's own flat index (among its seed's configurations), shaped as ``lineage``."""
-  configs = int(np.prod(lineage.shape[:-2]))
-  own = np.arange(configs).reshape(lineage.shape[:-2])
-  return np.broadcast_to(own[..., None, None], lineage.shape)

@@ -12,7 +12,8 @@ way :func:`flood_jax.sweep` runs it:
   ``benchmarks/sweep.py`` (:func:`flood_jax._sweep.layout.auto_chunk_size`),
   unchanged.
 
-:func:`plan` is the public ``fj.plan``: the same planning, without training.
+:class:`Plan` is what the public ``fj.plan`` (:func:`flood_jax._sweep.api.plan`) returns: the
+same planning, without training.
 """
 
 from __future__ import annotations
@@ -331,82 +332,3 @@ def _too_big(
 def data_nbytes(arrays: Sequence[Any]) -> int:
   """Bytes of the arrays one device holds (each a full copy)."""
   return int(sum(np.prod(np.shape(a)) * np.dtype(a.dtype).itemsize for a in arrays))
-
-
-def plan(model: Any, data: Any, *, timed: bool = False, **sweep_arguments: Any) -> Plan:
-  """The plan :func:`flood_jax.sweep` would run, without training.
-
-  Takes :func:`flood_jax.sweep`'s arguments (``memory_limit=`` among them)
-  and checks them as it does. The chunk size (models per device per call) is
-  the most whose compiled program fits the memory limit (``memory_limit=``
-  bytes per device, or on a GPU or TPU the device's limit less 10%), from
-  XLA's memory analysis: the program of all the models a device trains is
-  compiled first; if it does not fit, a chunk of 2 is too, the line
-  :math:`\\text{peak}(k) = a + b k` bytes through the two gives the largest
-  :math:`k` that fits, evened out over the calls, and that chunk is compiled
-  once more to check it. Nothing runs; each measured chunk size costs one
-  compilation. On a CPU without a
-  limit the chunk size is the CPU's measured preference, as in
-  ``fj.sweep``, and only that one chunk is compiled, to report its bytes.
-
-  With ``timed=True`` the first call's models also train for a few epochs
-  (a program of one epoch, compiled for it), so the plan estimates the
-  seconds per epoch of the whole sweep (``calls`` times one call's epoch,
-  the evaluation's share included); the models trained are thrown away.
-
-  Args:
-    model: as for :func:`flood_jax.sweep`.
-    data: as for :func:`flood_jax.sweep`.
-    timed: also time a few epochs of the first call's models (one more
-      compilation; a run of the chunk on the device).
-    **sweep_arguments: the other arguments of :func:`flood_jax.sweep`
-      (``flood_levels``, ``seeds``, ``optimizer``, ``epochs``,
-      ``batch_size``, ..., ``memory_limit``).
-
-  Returns:
-    A :class:`Plan`: ``chunk_size``, ``num_devices``, ``calls``,
-    ``bytes_per_device``, ``memory_limit``; ``print(plan)`` shows the memory
-    per device by part. ``fj.sweep`` with the same arguments runs this
-    layout (``result.plan``).
-
-  Raises:
-    ValueError: one model does not fit the limit (the message gives the bytes
-      per model, the bytes available and the ways out), or a bad argument.
-
-  Examples:
-    >>> import numpy as np, optax
-    >>> import flax.linen as nn
-    >>> import flood_jax as fj
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.normal(size=(64, 2)).astype(np.float32)
-    >>> y = (x[:, 0] > 0).astype(np.int32)
-    >>> data = fj.Dataset(x_train=x, y_train=y, x_val=x, y_val=y, x_test=x, y_test=y)
-    >>> class Net(nn.Module):
-    ...   @nn.compact
-    ...   def __call__(self, x, train):
-    ...     return nn.Dense(2)(nn.relu(nn.Dense(8)(x)))
-    >>> p = fj.plan(Net(), data, flood_levels=np.linspace(0, 0.2, 16), seeds=[0],
-    ...             optimizer=optax.sgd(0.1), epochs=2, batch_size=16,
-    ...             memory_limit=2 * 2**20)
-    >>> p.bytes_per_device <= 2 * 2**20, p.chunk_size * p.num_devices * p.calls >= 16
-    (True, True)
-  """
-  import inspect
-
-  from flood_jax._sweep.api import sweep
-  from flood_jax._sweep.driver import planned, timed_epochs
-  from flood_jax._sweep.spec import SweepSpec
-
-  try:
-    bound = inspect.signature(sweep).bind(model, data, **sweep_arguments)
-  except TypeError as err:
-    raise TypeError(f"fj.plan takes fj.sweep's arguments: {err}") from None
-  bound.apply_defaults()
-  spec = SweepSpec.from_arguments(**bound.arguments)
-  prepared = planned(spec, measure=True)
-  if not timed:
-    return prepared.memory
-  first, per_epoch = timed_epochs(spec, prepared)
-  return dataclasses.replace(
-    prepared.memory, seconds_per_epoch=per_epoch, first_epoch_seconds=first, epochs=spec.epochs
-  )
