@@ -1,5 +1,7 @@
 """The optimizer factory: decoupled and L2 weight decay, and the commands that use it."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 
 from flood_jax import reproduce
 from flood_jax._optimizers import optimizer
-from flood_jax.cli import sweep as cli_sweep
+from flood_jax.cli.sweep_config import DECAY, SweepConfig
 
 PARAMS = {"w": jnp.array([[0.5, -1.0], [2.0, 0.25]]), "b": jnp.array([0.1, -0.3])}
 
@@ -166,7 +168,8 @@ def _old_cli_optimizer(config):
   ],
 )
 def test_the_command_line_builds_the_optimizer_it_built_before(config):
-  _same_updates(cli_sweep._optimizer(config), _old_cli_optimizer(config))
+  options: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+  _same_updates(SweepConfig(**options).make_optimizer(), _old_cli_optimizer(config))
 
 
 def _old_reproduce_optimizer(name, learning_rate=None, weight_decay=0.0):
@@ -199,4 +202,4 @@ def test_both_commands_say_which_decay_they_use(capsys):
   assert cli.main(["reproduce", "--help"]) == 0
   text = " ".join(capsys.readouterr().out.split())
   assert "benchmark's 1e-5 is L2, added to the gradient before Adam" in text
-  assert cli_sweep.DECAY == {"adam": "decoupled", "sgd": "l2"}
+  assert DECAY == {"adam": "decoupled", "sgd": "l2"}

@@ -19,25 +19,19 @@ from flood_jax._checks import directory as check_directory
 from flood_jax._checks import first_line
 
 TRACKERS = ("tensorboard", "mlflow", "wandb")
+LOG_HELP = (
+  "log every model's curves to an experiment tracker: tensorboard, mlflow or"
+  ' wandb (repeat for several; needs pip install "flood_jax[tracking]"); written'
+  " under --log-dir, else --out, unless the tracker's own settings"
+  " (MLFLOW_TRACKING_URI, WANDB_DIR, WANDB_MODE, WANDB_PROJECT) say otherwise"
+)
+LOG_DIR_HELP = "where --log trackers write (default: --out)"
 
 
 def add_arguments(group: Any) -> None:
   """``--log`` (repeatable) and ``--log-dir``."""
-  group.add_argument(
-    "--log",
-    action="append",
-    choices=TRACKERS,
-    metavar="TRACKER",
-    help="log every model's curves to an experiment tracker: tensorboard, mlflow or"
-    ' wandb (repeat for several; needs pip install "flood_jax[tracking]"); written'
-    " under --log-dir, else --out, unless the tracker's own settings"
-    " (MLFLOW_TRACKING_URI, WANDB_DIR, WANDB_MODE, WANDB_PROJECT) say otherwise",
-  )
-  group.add_argument(
-    "--log-dir",
-    metavar="DIR",
-    help="where --log trackers write (default: --out)",
-  )
+  group.add_argument("--log", action="append", choices=TRACKERS, metavar="TRACKER", help=LOG_HELP)
+  group.add_argument("--log-dir", metavar="DIR", help=LOG_DIR_HELP)
 
 
 def make_loggers(
