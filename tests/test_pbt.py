@@ -169,6 +169,14 @@ def test_best_names_a_member_and_its_level_schedule(explored, data):
     assert float(schedule((epoch - 1) * steps)) == pytest.approx(float(levels[epoch - 1]))
   fj.flood(schedule)  # a schedule fj.flood takes
   assert "PBT" in result.summary() and result.config["pbt"]["interval"] == 2
+  # The command line's verdicts compare a level's row with b = 0's: no row is a level's here.
+  from flood_jax.cli.sweep_report import flooding_effect, loss_verdict
+
+  moved = dict(result.history, flood_level=result.history["flood_level"] * 1.1 + 0.01)
+  off_grid = dataclasses.replace(result, history=moved)  # the winner ends off the grid
+  assert off_grid.best()["flood_level"] not in LEVELS
+  for pbt_result in (result, off_grid):
+    assert flooding_effect(pbt_result) is None and loss_verdict(pbt_result) is None
 
 
 @pytest.mark.parametrize(
@@ -246,19 +254,25 @@ def test_pbt_on_two_processes_equals_one_process_with_the_same_devices(tmp_path)
   assert (alone["lineage"] != np.arange(3).reshape(3, 1, 1)).any()
 
 
-def test_cli_pbt_runs_and_records_it(tmp_path, capsys):
-  from test_cli import TINY
+TINY_CLI = [
+  "sweep", "--dataset", "two_gaussians", "--label-noise", "0.1", "--seeds", "2", "--epochs", "4",
+  "--batch-size", "20", "--hidden", "8", "--depth", "1", "--devices", "1", "--no-progress",
+]  # fmt: skip
 
+
+def test_cli_pbt_runs_and_records_it(tmp_path, capsys):
   from flood_jax import cli
 
   out_dir = tmp_path / "pbt"
-  code = cli.main([*TINY, "--levels", "0.1,0.2,0.4,0.6", "--pbt", "2,0.5", "--out", str(out_dir)])
+  # With b = 0 in the grid: no "at the best level" line (no row is one level's models).
+  code = cli.main([*TINY_CLI, "--levels", "0,0.2,0.4,0.6", "--pbt", "2,0.5", "--out", str(out_dir)])
   out, err = capsys.readouterr()
   assert code == 0, err
   results = json.loads((out_dir / "results.json").read_text())
   assert results["config"]["pbt"]["interval"] == 2 and results["config"]["pbt"]["fraction"] == 0.5
   assert "flood_level" in results["history"] and "PBT" in out
-  assert cli.main([*TINY, "--pbt", "2,0.9"]) != 0
+  assert "at the best level" not in out
+  assert cli.main([*TINY_CLI, "--pbt", "2,0.9"]) != 0
   assert "FRACTION in [0, 0.5]" in capsys.readouterr().err
 
 

@@ -42,7 +42,7 @@ def flooding_effect(result: Any) -> str | None:
   """
   import numpy as np
 
-  if not has_best(result):
+  if not has_best(result) or result.lineage is not None:  # PBT: no level is a row's
     return None
   result = result.at_best_hyperparams()
   levels = np.asarray(result.flood_levels)
@@ -73,8 +73,8 @@ def loss_verdict(result: Any) -> str | None:
 
   from flood_jax._result import paired_p
 
-  if not has_best(result) or len(result.seeds) < 2:
-    return None
+  if not has_best(result) or len(result.seeds) < 2 or result.lineage is not None:
+    return None  # (PBT: its members change level, so no row is a level's models)
   result = result.at_best_hyperparams()
   levels = np.asarray(result.flood_levels)
   if not np.any(levels == 0) or len(levels) < 2:
