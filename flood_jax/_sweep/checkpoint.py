@@ -131,7 +131,7 @@ def verify(directory: str) -> str | None:
       expected = json.load(f)
   except FileNotFoundError:
     return f"its checksums ({MANIFEST}) are missing"
-  except (OSError, ValueError):
+  except (OSError, ValueError, RecursionError):
     return f"its checksums ({MANIFEST}) are unreadable"
   try:
     entries = sorted((str(rel), int(size), str(sha)) for rel, (size, sha) in expected.items())
@@ -208,7 +208,7 @@ class CheckpointStore:
           saved = json.load(f)
         if not isinstance(saved, dict):
           raise ValueError("not a JSON object")
-      except (OSError, ValueError) as err:
+      except (OSError, ValueError, RecursionError) as err:
         raise ValueError(
           f"checkpoint_dir {directory}: its fingerprint sweep.json is unreadable"
           f" ({first_line(err)}), so which sweep it holds is unknown; pass a new"
@@ -268,7 +268,13 @@ class CheckpointStore:
       except FileExistsError:
         holder = _read_lock(path)
         if _stale(holder, self.directory, path):
-          _remove(path)
+          try:
+            _remove(path)
+          except OSError as err:
+            return (
+              f"cannot take over the left-over lock {path}: {err.strerror}; make"
+              f" checkpoint_dir {self.directory} writable (or delete the lock)."
+            )
           continue
         who = (
           f"process {holder.get('pid')} on host {holder.get('host')}"
@@ -300,14 +306,22 @@ class CheckpointStore:
     return f"could not lock checkpoint_dir {self.directory}; delete {path} if no sweep runs there."
 
   def close(self) -> None:
-    """Releases the lock (the checkpointer holds nothing between saves)."""
+    """Releases the lock (the checkpointer holds nothing between saves).
+
+    Never raises: it runs while an error may be on its way out (a save that
+    failed on a directory turned read-only), which a lock that cannot be
+    removed must not hide. Such a lock is left over: its holder is gone, so
+    the next sweep here takes it over.
+    """
     if self._locked:
-      _remove(os.path.join(self.directory, LOCK))
-      _HELD.discard(self.directory)
       self._locked = False
+      _HELD.discard(self.directory)
+      with contextlib.suppress(OSError):
+        _remove(os.path.join(self.directory, LOCK))
     checkpointer = self.__dict__.get("_checkpointer")
     if checkpointer is not None:
-      checkpointer.close()
+      with contextlib.suppress(Exception):
+        checkpointer.close()
 
   # -- saving and loading ------------------------------------------------------
 
@@ -375,15 +389,21 @@ class CheckpointStore:
       kept=kept,
     )
 
-  def _restore(self, path: str, what: str) -> dict[str, Any] | None:
+  def _restore(self, path: str, what: str, keys: Sequence[str]) -> dict[str, Any] | None:
+    """The entry at ``path`` (a dict with ``keys``), or ``None`` with a warning if damaged."""
     if not os.path.isdir(path):
       return None
     damage = verify(path)
     if damage is None:
       try:
-        return self._checkpointer.restore(path)
+        tree = self._checkpointer.restore(path)
       except Exception as err:  # a file that reads wrong is damage too
         damage = f"it does not restore: {first_line(err)}"
+      else:
+        missing = [k for k in keys if not isinstance(tree, dict) or k not in tree]
+        if not missing:
+          return tree
+        damage = f"it holds no {', '.join(missing)}"
     warnings.warn(
       f"checkpoint {path} is damaged ({damage}); {what} is trained again.",
       CheckpointWarning,
@@ -409,7 +429,9 @@ class CheckpointStore:
     path = os.path.join(self.directory, "current")
     if self._current_damaged or not os.path.isdir(path):
       return None
-    tree = self._restore(path, "the call in progress")
+    tree = self._restore(
+      path, "the call in progress", ("segment", "call", "epoch", "carry", "history")
+    )
     if tree is None:
       self._current_damaged = True  # said once; the call starts over
     if tree is None or (int(tree["segment"]), int(tree["call"])) != (segment, call):
@@ -445,7 +467,7 @@ class CheckpointStore:
           stacklevel=3,
         )
       return None
-    tree = self._restore(path, f"call {call}")
+    tree = self._restore(path, f"call {call}", ("models", "leaves", "history"))
     if tree is None or not np.array_equal(np.asarray(tree["models"]), models):
       return None
     return tree["history"], _tree_to_leaves(tree["leaves"])
@@ -488,12 +510,18 @@ _DESCRIBE = {
 
 
 def _read_lock(path: str) -> dict[str, Any] | None:
+  """The lock's holder (``host``, ``pid``), or ``None`` if it does not read as one."""
   try:
     with open(path) as f:
       holder = json.load(f)
-    return holder if isinstance(holder, dict) else None
-  except (OSError, ValueError):
+  except (OSError, ValueError, RecursionError):
     return None
+  if not isinstance(holder, dict):
+    return None
+  host, pid = holder.get("host"), holder.get("pid")
+  if not isinstance(host, str) or not isinstance(pid, int) or isinstance(pid, bool):
+    return None
+  return holder
 
 
 def _stale(holder: dict[str, Any] | None, directory: str, path: str) -> bool:
@@ -504,16 +532,16 @@ def _stale(holder: dict[str, Any] | None, directory: str, path: str) -> bool:
       return time.time() - os.path.getmtime(path) > 10.0
     except OSError:
       return True
-  if holder.get("host") != socket.gethostname():
+  if holder["host"] != socket.gethostname():
     return False  # another host's process: it cannot be checked from here
-  pid = holder.get("pid")
-  if not isinstance(pid, int) or pid <= 0:
+  pid = holder["pid"]
+  if pid <= 0:
     return True
   if pid == os.getpid():
     return directory not in _HELD
   try:
     os.kill(pid, 0)
-  except ProcessLookupError:
+  except (ProcessLookupError, OverflowError):  # no such process (or no such pid at all)
     return True
   except PermissionError:
     return False  # alive, another user's
