@@ -2,6 +2,7 @@
 the sweep that wrote it, damage is detected and retrained, one sweep per directory."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -174,6 +175,74 @@ def test_a_directory_turned_read_only_after_a_call_stops_with_the_saves_own_line
   # Writable again: the left-over lock is taken over and the sweep resumes to the same results.
   assert_bitwise_equal(_run(data, directory), full[0])
   assert not (directory / "sweep.lock").exists()
+
+
+async def _write_fails(seconds, message):
+  import asyncio
+
+  await asyncio.sleep(seconds)
+  raise ValueError(message)
+
+
+def test_orbax_logs_nothing_beside_a_failed_saves_own_line(data, tmp_path, monkeypatch, caplog):
+  from orbax.checkpoint._src.futures import future
+
+  save = ocp.Checkpointer.save
+  count = [0]
+
+  def fill_the_disk(self, path, *args, **kwargs):
+    count[0] += 1
+    if count[0] == 3:  # Orbax's own writing thread fails, logs its traceback and reraises
+      full = "RESOURCE_EXHAUSTED: Failed to write 2162 bytes to file 4: No space left on device"
+      future.CommitFuture(_write_fails(0.0, full), name="np_type_handler").result()
+    return save(self, path, *args, **kwargs)
+
+  with caplog.at_level(logging.INFO), monkeypatch.context() as patch:
+    patch.setattr(ocp.Checkpointer, "save", fill_the_disk)
+    with pytest.raises(CheckpointSaveError, match="No space left on device"):
+      _run(data, tmp_path / "ckpt")
+  assert count[0] == 3
+  assert [r.getMessage() for r in caplog.records if "orbax" in r.pathname] == []
+
+
+@pytest.mark.parametrize("how", ["interrupted", "interrupted, then another error"])
+def test_ctrl_c_during_a_save_leaves_no_orbax_thread_to_speak_later(
+  data, full, tmp_path, monkeypatch, caplog, how
+):
+  import threading
+
+  from orbax.checkpoint._src.futures import future
+
+  directory = tmp_path / "ckpt"
+  save = ocp.Checkpointer.save
+  count = [0]
+
+  def interrupted(self, path, *args, **kwargs):
+    count[0] += 1
+    if count[0] < 3:
+      return save(self, path, *args, **kwargs)
+    os.makedirs(f"{path}.orbax-checkpoint-tmp/ocdbt.process_0")  # half-written
+    # Orbax's thread goes on writing, then fails, after the main thread has left the save.
+    gone = "cannot schedule new futures after interpreter shutdown"
+    future.CommitFuture(_write_fails(0.3, gone), name="write_metadata_after_commits")
+    try:
+      raise KeyboardInterrupt
+    except KeyboardInterrupt:
+      if how == "interrupted":
+        raise
+      raise RuntimeError("cannot join thread before it is started") from None  # Orbax's cleanup
+
+  with caplog.at_level(logging.INFO), monkeypatch.context() as patch:
+    patch.setattr(ocp.Checkpointer, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+      _run(data, directory)
+  # Orbax's thread was waited for before the interrupt went on: it can print nothing later.
+  assert not [t for t in threading.enumerate() if type(t).__module__.startswith("orbax")]
+  assert [r.getMessage() for r in caplog.records if "orbax" in r.pathname] == []
+  assert sorted(os.listdir(directory)) == ["done_00_00000", "done_00_00001", "sweep.json"]
+  saved = _saved_calls(monkeypatch)
+  assert_bitwise_equal(_run(data, directory), full[0])
+  assert saved == [2]
 
 
 READ_ONLY = textwrap.dedent(

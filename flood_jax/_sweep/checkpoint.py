@@ -15,15 +15,19 @@ not drawn from a stream that a restart would reset.
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
+import sys
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -187,7 +191,7 @@ class CheckpointStore:
       raise
     # Synchronous: Orbax's asynchronous checkpointer leaves threads waiting
     # for good when a save fails (a read-only directory hung the process).
-    self._checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+    self._checkpointer = quietly(lambda: ocp.Checkpointer(ocp.StandardCheckpointHandler()))
     self._last_save = time.monotonic()
 
   def _check_fingerprint(self, directory: str, fingerprint: dict[str, Any]) -> None:
@@ -321,7 +325,7 @@ class CheckpointStore:
     checkpointer = self.__dict__.get("_checkpointer")
     if checkpointer is not None:
       with contextlib.suppress(Exception):
-        checkpointer.close()
+        quietly(checkpointer.close)
 
   # -- saving and loading ------------------------------------------------------
 
@@ -354,7 +358,7 @@ class CheckpointStore:
       _clear_partial(tmp)
     hosts.barrier("flood_jax_checkpoint_clear")
     try:
-      self._checkpointer.save(tmp, tree)
+      quietly(self._checkpointer.save, tmp, tree)
       if hosts.is_main():
         manifest = file_digests(tmp)
         with open(os.path.join(tmp, MANIFEST), "w") as f:
@@ -363,6 +367,10 @@ class CheckpointStore:
           os.fsync(f.fileno())
     except Exception as err:  # Orbax reports disk errors as ValueError, OSError, ...
       failure = _cause(err)
+    except BaseException:  # Ctrl-C: the last good state stays; nothing half-written is left
+      if hosts.is_main():
+        _clear_partial(tmp, settle_s=2.0)
+      raise
     if hosts.is_main() and failure is None:
       try:
         _remove(path)
@@ -396,7 +404,7 @@ class CheckpointStore:
     damage = verify(path)
     if damage is None:
       try:
-        tree = self._checkpointer.restore(path)
+        tree = quietly(self._checkpointer.restore, path)
       except Exception as err:  # a file that reads wrong is damage too
         damage = f"it does not restore: {first_line(err)}"
       else:
@@ -556,10 +564,146 @@ def _remove(path: str) -> None:
       os.remove(path)
 
 
-def _clear_partial(tmp: str) -> None:
-  """Removes a half-written entry: ours (``.partial``) and Orbax's own temporary name for it."""
-  for path in glob.glob(glob.escape(tmp) + "*"):
-    shutil.rmtree(path, ignore_errors=True)
+class _QuietOrbax(logging.Filter):
+  """Drops Orbax's log records (absl's logger) while a save or restore of ours runs, and
+  those of its threads that an interrupted save left behind.
+
+  A failed save is said in one line (:class:`CheckpointSaveError`), a damaged entry in one
+  warning: Orbax's own tracebacks of the same failure (``RESOURCE_EXHAUSTED`` ...) would
+  only bury it.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.depth = 0  # saves and restores of ours running now
+    self.threads: set[int | None] = set()  # Orbax's threads that a Ctrl-C left behind
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if f"{os.sep}orbax{os.sep}" not in record.pathname:
+      return True
+    return not (self.depth > 0 or record.thread in self.threads)
+
+
+_QUIET = _QuietOrbax()
+# How long an interrupted save waits for Orbax's threads to stop.
+STOP_S = 10.0
+
+
+def quietly(fn: Callable[..., Any], *args: Any) -> Any:
+  """``fn(*args)``, a call to Orbax (a save, a restore), without Orbax's logging.
+
+  On an exception (a full disk, Ctrl-C), waits for the Orbax threads it started (or
+  cancels them, after ``STOP_S``), so that none is left to log, or to fail, after the
+  error has been reported. On Ctrl-C, what the interrupted call left behind (a half-made
+  event loop, coroutines never awaited) is collected here, quietly, not at exit with
+  Python's complaints about it.
+  """
+  logger = logging.getLogger("absl")
+  if _QUIET not in logger.filters:
+    logger.addFilter(_QUIET)
+  before = set(threading.enumerate())
+  _QUIET.depth += 1
+  try:
+    return fn(*args)
+  except BaseException as err:
+    started = [t for t in threading.enumerate() if t not in before]
+    _stop([t for t in started if _is_orbax(t)])
+    # Their helpers (asyncio's executor) finish the file operations in flight.
+    deadline = time.monotonic() + 2.0
+    for thread in started:
+      if not _is_orbax(thread):
+        _join(thread, deadline)
+    if not _interrupted(err):
+      raise
+    # Orbax's frames, and what they hold, go now (the traceback starts here); a Ctrl-C
+    # that Orbax turned into another error on its way out (a thread it could not join)
+    # is a Ctrl-C still.
+    _drop_quietly(err)
+    if isinstance(err, KeyboardInterrupt):
+      raise
+    raise KeyboardInterrupt from None
+  finally:
+    _QUIET.depth -= 1
+
+
+def _interrupted(err: BaseException) -> bool:
+  """Whether ``err`` is, or was raised while handling, a ``KeyboardInterrupt``."""
+  seen: set[int] = set()
+  at: BaseException | None = err
+  while at is not None and id(at) not in seen:
+    if isinstance(at, KeyboardInterrupt):
+      return True
+    seen.add(id(at))
+    at = at.__context__
+  return False
+
+
+def _drop_quietly(err: BaseException) -> None:
+  """Drops ``err``'s traceback and context and collects what they held, without the
+  warnings and unraisable exceptions of what is freed (Python's complaints at exit)."""
+  hook = sys.unraisablehook
+  sys.unraisablehook = lambda _: None
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      err.__traceback__, err.__context__ = None, None
+      gc.collect()
+  finally:
+    sys.unraisablehook = hook
+
+
+def _is_orbax(thread: threading.Thread) -> bool:
+  return type(thread).__module__.split(".")[0] == "orbax"
+
+
+def _stop(threads: Sequence[threading.Thread]) -> None:
+  """Waits for Orbax's threads (up to ``STOP_S``), then cancels those still running (they
+  stay silenced).
+
+  Waited for first: a cancelled thread can leave TensorStore's writes in flight, which
+  then land after the half-written entry has been cleared.
+  """
+  _QUIET.threads.update(t.ident for t in threads)
+  deadline = time.monotonic() + STOP_S
+  for thread in threads:
+    _join(thread, deadline)
+  for thread in threads:
+    cancel = getattr(thread, "cancel", None)
+    if thread.is_alive() and callable(cancel):
+      with contextlib.suppress(Exception):  # a thread that has just finished
+        cancel()
+      _join(thread, time.monotonic() + 1.0)
+    if not thread.is_alive():
+      _QUIET.threads.discard(thread.ident)
+
+
+def _join(thread: threading.Thread, deadline: float) -> None:
+  """Waits for ``thread`` until ``deadline`` (``time.monotonic()``), also for one that is
+  being started (a Ctrl-C can stop the main thread in the middle of starting it)."""
+  while True:
+    try:
+      # threading's own join: Orbax's raises what the thread raised.
+      threading.Thread.join(thread, max(0.0, deadline - time.monotonic()))
+      return
+    except RuntimeError:  # not started yet
+      if time.monotonic() >= deadline:
+        return
+      time.sleep(0.01)
+
+
+def _clear_partial(tmp: str, settle_s: float = 0.0) -> None:
+  """Removes a half-written entry: ours (``.partial``) and Orbax's own temporary name for it.
+
+  ``settle_s``: after an interrupted save, TensorStore's own threads may still be writing
+  into it for a moment; it is removed again until it stays removed (for up to that long).
+  """
+  deadline = time.monotonic() + settle_s
+  while True:
+    for path in glob.glob(glob.escape(tmp) + "*"):
+      shutil.rmtree(path, ignore_errors=True)
+    if not glob.glob(glob.escape(tmp) + "*") or time.monotonic() >= deadline:
+      return
+    time.sleep(0.05)
 
 
 # What a failed write says, as the operating system names it (Orbax wraps it in long text).
