@@ -10,13 +10,16 @@ multi-process runtime itself (placing, gathering, agreeing) is :mod:`flood_jax._
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 
@@ -26,6 +29,78 @@ HEARTBEAT_TIMEOUT_S = 100
 # How long a process waits for the others (and the coordinator) to join
 # before it gives up (jax.distributed.initialize's default).
 JOIN_TIMEOUT_S = 300
+# JAX aborts the process from C++ (a stack trace, exit -6) when its join times out; its
+# timeout is set this much later than ours, so that ours fires first and says so in a line.
+ABORT_GRACE_S = 10
+# The exit status of a process whose join timed out (the command line's for bad input).
+JOIN_FAILED_EXIT = 2
+
+
+def split_address(address: str) -> tuple[str, int]:
+  """``(host, port)`` of ``HOST:PORT`` (an IPv6 host in brackets, ``[::1]:1234``).
+
+  Raises:
+    ValueError: not of that form, or a port outside 1 to 65535 (one line).
+  """
+  match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):(\d+)", address)
+  if match is None:
+    raise ValueError(
+      f"the coordinator's address must be HOST:PORT (e.g. 10.0.0.1:1234), got {address!r}."
+    )
+  host, port = match.group(1).strip("[]"), int(match.group(2))
+  if not 1 <= port <= 65535:
+    raise ValueError(
+      f"the coordinator's port must be 1 to 65535, got {port} in {address!r}; pick a free port."
+    )
+  return host, port
+
+
+def check_coordinator(address: str, process_id: int) -> None:
+  """One-line errors, before JAX starts, for a coordinator that cannot be one.
+
+  Every process: an address of the wrong form or a port out of range, a host that does not
+  resolve. Process 0, which starts the coordination service on the port: a port in use.
+  """
+  host, port = split_address(address)
+  try:
+    socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+  except socket.gaierror as err:
+    raise ValueError(
+      f"the coordinator's host {host!r} (in {address}) does not resolve ({err.strerror});"
+      " give process 0's host name or IP address."
+    ) from None
+  if process_id != 0:
+    return
+  # JAX's coordination service listens on the port on every interface.
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+      probe.bind(("", port))
+    except OSError as err:
+      raise ValueError(
+        f"process 0 cannot start the coordinator on port {port} ({address}):"
+        f" {err.strerror}; pick a free port for every process's coordinator address."
+      ) from None
+
+
+@contextlib.contextmanager
+def _watchdog(seconds: float, line: str) -> Iterator[None]:
+  """Ends the process with ``line`` (stderr) and :data:`JOIN_FAILED_EXIT` if the body is
+  still running after ``seconds``: a join that waits in C++, which only an abort ends."""
+
+  def give_up() -> None:
+    with contextlib.suppress(Exception):
+      sys.stdout.flush()
+      print(line, file=sys.stderr, flush=True)
+    os._exit(JOIN_FAILED_EXIT)
+
+  timer = threading.Timer(seconds, give_up)
+  timer.daemon = True
+  timer.start()
+  try:
+    yield
+  finally:
+    timer.cancel()
 
 
 def initialize(
@@ -34,7 +109,8 @@ def initialize(
   process_id: int | None = None,
   *,
   heartbeat_timeout_seconds: int = HEARTBEAT_TIMEOUT_S,
-  join_timeout_seconds: int = JOIN_TIMEOUT_S,
+  join_timeout_seconds: float = JOIN_TIMEOUT_S,
+  timeout_line: str | None = None,
 ) -> None:
   """Joins this process to a multi-process JAX program (``jax.distributed.initialize``).
 
@@ -50,7 +126,14 @@ def initialize(
     heartbeat_timeout_seconds: how long a silent process is waited for
       before the others stop with an error.
     join_timeout_seconds: how long to wait for the coordinator and the other
-      processes to join before raising an error.
+      processes to join. JAX then aborts the process from C++, so it ends here
+      first: ``timeout_line`` on stderr, exit status :data:`JOIN_FAILED_EXIT`.
+    timeout_line: what a join that timed out prints (default: a line that
+      says so).
+
+  Raises:
+    ValueError: incomplete or inconsistent arguments, a coordinator address
+      that cannot be one (:func:`check_coordinator`), before JAX starts.
   """
   given = [coordinator is not None, num_processes is not None, process_id is not None]
   if any(given) and not all(given):
@@ -60,19 +143,28 @@ def initialize(
     )
   if num_processes is not None and process_id is not None and not 0 <= process_id < num_processes:
     raise ValueError(f"process_id must be in [0, {num_processes}), got {process_id}.")
+  if coordinator is not None and process_id is not None:
+    check_coordinator(coordinator, process_id)
+  where = f" at {coordinator} (process {process_id} of {num_processes})" if coordinator else ""
+  line = timeout_line or (
+    f"flood_jax: error: the processes did not all join{where} within"
+    f" {join_timeout_seconds:g} s; start every process (with the same coordinator and"
+    " number of processes, a process id of its own), or wait longer."
+  )
   platforms = (
     os.environ.get("JAX_PLATFORMS", "") or getattr(jax.config, "jax_platforms", None) or ""
   )
   collectives = getattr(jax.config, "jax_cpu_collectives_implementation", None)
   if platforms in ("", "cpu") and collectives in (None, "", "none"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(
-    coordinator,
-    num_processes,
-    process_id,
-    initialization_timeout=join_timeout_seconds,
-    heartbeat_timeout_seconds=heartbeat_timeout_seconds,
-  )
+  with _watchdog(join_timeout_seconds, line):
+    jax.distributed.initialize(
+      coordinator,
+      num_processes,
+      process_id,
+      initialization_timeout=math.ceil(join_timeout_seconds) + ABORT_GRACE_S,
+      heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+    )
 
 
 def free_port() -> int:

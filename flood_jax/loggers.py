@@ -31,6 +31,7 @@ Anything else implements :class:`Logger`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -38,10 +39,15 @@ import os
 import secrets
 import socket
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 EXTRA = 'pip install "flood_jax[tracking]"'
+# How long a tracker's server may take to accept a connection when a logger starts: one
+# that cannot be reached is found out in seconds (its client's own retries take minutes).
+_CONNECT_TIMEOUT_S = 3.0
 
 __all__ = ["Logger", "MLflow", "Run", "SweepInfo", "TensorBoard", "WandB", "run_summaries"]
 
@@ -185,6 +191,40 @@ def run_summaries(result: Any) -> list[dict[str, Any]]:
 def _require(module: str, logger: str) -> None:
   if importlib.util.find_spec(module) is None:
     raise ImportError(f"fj.loggers.{logger} needs the {module} package: {EXTRA}")
+
+
+def _check_reachable(url: str, what: str, fix: str) -> None:
+  """Raises a one-line ``ConnectionError`` unless ``url``'s server accepts a TCP connection.
+
+  Only ``http``/``https`` addresses are checked (a file or database store has no server);
+  through the proxy the environment names for it, if any. Waits ``_CONNECT_TIMEOUT_S``
+  at most.
+  """
+  parts = urllib.parse.urlsplit(url)
+  if parts.scheme not in ("http", "https") or not parts.hostname:
+    return
+  try:
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+  except ValueError:
+    raise ValueError(f"{what} {url} has no valid port (1 to 65535); {fix}.") from None
+  host, via = parts.hostname, ""
+  proxy = urllib.request.getproxies().get(parts.scheme)
+  if proxy and not urllib.request.proxy_bypass(host):
+    proxied = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    try:
+      if proxied.hostname:
+        host, port, via = proxied.hostname, proxied.port or 80, f" through the proxy {proxy}"
+    except ValueError:
+      pass  # a proxy without a valid port: the client will say so
+  try:
+    with socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT_S):
+      pass
+  except OSError as err:
+    if isinstance(err, TimeoutError):
+      reason = f"no answer within {_CONNECT_TIMEOUT_S:g} s"
+    else:
+      reason = err.strerror or str(err) or type(err).__name__
+    raise ConnectionError(f"{what} at {url} cannot be reached{via} ({reason}); {fix}.") from None
 
 
 def _numbers(summary: Mapping[str, Any]) -> dict[str, float]:
@@ -337,10 +377,17 @@ class MLflow(Logger):
     return f"MLflow(tracking_uri={self.tracking_uri!r}, experiment={self.experiment!r})"
 
   def start(self, sweep, runs, state):
+    import mlflow
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+    uri = self.tracking_uri if self.tracking_uri is not None else mlflow.get_tracking_uri()
+    _check_reachable(
+      str(uri),
+      "the MLflow tracking server",
+      "start it, or give another tracking_uri (e.g. sqlite:///mlflow.db)",
+    )
     client = self._client = MlflowClient(tracking_uri=self.tracking_uri)
     self._ids, self._best = {}, None
     if state is not None:
@@ -481,6 +528,13 @@ class WandB(Logger):
       kwargs["mode"] = self.mode
     if self.dir is not None:
       os.makedirs(self.dir, exist_ok=True)
+    server = _wandb_server(kwargs)
+    if server is not None:
+      _check_reachable(
+        server,
+        "the W&B server",
+        'check the network (or WANDB_BASE_URL), or log offline: mode="offline"',
+      )
     for run in runs:
       self._runs[run.index] = wandb.init(
         project=self.project,
@@ -506,3 +560,33 @@ class WandB(Logger):
     for run in self._runs.values():
       run.finish(exit_code=1)  # not summarized: the sweep stopped early
     self._runs.clear()
+
+
+def _wandb_server(kwargs: Mapping[str, Any]) -> str | None:
+  """The W&B server that ``wandb.init(**kwargs)`` would talk to, or ``None`` offline.
+
+  As W&B resolves it: its defaults, the system settings, the environment
+  (``WANDB_MODE``, ``WANDB_BASE_URL``), then ``settings=`` and ``mode=``.
+  ``None`` too where W&B's settings cannot be read here (W&B then says what
+  is wrong itself).
+  """
+  try:
+    import wandb
+
+    settings = wandb.Settings()
+    with contextlib.suppress(Exception):  # a settings file that does not read
+      settings.update_from_system_settings()
+    settings.update_from_env_vars(dict(os.environ))
+    given = kwargs.get("settings")
+    if isinstance(given, wandb.Settings):
+      settings.update_from_settings(given)
+    elif isinstance(given, Mapping):
+      settings.update_from_dict(dict(given))
+    if kwargs.get("mode") is not None:
+      settings.update_from_dict({"mode": kwargs["mode"]})
+    mode, url = settings.mode, settings.base_url
+  except Exception:
+    return None
+  if mode in ("offline", "disabled", "dryrun") or not isinstance(url, str):
+    return None
+  return url

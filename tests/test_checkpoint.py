@@ -2,6 +2,7 @@
 the sweep that wrote it, damage is detected and retrained, one sweep per directory."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -137,6 +138,113 @@ def test_a_failed_save_in_a_pruned_sweep_keeps_its_last_state(data, tmp_path, mo
   assert_bitwise_equal(_run(data, directory, **kw), whole)
 
 
+def test_a_directory_turned_read_only_after_a_call_stops_with_the_saves_own_line(
+  data, full, tmp_path, monkeypatch
+):
+  import errno
+
+  directory = tmp_path / "ckpt"
+  save, remove = ocp.Checkpointer.save, checkpoint._remove
+  read_only = [False]
+
+  def turn_read_only(self, path, *args, **kwargs):
+    if os.path.basename(str(path)).startswith("done_00_00001"):
+      read_only[0] = True  # from the second call's save on, nothing here can be written
+    if read_only[0]:
+      raise OSError(errno.EROFS, "Read-only file system", str(path))
+    return save(self, path, *args, **kwargs)
+
+  def refuse(path):
+    if read_only[0]:
+      raise OSError(errno.EROFS, "Read-only file system", path)
+    remove(path)
+
+  with monkeypatch.context() as patch:
+    patch.setattr(ocp.Checkpointer, "save", turn_read_only)
+    patch.setattr(checkpoint, "_remove", refuse)
+    with pytest.raises(CheckpointSaveError) as raised:
+      _run(data, directory)
+    # The lock could not be removed (it is left over), and did not hide the save's line.
+    message = str(raised.value)
+    assert "\n" not in message and "Read-only file system" in message, message
+    assert "1 finished call)" in message and "make it writable" in message
+    assert (directory / "sweep.lock").exists()
+    # Still read-only: the next sweep says so in one line too.
+    with pytest.raises(CheckpointError, match=r"cannot take over the left-over lock.*writable"):
+      _run(data, directory)
+  # Writable again: the left-over lock is taken over and the sweep resumes to the same results.
+  assert_bitwise_equal(_run(data, directory), full[0])
+  assert not (directory / "sweep.lock").exists()
+
+
+async def _write_fails(seconds, message):
+  import asyncio
+
+  await asyncio.sleep(seconds)
+  raise ValueError(message)
+
+
+def test_orbax_logs_nothing_beside_a_failed_saves_own_line(data, tmp_path, monkeypatch, caplog):
+  from orbax.checkpoint._src.futures import future
+
+  save = ocp.Checkpointer.save
+  count = [0]
+
+  def fill_the_disk(self, path, *args, **kwargs):
+    count[0] += 1
+    if count[0] == 3:  # Orbax's own writing thread fails, logs its traceback and reraises
+      full = "RESOURCE_EXHAUSTED: Failed to write 2162 bytes to file 4: No space left on device"
+      future.CommitFuture(_write_fails(0.0, full), name="np_type_handler").result()
+    return save(self, path, *args, **kwargs)
+
+  with caplog.at_level(logging.INFO), monkeypatch.context() as patch:
+    patch.setattr(ocp.Checkpointer, "save", fill_the_disk)
+    with pytest.raises(CheckpointSaveError, match="No space left on device"):
+      _run(data, tmp_path / "ckpt")
+  assert count[0] == 3
+  assert [r.getMessage() for r in caplog.records if "orbax" in r.pathname] == []
+
+
+@pytest.mark.parametrize("how", ["interrupted", "interrupted, then another error"])
+def test_ctrl_c_during_a_save_leaves_no_orbax_thread_to_speak_later(
+  data, full, tmp_path, monkeypatch, caplog, how
+):
+  import threading
+
+  from orbax.checkpoint._src.futures import future
+
+  directory = tmp_path / "ckpt"
+  save = ocp.Checkpointer.save
+  count = [0]
+
+  def interrupted(self, path, *args, **kwargs):
+    count[0] += 1
+    if count[0] < 3:
+      return save(self, path, *args, **kwargs)
+    os.makedirs(f"{path}.orbax-checkpoint-tmp/ocdbt.process_0")  # half-written
+    # Orbax's thread goes on writing, then fails, after the main thread has left the save.
+    gone = "cannot schedule new futures after interpreter shutdown"
+    future.CommitFuture(_write_fails(0.3, gone), name="write_metadata_after_commits")
+    try:
+      raise KeyboardInterrupt
+    except KeyboardInterrupt:
+      if how == "interrupted":
+        raise
+      raise RuntimeError("cannot join thread before it is started") from None  # Orbax's cleanup
+
+  with caplog.at_level(logging.INFO), monkeypatch.context() as patch:
+    patch.setattr(ocp.Checkpointer, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+      _run(data, directory)
+  # Orbax's thread was waited for before the interrupt went on: it can print nothing later.
+  assert not [t for t in threading.enumerate() if type(t).__module__.startswith("orbax")]
+  assert [r.getMessage() for r in caplog.records if "orbax" in r.pathname] == []
+  assert sorted(os.listdir(directory)) == ["done_00_00000", "done_00_00001", "sweep.json"]
+  saved = _saved_calls(monkeypatch)
+  assert_bitwise_equal(_run(data, directory), full[0])
+  assert saved == [2]
+
+
 READ_ONLY = textwrap.dedent(
   """
   import errno, os, sys
@@ -240,6 +348,38 @@ def test_a_checkpoint_without_or_with_a_broken_fingerprint_is_refused(data, full
   (directory / "sweep.json").write_text(json.dumps(dict(old, version=3)))
   with pytest.raises(ValueError, match="format 3"):
     _run(data, directory)
+
+
+@pytest.mark.parametrize(
+  "garbled", [b"\xff\xfe\x00", b"", b"null", b"[" * 100_000, b'{"flood_levels": [0.0, 0.1']
+)
+def test_a_garbled_fingerprint_is_one_line_naming_it(data, full, tmp_path, garbled):
+  directory = _copy(full[1], tmp_path / "ckpt")
+  (directory / "sweep.json").write_bytes(garbled)
+  with pytest.raises(ValueError, match=r"its fingerprint sweep\.json is unreadable") as e:
+    _run(data, directory)
+  assert "\n" not in str(e.value) and "pass a new directory" in str(e.value)
+
+
+@pytest.mark.parametrize(
+  "garbled",
+  [b"\xff\xfe\x00", b"", b"[]", b'{"host": 5, "pid": []}', b'{"host": "HOST", "pid": 1e400}',
+   b'{"host": "HOST", "pid": 100000000000000000000000000000}'],
+)  # fmt: skip
+def test_a_garbled_lock_is_taken_over_once_its_writer_is_gone(data, full, tmp_path, garbled):
+  import socket
+
+  directory = _copy(full[1], tmp_path / "ckpt")
+  lock = directory / "sweep.lock"
+  lock.write_bytes(garbled.replace(b"HOST", socket.gethostname().encode()))
+  if b"10000" not in garbled:  # no holder to check (a pid, however large, is checked)
+    # Just written (a sweep may be writing its lock now): refused, in one line.
+    with pytest.raises(CheckpointError, match="in use by another sweep") as e:
+      _run(data, directory)
+    assert "\n" not in str(e.value) and f"delete {lock}" in str(e.value)
+    os.utime(lock, (0, 0))  # long ago: its writer died before it finished the lock
+  assert_bitwise_equal(_run(data, directory), full[0])
+  assert not lock.exists()
 
 
 # -- damage ------------------------------------------------------------------------------------

@@ -352,6 +352,25 @@ def test_a_failing_logger_warns_once_and_the_sweep_goes_on(data):
   assert working.closed
 
 
+def test_a_tracker_that_cannot_be_reached_warns_at_start_and_the_sweep_goes_on(data, monkeypatch):
+  from flood_jax import _launch
+
+  nobody = f"http://127.0.0.1:{_launch.free_port()}"  # nothing listens there
+  monkeypatch.setenv("WANDB_BASE_URL", nobody)
+  monkeypatch.setenv("WANDB_MODE", "online")
+  working = _Recorder()
+  trackers = [fj.loggers.MLflow(tracking_uri=nobody), fj.loggers.WandB("p"), working]
+  # MLflow's own retries waited minutes before this warning; the connection is refused at once.
+  with pytest.warns(RuntimeWarning, match="failed in start") as caught:
+    result = fj.sweep(Net(), data, loggers=trackers, **KW)
+  messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+  assert len(messages) == 2
+  for message, tracker in zip(sorted(messages), ["MLflow", "W&B"], strict=True):
+    assert f"the {tracker} " in message and f"server at {nobody} cannot be reached" in message
+    assert "\n" not in message
+  assert len(working.summaries) == NUM_MODELS and result.history["val_loss"].shape[-1] == 3
+
+
 def test_pruned_sweep_logs_until_each_rung_and_says_so(data):
   recorder = _Recorder()
   kw = dict(KW, flood_levels=[0.0, 0.1, 0.2, 0.3], hyperparams=None, seeds=[0])

@@ -259,10 +259,61 @@ def test_command_line_on_two_processes_prints_and_writes_once(tmp_path, launch):
     (["--coordinator", "127.0.0.1:1234"], "--coordinator, --num-processes and --process-id go"),
     (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"], "out of range"),
     (["--coordinator", "nohost"], "expected HOST:PORT"),
+    (["--coordinator", "127.0.0.1:99999"], "the port must be 1 to 65535, got 99999"),
+    (["--coordinator", "127.0.0.1:0"], "the port must be 1 to 65535, got 0"),
+    (["--coordinator", "nohost.invalid:1234", "--num-processes", "2", "--process-id", "1"],
+     "the coordinator's host 'nohost.invalid' (in nohost.invalid:1234) does not resolve"),
   ],
-)
+)  # fmt: skip
 def test_command_line_host_options_are_checked(tmp_path, capsys, args, message):
   from flood_jax import cli
 
   code = cli.main(["sweep", *args, "--out", str(tmp_path / "run")])
-  assert code == 2 and message in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert code == 2 and message in err and err.strip().splitlines()[-1].count("error") == 1, err
+
+
+def test_a_coordinator_port_in_use_or_out_of_range_is_refused_before_jax_starts(tmp_path, capsys):
+  from flood_jax import cli
+
+  with socket.socket() as taken:
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    address = f"127.0.0.1:{taken.getsockname()[1]}"
+    code = cli.main(
+      ["sweep", "--coordinator", address, "--num-processes", "2", "--process-id", "0",
+       "--out", str(tmp_path / "run")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"process 0 cannot start the coordinator on port {address.split(':')[1]}" in err
+    assert "pick a free port" in err
+    with pytest.raises(ValueError, match="cannot start the coordinator"):
+      _launch.initialize(address, 2, 0)
+  with pytest.raises(ValueError, match="port must be 1 to 65535, got 99999"):
+    _launch.initialize("127.0.0.1:99999", 2, 0)
+  import jax
+
+  assert jax.process_count() == 1  # nothing joined
+
+
+def test_a_process_whose_peers_never_join_ends_with_one_line_not_an_abort(tmp_path):
+  import subprocess
+  import sys
+
+  command = [
+    sys.executable, "-m", "flood_jax", "sweep", "--dataset", "two_gaussians", "--no-progress",
+    "--coordinator", f"127.0.0.1:{_launch.free_port()}", "--num-processes", "2",
+    "--process-id", "0", "--join-timeout", "2", "--out", str(tmp_path / "run"),
+  ]  # fmt: skip
+  # Process 0 starts the coordinator; process 1 never comes. JAX's own timeout aborts in C++.
+  done = subprocess.run(
+    command, capture_output=True, text=True, timeout=TIMEOUT, env=dict(_env(), JAX_PLATFORMS="cpu")
+  )
+  lines = done.stderr.strip().splitlines()
+  assert done.returncode == 2, done.stderr[-3000:]
+  assert "Check failure" not in done.stderr and len(lines) == 2, done.stderr[-3000:]
+  assert lines[0].endswith("waiting up to 2 s for them")
+  assert lines[1].startswith("flood-jax: error: could not join the other processes at 127.0.0.1:")
+  assert lines[1].endswith("wait longer with --join-timeout") and "within 2 s" in lines[1]
+  assert not (tmp_path / "run" / "results.json").exists()

@@ -15,15 +15,19 @@ not drawn from a stream that a restart would reset.
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
+import sys
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -131,7 +135,7 @@ def verify(directory: str) -> str | None:
       expected = json.load(f)
   except FileNotFoundError:
     return f"its checksums ({MANIFEST}) are missing"
-  except (OSError, ValueError):
+  except (OSError, ValueError, RecursionError):
     return f"its checksums ({MANIFEST}) are unreadable"
   try:
     entries = sorted((str(rel), int(size), str(sha)) for rel, (size, sha) in expected.items())
@@ -187,7 +191,7 @@ class CheckpointStore:
       raise
     # Synchronous: Orbax's asynchronous checkpointer leaves threads waiting
     # for good when a save fails (a read-only directory hung the process).
-    self._checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+    self._checkpointer = quietly(lambda: ocp.Checkpointer(ocp.StandardCheckpointHandler()))
     self._last_save = time.monotonic()
 
   def _check_fingerprint(self, directory: str, fingerprint: dict[str, Any]) -> None:
@@ -208,7 +212,7 @@ class CheckpointStore:
           saved = json.load(f)
         if not isinstance(saved, dict):
           raise ValueError("not a JSON object")
-      except (OSError, ValueError) as err:
+      except (OSError, ValueError, RecursionError) as err:
         raise ValueError(
           f"checkpoint_dir {directory}: its fingerprint sweep.json is unreadable"
           f" ({first_line(err)}), so which sweep it holds is unknown; pass a new"
@@ -268,7 +272,13 @@ class CheckpointStore:
       except FileExistsError:
         holder = _read_lock(path)
         if _stale(holder, self.directory, path):
-          _remove(path)
+          try:
+            _remove(path)
+          except OSError as err:
+            return (
+              f"cannot take over the left-over lock {path}: {err.strerror}; make"
+              f" checkpoint_dir {self.directory} writable (or delete the lock)."
+            )
           continue
         who = (
           f"process {holder.get('pid')} on host {holder.get('host')}"
@@ -300,14 +310,22 @@ class CheckpointStore:
     return f"could not lock checkpoint_dir {self.directory}; delete {path} if no sweep runs there."
 
   def close(self) -> None:
-    """Releases the lock (the checkpointer holds nothing between saves)."""
+    """Releases the lock (the checkpointer holds nothing between saves).
+
+    Never raises: it runs while an error may be on its way out (a save that
+    failed on a directory turned read-only), which a lock that cannot be
+    removed must not hide. Such a lock is left over: its holder is gone, so
+    the next sweep here takes it over.
+    """
     if self._locked:
-      _remove(os.path.join(self.directory, LOCK))
-      _HELD.discard(self.directory)
       self._locked = False
+      _HELD.discard(self.directory)
+      with contextlib.suppress(OSError):
+        _remove(os.path.join(self.directory, LOCK))
     checkpointer = self.__dict__.get("_checkpointer")
     if checkpointer is not None:
-      checkpointer.close()
+      with contextlib.suppress(Exception):
+        quietly(checkpointer.close)
 
   # -- saving and loading ------------------------------------------------------
 
@@ -340,7 +358,7 @@ class CheckpointStore:
       _clear_partial(tmp)
     hosts.barrier("flood_jax_checkpoint_clear")
     try:
-      self._checkpointer.save(tmp, tree)
+      quietly(self._checkpointer.save, tmp, tree)
       if hosts.is_main():
         manifest = file_digests(tmp)
         with open(os.path.join(tmp, MANIFEST), "w") as f:
@@ -349,6 +367,10 @@ class CheckpointStore:
           os.fsync(f.fileno())
     except Exception as err:  # Orbax reports disk errors as ValueError, OSError, ...
       failure = _cause(err)
+    except BaseException:  # Ctrl-C: the last good state stays; nothing half-written is left
+      if hosts.is_main():
+        _clear_partial(tmp, settle_s=2.0)
+      raise
     if hosts.is_main() and failure is None:
       try:
         _remove(path)
@@ -375,15 +397,21 @@ class CheckpointStore:
       kept=kept,
     )
 
-  def _restore(self, path: str, what: str) -> dict[str, Any] | None:
+  def _restore(self, path: str, what: str, keys: Sequence[str]) -> dict[str, Any] | None:
+    """The entry at ``path`` (a dict with ``keys``), or ``None`` with a warning if damaged."""
     if not os.path.isdir(path):
       return None
     damage = verify(path)
     if damage is None:
       try:
-        return self._checkpointer.restore(path)
+        tree = quietly(self._checkpointer.restore, path)
       except Exception as err:  # a file that reads wrong is damage too
         damage = f"it does not restore: {first_line(err)}"
+      else:
+        missing = [k for k in keys if not isinstance(tree, dict) or k not in tree]
+        if not missing:
+          return tree
+        damage = f"it holds no {', '.join(missing)}"
     warnings.warn(
       f"checkpoint {path} is damaged ({damage}); {what} is trained again.",
       CheckpointWarning,
@@ -409,7 +437,9 @@ class CheckpointStore:
     path = os.path.join(self.directory, "current")
     if self._current_damaged or not os.path.isdir(path):
       return None
-    tree = self._restore(path, "the call in progress")
+    tree = self._restore(
+      path, "the call in progress", ("segment", "call", "epoch", "carry", "history")
+    )
     if tree is None:
       self._current_damaged = True  # said once; the call starts over
     if tree is None or (int(tree["segment"]), int(tree["call"])) != (segment, call):
@@ -445,7 +475,7 @@ class CheckpointStore:
           stacklevel=3,
         )
       return None
-    tree = self._restore(path, f"call {call}")
+    tree = self._restore(path, f"call {call}", ("models", "leaves", "history"))
     if tree is None or not np.array_equal(np.asarray(tree["models"]), models):
       return None
     return tree["history"], _tree_to_leaves(tree["leaves"])
@@ -488,12 +518,18 @@ _DESCRIBE = {
 
 
 def _read_lock(path: str) -> dict[str, Any] | None:
+  """The lock's holder (``host``, ``pid``), or ``None`` if it does not read as one."""
   try:
     with open(path) as f:
       holder = json.load(f)
-    return holder if isinstance(holder, dict) else None
-  except (OSError, ValueError):
+  except (OSError, ValueError, RecursionError):
     return None
+  if not isinstance(holder, dict):
+    return None
+  host, pid = holder.get("host"), holder.get("pid")
+  if not isinstance(host, str) or not isinstance(pid, int) or isinstance(pid, bool):
+    return None
+  return holder
 
 
 def _stale(holder: dict[str, Any] | None, directory: str, path: str) -> bool:
@@ -504,16 +540,16 @@ def _stale(holder: dict[str, Any] | None, directory: str, path: str) -> bool:
       return time.time() - os.path.getmtime(path) > 10.0
     except OSError:
       return True
-  if holder.get("host") != socket.gethostname():
+  if holder["host"] != socket.gethostname():
     return False  # another host's process: it cannot be checked from here
-  pid = holder.get("pid")
-  if not isinstance(pid, int) or pid <= 0:
+  pid = holder["pid"]
+  if pid <= 0:
     return True
   if pid == os.getpid():
     return directory not in _HELD
   try:
     os.kill(pid, 0)
-  except ProcessLookupError:
+  except (ProcessLookupError, OverflowError):  # no such process (or no such pid at all)
     return True
   except PermissionError:
     return False  # alive, another user's
@@ -528,10 +564,146 @@ def _remove(path: str) -> None:
       os.remove(path)
 
 
-def _clear_partial(tmp: str) -> None:
-  """Removes a half-written entry: ours (``.partial``) and Orbax's own temporary name for it."""
-  for path in glob.glob(glob.escape(tmp) + "*"):
-    shutil.rmtree(path, ignore_errors=True)
+class _QuietOrbax(logging.Filter):
+  """Drops Orbax's log records (absl's logger) while a save or restore of ours runs, and
+  those of its threads that an interrupted save left behind.
+
+  A failed save is said in one line (:class:`CheckpointSaveError`), a damaged entry in one
+  warning: Orbax's own tracebacks of the same failure (``RESOURCE_EXHAUSTED`` ...) would
+  only bury it.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.depth = 0  # saves and restores of ours running now
+    self.threads: set[int | None] = set()  # Orbax's threads that a Ctrl-C left behind
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if f"{os.sep}orbax{os.sep}" not in record.pathname:
+      return True
+    return not (self.depth > 0 or record.thread in self.threads)
+
+
+_QUIET = _QuietOrbax()
+# How long an interrupted save waits for Orbax's threads to stop.
+STOP_S = 10.0
+
+
+def quietly(fn: Callable[..., Any], *args: Any) -> Any:
+  """``fn(*args)``, a call to Orbax (a save, a restore), without Orbax's logging.
+
+  On an exception (a full disk, Ctrl-C), waits for the Orbax threads it started (or
+  cancels them, after ``STOP_S``), so that none is left to log, or to fail, after the
+  error has been reported. On Ctrl-C, what the interrupted call left behind (a half-made
+  event loop, coroutines never awaited) is collected here, quietly, not at exit with
+  Python's complaints about it.
+  """
+  logger = logging.getLogger("absl")
+  if _QUIET not in logger.filters:
+    logger.addFilter(_QUIET)
+  before = set(threading.enumerate())
+  _QUIET.depth += 1
+  try:
+    return fn(*args)
+  except BaseException as err:
+    started = [t for t in threading.enumerate() if t not in before]
+    _stop([t for t in started if _is_orbax(t)])
+    # Their helpers (asyncio's executor) finish the file operations in flight.
+    deadline = time.monotonic() + 2.0
+    for thread in started:
+      if not _is_orbax(thread):
+        _join(thread, deadline)
+    if not _interrupted(err):
+      raise
+    # Orbax's frames, and what they hold, go now (the traceback starts here); a Ctrl-C
+    # that Orbax turned into another error on its way out (a thread it could not join)
+    # is a Ctrl-C still.
+    _drop_quietly(err)
+    if isinstance(err, KeyboardInterrupt):
+      raise
+    raise KeyboardInterrupt from None
+  finally:
+    _QUIET.depth -= 1
+
+
+def _interrupted(err: BaseException) -> bool:
+  """Whether ``err`` is, or was raised while handling, a ``KeyboardInterrupt``."""
+  seen: set[int] = set()
+  at: BaseException | None = err
+  while at is not None and id(at) not in seen:
+    if isinstance(at, KeyboardInterrupt):
+      return True
+    seen.add(id(at))
+    at = at.__context__
+  return False
+
+
+def _drop_quietly(err: BaseException) -> None:
+  """Drops ``err``'s traceback and context and collects what they held, without the
+  warnings and unraisable exceptions of what is freed (Python's complaints at exit)."""
+  hook = sys.unraisablehook
+  sys.unraisablehook = lambda _: None
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      err.__traceback__, err.__context__ = None, None
+      gc.collect()
+  finally:
+    sys.unraisablehook = hook
+
+
+def _is_orbax(thread: threading.Thread) -> bool:
+  return type(thread).__module__.split(".")[0] == "orbax"
+
+
+def _stop(threads: Sequence[threading.Thread]) -> None:
+  """Waits for Orbax's threads (up to ``STOP_S``), then cancels those still running (they
+  stay silenced).
+
+  Waited for first: a cancelled thread can leave TensorStore's writes in flight, which
+  then land after the half-written entry has been cleared.
+  """
+  _QUIET.threads.update(t.ident for t in threads)
+  deadline = time.monotonic() + STOP_S
+  for thread in threads:
+    _join(thread, deadline)
+  for thread in threads:
+    cancel = getattr(thread, "cancel", None)
+    if thread.is_alive() and callable(cancel):
+      with contextlib.suppress(Exception):  # a thread that has just finished
+        cancel()
+      _join(thread, time.monotonic() + 1.0)
+    if not thread.is_alive():
+      _QUIET.threads.discard(thread.ident)
+
+
+def _join(thread: threading.Thread, deadline: float) -> None:
+  """Waits for ``thread`` until ``deadline`` (``time.monotonic()``), also for one that is
+  being started (a Ctrl-C can stop the main thread in the middle of starting it)."""
+  while True:
+    try:
+      # threading's own join: Orbax's raises what the thread raised.
+      threading.Thread.join(thread, max(0.0, deadline - time.monotonic()))
+      return
+    except RuntimeError:  # not started yet
+      if time.monotonic() >= deadline:
+        return
+      time.sleep(0.01)
+
+
+def _clear_partial(tmp: str, settle_s: float = 0.0) -> None:
+  """Removes a half-written entry: ours (``.partial``) and Orbax's own temporary name for it.
+
+  ``settle_s``: after an interrupted save, TensorStore's own threads may still be writing
+  into it for a moment; it is removed again until it stays removed (for up to that long).
+  """
+  deadline = time.monotonic() + settle_s
+  while True:
+    for path in glob.glob(glob.escape(tmp) + "*"):
+      shutil.rmtree(path, ignore_errors=True)
+    if not glob.glob(glob.escape(tmp) + "*") or time.monotonic() >= deadline:
+      return
+    time.sleep(0.05)
 
 
 # What a failed write says, as the operating system names it (Orbax wraps it in long text).

@@ -13,14 +13,23 @@ import sys
 import time
 from typing import Any
 
+from flood_jax import _launch
 from flood_jax._checks import first_line
 from flood_jax.cli.args import positive_int
 from flood_jax.cli.common import PROG, UsageError
 
 
 def _address(text: str) -> str:
-  if not re.fullmatch(r"[^\s:]+:\d{1,5}", text):
-    raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+  try:
+    _launch.split_address(text)
+  except ValueError:
+    if re.fullmatch(r"\S+:\d+", text):
+      raise argparse.ArgumentTypeError(
+        f"the port must be 1 to 65535, got {text.rsplit(':', 1)[1]} in {text!r}"
+      ) from None
+    raise argparse.ArgumentTypeError(
+      f"expected HOST:PORT (e.g. 10.0.0.1:1234), got {text!r}"
+    ) from None
   return text
 
 
@@ -108,25 +117,52 @@ def join(args: Any) -> None:
       f"--process-id {args.process_id} is out of range for --num-processes"
       f" {args.num_processes} (0 to {args.num_processes - 1})"
     )
-  from flood_jax import _launch
-
   timeout = getattr(args, "join_timeout", None) or _launch.JOIN_TIMEOUT_S
   where = (
     f"at {args.coordinator} as process {args.process_id} of {args.num_processes}"
     if args.coordinator
     else "(JAX finds the cluster)"
   )
+  if args.coordinator:
+    try:
+      _launch.check_coordinator(args.coordinator, args.process_id or 0)
+    except ValueError as err:
+      raise UsageError(str(err).rstrip(".")) from None
   # Joining waits for every process: say so, or a lone process looks hung.
   print(
     f"{PROG}: joining the other processes {where}; waiting up to {timeout} s for them",
     file=sys.stderr,
     flush=True,
   )
+  deadline = time.monotonic() + timeout
   if args.coordinator and args.process_id != 0:
     _wait_for_coordinator(args.coordinator, timeout)
+  if not args.coordinator:
+    hint = (
+      "the processes JAX found did not all join; outside a TPU pod, SLURM or Open MPI, give"
+      " --coordinator HOST:PORT --num-processes N --process-id I"
+    )
+  elif args.process_id == 0:
+    hint = (
+      f"the other {args.num_processes - 1} process(es) did not all join; start each with the"
+      " same --coordinator and --num-processes and its own --process-id, or wait longer"
+      " with --join-timeout"
+    )
+  else:
+    hint = (
+      "the coordinator answered but the processes did not all join; start each with the same"
+      " --coordinator and --num-processes and its own --process-id, or wait longer with"
+      " --join-timeout"
+    )
   try:
     _launch.initialize(
-      args.coordinator, args.num_processes, args.process_id, join_timeout_seconds=timeout
+      args.coordinator,
+      args.num_processes,
+      args.process_id,
+      join_timeout_seconds=max(1.0, deadline - time.monotonic()),
+      # JAX's join ends in a C++ abort when it times out: the process ends with this first.
+      timeout_line=f"{PROG}: error: could not join the other processes {where} within"
+      f" {timeout:g} s: {hint}",
     )
   except (ValueError, RuntimeError) as err:
     raise UsageError(
@@ -148,11 +184,11 @@ def _wait_for_coordinator(address: str, timeout: float) -> None:
   stack trace; a refused connection is retried, so the processes may start
   in any order.
   """
-  host, port = address.rsplit(":", 1)
+  host, port = _launch.split_address(address)
   deadline = time.monotonic() + timeout
   while True:
     try:
-      with socket.create_connection((host, int(port)), timeout=min(2.0, timeout)):
+      with socket.create_connection((host, port), timeout=min(2.0, timeout)):
         return
     except OSError as err:
       if time.monotonic() >= deadline:
