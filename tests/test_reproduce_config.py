@@ -64,7 +64,7 @@ def test_the_options_given_win_over_the_preset():
   }
 
 
-def test_benchmark_builtin_and_pbt_arguments():
+def test_benchmark_builtin_adaflood_and_pbt_arguments():
   config = _config("benchmark", "--dataset", "mnist", "--hidden", "8", "--optimizers", "sgd")
   arguments = config.protocol_arguments(reproduce)
   assert arguments["model_options"] == {"hidden": 8} and arguments["optimizer"] == "sgd"
@@ -79,3 +79,10 @@ def test_benchmark_builtin_and_pbt_arguments():
   }
   arguments = _config("pbt", "--pbt", "2,0.5", "--prune", "1,2").protocol_arguments(reproduce)
   assert (arguments["interval"], arguments["fraction"], arguments["halving"]) == (2, 0.5, [1, 2])
+  config = _config("adaflood", "--gammas", "0.5", "--folds", "3", "--dataset", "spiral,sinusoid")
+  assert config.protocol_arguments(reproduce) == {
+    "progress": True,
+    "gammas": [0.5],
+    "folds": 3,
+    "datasets": ("spiral", "sinusoid"),
+  }

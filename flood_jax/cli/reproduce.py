@@ -88,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   added: list[Callable[[Any], None]] = []
   for option in dataclasses.fields(ReproduceConfig):
     options = dict(option.metadata)
+    options.pop("argument", None)  # the protocol's, not argparse's
     if "added_by" in options:  # an option shared with flood-jax sweep
       if options["added_by"] not in added:
         added.append(options["added_by"])

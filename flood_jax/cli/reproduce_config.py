@@ -40,10 +40,11 @@ def _gamma_list(text: str) -> list[float]:
 PROTOCOLS = ("synthetic", "mnist1d", "digits", "adaflood", "pbt", "benchmark")
 
 
-def _option(help: str, **parser: Any) -> dict[str, Any]:
+def _option(help: str, argument: str | None = None, **parser: Any) -> dict[str, Any]:
   """The metadata of a field of :class:`ReproduceConfig`: its option's ``--help`` text,
-  and what else ``add_argument`` is told (``type=``, ``metavar=``, ...)."""
-  return {"help": help, **parser}
+  the protocol's argument it gives (if any, when given) and what else ``add_argument``
+  is told (``type=``, ``metavar=``, ...)."""
+  return {"help": help, **parser, **({"argument": argument} if argument else {})}
 
 
 def _shared(add: Callable[[Any], None]) -> dict[str, Any]:
@@ -56,8 +57,9 @@ def _shared(add: Callable[[Any], None]) -> dict[str, Any]:
 class ReproduceConfig:
   """``flood-jax reproduce``'s settings: one field per option, in ``--help``'s order.
 
-  A field's metadata is its option: ``help`` (the ``--help`` text) and what else
-  ``add_argument`` takes; a field left ``None`` keeps the protocol's default.
+  A field's metadata is its option: ``help`` (the ``--help`` text), ``argument`` (the
+  protocol's keyword argument it gives, when given) and what else ``add_argument``
+  takes; a field left ``None`` keeps the protocol's default.
   :meth:`check` says which options do not apply, :meth:`protocol_arguments` turns
   the rest into the arguments of the :mod:`flood_jax.reproduce` function that runs it.
   """
@@ -121,25 +123,36 @@ class ReproduceConfig:
     metadata=_option(
       "flood levels: START:STOP:COUNT (COUNT levels from START to STOP,"
       " e.g. 0:0.1:11) or a comma list such as 0,0.01,0.05 (0 is added)",
+      argument="flood_levels",
       type=parse_levels,
     ),
   )
   seeds: int | None = field(
     default=None,
-    metadata=_option("number of seeds: N runs, seeds 0..N-1", type=positive_int, metavar="N"),
+    metadata=_option(
+      "number of seeds: N runs, seeds 0..N-1", argument="seeds", type=positive_int, metavar="N"
+    ),
   )
-  epochs: int | None = field(default=None, metadata=_option("epochs per model", type=positive_int))
+  epochs: int | None = field(
+    default=None, metadata=_option("epochs per model", argument="epochs", type=positive_int)
+  )
   noise: tuple[float, ...] | None = field(
-    default=None, metadata=_option("label noise rates, comma list", type=fraction_list)
+    default=None,
+    metadata=_option("label noise rates, comma list", argument="noise_rates", type=fraction_list),
   )
   optimizers: tuple[str, ...] | None = field(
-    default=None, metadata=_option("sgd,adam or one of them", type=optimizer_list)
+    default=None,
+    metadata=_option("sgd,adam or one of them", argument="optimizers", type=optimizer_list),
   )
   n_test: int | None = field(
-    default=None, metadata=_option("synthetic: test examples", type=positive_int)
+    default=None, metadata=_option("synthetic: test examples", argument="n_test", type=positive_int)
   )
-  hidden: int | None = field(default=None, metadata=_option("MLP width", type=positive_int))
-  depth: int | None = field(default=None, metadata=_option("MLP hidden layers", type=positive_int))
+  hidden: int | None = field(
+    default=None, metadata=_option("MLP width", argument="hidden", type=positive_int)
+  )
+  depth: int | None = field(
+    default=None, metadata=_option("MLP hidden layers", argument="depth", type=positive_int)
+  )
   devices: int | None = field(
     default=None,
     metadata=_option("CPU only: XLA devices (default one per core)", type=positive_int),
@@ -148,6 +161,7 @@ class ReproduceConfig:
     default=None,
     metadata=_option(
       "evaluate every N epochs (default: synthetic 2, adaflood 5, pbt 4, else 1)",
+      argument="eval_every",
       type=positive_int,
       metavar="N",
     ),
@@ -156,11 +170,13 @@ class ReproduceConfig:
     default=None,
     metadata=_option(
       "adaflood: AdaFlood's corrections gamma in [0, 1], comma list (1 is added)",
+      argument="gammas",
       type=_gamma_list,
     ),
   )
   folds: int | None = field(
-    default=None, metadata=_option("adaflood: fold models (default 5)", type=positive_int)
+    default=None,
+    metadata=_option("adaflood: fold models (default 5)", argument="folds", type=positive_int),
   )
   pbt: list[Any] | None = field(
     default=None,
@@ -175,6 +191,7 @@ class ReproduceConfig:
     default=None,
     metadata=_option(
       "pbt: the Halving it is compared with (default: 12%% of the epochs, 2, trend)",
+      argument="halving",
       type=parse_prune,
       metavar="MIN_EPOCHS[,FACTOR[,SCORE]]",
     ),
@@ -237,22 +254,9 @@ class ReproduceConfig:
     """The keyword arguments of :meth:`function`: the options given, over ``--preset``'s
     values (synthetic, benchmark); ``loggers`` makes a sweep's loggers from its name."""
     options: dict[str, Any] = {"progress": not self.no_progress}
-    for key, name in [
-      ("levels", "flood_levels"),
-      ("seeds", "seeds"),
-      ("epochs", "epochs"),
-      ("hidden", "hidden"),
-      ("depth", "depth"),
-      ("eval_every", "eval_every"),
-      ("noise", "noise_rates"),
-      ("optimizers", "optimizers"),
-      ("n_test", "n_test"),
-      ("gammas", "gammas"),
-      ("folds", "folds"),
-      ("prune", "halving"),
-    ]:
-      if getattr(self, key) is not None:
-        options[name] = getattr(self, key)
+    for option in dataclasses.fields(self):
+      if "argument" in option.metadata and getattr(self, option.name) is not None:
+        options[option.metadata["argument"]] = getattr(self, option.name)
     if loggers is not None:
       options["loggers"] = loggers
     if self.pbt is not None:
@@ -271,8 +275,9 @@ class ReproduceConfig:
     """:func:`flood_jax.reproduce.benchmark`'s: ``--hidden``/``--depth`` are its model's
     options, ``--optimizers`` names its one optimizer."""
     model_options = {k: options.pop(k) for k in ("hidden", "depth") if k in options}
-    if self.optimizers:
-      options["optimizer"] = options.pop("optimizers")[0]
+    optimizers = options.pop("optimizers", None)
+    if optimizers:
+      options["optimizer"] = optimizers[0]
     return {
       **reproduce.BENCHMARK_PRESETS[self.preset],
       **options,
