@@ -21,6 +21,7 @@ shared and noisy.
 
   python benchmarks/stream.py                          # both MLPs, 3 rounds
   python benchmarks/stream.py --cases mlp32x2 --repeats 1
+  python benchmarks/stream.py --warm                   # job s: the second equal job
 """
 
 from __future__ import annotations
@@ -118,15 +119,17 @@ for k, level in enumerate(levels):
 }
 
 
-def script(arm: str, case: str, k: int) -> str:
+def script(arm: str, case: str, k: int, warm: bool = False) -> str:
   common = COMMON.format(k=k, widths=CASES[case])
   end = "\nprint('JOB', time.perf_counter() - START)\nprint('ACC', float(np.mean(acc)))\n"
-  return textwrap.dedent(common) + ARM_CODE[arm] + end
+  # Warm: the job once, then again with freshly built equal arguments, the second timed.
+  again = ARM_CODE[arm] + "\nSTART = time.perf_counter()\n" if warm else ""
+  return textwrap.dedent(common) + again + ARM_CODE[arm] + end
 
 
-def run(arm: str, case: str, k: int) -> tuple[float, float, float]:
+def run(arm: str, case: str, k: int, warm: bool = False) -> tuple[float, float, float]:
   start = time.perf_counter()
-  out = subprocess.run([sys.executable, "-c", script(arm, case, k)], capture_output=True,
+  out = subprocess.run([sys.executable, "-c", script(arm, case, k, warm)], capture_output=True,
                        text=True, check=False)  # fmt: skip
   seconds = time.perf_counter() - start
   if out.returncode != 0:
@@ -142,6 +145,9 @@ def main() -> None:
   parser.add_argument("--k", type=int, default=16)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--out", default="benchmarks/stream.json")
+  parser.add_argument(
+    "--warm", action="store_true", help="time a second, equal job in the same process (job s)"
+  )
   args = parser.parse_args()
   report = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
   for case in args.cases:
@@ -150,11 +156,12 @@ def main() -> None:
     accs: dict[str, float] = {}
     for _ in range(args.repeats):
       for arm in ARMS:
-        seconds, job, acc = run(arm, case, args.k)
+        seconds, job, acc = run(arm, case, args.k, args.warm)
         times[arm].append(seconds)
         jobs[arm].append(job)
         accs[arm] = acc
-    print(f"\n{case}, K = {args.k}: wall seconds per fresh process (median of {args.repeats})")
+    kind = "warm: a second, equal job in the process" if args.warm else "cold"
+    print(f"\n{case}, K = {args.k}, {kind}: wall seconds (median of {args.repeats})")
     print("  process: the whole fresh process; job: after the imports and the data")
     head = f"{'arm':<11} {'process s':>9} {'vs loop (paired)':>22} {'job s':>7} {'vs loop':>22}"
     print(head + f" {'val acc':>8}")

@@ -238,6 +238,10 @@ class StepProgram:
   train: TrainSpec
   mesh: Mesh
   chunk_size: int
+  # The Population's steps, jitted with their views of the grid's shape (by that shape).
+  _viewed: dict[Any, Callable[..., Any]] = dataclasses.field(
+    default_factory=dict, init=False, repr=False, compare=False
+  )
 
   @functools.cached_property
   def sharding(self) -> NamedSharding:
@@ -279,7 +283,21 @@ class StepProgram:
       )
       return tuple(carry), flooded, loss
 
-    return self._mapped(step, 3, 3)  # jitted by the Population, with its views
+    return self._mapped(step, 3, 3)  # jitted with its views: viewed_step
+
+  def viewed_step(self, shape: Any, view: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    """:attr:`step_local` jitted with ``view(metric, shape)`` of its metrics (the Population's
+    grid) and the next step's index, kept here: a later Population of the same computation
+    compiles nothing."""
+    if shape not in self._viewed:
+      local = self.step_local
+
+      def step(carry, levels, seeds, x, y, step_index):
+        carry, flooded, loss = local(carry, levels, seeds, x, y, step_index)
+        return carry, view(flooded, shape), view(loss, shape), step_index + 1
+
+      self._viewed[shape] = jax.jit(step, donate_argnums=0)
+    return self._viewed[shape]
 
   @functools.cached_property
   def _evaluate(self) -> Callable:

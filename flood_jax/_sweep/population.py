@@ -24,7 +24,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from flood_jax._dataset import InputSpec
-from flood_jax._sweep import hosts
+from flood_jax._sweep import cache, hosts
 from flood_jax._sweep.compiled import AXIS, Program, StepProgram
 from flood_jax._sweep.grid import Grid
 from flood_jax._sweep.layout import mesh_devices, seed_slots
@@ -185,6 +185,7 @@ class Population:
     self._train: TrainSpec | None = None
     self._program: StepProgram | None = None
     self._step = None
+    self._plan: CallPlan | None = None
     self._targets: InputSpec | None = None
     self._classes: int | None = None
 
@@ -249,6 +250,9 @@ class Population:
     )  # fmt: skip
     plan = CallPlan(epochs=1, epochs_per_call=1, eval_every=1, eval_sizes=(0, 0, 0),
                     eval_batch_size=1, chunk_size=self.chunk_size)  # fmt: skip
+    self._plan = plan
+    # Not from the program cache: its key traces a training step, which needs the targets
+    # (known at the first train_step, where the step's programs come from the cache).
     program = Program(train, plan, self.mesh)
     carry = program.init(levels, hparams, slot_seeds, model_slot, (hosts.put(x, self.replicated),))
     step = hosts.put(np.int32(0), self.replicated)
@@ -271,7 +275,8 @@ class Population:
       self._classes = num_classes(self._train)
       self._train = dataclasses.replace(self._train, targets=targets)
       self._targets = targets
-      self._program = StepProgram(self._train, self.mesh, self.chunk_size)
+      assert self._plan is not None
+      self._program = cache.get_program(self._train, self._plan, self.mesh).stepped
     else:
       _same(targets, self._targets, "targets")
     check_labels(y, self._classes, "a batch")
@@ -290,20 +295,13 @@ class Population:
     self._ready(x, y)
     assert self._program is not None
     if self._step is None:
-      local = self._program.step_local
-      shape = self.grid.shape
-
-      def step(carry, levels, seeds, x, y, step_index):
-        carry, flooded, loss = local(carry, levels, seeds, x, y, step_index)
-        return carry, _grid_view(flooded, shape), _grid_view(loss, shape)
-
-      self._step = jax.jit(step, donate_argnums=0)
+      self._step = self._program.viewed_step(self.grid.shape, _grid_view)
     x, y = hosts.put((x, y), self.replicated)
     with jax.threefry_partitionable(False):
-      carry, flooded, loss = self._step(
+      carry, flooded, loss, step = self._step(
         tuple(state.carry), state.levels, state.seeds, x, y, state.step
       )
-    state = dataclasses.replace(state, carry=Carry(*carry), step=state.step + 1)
+    state = dataclasses.replace(state, carry=Carry(*carry), step=step)
     return state, {"loss": loss, "flooded": flooded}
 
   def evaluate(self, state: PopulationState, batches: Iterable[Any]) -> dict[str, np.ndarray]:
