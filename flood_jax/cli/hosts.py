@@ -101,22 +101,7 @@ def join(args: Any) -> None:
     if getattr(args, "join_timeout", None) is not None:
       raise UsageError("--join-timeout applies with --distributed or --coordinator only")
     return
-  explicit = [args.coordinator, args.num_processes, args.process_id]
-  if args.distributed and any(v is not None for v in explicit):
-    raise UsageError(
-      "--distributed lets JAX find the cluster; --coordinator, --num-processes"
-      " and --process-id name it yourself: give one or the other, not both"
-    )
-  if any(v is not None for v in explicit) and any(v is None for v in explicit):
-    raise UsageError(
-      "--coordinator, --num-processes and --process-id go together; give all"
-      " three, or --distributed alone to let JAX find the cluster"
-    )
-  if args.process_id is not None and args.process_id >= args.num_processes:
-    raise UsageError(
-      f"--process-id {args.process_id} is out of range for --num-processes"
-      f" {args.num_processes} (0 to {args.num_processes - 1})"
-    )
+  _check_options(args)
   timeout = getattr(args, "join_timeout", None) or _launch.JOIN_TIMEOUT_S
   where = (
     f"at {args.coordinator} as process {args.process_id} of {args.num_processes}"
@@ -137,23 +122,6 @@ def join(args: Any) -> None:
   deadline = time.monotonic() + timeout
   if args.coordinator and args.process_id != 0:
     _wait_for_coordinator(args.coordinator, timeout)
-  if not args.coordinator:
-    hint = (
-      "the processes JAX found did not all join; outside a TPU pod, SLURM or Open MPI, give"
-      " --coordinator HOST:PORT --num-processes N --process-id I"
-    )
-  elif args.process_id == 0:
-    hint = (
-      f"the other {args.num_processes - 1} process(es) did not all join; start each with the"
-      " same --coordinator and --num-processes and its own --process-id, or wait longer"
-      " with --join-timeout"
-    )
-  else:
-    hint = (
-      "the coordinator answered but the processes did not all join; start each with the same"
-      " --coordinator and --num-processes and its own --process-id, or wait longer with"
-      " --join-timeout"
-    )
   try:
     _launch.initialize(
       args.coordinator,
@@ -162,7 +130,7 @@ def join(args: Any) -> None:
       join_timeout_seconds=max(1.0, deadline - time.monotonic()),
       # JAX's join ends in a C++ abort when it times out: the process ends with this first.
       timeout_line=f"{PROG}: error: could not join the other processes {where} within"
-      f" {timeout:g} s: {hint}",
+      f" {timeout:g} s: {_join_hint(args)}",
     )
   except (ValueError, RuntimeError) as err:
     raise UsageError(
@@ -175,6 +143,46 @@ def join(args: Any) -> None:
         " --coordinator HOST:PORT --num-processes N --process-id I"
       )
     ) from None
+
+
+def _check_options(args: Any) -> None:
+  """The host options fit together (one line each where they do not)."""
+  explicit = [args.coordinator, args.num_processes, args.process_id]
+  if args.distributed and any(v is not None for v in explicit):
+    raise UsageError(
+      "--distributed lets JAX find the cluster; --coordinator, --num-processes"
+      " and --process-id name it yourself: give one or the other, not both"
+    )
+  if any(v is not None for v in explicit) and any(v is None for v in explicit):
+    raise UsageError(
+      "--coordinator, --num-processes and --process-id go together; give all"
+      " three, or --distributed alone to let JAX find the cluster"
+    )
+  if args.process_id is not None and args.process_id >= args.num_processes:
+    raise UsageError(
+      f"--process-id {args.process_id} is out of range for --num-processes"
+      f" {args.num_processes} (0 to {args.num_processes - 1})"
+    )
+
+
+def _join_hint(args: Any) -> str:
+  """What to do when the processes did not all join in time."""
+  if not args.coordinator:
+    return (
+      "the processes JAX found did not all join; outside a TPU pod, SLURM or Open MPI, give"
+      " --coordinator HOST:PORT --num-processes N --process-id I"
+    )
+  if args.process_id == 0:
+    return (
+      f"the other {args.num_processes - 1} process(es) did not all join; start each with the"
+      " same --coordinator and --num-processes and its own --process-id, or wait longer"
+      " with --join-timeout"
+    )
+  return (
+    "the coordinator answered but the processes did not all join; start each with the same"
+    " --coordinator and --num-processes and its own --process-id, or wait longer with"
+    " --join-timeout"
+  )
 
 
 def _wait_for_coordinator(address: str, timeout: float) -> None:
