@@ -9,7 +9,10 @@ ahead of need (:func:`~flood_jax._sweep.stream.prefetched`), runs them through
 :meth:`~flood_jax._sweep.compiled.StepProgram.steps` (the one step of
 :mod:`flood_jax._sweep.program`), and evaluates the validation and test batches when the
 schedule says. A call ends at an epoch's end, so a checkpoint is always at one: a resumed
-sweep restarts the interrupted epoch from its first batch.
+sweep restarts the interrupted epoch from its first batch. JAX dispatches a step without
+waiting for it, so the loop waits for the step :data:`~flood_jax._sweep.stream.AHEAD` blocks
+back before sending another: the devices are never more than that behind the host, and the
+batches in memory stay bounded however slow the devices are.
 
 The history's ``train_loss`` of a streamed sweep is the mean, over the epoch's steps, of each
 mini-batch's plain (unflooded) loss before its step, in training mode: a stream has no fixed
@@ -68,6 +71,8 @@ class StreamCalls:
     step = 0
     put = lambda block: hosts.put(block, self.replicated)
     for (xs, ys), count in prefetched(blocks(self.stream.epoch(epoch, self.classes), self.k), put):
+      if len(parts) > AHEAD:  # the devices at most AHEAD blocks behind: memory stays bounded
+        jax.block_until_ready(parts[-AHEAD - 1][0])
       carry, flooded, losses = self.program.steps(carry, levels, seeds, xs, ys, count, epoch,
                                                   step)  # fmt: skip
       parts.append((flooded, losses, count))
