@@ -414,7 +414,7 @@ class _Loop:
     """What a finished call keeps, on the host (and in the checkpoint)."""
     rows = self.state.history[chunk.index]
     if self.plan.rungs:
-      leaves = [hosts.to_host(checkpoint.raw_key_data(x)) for x in jax.tree.leaves(carry)]
+      leaves = hosts.all_to_host([checkpoint.raw_key_data(x) for x in jax.tree.leaves(carry)])
       self.store.save_done(segment, chunk.call, chunk.index, leaves, rows)
       self.keep_loaded(chunk, leaves)
       return
