@@ -173,10 +173,7 @@ class Program:
   @functools.cached_property
   def carry_structure(self) -> one.Carry:
     """Abstract carry of one model (shapes and dtypes, no leading axis)."""
-    x = self.train.inputs.batch(1)
-    init = lambda seed, level, h, x: one.init_one(self.train, seed, level, h, x)
-    with jax.threefry_partitionable(False):
-      return jax.eval_shape(init, *_abstract_scalars(len(self.train.hyperparams)), x)
+    return carry_structure(self.train)
 
   def computation_key(self) -> tuple[Any, ...]:
     """What determines this program's computation (see :mod:`.cache`); computed once."""
@@ -189,6 +186,14 @@ class Program:
   def digest(self) -> str:
     """SHA-256 of one model's traced program (init, an epoch, an evaluation) and its constants."""
     return _digest(self.train, self.plan)
+
+
+def carry_structure(train: TrainSpec) -> one.Carry:
+  """Abstract carry of one model of ``train`` (shapes and dtypes, no leading axis)."""
+  x = train.inputs.batch(1)
+  init = lambda seed, level, h, x: one.init_one(train, seed, level, h, x)
+  with jax.threefry_partitionable(False):
+    return jax.eval_shape(init, *_abstract_scalars(len(train.hyperparams)), x)
 
 
 def _fill(future: concurrent.futures.Future, fn: Callable[[], Any]) -> None:

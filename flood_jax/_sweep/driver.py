@@ -177,24 +177,8 @@ def _planned_stream(spec: SweepSpec, measure: bool) -> Prepared:
     streamed=True,
     chunk_size=first.chunk_size,
   )
-  devices = first.devices
-  local = devices[0] if devices[0].process_index == jax.process_index() else jax.local_devices()[0]
-  usage = StreamUsage(spec.train, stream, local)
-  memory_plan = make_plan(
-    usage,
-    num_models=spec.grid.num_models,
-    num_devices=first.num_devices,
-    platform=first.platform,
-    preferred_chunk=first.chunk_size,
-    chunk_size=spec.run.chunk_size,
-    memory_limit=spec.run.memory_limit,
-    device_limit=None if first.platform == "cpu" else device_limit(local),
-    data_bytes=usage.in_flight_bytes,
-    batch_size=spec.train.batch_size,
-    eval_batch_size=spec.eval.eval_batch_size,
-    measure=measure,
-    data_part="batches",
-  )
+  usage = StreamUsage(spec.train, stream, _local_device(first))
+  memory_plan = _fit(spec, first, usage, usage.in_flight_bytes, measure, data_part="batches")
   layout = Layout(first.devices, first.num_devices, memory_plan.chunk_size)
   plan = dataclasses.replace(plan, chunk_size=layout.chunk_size)
   return Prepared(layout, data, plan, memory_plan)
@@ -203,11 +187,22 @@ def _planned_stream(spec: SweepSpec, measure: bool) -> Prepared:
 def _memory_plan(spec, first: Layout, plan: EvalPlan, data, measure: bool):
   """The chunk size that fits the devices' memory (:mod:`flood_jax._sweep.plan`), and the
   :class:`~flood_jax._sweep.plan.RunUsage` that measured it."""
-  devices = first.devices
-  local = devices[0] if devices[0].process_index == jax.process_index() else jax.local_devices()[0]
   call = plan.call(plan.epochs_per_call)
-  usage = RunUsage(spec.train, call, local, data, len(spec.grid.seeds))
-  memory_plan = make_plan(
+  usage = RunUsage(spec.train, call, _local_device(first), data, len(spec.grid.seeds))
+  data_bytes = data_nbytes(jax.tree.leaves(tuple(data)))
+  return _fit(spec, first, usage, data_bytes, measure), usage
+
+
+def _local_device(first: Layout) -> Any:
+  """A device of this process that the layout uses (where the memory plan compiles)."""
+  devices = first.devices
+  return devices[0] if devices[0].process_index == jax.process_index() else jax.local_devices()[0]
+
+
+def _fit(spec, first: Layout, usage, data_bytes: int, measure: bool, data_part: str = "data"):
+  """The memory plan (:func:`~flood_jax._sweep.plan.make_plan`) of ``usage``'s program, with
+  ``data_bytes`` per device held besides the models (the data set, or a stream's batches)."""
+  return make_plan(
     usage,
     num_models=spec.grid.num_models,
     num_devices=first.num_devices,
@@ -215,13 +210,13 @@ def _memory_plan(spec, first: Layout, plan: EvalPlan, data, measure: bool):
     preferred_chunk=first.chunk_size,
     chunk_size=spec.run.chunk_size,
     memory_limit=spec.run.memory_limit,
-    device_limit=None if first.platform == "cpu" else device_limit(local),
-    data_bytes=data_nbytes(jax.tree.leaves(tuple(data))),
+    device_limit=None if first.platform == "cpu" else device_limit(_local_device(first)),
+    data_bytes=data_bytes,
     batch_size=spec.train.batch_size,
     eval_batch_size=spec.eval.eval_batch_size,
     measure=measure,
+    data_part=data_part,
   )
-  return memory_plan, usage
 
 
 def run(spec: SweepSpec) -> SweepResult:
@@ -361,13 +356,14 @@ class _Loop:
       bar.update(stop - first)
       return
     levels, hparams, slot_seeds, model_slot = self.placed(chunk)
+    if self.stream is not None:  # a stream's step takes each model's seed
+      seeds = _model_seeds(self.flat, self.layout, chunk)
     carry, epoch = self.starting_carry(segment, first, chunk, (levels, hparams, slot_seeds,
                                                                model_slot))  # fmt: skip
     if epoch > first:
       bar.update(epoch - first)
     for length in self.plan.lengths(epoch, stop):
       if self.stream is not None:
-        seeds = hosts.put(self.flat[2][chunk.index].astype(np.int32), self.layout.sharded)
         carry, metrics = self.stream.run(carry, levels, seeds, epoch, length)
       else:
         program = self.programs.for_length(length)
@@ -414,7 +410,7 @@ class _Loop:
     """What a finished call keeps, on the host (and in the checkpoint)."""
     rows = self.state.history[chunk.index]
     if self.plan.rungs:
-      leaves = hosts.all_to_host([checkpoint.raw_key_data(x) for x in jax.tree.leaves(carry)])
+      leaves = [hosts.to_host(checkpoint.raw_key_data(x)) for x in jax.tree.leaves(carry)]
       self.store.save_done(segment, chunk.call, chunk.index, leaves, rows)
       self.keep_loaded(chunk, leaves)
       return
@@ -544,6 +540,11 @@ def _placed(flat: Any, layout: Layout, chunk: Chunk) -> tuple[Any, ...]:
   return hosts.put(values, layout.sharded)
 
 
+def _model_seeds(flat: Any, layout: Layout, chunk: Chunk) -> Any:
+  """The chunk's models' seeds, one per model, on its devices."""
+  return hosts.put(flat[2][chunk.index].astype(np.int32), layout.sharded)
+
+
 def timed_epochs(spec: SweepSpec, prepared: Prepared) -> tuple[float, float]:
   """``(first, per_epoch)`` seconds, from the first call's models trained for a few epochs.
 
@@ -560,7 +561,7 @@ def timed_epochs(spec: SweepSpec, prepared: Prepared) -> tuple[float, float]:
   streamed = None
   if isinstance(spec.data, Stream):  # an epoch of the stream (read from its start)
     streamed = StreamCalls(program.stepped, spec.data, plan)
-    seeds = hosts.put(spec.grid.flat()[2][chunk.index].astype(np.int32), layout.sharded)
+    seeds = _model_seeds(spec.grid.flat(), layout, chunk)
 
   def epoch(carry: Carry, e: int) -> tuple[Carry, float]:
     start = time.perf_counter()

@@ -92,14 +92,6 @@ def to_host(x: jax.Array) -> Any:
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def all_to_host(xs: Sequence[jax.Array]) -> list[Any]:
-  """:func:`to_host` of each; on one process the copies run together (``jax.device_get``),
-  not one after another."""
-  if all(getattr(x, "is_fully_addressable", True) for x in xs):
-    return [np.asarray(x) for x in jax.device_get(list(xs))]
-  return [to_host(x) for x in xs]
-
-
 def local_rows(x: jax.Array) -> np.ndarray:
   """The rows (models) of a sweep-axis-sharded array that this process holds, in order."""
   pieces = {}

@@ -114,19 +114,24 @@ def plan_layout(
   given explicitly is kept even when it exceeds the models per device (the
   chunk is padded), so every model runs the same program.
   """
-  devices = mesh_devices(mesh)
-  num_devices = min(len(devices), num_models)
-  if jax.process_count() > 1:
-    # Every process takes part in every call, so each needs its devices in
-    # the mesh: all of them, padded with copies if there are fewer models.
-    hosts.check_every_process(devices)
-    num_devices = len(devices)
+  devices, num_devices = placement(mesh, num_models)
   if chunk_size is None:
     per_device = math.ceil(num_models / num_devices)
     preferred = auto_chunk_size(model, data, batch_size, devices[0].platform)
     calls = math.ceil(per_device / min(preferred, per_device))
     chunk_size = math.ceil(per_device / calls)
   return devices, num_devices, chunk_size
+
+
+def placement(mesh: Mesh | None, num_models: int) -> tuple[list[Any], int]:
+  """The devices of ``mesh`` (default: all) and how many of them ``num_models`` models use:
+  no more than there are models, but every one under several processes (each process takes
+  part in every call, so each needs its devices in the mesh, padded with copies of models)."""
+  devices = mesh_devices(mesh)
+  if jax.process_count() > 1:
+    hosts.check_every_process(devices)
+    return devices, len(devices)
+  return devices, min(len(devices), num_models)
 
 
 def auto_chunk_size(model: Any, data: Any, batch_size: int, platform: str) -> int:

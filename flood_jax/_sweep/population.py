@@ -21,18 +21,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from flood_jax._dataset import InputSpec
 from flood_jax._sweep import cache, hosts
-from flood_jax._sweep.compiled import AXIS, Program, StepProgram
+from flood_jax._sweep.compiled import Program, StepProgram
 from flood_jax._sweep.grid import Grid
-from flood_jax._sweep.layout import mesh_devices, seed_slots
+from flood_jax._sweep.layout import Layout, placement, seed_slots
 from flood_jax._sweep.objectives import Objective
 from flood_jax._sweep.program import CallPlan, Carry
 from flood_jax._sweep.spec import TrainSpec, check_hyperparams, check_model_output
 from flood_jax._sweep.stream import check_finite, check_labels, host_array
-from flood_jax._sweep.streamed import evaluate_sums, num_classes
+from flood_jax._sweep.streamed import evaluate_means, num_classes
 from flood_jax._task import Task, task_from_arguments
 
 _OBJECTIVES = ("flood", "iflood")
@@ -175,13 +174,11 @@ class Population:
     self.task = task_from_arguments(task, None)
     self.objective = Objective.named(objective)
     self.grid = Grid.build(flood_levels, hyperparams, seeds)
-    devices = mesh_devices(mesh)
-    self.num_devices = min(len(devices), self.grid.num_models)
-    if jax.process_count() > 1:
-      hosts.check_every_process(devices)
-      self.num_devices = len(devices)
-    self.mesh = Mesh(np.asarray(devices[: self.num_devices]), (AXIS,))
-    self.chunk_size = math.ceil(self.grid.num_models / self.num_devices)
+    devices, num_devices = placement(mesh, self.grid.num_models)
+    # Every model at once (a user's step trains them all): one call of a padded chunk per device.
+    chunk_size = math.ceil(self.grid.num_models / num_devices)
+    self.layout = Layout(tuple(devices), num_devices, chunk_size)
+    self.mesh = self.layout.mesh
     self._train: TrainSpec | None = None
     self._program: StepProgram | None = None
     self._step = None
@@ -198,20 +195,6 @@ class Population:
   def axes(self) -> tuple[str, ...]:
     """The names of the grid's axes."""
     return self.grid.axes
-
-  @property
-  def sharded(self) -> NamedSharding:
-    return NamedSharding(self.mesh, P(AXIS))
-
-  @property
-  def replicated(self) -> NamedSharding:
-    return NamedSharding(self.mesh, P())
-
-  def _padded(self) -> np.ndarray:
-    """Flat model indices laid out on the devices, padded with copies of the last."""
-    group = self.chunk_size * self.num_devices
-    index = np.arange(self.grid.num_models)
-    return np.concatenate([index, np.full(group - index.size, index[-1])])
 
   def init(self, x_example: Any) -> PopulationState:
     """Every model initialized from its seed, as ``fj.sweep`` initializes it.
@@ -240,22 +223,24 @@ class Population:
                               inputs.batch(1))  # fmt: skip
     check_hyperparams(abstract, self.optimizer, self.grid)
     self._train, self._program, self._step, self._targets = train, None, None, None
-    index = self._padded()
+    layout = self.layout
+    index = layout.chunks(np.arange(self.grid.num_models))[0].index
     flat_levels, flat_hparams, flat_seeds = self.grid.flat()
-    slot_seeds, model_slot = seed_slots(flat_seeds[index], self.num_devices)
+    slot_seeds, model_slot = seed_slots(flat_seeds[index], layout.num_devices)
     levels, hparams, slot_seeds, model_slot, seeds = hosts.put(
       (flat_levels[index], flat_hparams[index], slot_seeds, model_slot,
        flat_seeds[index].astype(np.int32)),
-      self.sharded,
+      layout.sharded,
     )  # fmt: skip
     plan = CallPlan(epochs=1, epochs_per_call=1, eval_every=1, eval_sizes=(0, 0, 0),
-                    eval_batch_size=1, chunk_size=self.chunk_size)  # fmt: skip
+                    eval_batch_size=1, chunk_size=layout.chunk_size)  # fmt: skip
     self._plan = plan
     # Not from the program cache: its key traces a training step, which needs the targets
     # (known at the first train_step, where the step's programs come from the cache).
     program = Program(train, plan, self.mesh)
-    carry = program.init(levels, hparams, slot_seeds, model_slot, (hosts.put(x, self.replicated),))
-    step = hosts.put(np.int32(0), self.replicated)
+    carry = program.init(levels, hparams, slot_seeds, model_slot,
+                         (hosts.put(x, layout.replicated),))  # fmt: skip
+    step = hosts.put(np.int32(0), layout.replicated)
     return PopulationState(carry, levels, seeds, step, self.grid.shape)
 
   def _ready(self, x: Any, y: Any) -> TrainSpec:
@@ -296,7 +281,7 @@ class Population:
     assert self._program is not None
     if self._step is None:
       self._step = self._program.viewed_step(self.grid.shape, _grid_view)
-    x, y = hosts.put((x, y), self.replicated)
+    x, y = hosts.put((x, y), self.layout.replicated)
     with jax.threefry_partitionable(False):
       carry, flooded, loss, step = self._step(
         tuple(state.carry), state.levels, state.seeds, x, y, state.step
@@ -332,15 +317,13 @@ class Population:
         self._ready(x, y)
         yield x, y
 
-    names = ("loss", *self.task.metric_names)
     pairs = checked()
     head = next(pairs)  # the first batch fixes the program (and its checks)
     assert self._program is not None
-    sums, count = evaluate_sums(self._program, state.carry, itertools.chain([head], pairs),
-                                len(names), self.replicated, self.sharded)  # fmt: skip
-    means = hosts.to_host(sums) / count
-    return {name: self.grid.unflatten(means[: self.grid.num_models, i])
-            for i, name in enumerate(names)}  # fmt: skip
+    means = evaluate_means(self._program, state.carry, itertools.chain([head], pairs))
+    if means is None:
+      raise ValueError("evaluate() got batches without examples; give it (x, y) batches of some.")
+    return {name: self.grid.unflatten(m[: self.grid.num_models]) for name, m in means.items()}
 
 
 def _same(got: InputSpec, first: InputSpec, what: str) -> None:

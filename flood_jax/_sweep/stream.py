@@ -33,9 +33,8 @@ _END = object()
 
 
 def _is_grain(source: Any, name: str) -> bool:
-  return any(type(c).__name__ == name and "grain" in type(c).__module__ for c in [source]) or any(
-    c.__name__ == name and "grain" in c.__module__ for c in type(source).__mro__
-  )
+  """Whether ``source`` is a grain ``name`` (without importing grain, an optional extra)."""
+  return any(c.__name__ == name and "grain" in c.__module__ for c in type(source).__mro__)
 
 
 def _describe_source(source: Any) -> str:

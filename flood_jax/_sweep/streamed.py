@@ -31,9 +31,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from flood_jax._sweep import hosts, memory
-from flood_jax._sweep.compiled import AXIS, StepProgram
+from flood_jax._sweep.compiled import AXIS, StepProgram, carry_structure
 from flood_jax._sweep.metrics import reported
-from flood_jax._sweep.program import Carry, init_one
+from flood_jax._sweep.program import Carry
 from flood_jax._sweep.schedule import EvalPlan
 from flood_jax._sweep.spec import TrainSpec
 from flood_jax._sweep.stream import AHEAD, Stream, block_size, blocks, prefetched
@@ -54,8 +54,6 @@ class StreamCalls:
     self.mesh = self.program.mesh
     self.classes = num_classes(self.train)
     self.k = block_size(self.stream.first_batch)
-    self.replicated = NamedSharding(self.mesh, P())
-    self.sharded = NamedSharding(self.mesh, P(AXIS))
 
   def run(self, carry: Carry, levels, seeds, first_epoch: int, length: int):
     """``length`` epochs from ``first_epoch``: ``(carry, metrics (models, length, columns))``."""
@@ -69,7 +67,7 @@ class StreamCalls:
     """One epoch of the stream's batches, then (if due) the evaluation: a history row."""
     parts = []
     step = 0
-    put = lambda block: hosts.put(block, self.replicated)
+    put = lambda block: hosts.put(block, self.program.replicated)
     for (xs, ys), count in prefetched(blocks(self.stream.epoch(epoch, self.classes), self.k), put):
       if len(parts) > AHEAD:  # the devices at most AHEAD blocks behind: memory stays bounded
         jax.block_until_ready(parts[-AHEAD - 1][0])
@@ -100,13 +98,10 @@ class StreamCalls:
     batches = self.stream.evaluation(split, self.classes)
     if batches is None:
       return {}
-    names = ("loss", *self.train.task.metric_names)
-    sums, count = evaluate_sums(self.program, carry, batches, len(names), self.replicated,
-                                self.sharded)  # fmt: skip
-    if count == 0:
+    means = evaluate_means(self.program, carry, batches)
+    if means is None:
       return {}
-    means = hosts.to_host(sums) / count
-    return {f"{split}_{name}": means[:, i] for i, name in enumerate(names)}
+    return {f"{split}_{name}": column for name, column in means.items()}
 
 
 def num_classes(train: TrainSpec) -> int | None:
@@ -123,15 +118,17 @@ def num_classes(train: TrainSpec) -> int | None:
   return int(shape[-1]) if len(shape) == 2 else None
 
 
-def evaluate_sums(program: StepProgram, carry: Carry, batches, width: int, replicated,
-                  sharded) -> tuple[Any, int]:  # fmt: skip
-  """Per model, the sums over ``batches``' examples of the loss and each metric; their count.
+def evaluate_means(program: StepProgram, carry: Carry, batches) -> dict[str, np.ndarray] | None:
+  """Per model, the means over ``batches``' examples of the loss and each task metric
+  (``{"loss": (models,), "accuracy": ...}``), or None without an example.
 
-  Batches smaller than the largest seen so far are padded to it (and masked), so batches of
-  two sizes (a short last one) compile one program.
+  The sums stay on the devices until the end. Batches smaller than the largest seen so far are
+  padded to it (and masked), so batches of two sizes (a short last one) compile one program.
   """
+  names = ("loss", *program.train.task.metric_names)
   num_models = jax.tree.leaves(carry.params)[0].shape[0]
-  sums = hosts.put(np.zeros((num_models, width), np.float32), sharded)
+  sums = hosts.put(np.zeros((num_models, len(names)), np.float32), program.sharding)
+  replicated = program.replicated
   size = 0
   count = 0
   for x, y in batches:
@@ -142,7 +139,10 @@ def evaluate_sums(program: StepProgram, carry: Carry, batches, width: int, repli
     x, y, mask = hosts.put((x, y, mask), replicated)
     sums = program.evaluate(sums, carry, x, y, mask)
     count += n
-  return sums, count
+  if count == 0:
+    return None
+  means = hosts.to_host(sums) / count
+  return {name: means[:, i] for i, name in enumerate(names)}
 
 
 def _pad(a: np.ndarray, extra: int) -> np.ndarray:
@@ -161,11 +161,9 @@ class StreamUsage:
   def __init__(self, train: TrainSpec, stream: Stream, device: Any):
     self.train = train
     self.mesh = Mesh(np.asarray([device]), (AXIS,))
-    self.k = block_size(stream.first_batch)
-    first = stream.first_batch
-    self.block = jax.tree.map(lambda a: (self.k, *np.shape(a)), first)
-    self.dtypes = jax.tree.map(lambda a: np.asarray(a).dtype, first)
-    self.block_bytes = int(sum(self.k * np.asarray(a).nbytes for a in jax.tree.leaves(first)))
+    self.first = stream.first_batch
+    self.k = block_size(self.first)
+    self.block_bytes = int(sum(self.k * np.asarray(a).nbytes for a in jax.tree.leaves(self.first)))
     self.compiled: dict[int, Any] = {}
 
   @property
@@ -180,17 +178,9 @@ class StreamUsage:
     def spec(shape, dtype, sharding=models):
       return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
 
-    hparams = len(self.train.hyperparams)
-    x1 = self.train.inputs.batch(1)
+    carry = jax.tree.map(lambda a: spec((k, *a.shape), a.dtype), tuple(carry_structure(self.train)))
+    xs, ys = jax.tree.map(lambda a: spec((self.k, *a.shape), a.dtype, replicated), self.first)
     with jax.threefry_partitionable(False):
-      one = jax.eval_shape(
-        lambda x: init_one(self.train, jnp.int32(0), jnp.float32(0), jnp.zeros(hparams), x), x1
-      )
-      carry = jax.tree.map(lambda a: spec((k, *a.shape), a.dtype), tuple(one))
-      xs, ys = jax.tree.map(
-        lambda shape, dtype: spec(shape, dtype, replicated), self.block, self.dtypes,
-        is_leaf=lambda s: isinstance(s, tuple) and all(isinstance(d, int) for d in s),
-      )  # fmt: skip
       scalar = jax.ShapeDtypeStruct((), jnp.int32)
       lowered = program._steps.lower(
         carry, spec((k,), jnp.float32), spec((k,), jnp.int32), xs, ys, scalar, scalar, scalar
